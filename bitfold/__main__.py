@@ -1,0 +1,5 @@
+import sys
+
+from bitfold.cli import main
+
+sys.exit(main())

@@ -1,0 +1,231 @@
+"""Data sets, held in memory as unsigned integers, and plain-torch augmentation.
+
+Samples keep their integer pixel values (``x``: uint8, ``input_bits`` wide) so
+the compiler's golden model sees exactly the integers the hardware sees; the
+network's input is ``x * input_scale``.
+
+Readers: scikit-learn's bundled 8x8 digits (the embedded default, fixed seeded
+split), MNIST and Fashion-MNIST IDX files (gzipped or raw), CIFAR-10 binary
+batches, and synthetic classification and pose sets.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["DATASETS", "DataError", "Dataset", "augment", "load_dataset", "read_idx"]
+
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "synthetic", "synthetic-pose")
+DIGITS_SPLIT_SEED = 0
+DIGITS_TEST_FRACTION = 0.2
+
+
+class DataError(ValueError):
+    """A data set could not be read; the message names the file and what was wrong."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A data set in memory.
+
+    ``task`` is ``classification`` (``y``: int64 class index) or ``pose``
+    (``y``: float32 joint coordinates ``(J, 2)`` as (row, col) pixels, and
+    ``head_size`` per sample for PCKh).
+    """
+
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    input_bits: int
+    input_scale: float
+    num_outputs: int
+    task: str = "classification"
+    head_train: Tensor | None = None
+    head_test: Tensor | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+# --------------------------------------------------------------------------- IDX / CIFAR
+
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (gzipped when it starts with the gzip magic)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic {raw[:4].hex() or 'empty'})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = header + math.prod(shape) * dtype.itemsize
+    if len(raw) != expected:
+        raise DataError(
+            f"{path}: truncated or oversized IDX file ({len(raw)} bytes, expected {expected} "
+            f"for shape {shape})"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def _find(directory: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    raise DataError(f"{directory}: missing {stem}[.gz]; point --data-dir at the folder holding it")
+
+
+def _load_idx_set(name: str, directory: Path) -> Dataset:
+    parts = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images = read_idx(_find(directory, f"{prefix}-images-idx3-ubyte"))
+        labels = read_idx(_find(directory, f"{prefix}-labels-idx1-ubyte"))
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(
+                f"{directory}: {prefix} images {images.shape} and labels {labels.shape} do not match"
+            )
+        parts[split] = (torch.from_numpy(images.copy()).unsqueeze(1),
+                        torch.from_numpy(labels.astype(np.int64)))
+    return Dataset(name, *parts["train"], *parts["test"], input_bits=8, input_scale=1 / 255,
+                   num_outputs=10)
+
+
+def _load_cifar10(directory: Path) -> Dataset:
+    record = 1 + 3 * 32 * 32
+
+    def read(names: list[str]) -> tuple[Tensor, Tensor]:
+        xs, ys = [], []
+        for stem in names:
+            path = directory / stem
+            if not path.is_file():
+                raise DataError(f"{directory}: missing {stem}; expected the CIFAR-10 binary version")
+            raw = np.fromfile(path, dtype=np.uint8)
+            if raw.size == 0 or raw.size % record:
+                raise DataError(f"{path}: truncated CIFAR-10 batch ({raw.size} bytes is not a "
+                                f"multiple of {record})")
+            raw = raw.reshape(-1, record)
+            if raw[:, 0].max() > 9:
+                raise DataError(f"{path}: label {raw[:, 0].max()} out of range; not a CIFAR-10 batch")
+            ys.append(torch.from_numpy(raw[:, 0].astype(np.int64)))
+            xs.append(torch.from_numpy(raw[:, 1:].reshape(-1, 3, 32, 32).copy()))
+        return torch.cat(xs), torch.cat(ys)
+
+    train = read([f"data_batch_{i}.bin" for i in range(1, 6)])
+    test = read(["test_batch.bin"])
+    return Dataset("cifar10", *train, *test, input_bits=8, input_scale=1 / 255, num_outputs=10)
+
+
+# --------------------------------------------------------------------------- embedded / synthetic
+
+
+def _load_digits() -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.uint8)[:, None]  # values 0..16
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, bunch.target, test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED,
+        stratify=bunch.target,
+    )
+    t = torch.from_numpy
+    return Dataset("digits", t(x_tr), t(y_tr.astype(np.int64)), t(x_te), t(y_te.astype(np.int64)),
+                   input_bits=5, input_scale=1 / 16, num_outputs=10)
+
+
+def _synthetic(n_train: int = 2000, n_test: int = 500, shape=(1, 8, 8), classes: int = 10,
+               seed: int = 0) -> Dataset:
+    """Noisy copies of one random 8-bit prototype per class: learnable, tiny, no files."""
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.randint(0, 256, (classes, *shape), generator=g).float()
+
+    def draw(n: int) -> tuple[Tensor, Tensor]:
+        y = torch.randint(0, classes, (n,), generator=g)
+        x = protos[y] + 60 * torch.randn((n, *shape), generator=g)
+        return x.clamp(0, 255).round().to(torch.uint8), y
+
+    return Dataset("synthetic", *draw(n_train), *draw(n_test), input_bits=8, input_scale=1 / 255,
+                   num_outputs=classes)
+
+
+def _synthetic_pose(n_train: int = 512, n_test: int = 128, size: int = 64, joints: int = 4,
+                    seed: int = 0) -> Dataset:
+    """Images with one bright blob per joint, each joint with its own colour code."""
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]])[:joints]
+    rows = torch.arange(size).view(-1, 1).float()
+    cols = torch.arange(size).view(1, -1).float()
+
+    def draw(n: int) -> tuple[Tensor, Tensor, Tensor]:
+        pts = 8 + torch.rand((n, joints, 2), generator=g) * (size - 16)
+        img = torch.zeros((n, 3, size, size))
+        for j in range(joints):
+            d2 = (rows - pts[:, j, 0].view(-1, 1, 1)) ** 2 + (cols - pts[:, j, 1].view(-1, 1, 1)) ** 2
+            blob = torch.exp(-d2 / 8.0)
+            img += codes[j].view(1, 3, 1, 1) * blob.unsqueeze(1)
+        img = (img.clamp(0, 1) * 255 + 20 * torch.rand(img.shape, generator=g)).clamp(0, 255)
+        head = (pts[:, 0] - pts[:, 1]).norm(dim=1).clamp(min=4.0)
+        return img.round().to(torch.uint8), pts, head
+
+    x_tr, y_tr, h_tr = draw(n_train)
+    x_te, y_te, h_te = draw(n_test)
+    return Dataset("synthetic-pose", x_tr, y_tr, x_te, y_te, input_bits=8, input_scale=1 / 255,
+                   num_outputs=joints, task="pose", head_train=h_tr, head_test=h_te)
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
+    """Load data set ``name``; file-based sets read from ``data_dir``."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name == "digits":
+        return _load_digits()
+    if name == "synthetic":
+        return _synthetic()
+    if name == "synthetic-pose":
+        return _synthetic_pose()
+    if data_dir is None:
+        raise DataError(f"dataset {name!r} is read from files: pass --data-dir DIR")
+    directory = Path(data_dir)
+    if not directory.is_dir():
+        raise DataError(f"{directory}: not a directory; pass the folder holding the {name} files")
+    if name == "cifar10":
+        return _load_cifar10(directory)
+    return _load_idx_set(name, directory)
+
+
+def augment(x: Tensor, generator: torch.Generator, shift: int = 2, flip: bool = False) -> Tensor:
+    """Random translation by up to ``shift`` pixels (zero fill) and optional horizontal flip."""
+    n, _, h, w = x.shape
+    if shift:
+        padded = torch.nn.functional.pad(x, (shift,) * 4)
+        dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
+        dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
+        rows = (dy.view(-1, 1) + torch.arange(h).view(1, -1))  # (n, h)
+        cols = (dx.view(-1, 1) + torch.arange(w).view(1, -1))  # (n, w)
+        idx_n = torch.arange(n).view(-1, 1, 1)
+        x = padded.permute(0, 2, 3, 1)[idx_n, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2)
+    if flip:
+        mask = torch.rand(n, generator=generator) < 0.5
+        x = torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x)
+    return x.contiguous()

@@ -1,0 +1,159 @@
+"""Export a trained binary network without its factors: binary weights, alphas, the rest.
+
+Inference uses only ``alpha * sign(reconstruction)`` (Bulat et al.): the
+factors, cores and latent weights stay behind. :func:`export_network` walks a
+hardware-expressible model's ``body`` and returns plain numpy records in
+execution order, which the compiler lowers to its IR (``bitfold compile``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .layers import BinaryConv2d, BinaryLayer, BinaryLinear
+from .models import BinaryNet
+from .quant import binary_sign
+
+__all__ = [
+    "ExportError",
+    "ExportedBatchNorm",
+    "ExportedBinaryLayer",
+    "ExportedFlatten",
+    "ExportedMaxPool",
+    "ExportedNetwork",
+    "binary_weight",
+    "export_network",
+]
+
+
+class ExportError(ValueError):
+    """The model has a part the hardware cannot express; the message names it."""
+
+
+@dataclass(frozen=True)
+class ExportedBinaryLayer:
+    """A binary layer: ``y = alpha * dot(x, weight)``.
+
+    ``weight`` is int8 in {-1, +1}, shape ``(C_out, C_in)`` or
+    ``(C_out, C_in, k, k)``; ``alpha`` float64 ``(C_out,)``, possibly negative.
+    ``input_mode`` is ``binary`` (x = sign(previous)) or ``multibit`` (x the
+    scaled unsigned input). Convolutions pad with ``pad_value`` before a
+    stride-``stride`` valid convolution.
+    """
+
+    name: str
+    kind: str  # "dense" | "conv2d"
+    weight: np.ndarray
+    alpha: np.ndarray
+    input_mode: str
+    kernel: int = 1
+    stride: int = 1
+    pad: int = 0
+    pad_value: int = -1
+
+
+@dataclass(frozen=True)
+class ExportedBatchNorm:
+    """Batch norm in eval mode: ``gamma * (x - mean) / sqrt(var + eps) + beta`` (float64)."""
+
+    name: str
+    mean: np.ndarray
+    var: np.ndarray
+    eps: float
+    gamma: np.ndarray
+    beta: np.ndarray
+
+
+@dataclass(frozen=True)
+class ExportedMaxPool:
+    name: str
+    kernel: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class ExportedFlatten:
+    """Flatten ``(C, H, W)`` to ``C*H*W`` in torch's channel-major order."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class ExportedNetwork:
+    """A network ready for the compiler.
+
+    The input is unsigned ``input_bits``-bit integers of ``input_shape``; the
+    first layer sees ``x_int * input_scale``.
+    """
+
+    model: str
+    input_shape: tuple[int, ...]
+    input_bits: int
+    input_scale: float
+    num_classes: int
+    steps: tuple[ExportedBinaryLayer | ExportedBatchNorm | ExportedMaxPool | ExportedFlatten, ...]
+
+
+@torch.no_grad()
+def binary_weight(layer: BinaryLayer) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's inference weight as ``(sign(reconstruction) as int8, alpha as float64)``."""
+    real = layer.real_weight().detach().double()
+    binarizer = layer.binarizer
+    if binarizer is None:
+        alpha = torch.ones(real.shape[0], dtype=torch.float64)
+    else:
+        alpha = binarizer.scale(real.float()).detach().double()
+    return binary_sign(real).to(torch.int8).numpy(), alpha.numpy()
+
+
+def export_network(model: nn.Module, input_bits: int, input_scale: float,
+                   name: str = "model") -> ExportedNetwork:
+    """Export ``model`` (a :class:`~bitfold.train.models.BinaryNet`) for the compiler.
+
+    Raises
+    ------
+    ExportError
+        If the model is not a plain feed-forward binary network (e.g.
+        ``resnet18``'s real-valued shortcuts), naming the layer and why.
+    """
+    if not isinstance(model, BinaryNet):
+        kind = type(model).__name__
+        raise ExportError(
+            f"{name} ({kind}) cannot be lowered to hardware yet: it has real-valued layers and "
+            "residual shortcuts (e.g. the stem convolution and the block shortcuts); "
+            "the hardware supports feed-forward binary networks (mlp-digits, cnn-digits, "
+            "tfc, sfc, lfc, cnv)"
+        )
+    steps = []
+    for child_name, mod in model.body.named_children():
+        qual = f"body.{child_name}"
+        if isinstance(mod, BinaryLayer):
+            weight, alpha = binary_weight(mod)
+            if isinstance(mod, BinaryConv2d):
+                steps.append(ExportedBinaryLayer(qual, "conv2d", weight, alpha, mod.input_mode,
+                                                 mod.kernel_size, mod.stride, mod.padding,
+                                                 int(mod.pad_value)))
+            elif isinstance(mod, BinaryLinear):
+                steps.append(ExportedBinaryLayer(qual, "dense", weight, alpha, mod.input_mode))
+        elif isinstance(mod, nn.BatchNorm1d | nn.BatchNorm2d):
+            if not mod.affine or not mod.track_running_stats:
+                raise ExportError(f"{qual}: batch norm needs affine=True and running statistics")
+            steps.append(ExportedBatchNorm(
+                qual, mod.running_mean.double().numpy().copy(), mod.running_var.double().numpy().copy(),
+                float(mod.eps), mod.weight.detach().double().numpy().copy(),
+                mod.bias.detach().double().numpy().copy()))
+        elif isinstance(mod, nn.MaxPool2d):
+            k, s = mod.kernel_size, mod.stride
+            if not isinstance(k, int) or not isinstance(s, int) or mod.padding or mod.dilation != 1:
+                raise ExportError(f"{qual}: max pool must be square, unpadded and undilated")
+            steps.append(ExportedMaxPool(qual, k, s))
+        elif isinstance(mod, nn.Flatten):
+            steps.append(ExportedFlatten(qual))
+        else:
+            raise ExportError(f"{qual}: {type(mod).__name__} has no hardware equivalent")
+    return ExportedNetwork(name, tuple(model.input_shape), input_bits, input_scale,
+                           model.num_outputs, tuple(steps))

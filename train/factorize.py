@@ -1,0 +1,183 @@
+"""Real-valued factorizations of binary layers' latent weights.
+
+Each class here is a ``torch.nn.utils.parametrize`` parametrization: its
+``forward(*factors)`` rebuilds the real weight and its ``right_inverse(W)``
+decomposes a real weight into factors, so a layer can start from pretrained
+weights. The binarization (:class:`~bitfold.train.quant.BinarizeWeight`) is
+chained after it: reconstruct, then binarize (Bulat et al. §4.2).
+
+The holistic variant shares one higher-order Tucker tensor between a group of
+same-shaped layers: :class:`HolisticTucker` owns the shared core and factors,
+and each layer's :class:`HolisticSlice` owns only its row of the layer-mode
+factor, so the group's reconstruction sliced at layer ``l`` is that layer's
+weight (§4.2.3).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import tensorly as tl
+import torch
+from tensorly.decomposition import parafac, tucker
+from torch import Tensor, nn
+
+__all__ = [
+    "PARAMS",
+    "CPWeight",
+    "HolisticSlice",
+    "HolisticTucker",
+    "SVDWeight",
+    "TuckerWeight",
+    "resolve_ranks",
+]
+
+PARAMS = ("dense", "svd", "tucker", "holistic-tucker", "cp")
+
+
+def resolve_ranks(shape: Sequence[int], rank: float | None) -> list[int]:
+    """Ranks per mode: ``None`` is full rank, a float in (0, 1] a fraction of each mode.
+
+    A mode's rank never exceeds the product of the other modes' sizes, the
+    largest rank that mode's unfolding can have.
+    """
+    if rank is not None and not 0 < rank <= 1:
+        raise ValueError(f"rank must be a fraction in (0, 1], not {rank!r}")
+    total = math.prod(shape)
+    ranks = []
+    for d in shape:
+        r = d if rank is None else max(1, math.ceil(rank * d))
+        ranks.append(min(r, total // d) if len(shape) > 1 else r)
+    return ranks
+
+
+class SVDWeight(nn.Module):
+    """``W.reshape(C_out, -1) = U diag(S) V^T`` with U, S and V all learned (§4.2.1)."""
+
+    def __init__(self, shape: Sequence[int], rank: float | None = None) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+        rows, cols = self.shape[0], math.prod(self.shape[1:])
+        self.rank = resolve_ranks([min(rows, cols)], rank)[0]
+
+    def forward(self, u: Tensor, s: Tensor, v: Tensor) -> Tensor:
+        return ((u * s) @ v.T).reshape(self.shape)
+
+    def right_inverse(self, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        u, s, vh = torch.linalg.svd(w.reshape(w.shape[0], -1), full_matrices=False)
+        r = self.rank
+        return u[:, :r].contiguous(), s[:r].contiguous(), vh[:r].T.contiguous()
+
+
+class TuckerWeight(nn.Module):
+    """Layer-wise Tucker: ``W = G x_1 U_1 x_2 U_2 ...``, full-rank core by default (§4.2.2)."""
+
+    def __init__(self, shape: Sequence[int], rank: float | None = None) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+        self.ranks = resolve_ranks(self.shape, rank)
+
+    def forward(self, core: Tensor, *factors: Tensor) -> Tensor:
+        with tl.backend_context("pytorch"):
+            return tl.tucker_to_tensor((core, list(factors)))
+
+    def right_inverse(self, w: Tensor) -> tuple[Tensor, ...]:
+        with tl.backend_context("pytorch"):
+            core, factors = tucker(w.detach(), rank=self.ranks, init="svd", n_iter_max=100)
+        return (core.contiguous(), *(f.contiguous() for f in factors))
+
+
+class CPWeight(nn.Module):
+    """CP (CANDECOMP/PARAFAC): ``W = sum_r a_r o b_r o ...`` with learned factors."""
+
+    def __init__(self, shape: Sequence[int], rank: int | None = None) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+        # Default: the rank of the output-channel unfolding (exact for matrices).
+        self.rank = rank if rank is not None else min(self.shape[0], math.prod(self.shape[1:]))
+        if self.rank < 1:
+            raise ValueError(f"cp rank must be a positive integer, not {rank!r}")
+
+    def forward(self, *factors: Tensor) -> Tensor:
+        with tl.backend_context("pytorch"):
+            return tl.cp_to_tensor((None, list(factors)))
+
+    def right_inverse(self, w: Tensor) -> tuple[Tensor, ...]:
+        with tl.backend_context("pytorch"):
+            weights, factors = parafac(
+                w.detach(), rank=self.rank, n_iter_max=500, tol=1e-10, normalize_factors=False,
+                init="svd" if self.rank <= min(self.shape) else "random", random_state=0,
+            )
+            # Fold the CP weights into the first factor so forward needs only factors.
+            factors = [f.clone() for f in factors]
+            factors[0] = factors[0] * weights
+        if not all(torch.isfinite(f).all() for f in factors):
+            raise ValueError(
+                f"CP decomposition of a {list(self.shape)} weight at rank {self.rank} diverged; "
+                "choose a smaller --rank"
+            )
+        return tuple(f.contiguous() for f in factors)
+
+
+class HolisticTucker(nn.Module):
+    """One Tucker tensor of shape ``(L, *layer_shape)`` shared by ``L`` same-shaped layers.
+
+    The module owns the core and the factors of the layer dimensions; the
+    layer-mode factor has one row per layer and those rows live in the layers'
+    own :class:`HolisticSlice` parametrizations.
+
+    Parameters
+    ----------
+    weights : Tensor
+        The group's stacked real weights, shape ``(L, *layer_shape)``; the
+        decomposition starts from them.
+    rank : float, optional
+        Fraction of each layer dimension kept; full rank when omitted. The
+        layer mode is always kept at full rank ``L``.
+    """
+
+    def __init__(self, weights: Tensor, rank: float | None = None) -> None:
+        super().__init__()
+        self.layer_shape = tuple(weights.shape[1:])
+        self.num_layers = weights.shape[0]
+        ranks = [self.num_layers, *resolve_ranks(self.layer_shape, rank)]
+        with tl.backend_context("pytorch"):
+            core, factors = tucker(weights.detach(), rank=ranks, init="svd", n_iter_max=100)
+        self.core = nn.Parameter(core.contiguous())
+        self.factors = nn.ParameterList([nn.Parameter(f.contiguous()) for f in factors[1:]])
+
+    def reconstruct(self, row: Tensor) -> Tensor:
+        """The weight of the layer whose layer-mode factor row is ``row``."""
+        with tl.backend_context("pytorch"):
+            sliced = tl.tenalg.mode_dot(self.core, row, 0)
+            return tl.tucker_to_tensor((sliced, list(self.factors)))
+
+    def project(self, w: Tensor) -> Tensor:
+        """The layer-mode row that best reconstructs ``w`` with the shared core and factors."""
+        with tl.backend_context("pytorch"):
+            # Factors are orthonormal (HOSVD/HOOI), so projecting onto them is their transpose.
+            p = tl.tenalg.multi_mode_dot(w, list(self.factors), transpose=True)
+        g = self.core.detach().reshape(self.core.shape[0], -1)  # (L, prod R)
+        sol = torch.linalg.lstsq(g.T, p.reshape(-1, 1)).solution
+        return sol.reshape(-1)
+
+
+class HolisticSlice(nn.Module):
+    """A layer's view of a :class:`HolisticTucker` group: its own row of the layer factor.
+
+    The group is held by reference, outside this module's parameters: the
+    model registers it once (``model.factor_groups``) so its parameters are one
+    set, saved once and updated by every layer of the group.
+    """
+
+    def __init__(self, group: HolisticTucker, index: int) -> None:
+        super().__init__()
+        object.__setattr__(self, "group", group)
+        self.index = index
+
+    def forward(self, row: Tensor) -> Tensor:
+        return self.group.reconstruct(row)
+
+    def right_inverse(self, w: Tensor) -> Tensor:
+        return self.group.project(w).to(w.dtype)

@@ -1,0 +1,209 @@
+"""Binary network architectures.
+
+Hardware-expressible models (``mlp-digits``, ``cnn-digits``, ``tfc``, ``sfc``,
+``lfc``, ``cnv``) are a plain ``body`` of binary layers, batch norms, max
+pools and one flatten, in the order the compiler lowers them: a binary layer
+computes ``alpha * dot(sign(x), sign(W))``, the batch norm after it and the
+sign inside the next binary layer fold into one integer threshold. Max pooling
+sits after the batch norm, which equals OR on the binary maps since sign is
+monotone. The last batch norm produces the class scores.
+
+``resnet18`` and ``hourglass`` are the paper's networks with real-valued
+shortcuts, built from the pre-activation basic block of Bulat et al. Fig. 1
+(BN -> sign -> binary conv, real shortcut); they train but are not lowered to
+hardware.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .layers import BinaryConv2d, BinaryLinear
+
+__all__ = ["MODELS", "BinaryNet", "build_model"]
+
+
+class BinaryNet(nn.Module):
+    """A feed-forward binary network: ``body`` applied to ``x`` (float, already scaled)."""
+
+    hardware = True
+
+    def __init__(self, body: nn.Sequential, input_shape: Sequence[int], num_outputs: int) -> None:
+        super().__init__()
+        self.body = body
+        self.input_shape = tuple(input_shape)
+        self.num_outputs = num_outputs
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+def _mlp(hidden: Sequence[int], input_shape: Sequence[int], classes: int, dropout: float) -> BinaryNet:
+    in_features = int(torch.tensor(input_shape).prod())
+    layers: list[nn.Module] = [nn.Flatten()]
+    widths = [in_features, *hidden]
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        mode = "multibit" if i == 0 else "binary"
+        layers += [BinaryLinear(n_in, n_out, mode, dropout=dropout if i else 0.0),
+                   nn.BatchNorm1d(n_out)]
+    layers += [BinaryLinear(widths[-1], classes, dropout=dropout), nn.BatchNorm1d(classes)]
+    return BinaryNet(nn.Sequential(*layers), input_shape, classes)
+
+
+def _conv_bn(c_in: int, c_out: int, padding: int, first: bool = False) -> list[nn.Module]:
+    mode = "multibit" if first else "binary"
+    return [BinaryConv2d(c_in, c_out, 3, padding=padding, input_mode=mode), nn.BatchNorm2d(c_out)]
+
+
+def cnn_digits(input_shape: Sequence[int], classes: int, dropout: float) -> BinaryNet:
+    """Three 3x3 convolutions (32 channels) and one dense layer, for 8x8 inputs."""
+    c, h, w = input_shape
+    body = nn.Sequential(
+        *_conv_bn(c, 32, 1, first=True),
+        *_conv_bn(32, 32, 1), nn.MaxPool2d(2),
+        *_conv_bn(32, 32, 1), nn.MaxPool2d(2),
+        nn.Flatten(),
+        BinaryLinear(32 * (h // 4) * (w // 4), classes, dropout=dropout), nn.BatchNorm1d(classes),
+    )
+    return BinaryNet(body, input_shape, classes)
+
+
+def cnv(input_shape: Sequence[int], classes: int, dropout: float) -> BinaryNet:
+    """The BNN-PYNQ CNV network (CIFAR-10): 6 unpadded 3x3 convolutions, 3 dense layers."""
+    c, h, w = input_shape
+    body = nn.Sequential(
+        *_conv_bn(c, 64, 0, first=True), *_conv_bn(64, 64, 0), nn.MaxPool2d(2),
+        *_conv_bn(64, 128, 0), *_conv_bn(128, 128, 0), nn.MaxPool2d(2),
+        *_conv_bn(128, 256, 0), *_conv_bn(256, 256, 0),
+        nn.Flatten(),
+    )
+    with torch.no_grad():
+        flat = body(torch.zeros(1, c, h, w)).shape[1]
+    body.extend([
+        BinaryLinear(flat, 512, dropout=dropout), nn.BatchNorm1d(512),
+        BinaryLinear(512, 512, dropout=dropout), nn.BatchNorm1d(512),
+        BinaryLinear(512, classes, dropout=dropout), nn.BatchNorm1d(classes),
+    ])
+    return BinaryNet(body, input_shape, classes)
+
+
+class PreActBinaryBlock(nn.Module):
+    """Bulat et al. Fig. 1: ``BN -> sign -> binary 3x3 conv``, plus a real-valued shortcut.
+
+    A shortcut that changes resolution or width is average pooling and a real
+    1x1 convolution with batch norm.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(c_in)
+        self.conv = BinaryConv2d(c_in, c_out, 3, stride=stride, padding=1)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.AvgPool2d(stride) if stride != 1 else nn.Identity(),
+                nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out),
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(self.bn(x)) + self.shortcut(x)
+
+
+class ResNet18(nn.Module):
+    """Binary ResNet-18 (Bulat et al. §5): real stem and classifier, binary 3x3 convolutions.
+
+    ``width`` is the first stage's channel count (64 in the paper).
+    """
+
+    hardware = False
+
+    def __init__(self, input_shape: Sequence[int], classes: int, width: int = 64) -> None:
+        super().__init__()
+        self.input_shape, self.num_outputs = tuple(input_shape), classes
+        c = input_shape[0]
+        self.stem = nn.Sequential(nn.Conv2d(c, width, 3, padding=1, bias=False), nn.BatchNorm2d(width))
+        blocks: list[nn.Module] = []
+        c_in = width
+        for stage, c_out in enumerate([width, 2 * width, 4 * width, 8 * width]):
+            for unit in range(4):  # 2 basic blocks x 2 binary convolutions each
+                stride = 2 if stage > 0 and unit == 0 else 1
+                blocks.append(PreActBinaryBlock(c_in, c_out, stride))
+                c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.BatchNorm2d(c_in), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                  nn.Flatten(), nn.Linear(c_in, classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.blocks(self.stem(x)))
+
+
+class _Hourglass(nn.Module):
+    """One recursive hourglass level of binary pre-activation blocks."""
+
+    def __init__(self, depth: int, channels: int) -> None:
+        super().__init__()
+        self.skip = PreActBinaryBlock(channels, channels)
+        self.down = nn.Sequential(nn.MaxPool2d(2), PreActBinaryBlock(channels, channels))
+        self.inner = _Hourglass(depth - 1, channels) if depth > 1 else PreActBinaryBlock(channels, channels)
+        self.up = PreActBinaryBlock(channels, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        low = self.up(self.inner(self.down(x)))
+        return self.skip(x) + nn.functional.interpolate(low, size=x.shape[-2:], mode="nearest")
+
+
+class Hourglass(nn.Module):
+    """Binary hourglass for pose estimation (Bulat et al. §5.2), 128-channel basic blocks.
+
+    Outputs one heatmap per joint at a quarter of the input resolution.
+    """
+
+    hardware = False
+
+    def __init__(self, input_shape: Sequence[int], joints: int, channels: int = 128,
+                 depth: int = 4) -> None:
+        super().__init__()
+        self.input_shape, self.num_outputs = tuple(input_shape), joints
+        c = input_shape[0]
+        self.stem = nn.Sequential(
+            nn.Conv2d(c, channels, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(channels),
+            PreActBinaryBlock(channels, channels), nn.MaxPool2d(2),
+            PreActBinaryBlock(channels, channels),
+        )
+        self.hourglass = _Hourglass(depth, channels)
+        self.head = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(),
+                                  nn.Conv2d(channels, joints, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.hourglass(self.stem(x)))
+
+
+def _fc(hidden: Sequence[int]) -> Callable[..., BinaryNet]:
+    return lambda shape, classes, dropout: _mlp(hidden, shape, classes, dropout)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "mlp-digits": _fc([128, 128, 128]),
+    "cnn-digits": cnn_digits,
+    "tfc": _fc([64, 64, 64]),
+    "sfc": _fc([256, 256, 256]),
+    "lfc": _fc([1024, 1024, 1024]),
+    "cnv": cnv,
+    "resnet18": lambda shape, classes, dropout: ResNet18(shape, classes),
+    "hourglass": lambda shape, joints, dropout: Hourglass(shape, joints),
+}
+
+
+def build_model(name: str, input_shape: Sequence[int], num_outputs: int,
+                dropout: float = 0.0) -> nn.Module:
+    """Build model ``name`` for inputs of ``input_shape`` (C, H, W) and ``num_outputs``."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), not {dropout!r}")
+    if name in ("cnn-digits", "cnv", "resnet18", "hourglass") and len(input_shape) != 3:
+        raise ValueError(f"model {name!r} needs image input (C, H, W), not shape {tuple(input_shape)}")
+    return MODELS[name](tuple(input_shape), num_outputs, dropout)

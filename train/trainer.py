@@ -1,0 +1,381 @@
+"""The training loop: optimizers, schedules, checkpoints, exact resume and DDP.
+
+Every epoch draws its shuffle, augmentation and dropout randomness from a
+generator seeded by ``(seed, epoch)``, and the checkpoint written at each
+epoch's end holds the model, optimizer and scheduler state, so ``--resume``
+continues bit-identically to an uninterrupted run.
+
+Data-parallel training runs under ``torchrun``: each process takes its share
+of every global batch (the global batch size stays ``batch_size``), gradients
+are averaged by ``DistributedDataParallel`` over gloo (CPU) or nccl (GPU), and
+rank 0 writes the artifacts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from bitfold.artifacts import ArtifactError, atomic_write, read_json, write_json
+
+from .data import DATASETS, Dataset, augment, load_dataset
+from .factorize import PARAMS
+from .layers import parametrize_model
+from .models import MODELS, build_model
+from .quant import ALPHA_MODES
+
+__all__ = ["SCHEMA", "TrainConfig", "evaluate", "load_run", "train"]
+
+SCHEMA = 1
+OPTIMIZERS = ("adam", "rmsprop")
+SCHEDULES = ("cosine", "step", "none")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (saved as ``RUN/config.json``)."""
+
+    model: str = "mlp-digits"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    param: str = "holistic-tucker"
+    alpha: str = "learned"
+    rank: float | None = None
+    optimizer: str = "adam"
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    step_size: int = 10
+    gamma: float = 0.1
+    epochs: int = 20
+    batch_size: int = 64
+    seed: int = 0
+    augment: bool = False
+    dropout: float = 0.0
+    init_from: str | None = None
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        choices = {"model": tuple(MODELS), "dataset": DATASETS, "param": PARAMS,
+                   "alpha": ALPHA_MODES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
+                                 f"not {getattr(self, name)!r}")
+        for name in ("epochs", "batch_size", "step_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, not {self.lr!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ArtifactError(f"unknown config keys {sorted(unknown)}")
+        return cls(**data)
+
+
+# --------------------------------------------------------------------------- model set-up
+
+
+def _load_float_weights(model: nn.Module, source: str) -> None:
+    """Load real-valued weights (a plain state_dict, or a ``--param dense`` run) into ``model``."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ArtifactError(f"--init-from {source}: no such checkpoint") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds here
+        raise ArtifactError(f"--init-from {path}: not a readable weights-only checkpoint ({exc})") from None
+    state = blob.get("model", blob) if isinstance(blob, dict) else None
+    if not isinstance(state, dict):
+        raise ArtifactError(f"--init-from {path}: expected a state_dict")
+    state = {k.replace(".parametrizations.weight.original", ".weight"): v for k, v in state.items()
+             if not k.endswith(".alpha")}
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    shapes = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or shapes:
+        detail = f"missing {missing[:3]}" if missing else f"shape mismatch in {shapes[:3]}"
+        raise ArtifactError(f"--init-from {path}: weights do not fit this model ({detail}); "
+                            "start from a checkpoint of the same --model with --param dense")
+    model.load_state_dict({k: state[k] for k in own})
+
+
+def make_model(config: TrainConfig, data: Dataset) -> nn.Module:
+    """Build, optionally initialize from float weights, then parametrize the model."""
+    model = build_model(config.model, data.input_shape, data.num_outputs, config.dropout)
+    if config.init_from:
+        _load_float_weights(model, config.init_from)
+    return parametrize_model(model, config.param, config.alpha, config.rank)
+
+
+def load_run(run_dir: str | Path, map_location: str = "cpu") -> tuple[nn.Module, TrainConfig, Dataset]:
+    """Rebuild a trained model (eval mode) from ``RUN/checkpoint.pt``, with its config and data."""
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoint.pt"
+    if not path.is_file():
+        raise ArtifactError(f"{run_dir}: no checkpoint.pt; run `bitfold train --out {run_dir}` first")
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if ckpt.get("schema") != SCHEMA:
+        raise ArtifactError(f"{path}: checkpoint schema {ckpt.get('schema')!r}, expected {SCHEMA}")
+    config = TrainConfig.from_dict(ckpt["config"])
+    data = load_dataset(config.dataset, config.data_dir)
+    model = make_model(dataclasses.replace(config, init_from=None), data)
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), config, data
+
+
+# --------------------------------------------------------------------------- loop pieces
+
+
+def _inputs(x: Tensor, data: Dataset, device: torch.device) -> Tensor:
+    return x.to(device).float() * data.input_scale
+
+
+def _loss(out: Tensor, y: Tensor, data: Dataset) -> Tensor:
+    if data.task == "pose":
+        return F.mse_loss(out, heatmaps(y, out.shape[-2:], data.input_shape[-2:]))
+    return F.cross_entropy(out, y)
+
+
+def heatmaps(joints: Tensor, size: tuple[int, int], image: tuple[int, int], sigma: float = 1.0) -> Tensor:
+    """Gaussian target heatmaps ``(N, J, h, w)`` for joints given in image pixels."""
+    scale = torch.tensor([size[0] / image[0], size[1] / image[1]], device=joints.device)
+    pts = joints * scale
+    rows = torch.arange(size[0], device=joints.device).view(1, 1, -1, 1).float()
+    cols = torch.arange(size[1], device=joints.device).view(1, 1, 1, -1).float()
+    d2 = (rows - pts[..., 0, None, None]) ** 2 + (cols - pts[..., 1, None, None]) ** 2
+    return torch.exp(-d2 / (2 * sigma**2))
+
+
+def pckh(out: Tensor, joints: Tensor, head: Tensor, image: tuple[int, int], thr: float = 0.5) -> Tensor:
+    """PCKh: fraction of joints predicted within ``thr`` x head size of the truth, per sample."""
+    n, j, h, w = out.shape
+    flat = out.reshape(n, j, -1).argmax(-1)
+    pred = torch.stack([flat // w, flat % w], -1).float() + 0.5
+    pred = pred * torch.tensor([image[0] / h, image[1] / w], device=out.device)
+    dist = (pred - joints).norm(dim=-1)
+    return (dist <= thr * head.view(-1, 1)).float().mean(dim=1)
+
+
+def _correct(out: Tensor, y: Tensor, head: Tensor | None, data: Dataset) -> Tensor:
+    if data.task == "pose":
+        return pckh(out, y, head, data.input_shape[-2:]).sum()
+    return (out.argmax(1) == y).sum()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, device: torch.device | str = "cpu",
+             batch_size: int = 512) -> float:
+    """Test accuracy (classification) or PCKh@0.5 (pose) of ``model`` in eval mode."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), device=device)
+    for i in range(0, len(data.x_test), batch_size):
+        x = _inputs(data.x_test[i:i + batch_size], data, device)
+        y = data.y_test[i:i + batch_size].to(device)
+        head = None if data.head_test is None else data.head_test[i:i + batch_size].to(device)
+        total += _correct(model(x), y, head, data)
+    model.train(was_training)
+    return float(total) / len(data.x_test)
+
+
+def _optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.RMSprop(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _scheduler(config: TrainConfig, opt: torch.optim.Optimizer):
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, config.step_size, config.gamma)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+class _Dist:
+    """The process group when launched by ``torchrun``; a single process otherwise."""
+
+    def __init__(self, device: str) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = torch.device(device)
+        if self.world > 1:
+            import torch.distributed as dist
+
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            if not dist.is_initialized():
+                dist.init_process_group(backend)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def mean(self, value: Tensor) -> Tensor:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            value = value.clone()
+            dist.all_reduce(value)
+            value /= self.world
+        return value
+
+    def close(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def _save_checkpoint(path: Path, blob: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save(blob, tmp))
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train(
+    config: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` into run folder ``out``; return the metrics written to ``metrics.json``.
+
+    Parameters
+    ----------
+    resume : bool
+        Continue from ``out/checkpoint.pt`` (written at every epoch's end).
+        The stored config must equal ``config``.
+    on_epoch_end : callable, optional
+        Called as ``on_epoch_end(epoch, record)`` after each epoch's
+        checkpoint is written.
+    """
+    out = Path(out)
+    dist = _Dist(config.device)
+    device = dist.device
+    torch.manual_seed(config.seed)
+    data = load_dataset(config.dataset, config.data_dir)
+    if data.task == "pose" and config.model != "hourglass":
+        raise ValueError(f"dataset {config.dataset!r} is a pose task; use --model hourglass")
+    if config.model == "hourglass" and data.task != "pose":
+        raise ValueError("--model hourglass needs a pose dataset (synthetic-pose)")
+    model = make_model(config, data).to(device)
+    net: nn.Module = model
+    if dist.world > 1:
+        net = nn.parallel.DistributedDataParallel(model)
+    opt = _optimizer(config, model.parameters())
+    sched = _scheduler(config, opt)
+
+    history: list[dict[str, Any]] = []
+    start, wall_before = 0, 0.0
+    if resume:
+        path = out / "checkpoint.pt"
+        if not path.is_file():
+            raise ArtifactError(f"{out}: nothing to resume (no checkpoint.pt)")
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        if ckpt.get("schema") != SCHEMA:
+            raise ArtifactError(f"{path}: checkpoint schema {ckpt.get('schema')!r}, expected {SCHEMA}")
+        if ckpt["config"] != config.to_dict():
+            changed = sorted(k for k, v in config.to_dict().items() if ckpt["config"].get(k) != v)
+            raise ValueError(f"--resume with a different configuration ({', '.join(changed)}); "
+                             f"use the original options or a new --out")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        start, history, wall_before = ckpt["epoch"], ckpt["history"], ckpt["wall_s"]
+    elif dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", {"schema": SCHEMA, **config.to_dict()})
+
+    n = len(data.x_train)
+    steps = -(-n // config.batch_size)
+    t0 = time.perf_counter()
+    metrics: dict[str, Any] = {}
+    for epoch in range(start, config.epochs):
+        g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout
+        perm = torch.randperm(n, generator=g)
+        net.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", unit="step",
+                   disable=not (progress and dist.main and sys.stderr.isatty()), leave=False,
+                   mininterval=0.5)
+        epoch_t0 = time.perf_counter()
+        for step in bar:
+            idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
+            idx = idx[dist.rank::dist.world]
+            x = data.x_train[idx]
+            if config.augment:
+                x = augment(x, g, shift=2 if x.shape[-1] >= 16 else 1, flip=config.dataset == "cifar10")
+            x = _inputs(x, data, device)
+            y = data.y_train[idx].to(device)
+            outp = net(x)
+            loss = _loss(outp, y, data)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            head = None if data.head_train is None else data.head_train[idx].to(device)
+            with torch.no_grad():
+                loss_sum += loss.detach() * len(idx)
+                correct += _correct(outp.detach(), y, head, data)
+            if step % 10 == 0 and not bar.disable:
+                seen = min((step + 1) * config.batch_size, n)
+                bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{float(correct) * dist.world / seen:.3f}")
+        sched.step()
+        train_loss = float(dist.mean(loss_sum)) * dist.world / n
+        train_acc = float(dist.mean(correct)) * dist.world / n
+        test_acc = evaluate(model, data, device)
+        seconds = time.perf_counter() - epoch_t0
+        record = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
+                  "test_accuracy": test_acc, "lr": opt.param_groups[0]["lr"], "seconds": seconds}
+        history.append(record)
+        wall = wall_before + time.perf_counter() - t0
+        metric_name = "PCKh" if data.task == "pose" else "acc"
+        if dist.main:
+            _save_checkpoint(out / "checkpoint.pt", {
+                "schema": SCHEMA, "config": config.to_dict(), "epoch": epoch + 1,
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "history": history, "wall_s": wall,
+            })
+            metrics = {"schema": SCHEMA, "task": data.task, "metric": metric_name,
+                       "epochs": epoch + 1, "history": history, "test_accuracy": test_acc,
+                       "wall_s": wall, "world_size": dist.world}
+            write_json(out / "metrics.json", metrics)
+            if progress:
+                tqdm.write(f"epoch {epoch + 1:3d}/{config.epochs}  loss {train_loss:.4f}  "
+                           f"train {metric_name} {train_acc:.4f}  test {metric_name} {test_acc:.4f}  "
+                           f"({seconds:.1f}s)")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, record)
+    if not metrics and dist.main:
+        metrics = read_json(out / "metrics.json", SCHEMA)
+    dist.close()
+    return metrics
