@@ -1,0 +1,214 @@
+"""Type inference and verification of IR graphs (DESIGN.md §4: ``verify`` runs after every pass).
+
+Types are derived exactly: a popcount over ``fan_in`` inputs is
+``0 .. fan_in``, a multi-bit accumulator ``-fan_in * max .. fan_in * max``,
+scores the exact extremes of their integer affine; no width is guessed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import IRError
+from .ir import (
+    MAX_SCORE_BITS,
+    NODE_KINDS,
+    AffineArgMax,
+    AffineSign,
+    ArgMax,
+    BinaryConv2d,
+    BinaryDense,
+    Graph,
+    Input,
+    MaxPool2d,
+    Node,
+    ScoreAffine,
+    TensorType,
+    Threshold,
+    int_type,
+)
+
+__all__ = ["infer_types", "value_ranges", "verify"]
+
+
+def _fail(graph: str, node: Node, msg: str) -> IRError:
+    return IRError(f"graph {graph!r}: node {node.name!r} ({node.kind}): {msg}")
+
+
+def _needs_int(g: str, node: Node, t: TensorType, what: str = "an integer accumulator") -> None:
+    if t.bipolar:
+        raise _fail(g, node, f"input {node.input!r} is bipolar {t.describe()}, expected {what}")
+
+
+def _mvu(g: str, node: Node, t: TensorType, fan_in: int, c_out: int,
+         out_shape: tuple[int, ...]) -> tuple[TensorType, tuple[int, int]]:
+    """Type and range of a binary layer's accumulator."""
+    if c_out < 1 or fan_in < 1:
+        raise _fail(g, node, f"weight needs at least one output and one input, not "
+                             f"{tuple(node.weight.shape)}")
+    if t.bipolar:
+        return int_type(out_shape, 0, fan_in), (0, fan_in)
+    if t.signed:
+        raise _fail(g, node, f"multi-bit input {node.input!r} must be unsigned, not "
+                             f"{t.describe()}")
+    bound = fan_in * t.hi
+    return int_type(out_shape, -bound, bound), (-bound, bound)
+
+
+def _channels(g: str, node: Node, t: TensorType, attrs: tuple[str, ...]) -> int:
+    if not t.shape:
+        raise _fail(g, node, f"input {node.input!r} is a scalar; expected channels last")
+    c = t.shape[-1]
+    for attr in attrs:
+        n = len(getattr(node, attr))
+        if n != c:
+            raise _fail(g, node, f"{attr} has {n} entries, expected {c} (the channels of "
+                                 f"{node.input!r} {t.describe()})")
+    return c
+
+
+def _infer_node(g: str, node: Node, t: TensorType | None,
+                rng: tuple[int, int] | None) -> tuple[TensorType, tuple[int, int]]:
+    if isinstance(node, Input):
+        if not node.shape or any(s < 1 for s in node.shape):
+            raise _fail(g, node, f"shape {list(node.shape)} must be non-empty and positive")
+        if not 1 <= node.bits <= 32:
+            raise _fail(g, node, f"bits must be 1..32, not {node.bits!r}")
+        if node.signed and node.bits > 1:
+            raise _fail(g, node, "multi-bit input must be unsigned (signed=false); "
+                                 "bits=1 with signed=true is a bipolar input")
+        typ = TensorType(node.shape, node.bits, node.signed)
+        return typ, (typ.lo, typ.hi)
+    if t is None or rng is None:
+        raise _fail(g, node, "has no input")
+    if isinstance(node, BinaryDense):
+        fan_in = math.prod(t.shape)
+        c_out, cols = node.weight.shape
+        if cols != fan_in:
+            raise _fail(g, node, f"weight has {cols} columns, expected {fan_in} "
+                                 f"(the fan-in of {node.input!r} {t.describe()})")
+        return _mvu(g, node, t, fan_in, c_out, (c_out,))
+    if isinstance(node, BinaryConv2d):
+        if len(t.shape) != 3:
+            raise _fail(g, node, f"input {node.input!r} {t.describe()} must be a (H, W, C) map")
+        h, w, c_in = t.shape
+        c_out, kh, kw, wc = node.weight.shape
+        if node.kernel < 1 or node.stride < 1 or node.pad < 0:
+            raise _fail(g, node, f"kernel and stride must be >= 1 and pad >= 0, not "
+                                 f"{node.kernel}, {node.stride}, {node.pad}")
+        if (kh, kw, wc) != (node.kernel, node.kernel, c_in):
+            raise _fail(g, node, f"weight shape {tuple(node.weight.shape)} must be (C_out, "
+                                 f"{node.kernel}, {node.kernel}, {c_in})")
+        legal = "-1 or +1" if t.bipolar else f"0..{t.hi}"
+        ok = node.pad_value in (-1, 1) if t.bipolar else 0 <= node.pad_value <= t.hi
+        if not ok:
+            raise _fail(g, node, f"pad_value {node.pad_value!r} must be {legal} for "
+                                 f"{t.describe()} input")
+        oh = (h + 2 * node.pad - node.kernel) // node.stride + 1
+        ow = (w + 2 * node.pad - node.kernel) // node.stride + 1
+        if oh < 1 or ow < 1:
+            raise _fail(g, node, f"kernel {node.kernel} does not fit the padded {h}x{w} input")
+        return _mvu(g, node, t, node.kernel * node.kernel * c_in, c_out, (oh, ow, c_out))
+    if isinstance(node, Threshold):
+        _needs_int(g, node, t)
+        _channels(g, node, t, ("thresholds",))
+        lo, hi = rng
+        bad = (node.thresholds < lo) | (node.thresholds > hi + 1)
+        if bad.any():
+            c = int(np.argmax(bad))
+            raise _fail(g, node, f"threshold {int(node.thresholds[c])} of channel {c} is outside "
+                                 f"{lo}..{hi + 1} (the accumulator's range plus one)")
+        return TensorType(t.shape, 1, True), (-1, 1)
+    if isinstance(node, MaxPool2d):
+        if not t.bipolar or len(t.shape) != 3:
+            raise _fail(g, node, f"input {node.input!r} {t.describe()} must be a bipolar "
+                                 "(H, W, C) map")
+        if node.kernel < 1 or node.stride < 1:
+            raise _fail(g, node, f"kernel and stride must be >= 1, not {node.kernel}, "
+                                 f"{node.stride}")
+        h, w, c = t.shape
+        oh, ow = (h - node.kernel) // node.stride + 1, (w - node.kernel) // node.stride + 1
+        if oh < 1 or ow < 1:
+            raise _fail(g, node, f"kernel {node.kernel} does not fit the {h}x{w} input")
+        return TensorType((oh, ow, c), 1, True), (-1, 1)
+    if isinstance(node, AffineSign):
+        _needs_int(g, node, t)
+        _channels(g, node, t, ("slope", "offset"))
+        return TensorType(t.shape, 1, True), (-1, 1)
+    if isinstance(node, ScoreAffine | ArgMax | AffineArgMax):
+        _needs_int(g, node, t)
+        if len(t.shape) != 1:
+            raise _fail(g, node, f"input {node.input!r} {t.describe()} must be a 1-D vector")
+        attrs = {ScoreAffine: ("scale", "bias"), AffineArgMax: ("slope", "offset")}
+        c = _channels(g, node, t, attrs.get(type(node), ()))
+        if isinstance(node, ScoreAffine):
+            lo, hi = rng
+            s_lo = min(int(s) * x + int(b) for s, b in zip(node.scale, node.bias, strict=True)
+                       for x in (lo, hi))
+            s_hi = max(int(s) * x + int(b) for s, b in zip(node.scale, node.bias, strict=True)
+                       for x in (lo, hi))
+            typ = int_type((c,), min(s_lo, -1), s_hi)
+            if typ.bits > MAX_SCORE_BITS:
+                raise _fail(g, node, f"scores need {typ.bits} bits, more than "
+                                     f"{MAX_SCORE_BITS}; fold with fewer score bits")
+            return typ, (s_lo, s_hi)
+        return int_type((), 0, c - 1), (0, c - 1)
+    raise _fail(g, node, f"unknown node kind; expected one of {', '.join(NODE_KINDS)}")
+
+
+def _walk(nodes: tuple[Node, ...], graph: str):
+    types: dict[str, TensorType] = {}
+    ranges: dict[str, tuple[int, int]] = {}
+    for node in nodes:
+        if not isinstance(node, Node):
+            raise IRError(f"graph {graph!r}: {node!r} is not an IR node")
+        if node.name in types:
+            raise IRError(f"graph {graph!r}: two nodes are named {node.name!r}; "
+                          "names must be unique")
+        for ref in node.inputs:
+            if ref not in types:
+                raise _fail(graph, node, f"reads {ref!r}, which no earlier node produces")
+        src = node.inputs[0] if node.inputs else None
+        types[node.name], ranges[node.name] = _infer_node(
+            graph, node, types.get(src), ranges.get(src))
+    return types, ranges
+
+
+def infer_types(nodes: tuple[Node, ...], graph: str = "graph") -> dict[str, TensorType]:
+    """Derive every tensor's exact type from the nodes; :class:`IRError` where they conflict."""
+    return _walk(tuple(nodes), graph)[0]
+
+
+def value_ranges(graph: Graph) -> dict[str, tuple[int, int]]:
+    """Exact value range ``(lo, hi)`` of each tensor (e.g. ``0 .. fan_in`` for a popcount)."""
+    return _walk(graph.nodes, graph.name)[1]
+
+
+def verify(graph: Graph) -> Graph:
+    """Check references, shapes, widths and attributes; return ``graph`` or raise :class:`IRError`.
+
+    Passes call it on every graph they return.
+    """
+    g = graph.name
+    types = infer_types(graph.nodes, g)
+    declared_inputs = tuple(n.name for n in graph.nodes if isinstance(n, Input))
+    if graph.inputs != declared_inputs:
+        raise IRError(f"graph {g!r}: inputs {list(graph.inputs)} must name its Input nodes "
+                      f"{list(declared_inputs)}")
+    if not graph.outputs:
+        raise IRError(f"graph {g!r}: no outputs")
+    for out in graph.outputs:
+        if out not in types:
+            raise IRError(f"graph {g!r}: output {out!r} is not a tensor of the graph")
+    stored = dict(graph.types)
+    if stored != types:
+        for name, t in types.items():
+            if stored.get(name) != t:
+                have = stored[name].describe() if name in stored else "missing"
+                raise IRError(f"graph {g!r}: tensor {name!r} is declared {have}, but its node "
+                              f"gives {t.describe()}; rebuild the graph with Graph.build")
+        extra = sorted(set(stored) - set(types))
+        raise IRError(f"graph {g!r}: types declared for unknown tensors {extra}")
+    return graph

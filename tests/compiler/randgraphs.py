@@ -1,0 +1,112 @@
+"""Random lowered (pre-fold) graphs and inputs for property tests.
+
+Hypothesis draws the structure (so failures shrink to small graphs); a drawn
+seed fills weights, slopes and offsets. Slopes include zeros, negatives and
+values that put the crossing point exactly on an integer, where ``>=`` and
+``sign(0) = +1`` matter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from bitfold.compiler.ir import (
+    AffineArgMax,
+    AffineSign,
+    BinaryConv2d,
+    BinaryDense,
+    Graph,
+    Input,
+    MaxPool2d,
+    Node,
+)
+from hypothesis import strategies as st
+
+
+def _affine(rng: np.random.Generator, c: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel slopes/offsets whose crossing points fall inside (and on the edges of) lo..hi."""
+    slope = np.empty(c)
+    offset = np.empty(c)
+    for i in range(c):
+        style = rng.integers(0, 6)
+        k = float(rng.choice([-1, 1]) * rng.uniform(0.01, 3.0))
+        if style == 0:
+            k = 0.0
+        elif style == 1:
+            k = float(rng.choice([-2, -1, -0.5, 0.5, 1, 2]))
+        a0 = int(rng.integers(lo - 1, hi + 2))
+        if style in (1, 2):  # crossing exactly at an integer: a tie at a0
+            b = -k * a0
+        else:
+            b = -k * (a0 + float(rng.uniform(-1, 1)))
+        if k == 0.0:
+            b = float(rng.choice([-1.0, 0.0, 1.0]))
+        slope[i], offset[i] = k, b
+    return slope, offset
+
+
+@st.composite
+def lowered_graphs(draw, max_layers: int = 3) -> Graph:
+    """A random pre-fold graph: [conv|dense -> AffineSign -> pool?]* -> dense -> AffineArgMax."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    image = draw(st.booleans())
+    bipolar_in = draw(st.integers(0, 4)) == 0
+    bits = 1 if bipolar_in else draw(st.integers(1, 8))
+    if image:
+        shape = (draw(st.integers(2, 7)), draw(st.integers(2, 7)), draw(st.integers(1, 3)))
+    else:
+        shape = (draw(st.integers(1, 70)),)
+    nodes: list[Node] = [Input("x", shape, bits, signed=bipolar_in)]
+    cur, cur_shape, cur_bipolar, cur_hi = "x", shape, bipolar_in, (1 << bits) - 1
+    for i in range(draw(st.integers(0, max_layers))):
+        if len(cur_shape) == 3 and draw(st.booleans()):
+            h, w, c = cur_shape
+            k = draw(st.integers(1, 3))
+            pad = draw(st.integers(0, k))
+            if h + 2 * pad < k or w + 2 * pad < k:
+                pad = k
+            stride = draw(st.integers(1, 2))
+            c_out = draw(st.integers(1, 5))
+            pad_value = (int(rng.choice([-1, 1])) if cur_bipolar
+                         else int(rng.integers(0, cur_hi + 1)))
+            wt = rng.integers(0, 2, (c_out, k, k, c))
+            nodes.append(BinaryConv2d(f"conv{i}", cur, wt, k, stride, pad, pad_value))
+            fan_in = k * k * c
+            cur_shape = ((h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1, c_out)
+        else:
+            c_out = draw(st.integers(1, 40))
+            fan_in = int(np.prod(cur_shape))
+            nodes.append(BinaryDense(f"fc{i}", cur, rng.integers(0, 2, (c_out, fan_in))))
+            cur_shape = (c_out,)
+        lo, hi = (0, fan_in) if cur_bipolar else (-fan_in * cur_hi, fan_in * cur_hi)
+        slope, offset = _affine(rng, c_out, lo, hi)
+        nodes.append(AffineSign(f"act{i}", nodes[-1].name, slope, offset))
+        cur, cur_bipolar, cur_hi = f"act{i}", True, 1
+        if len(cur_shape) == 3 and draw(st.booleans()):
+            k = draw(st.integers(1, 2))
+            s = draw(st.integers(1, 2))
+            if cur_shape[0] >= k and cur_shape[1] >= k:
+                nodes.append(MaxPool2d(f"pool{i}", cur, k, s))
+                cur = f"pool{i}"
+                h, w, c = cur_shape
+                cur_shape = ((h - k) // s + 1, (w - k) // s + 1, c)
+    classes = draw(st.integers(1, 6))
+    fan_in = int(np.prod(cur_shape))
+    nodes.append(BinaryDense("fc_out", cur, rng.integers(0, 2, (classes, fan_in))))
+    lo, hi = (0, fan_in) if cur_bipolar else (-fan_in * cur_hi, fan_in * cur_hi)
+    slope, offset = _affine(rng, classes, lo, hi)
+    if draw(st.booleans()):  # scores that tie often
+        slope = np.round(slope)
+        offset = np.round(offset)
+    nodes.append(AffineArgMax("out", "fc_out", slope, offset))
+    return Graph.build(f"random{seed}", nodes, ["out"])
+
+
+def random_inputs(graph: Graph, n: int, seed: int) -> np.ndarray:
+    """``n`` random frames for the graph's input (bits for a bipolar input)."""
+    t = graph.types[graph.inputs[0]]
+    hi = 1 if t.bipolar else t.hi
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, hi + 1, (n, *t.shape))
+    x[: n // 4] = rng.choice([0, hi], (n // 4, *t.shape))  # extremes hit the range edges
+    return x

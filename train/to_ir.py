@@ -1,0 +1,309 @@
+"""The torch side of ``bitfold compile`` and ``bitfold golden``: run -> IR, torch -> predictions.
+
+:func:`lower` turns an :class:`~bitfold.train.export.ExportedNetwork` into a
+pre-fold IR graph (``compiler.ir``) without rounding anything that matters:
+
+* A binary layer becomes ``BinaryDense`` / ``BinaryConv2d`` with its sign bits
+  (bit 1 = +1). Conv weights go from torch's ``(C_out, C_in, k, k)`` to the IR's
+  ``(C_out, k, k, C_in)``; a dense layer after a flatten of a ``(C, H, W)`` map
+  gets its columns permuted from torch's channel-major order to the IR's
+  ``(H, W, C)`` order.
+* Alpha, the input scale, the popcount-to-dot conversion and every batch norm
+  after the layer compose into one real affine per channel on the layer's
+  integer accumulator, ``slope * acc + offset`` (float64):
+  ``alpha * dot = 2 alpha popcount - alpha N`` for bipolar input,
+  ``alpha * scale * acc`` for multi-bit input, then
+  ``gamma (y - mean) / sqrt(var + eps) + beta``.
+* The sign inside the next binary layer becomes ``AffineSign``; a max pool
+  between a batch norm and that sign moves after the sign (``sign`` is
+  monotone, so max then sign equals sign then OR). The last affine becomes
+  ``AffineArgMax``.
+
+``compiler.passes.fold`` then makes everything integer. :func:`compile_run`
+does the whole ``bitfold compile``; :func:`torch_predictions` and
+:func:`explain_disagreements` are what ``bitfold golden`` needs from torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from bitfold.compiler.ir import (
+    AffineArgMax,
+    AffineSign,
+    BinaryConv2d,
+    BinaryDense,
+    Graph,
+    Input,
+    MaxPool2d,
+    Node,
+)
+
+from bitfold.artifacts import write_json
+
+from .export import (
+    ExportedBatchNorm,
+    ExportedBinaryLayer,
+    ExportedFlatten,
+    ExportedMaxPool,
+    ExportedNetwork,
+    ExportError,
+    export_network,
+)
+
+__all__ = ["COMPILE_SCHEMA", "compile_run", "explain_disagreements", "lower",
+           "torch_predictions", "torch_trace"]
+
+COMPILE_SCHEMA = 1
+
+
+class _Lowering:
+    """The state while walking the exported steps: the current tensor and its pending affine."""
+
+    def __init__(self, net: ExportedNetwork) -> None:
+        self.net = net
+        shape = tuple(net.input_shape)
+        ir_shape = (shape[1], shape[2], shape[0]) if len(shape) == 3 else shape
+        self.nodes: list[Node] = [Input("input", ir_shape, net.input_bits, signed=False)]
+        self.cur = "input"
+        self.kind = "input"  # "input" | "acc" (with a pending affine) | "bipolar"
+        self.torch_shape = shape  # the torch tensor's shape at this point, (C, H, W) or (F,)
+        self.perm: np.ndarray | None = None  # IR flat index -> torch flat index after a flatten
+        self.slope = self.offset = np.zeros(0)
+        self.layer = ""
+        self.counts = {"conv": 0, "fc": 0, "pool": 0}
+        self.sources: dict[str, str] = {}  # IR node -> torch module
+
+    def name(self, prefix: str) -> str:
+        n = self.counts[prefix]
+        self.counts[prefix] += 1
+        return f"{prefix}{n}"
+
+    def activate(self) -> None:
+        """Apply the pending sign: the accumulator becomes a bipolar tensor."""
+        if self.kind == "acc":
+            node = AffineSign(f"{self.layer}_act", self.cur, self.slope, self.offset)
+            self.nodes.append(node)
+            self.sources[node.name] = self.sources[self.layer]
+            self.cur, self.kind = node.name, "bipolar"
+
+    def binary(self, step: ExportedBinaryLayer) -> None:
+        self.activate()
+        if self.kind == "input" and step.input_mode != "multibit":
+            raise ExportError(f"{step.name}: the first binary layer must take the multi-bit input "
+                              "(input_mode='multibit'); sign() of unsigned pixels is always +1")
+        if self.kind == "bipolar" and step.input_mode != "binary":
+            raise ExportError(f"{step.name}: only the first layer may take multi-bit input; "
+                              "this one follows a binary activation")
+        bits = (step.weight > 0).astype(np.uint8)
+        n_in = step.weight[0].size
+        if step.kind == "conv2d":
+            if len(self.torch_shape) != 3 or self.torch_shape[0] != step.weight.shape[1]:
+                raise ExportError(f"{step.name}: a convolution over {step.weight.shape[1]} "
+                                  f"channels cannot read a tensor of shape {self.torch_shape}")
+            self.layer = self.name("conv")
+            c, h, w = self.torch_shape
+            pad_value = int(step.pad_value) if step.input_mode == "binary" else 0
+            node: Node = BinaryConv2d(self.layer, self.cur, bits.transpose(0, 2, 3, 1),
+                                      step.kernel, step.stride, step.pad, pad_value)
+            oh = (h + 2 * step.pad - step.kernel) // step.stride + 1
+            ow = (w + 2 * step.pad - step.kernel) // step.stride + 1
+            self.torch_shape = (step.weight.shape[0], oh, ow)
+        else:
+            if int(np.prod(self.torch_shape)) != n_in or len(self.torch_shape) != 1:
+                raise ExportError(f"{step.name}: a dense layer of fan-in {n_in} cannot read a "
+                                  f"tensor of shape {self.torch_shape} (flatten it first)")
+            self.layer = self.name("fc")
+            cols = bits if self.perm is None else bits[:, self.perm]
+            node = BinaryDense(self.layer, self.cur, cols)
+            self.torch_shape = (step.weight.shape[0],)
+            self.perm = None
+        self.nodes.append(node)
+        self.sources[self.layer] = step.name
+        alpha = step.alpha.astype(np.float64)
+        if step.input_mode == "multibit":  # torch sees alpha * dot(x_int * scale, w)
+            self.slope, self.offset = alpha * self.net.input_scale, np.zeros_like(alpha)
+        else:  # alpha * dot = alpha * (2 popcount - N)
+            self.slope, self.offset = 2.0 * alpha, -alpha * n_in
+        self.cur, self.kind = self.layer, "acc"
+
+    def batch_norm(self, step: ExportedBatchNorm) -> None:
+        if self.kind != "acc" or len(step.mean) != len(self.slope):
+            raise ExportError(f"{step.name}: batch norm must directly follow a binary layer with "
+                              f"{len(step.mean)} output channels")
+        inv = step.gamma / np.sqrt(step.var + step.eps)
+        self.slope, self.offset = self.slope * inv, (self.offset - step.mean) * inv + step.beta
+
+    def max_pool(self, step: ExportedMaxPool) -> None:
+        self.activate()
+        if self.kind != "bipolar" or len(self.torch_shape) != 3:
+            raise ExportError(f"{step.name}: max pooling is supported on binary feature maps "
+                              "after a binary layer, not on the input or after a flatten")
+        node = MaxPool2d(self.name("pool"), self.cur, step.kernel, step.stride)
+        self.nodes.append(node)
+        self.sources[node.name] = step.name
+        c, h, w = self.torch_shape
+        self.torch_shape = (c, (h - step.kernel) // step.stride + 1,
+                            (w - step.kernel) // step.stride + 1)
+        self.cur = node.name
+
+    def flatten(self, step: ExportedFlatten) -> None:
+        if len(self.torch_shape) == 3:
+            c, h, w = self.torch_shape
+            self.perm = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
+            self.torch_shape = (c * h * w,)
+
+    def finish(self) -> Graph:
+        if self.kind != "acc" or len(self.torch_shape) != 1:
+            raise ExportError(f"{self.net.model}: the network must end with a dense binary layer "
+                              "(and batch norm) giving the class scores")
+        if len(self.slope) != self.net.num_classes:
+            raise ExportError(f"{self.net.model}: the last layer has {len(self.slope)} outputs, "
+                              f"expected {self.net.num_classes} classes")
+        self.nodes.append(AffineArgMax("class", self.cur, self.slope, self.offset))
+        self.sources["class"] = self.sources[self.layer]
+        return Graph.build(self.net.model.replace("-", "_"), self.nodes, ["class"])
+
+
+def lower(net: ExportedNetwork) -> tuple[Graph, dict[str, str]]:
+    """Lower an exported network to a pre-fold graph; also return IR node -> torch module names.
+
+    Raises
+    ------
+    ExportError
+        Where the network has a shape the IR cannot express, naming the layer.
+    """
+    state = _Lowering(net)
+    handlers = {ExportedBinaryLayer: state.binary, ExportedBatchNorm: state.batch_norm,
+                ExportedMaxPool: state.max_pool, ExportedFlatten: state.flatten}
+    for step in net.steps:
+        handlers[type(step)](step)
+    return state.finish(), state.sources
+
+
+def compile_run(run_dir: str | Path, build: str | Path, score_bits: int | None = None) -> Graph:
+    """``bitfold compile``: load a run, export, lower, fold; write ``BUILD/graph.json``,
+    ``BUILD/tensors.npz`` and ``BUILD/compile.json`` (provenance: the run, its data set)."""
+    from bitfold.compiler.passes import DEFAULT_SCORE_BITS, fold
+    from bitfold.compiler.serialize import save_graph
+
+    from .trainer import load_run
+
+    score_bits = DEFAULT_SCORE_BITS if score_bits is None else score_bits
+    model, config, data = load_run(run_dir)
+    net = export_network(model, data.input_bits, data.input_scale, name=config.model)
+    lowered, sources = lower(net)
+    graph = fold(lowered, score_bits)
+    build = Path(build)
+    save_graph(graph, build)
+    write_json(build / "compile.json", {
+        "schema": COMPILE_SCHEMA,
+        "run": str(Path(run_dir).resolve()),
+        "model": config.model,
+        "dataset": config.dataset,
+        "data_dir": None if config.data_dir is None else str(Path(config.data_dir).resolve()),
+        "input_bits": data.input_bits,
+        "input_scale": data.input_scale,
+        "score_bits": score_bits,
+        "passes": ["fold_signs_into_thresholds", "fold_scores_into_integers"],
+        "sources": sources,
+    })
+    return graph
+
+
+# --------------------------------------------------------------------------- golden: torch side
+
+
+def nchw_to_ir(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Dataset frames ``(N, C, H, W)`` to the IR's ``(N, H, W, C)`` (vectors unchanged)."""
+    x = np.asarray(x)
+    return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+
+
+@torch.no_grad()
+def torch_trace(model: torch.nn.Module, x_int: torch.Tensor, input_scale: float,
+                batch: int = 1000) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Eval-mode predictions and each batch norm's float32 output (the pre-sign values).
+
+    The input is scaled exactly as the trainer does: ``x_int.float() * input_scale``.
+    """
+    model.eval()
+    preds = []
+    captured: dict[str, list[np.ndarray]] = {}
+    hooks = []
+    for name, mod in model.body.named_children():
+        if isinstance(mod, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
+            captured[f"body.{name}"] = []
+            hooks.append(mod.register_forward_hook(
+                lambda m, i, o, key=f"body.{name}": captured[key].append(o.numpy().copy())))
+    try:
+        for i in range(0, len(x_int), batch):
+            out = model(x_int[i:i + batch].float() * input_scale)
+            preds.append(out.argmax(1).numpy())
+    finally:
+        for h in hooks:
+            h.remove()
+    outs = {k: np.concatenate(v) for k, v in captured.items()}
+    return np.concatenate(preds), outs
+
+
+def torch_predictions(model: torch.nn.Module, x_int: torch.Tensor, input_scale: float,
+                      batch: int = 1000) -> np.ndarray:
+    """Eval-mode class predictions of the torch model, inputs scaled as in training."""
+    with torch.no_grad():
+        model.eval()
+        return np.concatenate([model(x_int[i:i + batch].float() * input_scale).argmax(1).numpy()
+                               for i in range(0, len(x_int), batch)])
+
+
+def _bn_after(model: torch.nn.Module, source: str) -> str | None:
+    """The batch norm that directly follows binary layer ``source`` in the body."""
+    names = [f"body.{n}" for n, _ in model.body.named_children()]
+    i = names.index(source) + 1
+    mod = dict(model.body.named_children())[names[i][5:]] if i < len(names) else None
+    return names[i] if isinstance(mod, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d) else None
+
+
+def explain_disagreements(model: torch.nn.Module, graph: Graph, sources: dict[str, str],
+                          x_int: torch.Tensor, input_scale: float,
+                          golden: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Why torch and the golden model differ on the frames ``x_int``.
+
+    For each frame: the first layer (in execution order) where torch's sign of
+    its batch-norm output differs from the golden ``Threshold`` bits, with the
+    channels and torch's float32 values there (values near 0 are float ties
+    at a threshold); or, when every layer agrees, the top two torch scores and
+    their gap (a near-tie of real scores, settled by the integer score rounding).
+    """
+    preds, bn = torch_trace(model, x_int, input_scale)
+    reports = []
+    thresholds = [n for n in graph.nodes if n.kind == "Threshold"]
+    for i in range(len(x_int)):
+        report: dict[str, Any] = {"torch": int(preds[i]), "golden": int(golden["class"][i])}
+        for node in thresholds:
+            key = _bn_after(model, sources[node.name])
+            if key is None:
+                continue
+            values = bn[key][i]
+            torch_bits = (values >= 0).astype(np.uint8)
+            if torch_bits.ndim == 3:  # (C, H, W) -> (H, W, C)
+                values, torch_bits = values.transpose(1, 2, 0), torch_bits.transpose(1, 2, 0)
+            diff = np.argwhere(torch_bits != golden[node.name][i])
+            if len(diff):
+                report["first_difference"] = node.name
+                report["flipped"] = [
+                    {"index": [int(v) for v in d], "torch_value": float(values[tuple(d)]),
+                     "golden_bit": int(golden[node.name][i][tuple(d)])} for d in diff[:8]]
+                report["flipped_count"] = int(len(diff))
+                break
+        else:
+            scores = bn[_bn_after(model, sources["class"])][i]
+            top = np.argsort(-scores, kind="stable")[:2]
+            report["first_difference"] = "scores"
+            report["torch_top2"] = [{"class": int(c), "score": float(scores[c])} for c in top]
+            report["torch_gap"] = float(scores[top[0]] - scores[top[1]])
+        reports.append(report)
+    return reports
