@@ -94,6 +94,111 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bitfold.artifacts import write_json
+    from bitfold.compiler.passes import fold
+    from bitfold.compiler.serialize import save_graph
+    from bitfold.train.to_ir import lower_run
+
+    build = Path(args.out or f"build/{Path(args.run).name}")
+    lowered, provenance = lower_run(args.run)
+    graph = fold(lowered, args.score_bits)
+    save_graph(graph, build)
+    write_json(build / "compile.json", {
+        "schema": 1, **provenance, "score_bits": args.score_bits,
+        "passes": ["fold_signs_into_thresholds", "fold_scores_into_integers"]})
+    layers = [n for n in graph.nodes if n.kind in ("BinaryDense", "BinaryConv2d")]
+    bits = sum(n.weight.size for n in layers)
+    print(f"{build}: {graph.name}, {len(layers)} binary layers, {bits} weight bits "
+          f"(graph.json, tensors.npz, compile.json)")
+    return 0
+
+
+def cmd_golden(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bitfold.artifacts import ArtifactError, read_json, write_json
+    from bitfold.compiler.evaluate import evaluate_golden, write_dump
+    from bitfold.compiler.packed import PackedExecutor
+    from bitfold.compiler.serialize import load_graph
+    from bitfold.train.data import load_dataset
+    from bitfold.train.to_ir import explain_disagreements, nchw_to_ir, torch_predictions
+
+    build = Path(args.build)
+    graph = load_graph(build)
+    prov = read_json(build / "compile.json", 1) if (build / "compile.json").is_file() else {}
+    run = args.run or prov.get("run")
+    model = None
+    if not args.no_torch:
+        if run is None:
+            raise ArtifactError(f"{build}: no compile.json names the run; pass --run RUN "
+                                "(or --no-torch for accuracy only)")
+        from bitfold.train.trainer import load_run
+
+        model, config, data = load_run(run)
+    name = args.dataset or prov.get("dataset") or (config.dataset if model else None)
+    if name is None:
+        raise ArtifactError(f"{build}: no compile.json names the data set; pass --dataset")
+    if model is None or name != config.dataset or args.data_dir:
+        same = name == prov.get("dataset")
+        data = load_dataset(name, args.data_dir or (prov.get("data_dir") if same else None))
+    n = len(data.x_test) if args.limit is None else min(args.limit, len(data.x_test))
+    x_torch, labels = data.x_test[:n], data.y_test[:n].numpy()
+    x = nchw_to_ir(x_torch.numpy())
+    torch_pred = None if model is None else torch_predictions(model, x_torch, data.input_scale)
+    report, _ = evaluate_golden(graph, x, labels, torch_pred, args.reference_frames)
+    report.update(dataset=data.name, split="test", run=run)
+    if model is not None and report["disagreements"] and "sources" in prov:
+        idx = report["disagreements"][:100]
+        values = PackedExecutor(graph).run(x[idx])
+        notes = explain_disagreements(model, graph, prov["sources"], x_torch[idx],
+                                      data.input_scale, values)
+        report["disagreements"] = [{"index": i, "label": int(labels[i]), **e}
+                                   for i, e in zip(idx, notes, strict=True)]
+    write_json(build / "golden.json", report)
+    line = f"{build}/golden.json: golden accuracy {report['accuracy']:.4f}"
+    if model is not None:
+        line += (f", torch {report['torch_accuracy']:.4f}, agreement {report['agreement']:.4f} "
+                 f"({len(report['disagreements'])} of {n} differ)")
+    print(f"{line} on {n} {data.name} test frames")
+    if args.dump:
+        path = write_dump(build / "golden_dump.npz", graph, x[:args.dump])
+        print(f"{path}: every tensor of the first {min(args.dump, n)} frames")
+    return 0
+
+
+def cmd_fold(args: argparse.Namespace) -> int:
+    from bitfold.compiler.folding import (
+        fold_for_budget,
+        fold_for_fps,
+        folding_table,
+        read_folding,
+        write_folding,
+    )
+    from bitfold.compiler.serialize import load_graph
+
+    graph = load_graph(args.build)
+    chosen = [bool(args.folding), args.target_fps is not None,
+              args.max_luts is not None or args.max_brams is not None]
+    if sum(chosen) != 1:
+        raise ValueError("give exactly one of --target-fps F, --max-luts/--max-brams N, "
+                         "or --folding FILE")
+    clock = 100.0 if args.clock_mhz is None else args.clock_mhz
+    common = dict(clock_mhz=clock, device=args.device, allow_padding=args.allow_padding)
+    if args.folding:
+        folding = read_folding(args.folding, graph)
+    elif args.target_fps is not None:
+        folding = fold_for_fps(graph, args.target_fps, **common)
+    else:
+        folding = fold_for_budget(graph, args.max_luts, args.max_brams, **common)
+    path = write_folding(args.build, folding)
+    print(folding_table(folding), end="")
+    print(f"written: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bitfold",
@@ -120,6 +225,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alphas", default="analytic,learned")
     p.add_argument("--out", metavar="DIR", help="output folder (default: runs/ablate-MODEL-DATASET)")
     p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("compile", help="a trained run -> the integer IR (BUILD/graph.json)",
+                       description="Export a trained run, fold alpha, batch norm and sign into "
+                                   "integer thresholds and the last layer into integer scores, "
+                                   "and write BUILD/graph.json, tensors.npz and compile.json.")
+    p.add_argument("run", metavar="RUN", help="run folder written by bitfold train")
+    p.add_argument("--out", metavar="BUILD", help="build folder (default: build/RUN-NAME)")
+    p.add_argument("--score-bits", type=int, default=32,
+                   help="signed width of the integer class scores (default: 32)")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("golden", help="golden-model accuracy and torch agreement",
+                       description="Run the golden model (packed executor, cross-checked with the "
+                                   "reference interpreter) on a test set; compare with the torch "
+                                   "model in eval mode; write BUILD/golden.json.")
+    p.add_argument("build", metavar="BUILD", help="build folder written by bitfold compile")
+    p.add_argument("--dataset", help="test set (default: the run's)")
+    p.add_argument("--data-dir", help="folder holding the dataset's files")
+    p.add_argument("--run", metavar="RUN", help="run folder (default: the one in compile.json)")
+    p.add_argument("--no-torch", action="store_true", help="golden accuracy only, no agreement")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N test frames")
+    p.add_argument("--reference-frames", type=int, default=256, metavar="N",
+                   help="frames also run through the reference interpreter (default: 256)")
+    p.add_argument("--dump", type=int, nargs="?", const=8, default=0, metavar="N",
+                   help="write every tensor of the first N frames to BUILD/golden_dump.npz "
+                        "(default N: 8)")
+    p.set_defaults(func=cmd_golden)
+
+    p = sub.add_parser("fold", help="choose PE/SIMD per layer: BUILD/folding.json",
+                       description="Pick a folding for a target frame rate or the fastest one "
+                                   "within a LUT/block-RAM budget, or check a hand-written one; "
+                                   "write BUILD/folding.json with cycles and estimates.")
+    p.add_argument("build", metavar="BUILD", help="build folder written by bitfold compile")
+    p.add_argument("--target-fps", type=float, metavar="F", help="frames per second to reach")
+    p.add_argument("--clock-mhz", type=float, metavar="M", help="clock (default: 100)")
+    p.add_argument("--max-luts", type=int, metavar="N", help="LUT budget (fastest that fits)")
+    p.add_argument("--max-brams", type=int, metavar="N", help="block RAM budget")
+    p.add_argument("--folding", metavar="FILE", help="check and cost a hand-written folding")
+    p.add_argument("--device", default="ecp5", choices=["ecp5", "ice40"],
+                   help="resource model (default: ecp5)")
+    p.add_argument("--allow-padding", action="store_true",
+                   help="allow PE/SIMD that do not divide the layer (padded last fold)")
+    p.set_defaults(func=cmd_fold)
     return parser
 
 

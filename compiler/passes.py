@@ -44,6 +44,7 @@ __all__ = [
     "fold_signs_into_thresholds",
     "run_passes",
     "score_error_bound",
+    "score_exponent",
 ]
 
 DEFAULT_SCORE_BITS = 32
@@ -107,7 +108,7 @@ def fold_signs_into_thresholds(graph: Graph) -> Graph:
     return Graph.build(graph.name, nodes, graph.outputs)
 
 
-def _score_exponent(k: list[Fraction], c: list[Fraction], lo: int, hi: int,
+def score_exponent(k: list[Fraction], c: list[Fraction], lo: int, hi: int,
                     score_bits: int) -> int:
     """Largest ``E`` (scale ``2**E``) whose rounded integer scores fit ``score_bits`` signed."""
     limit = (1 << (score_bits - 1)) - 1
@@ -156,7 +157,7 @@ def fold_scores_into_integers(graph: Graph, score_bits: int = DEFAULT_SCORE_BITS
         lo, hi = ranges[node.input]
         k = [Fraction(v) for v in node.slope]
         c = [Fraction(v) for v in node.offset]
-        s = Fraction(2) ** _score_exponent(k, c, lo, hi, score_bits)
+        s = Fraction(2) ** score_exponent(k, c, lo, hi, score_bits)
         scale = np.array([round(ki * s) for ki in k], dtype=np.int64)
         bias = np.array([round(ci * s) for ci in c], dtype=np.int64)
         score_name = f"{node.name}_scores"

@@ -183,22 +183,21 @@ def _node_from_json(i: int, entry: Any, arrays: dict[str, np.ndarray],
 def graph_from_json(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Graph:
     """Rebuild and verify a graph from its JSON document and arrays."""
     if doc.get("schema") != SCHEMA:
-        raise IRFormatError(f"{GRAPH_FILE}: schema version {doc.get('schema')!r}, this bitfold "
-                            f"reads {SCHEMA}; re-run `bitfold compile`")
+        raise IRFormatError(f"schema version {doc.get('schema')!r}, this bitfold reads {SCHEMA}; "
+                            "re-run `bitfold compile`")
     for key, kind in (("name", str), ("inputs", list), ("outputs", list), ("nodes", list),
                       ("tensors", dict), ("arrays", dict)):
         if not isinstance(doc.get(key), kind):
-            raise IRFormatError(f"{GRAPH_FILE}: {key!r} must be a {kind.__name__}")
+            raise IRFormatError(f"{key!r} must be a {kind.__name__}")
     nodes = tuple(_node_from_json(i, e, arrays, doc["arrays"]) for i, e in enumerate(doc["nodes"]))
     unused = sorted(set(arrays) - set(doc["arrays"]))
     if unused:
-        raise IRFormatError(f"{TENSORS_FILE}: arrays {unused} are not in {GRAPH_FILE}")
+        raise IRFormatError(f"{TENSORS_FILE} holds arrays {unused} that no node uses")
     try:
         types = {name: TensorType(tuple(t["shape"]), t["bits"], t["signed"])
                  for name, t in doc["tensors"].items()}
     except (KeyError, TypeError) as exc:
-        raise IRFormatError(f"{GRAPH_FILE}: tensor types need shape, bits, signed "
-                            f"({exc})") from None
+        raise IRFormatError(f"tensor types need shape, bits, signed ({exc})") from None
     graph = Graph(doc["name"], nodes, tuple(doc["inputs"]), tuple(doc["outputs"]), types)
     verify(graph)
     return graph
@@ -240,5 +239,7 @@ def load_graph(build: str | Path) -> Graph:
                             "re-run `bitfold compile`")
     try:
         return graph_from_json(doc, arrays)
+    except IRFormatError as exc:
+        raise IRFormatError(f"{path}: {exc}") from None
     except IRError as exc:
         raise IRError(f"{path}: {exc}") from None

@@ -19,8 +19,8 @@ pre-fold IR graph (``compiler.ir``) without rounding anything that matters:
   monotone, so max then sign equals sign then OR). The last affine becomes
   ``AffineArgMax``.
 
-``compiler.passes.fold`` then makes everything integer. :func:`compile_run`
-does the whole ``bitfold compile``; :func:`torch_predictions` and
+``compiler.passes.fold`` then makes everything integer (``bitfold compile``
+runs :func:`lower_run`, then the passes). :func:`torch_predictions` and
 :func:`explain_disagreements` are what ``bitfold golden`` needs from torch.
 """
 
@@ -42,8 +42,6 @@ from bitfold.compiler.ir import (
     Node,
 )
 
-from bitfold.artifacts import write_json
-
 from .export import (
     ExportedBatchNorm,
     ExportedBinaryLayer,
@@ -54,10 +52,8 @@ from .export import (
     export_network,
 )
 
-__all__ = ["COMPILE_SCHEMA", "compile_run", "explain_disagreements", "lower",
-           "torch_predictions", "torch_trace"]
-
-COMPILE_SCHEMA = 1
+__all__ = ["explain_disagreements", "lower", "lower_run", "nchw_to_ir", "torch_predictions",
+           "torch_trace"]
 
 
 class _Lowering:
@@ -184,34 +180,26 @@ def lower(net: ExportedNetwork) -> tuple[Graph, dict[str, str]]:
     return state.finish(), state.sources
 
 
-def compile_run(run_dir: str | Path, build: str | Path, score_bits: int | None = None) -> Graph:
-    """``bitfold compile``: load a run, export, lower, fold; write ``BUILD/graph.json``,
-    ``BUILD/tensors.npz`` and ``BUILD/compile.json`` (provenance: the run, its data set)."""
-    from bitfold.compiler.passes import DEFAULT_SCORE_BITS, fold
-    from bitfold.compiler.serialize import save_graph
+def lower_run(run_dir: str | Path) -> tuple[Graph, dict[str, Any]]:
+    """Load a trained run, export and lower it; return the pre-fold graph and its provenance.
 
+    The provenance (for ``BUILD/compile.json``) names the run, its data set and
+    the torch module behind every IR node; the graph itself holds no paths.
+    """
     from .trainer import load_run
 
-    score_bits = DEFAULT_SCORE_BITS if score_bits is None else score_bits
     model, config, data = load_run(run_dir)
     net = export_network(model, data.input_bits, data.input_scale, name=config.model)
-    lowered, sources = lower(net)
-    graph = fold(lowered, score_bits)
-    build = Path(build)
-    save_graph(graph, build)
-    write_json(build / "compile.json", {
-        "schema": COMPILE_SCHEMA,
+    graph, sources = lower(net)
+    return graph, {
         "run": str(Path(run_dir).resolve()),
         "model": config.model,
         "dataset": config.dataset,
         "data_dir": None if config.data_dir is None else str(Path(config.data_dir).resolve()),
         "input_bits": data.input_bits,
         "input_scale": data.input_scale,
-        "score_bits": score_bits,
-        "passes": ["fold_signs_into_thresholds", "fold_scores_into_integers"],
         "sources": sources,
-    })
-    return graph
+    }
 
 
 # --------------------------------------------------------------------------- golden: torch side

@@ -1,0 +1,311 @@
+"""Folding: PE and SIMD per layer, chosen for a frame rate or a resource budget.
+
+Rules. For a layer with ``MH`` outputs and ``MW`` inputs per output, ``PE``
+must divide ``MH`` and ``SIMD`` must divide ``MW`` (no idle lanes); with
+``allow_padding`` any ``1 <= PE <= MH``, ``1 <= SIMD <= MW`` is legal and the
+last fold is padded (``NF = ceil(MH / PE)``, ``SF = ceil(MW / SIMD)``).
+
+The optimizers pick, for every layer on its own (stages run concurrently, so
+only the slowest one sets the frame rate), the cheapest legal ``(PE, SIMD)``
+(fewest LUTs, then block RAMs) whose cycles fit a per-frame cycle budget:
+
+* :func:`fold_for_fps`: the budget is ``clock / target_fps``;
+* :func:`fold_for_budget`: the smallest budget whose cheapest folding fits
+  ``max_luts`` and ``max_brams`` (the fastest design that fits).
+
+``BUILD/folding.json`` holds the choice with its cycles and estimates; a user
+may write one by hand (``{"schema": 1, "layers": [{"name", "pe", "simd"}]}``)
+and :func:`read_folding` checks it against the graph.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bitfold.artifacts import ArtifactError, read_json, write_json
+
+from .cost import (
+    DEVICES,
+    LayerCost,
+    LayerShape,
+    ResourceModel,
+    StageCost,
+    layer_cost,
+    mvu_layers,
+    other_stages,
+)
+from .errors import FoldingError
+from .ir import Graph
+
+__all__ = [
+    "FOLDING_SCHEMA",
+    "Folding",
+    "evaluate_folding",
+    "fold_for_budget",
+    "fold_for_fps",
+    "folding_table",
+    "legal_values",
+    "read_folding",
+    "write_folding",
+]
+
+FOLDING_SCHEMA = 1
+FOLDING_FILE = "folding.json"
+
+
+def legal_values(n: int, allow_padding: bool) -> list[int]:
+    """Legal PE (SIMD) values for ``n`` outputs (inputs): divisors, or every useful value."""
+    if allow_padding:  # only the smallest value giving each fold count is worth having
+        return sorted({math.ceil(n / f) for f in range(1, n + 1)})
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _summary(values: list[int]) -> str:
+    return ", ".join(map(str, values)) if len(values) <= 16 else \
+        f"{', '.join(map(str, values[:8]))}, ..., {', '.join(map(str, values[-4:]))}"
+
+
+def check_layer(layer: LayerShape, pe: Any, simd: Any, allow_padding: bool) -> None:
+    """Raise :class:`FoldingError` naming the layer and legal values if ``(pe, simd)`` is not."""
+    for what, value, n, role in (("pe", pe, layer.mh, "output channels"),
+                                 ("simd", simd, layer.mw, "inputs per output")):
+        ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= n and \
+            (allow_padding or n % value == 0)
+        if not ok:
+            rule = f"be 1..{n}" if allow_padding else f"divide the {n} {role}"
+            raise FoldingError(f"layer {layer.name!r}: {what}={value!r} is illegal; {what} must "
+                               f"{rule}; legal values: "
+                               f"{_summary(legal_values(n, allow_padding))}")
+
+
+@dataclass(frozen=True)
+class Folding:
+    """A complete folding of a graph with its cycle model and resource estimate."""
+
+    graph: str
+    clock_mhz: float
+    device: str
+    allow_padding: bool
+    objective: dict[str, Any]
+    layers: tuple[LayerCost, ...]
+    stages: tuple[StageCost, ...]
+    fifos: tuple[dict[str, Any], ...]
+
+    @property
+    def cycles_per_frame(self) -> int:
+        return max(s.cycles for s in (*self.layers, *self.stages))
+
+    @property
+    def bottleneck(self) -> str:
+        return max((*self.layers, *self.stages), key=lambda s: s.cycles).name
+
+    @property
+    def fps(self) -> float:
+        return self.clock_mhz * 1e6 / self.cycles_per_frame
+
+    def total(self, what: str) -> int:
+        fifo = sum(f["width"] * f["depth"] for f in self.fifos) if what == "ffs" else 0
+        return sum(getattr(s, what) for s in (*self.layers, *self.stages)) + fifo
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": FOLDING_SCHEMA,
+            "graph": self.graph,
+            "clock_mhz": self.clock_mhz,
+            "device": self.device,
+            "allow_padding": self.allow_padding,
+            "objective": self.objective,
+            "layers": [asdict(c) for c in self.layers],
+            "stages": [asdict(s) for s in self.stages],
+            "fifos": list(self.fifos),
+            "totals": {
+                "cycles_per_frame": self.cycles_per_frame,
+                "bottleneck": self.bottleneck,
+                "fps": self.fps,
+                "latency_cycles_estimate": sum(s.cycles for s in (*self.layers, *self.stages)),
+                "luts": self.total("luts"),
+                "ffs": self.total("ffs"),
+                "brams": self.total("brams"),
+                "weight_bits": sum(c.weight_bits for c in self.layers),
+            },
+        }
+
+
+def _fifos(graph: Graph, costs: dict[str, LayerCost], model: ResourceModel) -> tuple[dict, ...]:
+    """One FIFO after every stage that feeds another: producer word width, fixed depth."""
+    out = []
+    for node in graph.nodes[:-1]:
+        if node.kind in ("BinaryDense", "BinaryConv2d"):
+            continue  # the MVU's threshold or score unit streams on
+        t = graph.types[node.name]
+        producer = costs.get(node.inputs[0]) if node.inputs else None
+        lanes = producer.pe if producer is not None else (t.shape[-1] if t.shape else 1)
+        out.append({"after": node.name, "width": lanes * t.bits, "depth": model.fifo_depth})
+    return tuple(out)
+
+
+def _device(device: str) -> ResourceModel:
+    if device not in DEVICES:
+        raise FoldingError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    return DEVICES[device]
+
+
+def _check_clock(clock_mhz: float) -> None:
+    if not (isinstance(clock_mhz, int | float) and clock_mhz > 0):
+        raise FoldingError(f"clock_mhz must be a positive number, not {clock_mhz!r}")
+
+
+def evaluate_folding(graph: Graph, choice: dict[str, tuple[int, int]], clock_mhz: float = 100.0,
+                     device: str = "ecp5", allow_padding: bool = False,
+                     objective: dict[str, Any] | None = None) -> Folding:
+    """Check ``{layer: (pe, simd)}`` against ``graph`` and cost it."""
+    _check_clock(clock_mhz)
+    model = _device(device)
+    layers = mvu_layers(graph)
+    names = [layer.name for layer in layers]
+    missing, unknown = [n for n in names if n not in choice], sorted(set(choice) - set(names))
+    if missing or unknown:
+        raise FoldingError(f"folding must give pe and simd for exactly the layers {names}; "
+                           f"missing {missing}, unknown {unknown}")
+    costs = {}
+    for layer in layers:
+        pe, simd = choice[layer.name]
+        check_layer(layer, pe, simd, allow_padding)
+        costs[layer.name] = layer_cost(layer, pe, simd, model)
+    return Folding(graph.name, float(clock_mhz), model.name, allow_padding,
+                   objective or {"kind": "manual"}, tuple(costs.values()),
+                   tuple(other_stages(graph, model)), _fifos(graph, costs, model))
+
+
+class _Options:
+    """A layer's legal foldings sorted by cycles, with the cheapest one up to each cycle count."""
+
+    def __init__(self, layer: LayerShape, model: ResourceModel, allow_padding: bool) -> None:
+        costs = [layer_cost(layer, pe, simd, model)
+                 for pe in legal_values(layer.mh, allow_padding)
+                 for simd in legal_values(layer.mw, allow_padding)]
+        costs.sort(key=lambda c: c.cycles)
+        self.cycles = [c.cycles for c in costs]
+        self.best: list[LayerCost] = []
+        for c in costs:
+            key = (c.luts, c.brams, c.pe * c.simd, c.pe)
+            prev = self.best[-1] if self.best else None
+            take = prev is None or key < (prev.luts, prev.brams, prev.pe * prev.simd, prev.pe)
+            self.best.append(c if take else prev)
+
+    def cheapest(self, budget: int) -> LayerCost | None:
+        i = bisect.bisect_right(self.cycles, budget)
+        return self.best[i - 1] if i else None
+
+
+def _fold_at(graph, options, budget, **kw) -> Folding | None:
+    picks = {}
+    for name, opt in options.items():
+        c = opt.cheapest(budget)
+        if c is None:
+            return None
+        picks[name] = (c.pe, c.simd)
+    return evaluate_folding(graph, picks, **kw)
+
+
+def fold_for_fps(graph: Graph, target_fps: float, clock_mhz: float = 100.0,
+                 device: str = "ecp5", allow_padding: bool = False) -> Folding:
+    """The cheapest folding reaching ``target_fps`` frames/s at ``clock_mhz``."""
+    _check_clock(clock_mhz)
+    if not (isinstance(target_fps, int | float) and target_fps > 0):
+        raise FoldingError(f"target fps must be positive, not {target_fps!r}")
+    model = _device(device)
+    budget = math.floor(clock_mhz * 1e6 / target_fps)
+    objective = {"kind": "fps", "target_fps": float(target_fps), "cycle_budget": budget}
+    for stage in other_stages(graph, model):
+        if stage.cycles > budget:
+            raise FoldingError(f"{target_fps:g} fps at {clock_mhz:g} MHz allows {budget} cycles "
+                               f"per frame, but stage {stage.name!r} needs {stage.cycles}; at most "
+                               f"{clock_mhz * 1e6 / stage.cycles:.6g} fps")
+    options = {}
+    for layer in mvu_layers(graph):
+        opt = _Options(layer, model, allow_padding)
+        if opt.cycles[0] > budget:
+            raise FoldingError(
+                f"{target_fps:g} fps at {clock_mhz:g} MHz allows {budget} cycles per frame, but "
+                f"layer {layer.name!r} needs at least {opt.cycles[0]} even fully parallel; at most "
+                f"{clock_mhz * 1e6 / opt.cycles[0]:.6g} fps at this clock")
+        options[layer.name] = opt
+    return _fold_at(graph, options, budget, clock_mhz=clock_mhz, device=device,
+                    allow_padding=allow_padding, objective=objective)
+
+
+def fold_for_budget(graph: Graph, max_luts: int | None = None, max_brams: int | None = None,
+                    clock_mhz: float = 100.0, device: str = "ecp5",
+                    allow_padding: bool = False) -> Folding:
+    """The fastest folding (smallest cycles per frame) whose estimate fits the budget."""
+    if max_luts is None and max_brams is None:
+        raise FoldingError("give a budget: max_luts and/or max_brams")
+    model = _device(device)
+    options = {layer.name: _Options(layer, model, allow_padding) for layer in mvu_layers(graph)}
+    floor = max([s.cycles for s in other_stages(graph, model)] +
+                [o.cycles[0] for o in options.values()])
+    candidates = sorted({c for o in options.values() for c in o.cycles if c >= floor} | {floor})
+    objective = {"kind": "budget", "max_luts": max_luts, "max_brams": max_brams}
+    smallest = None
+    for budget in candidates:
+        folding = _fold_at(graph, options, budget, clock_mhz=clock_mhz, device=device,
+                           allow_padding=allow_padding, objective=objective)
+        if folding is None:
+            continue
+        fits = (max_luts is None or folding.total("luts") <= max_luts) and \
+               (max_brams is None or folding.total("brams") <= max_brams)
+        if fits:
+            return folding
+        smallest = folding
+    raise FoldingError(f"no folding fits {max_luts} LUTs / {max_brams} block RAMs; the most "
+                       f"folded one needs {smallest.total('luts')} LUTs and "
+                       f"{smallest.total('brams')} block RAMs")
+
+
+def write_folding(build: str | Path, folding: Folding) -> Path:
+    """Write ``BUILD/folding.json`` atomically."""
+    return write_json(Path(build) / FOLDING_FILE, folding.to_json())
+
+
+def read_folding(path: str | Path, graph: Graph) -> Folding:
+    """Read a folding (written by bitfold or by hand) and check it against ``graph``.
+
+    Only ``layers[*].name/pe/simd`` and the optional ``clock_mhz``, ``device``,
+    ``allow_padding`` are read; cycles and estimates are recomputed.
+    """
+    path = Path(path)
+    try:
+        doc = read_json(path, FOLDING_SCHEMA)
+    except ArtifactError as exc:
+        raise FoldingError(str(exc)) from None
+    layers = doc.get("layers")
+    if not isinstance(layers, list) or not all(
+            isinstance(e, dict) and {"name", "pe", "simd"} <= set(e) for e in layers):
+        raise FoldingError(f'{path}: "layers" must be a list of {{"name", "pe", "simd"}} objects')
+    choice = {e["name"]: (e["pe"], e["simd"]) for e in layers}
+    try:
+        return evaluate_folding(graph, choice, doc.get("clock_mhz", 100.0),
+                                doc.get("device", "ecp5"), bool(doc.get("allow_padding", False)))
+    except FoldingError as exc:
+        raise FoldingError(f"{path}: {exc}") from None
+
+
+def folding_table(folding: Folding) -> str:
+    """A plain-text table of a folding: one row per stage, then the totals."""
+    rows = [f"{'layer':<14}{'pe':>6}{'simd':>6}{'nf':>6}{'sf':>6}{'cycles':>10}{'luts':>8}"
+            f"{'brams':>7}  weights"]
+    for c in folding.layers:
+        rows.append(f"{c.name:<14}{c.pe:>6}{c.simd:>6}{c.nf:>6}{c.sf:>6}{c.cycles:>10}{c.luts:>8}"
+                    f"{c.brams:>7}  {c.weight_bits} bits in {c.weight_memory}")
+    for s in folding.stages:
+        rows.append(f"{s.name:<14}{'':>24}{s.cycles:>10}{s.luts:>8}{s.brams:>7}  {s.kind}")
+    rows.append(f"{folding.cycles_per_frame} cycles/frame (bottleneck {folding.bottleneck}): "
+                f"{folding.fps:,.0f} fps at {folding.clock_mhz:g} MHz; estimate "
+                f"{folding.total('luts')} LUTs, {folding.total('ffs')} FFs, "
+                f"{folding.total('brams')} block RAMs ({folding.device})")
+    return "\n".join(rows) + "\n"
