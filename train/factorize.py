@@ -36,19 +36,24 @@ __all__ = [
 PARAMS = ("dense", "svd", "tucker", "holistic-tucker", "cp")
 
 
-def resolve_ranks(shape: Sequence[int], rank: float | None) -> list[int]:
+def resolve_ranks(shape: Sequence[int], rank: float | None, fixed: Sequence[int] = ()) -> list[int]:
     """Ranks per mode: ``None`` is full rank, a float in (0, 1] a fraction of each mode.
 
-    A mode's rank never exceeds the product of the other modes' sizes, the
-    largest rank that mode's unfolding can have.
+    ``fixed`` ranks are prepended as they are (the layer mode of a holistic
+    group). A mode's rank never exceeds the product of the other modes' ranks,
+    the largest rank that mode of the core can have, so the decomposition
+    never pads its factors with random columns.
     """
     if rank is not None and not 0 < rank <= 1:
         raise ValueError(f"rank must be a fraction in (0, 1], not {rank!r}")
-    total = math.prod(shape)
-    ranks = []
-    for d in shape:
-        r = d if rank is None else max(1, math.ceil(rank * d))
-        ranks.append(min(r, total // d) if len(shape) > 1 else r)
+    ranks = [*fixed, *(d if rank is None else max(1, math.ceil(rank * d)) for d in shape)]
+    if len(ranks) < 2:
+        return ranks
+    for _ in range(len(ranks)):  # each pass only lowers ranks; a fixed point is reached fast
+        capped = [min(r, math.prod(ranks[:i] + ranks[i + 1:])) for i, r in enumerate(ranks)]
+        if capped == ranks:
+            break
+        ranks = capped
     return ranks
 
 
@@ -84,7 +89,8 @@ class TuckerWeight(nn.Module):
 
     def right_inverse(self, w: Tensor) -> tuple[Tensor, ...]:
         with tl.backend_context("pytorch"):
-            core, factors = tucker(w.detach(), rank=self.ranks, init="svd", n_iter_max=100)
+            core, factors = tucker(w.detach(), rank=self.ranks, init="svd", n_iter_max=100,
+                                   random_state=0)
         return (core.contiguous(), *(f.contiguous() for f in factors))
 
 
@@ -141,9 +147,10 @@ class HolisticTucker(nn.Module):
         super().__init__()
         self.layer_shape = tuple(weights.shape[1:])
         self.num_layers = weights.shape[0]
-        ranks = [self.num_layers, *resolve_ranks(self.layer_shape, rank)]
+        ranks = resolve_ranks(self.layer_shape, rank, fixed=[self.num_layers])
         with tl.backend_context("pytorch"):
-            core, factors = tucker(weights.detach(), rank=ranks, init="svd", n_iter_max=100)
+            core, factors = tucker(weights.detach(), rank=ranks, init="svd", n_iter_max=100,
+                                   random_state=0)
         self.core = nn.Parameter(core.contiguous())
         self.factors = nn.ParameterList([nn.Parameter(f.contiguous()) for f in factors[1:]])
 
@@ -160,7 +167,9 @@ class HolisticTucker(nn.Module):
             p = tl.tenalg.multi_mode_dot(w, list(self.factors), transpose=True)
         g = self.core.detach().reshape(self.core.shape[0], -1)  # (L, prod R)
         sol = torch.linalg.lstsq(g.T, p.reshape(-1, 1)).solution
-        return sol.reshape(-1)
+        # A fresh tensor: lstsq's solution is a strided view of a larger buffer, and a
+        # 1-element view keeps its odd stride through clone() (DDP then warns).
+        return torch.empty(sol.shape[0], dtype=sol.dtype).copy_(sol.reshape(-1))
 
 
 class HolisticSlice(nn.Module):

@@ -80,8 +80,9 @@ def cnv(input_shape: Sequence[int], classes: int, dropout: float) -> BinaryNet:
         *_conv_bn(128, 256, 0), *_conv_bn(256, 256, 0),
         nn.Flatten(),
     )
-    with torch.no_grad():
-        flat = body(torch.zeros(1, c, h, w)).shape[1]
+    with torch.no_grad():  # eval mode: no batch statistics are touched
+        flat = body.eval()(torch.zeros(1, c, h, w)).shape[1]
+    body.train()
     body.extend([
         BinaryLinear(flat, 512, dropout=dropout), nn.BatchNorm1d(512),
         BinaryLinear(512, 512, dropout=dropout), nn.BatchNorm1d(512),

@@ -1,0 +1,234 @@
+"""The training loop, its artifacts, exact resume, models and export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bitfold.artifacts import ArtifactError
+from bitfold.train.data import load_dataset
+from bitfold.train.export import ExportError, export_network
+from bitfold.train.layers import parametrize_model
+from bitfold.train.models import MODELS, build_model
+from bitfold.train.trainer import TrainConfig, load_run, train
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def tiny(**kw) -> TrainConfig:
+    base = dict(model="mlp-digits", dataset="digits", param="holistic-tucker", alpha="learned",
+                epochs=3, batch_size=128, lr=1e-2, dropout=0.1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_train_writes_artifacts_loadable_without_pickle(tmp_path):
+    metrics = train(tiny(epochs=2), tmp_path, progress=False)
+    assert json.loads((tmp_path / "config.json").read_text())["param"] == "holistic-tucker"
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["schema"] == 1 and len(saved["history"]) == 2
+    assert saved["test_accuracy"] == metrics["test_accuracy"] == saved["history"][-1]["test_accuracy"]
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and "model" in ckpt and "optimizer" in ckpt
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+@pytest.mark.parametrize("param", ["dense", "holistic-tucker"])
+def test_resume_after_interruption_is_bit_identical(tmp_path, param):
+    config = tiny(param=param)
+    train(config, tmp_path / "straight", progress=False)
+
+    def stop_after_two(epoch, _record):
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(config, tmp_path / "resumed", progress=False, on_epoch_end=stop_after_two)
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    train(config, tmp_path / "resumed", resume=True, progress=False)
+
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert a["history"][-1]["train_loss"] == b["history"][-1]["train_loss"]
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path):
+    runs = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        train(tiny(epochs=1, seed=seed), tmp_path / name, progress=False)
+        runs[name] = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(runs["a"][k], runs["b"][k]) for k in runs["a"])
+    assert not all(torch.equal(runs["a"][k], runs["c"][k]) for k in runs["a"])
+
+
+def test_resume_with_other_options_is_refused(tmp_path):
+    train(tiny(epochs=1), tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"^--resume with a different configuration \(lr\)"):
+        train(tiny(epochs=1, lr=0.5), tmp_path, resume=True, progress=False)
+    with pytest.raises(ArtifactError, match=r"nothing to resume"):
+        train(tiny(epochs=1), tmp_path / "empty", resume=True, progress=False)
+
+
+def test_load_run_restores_the_trained_model(tmp_path):
+    train(tiny(epochs=1, param="svd"), tmp_path, progress=False)
+    model, config, data = load_run(tmp_path)
+    assert config.param == "svd" and not model.training
+    x = data.x_test[:50].float() * data.input_scale
+    logits = model(x)
+    assert logits.shape == (50, 10)
+
+
+def test_rmsprop_and_step_schedule(tmp_path):
+    metrics = train(tiny(optimizer="rmsprop", schedule="step", step_size=1, gamma=0.5, lr=1e-3),
+                    tmp_path, progress=False)
+    lrs = [h["lr"] for h in metrics["history"]]
+    assert lrs == pytest.approx([5e-4, 2.5e-4, 1.25e-4])
+
+
+def test_init_from_float_weights(tmp_path):
+    """A dense run's real weights seed a factorized run exactly (before any training)."""
+    train(tiny(epochs=1, param="dense", alpha="analytic"), tmp_path / "float", progress=False)
+    dense = torch.load(tmp_path / "float" / "checkpoint.pt", weights_only=True)["model"]
+    from bitfold.train.trainer import make_model
+
+    data = load_dataset("digits")
+    model = make_model(tiny(param="tucker", init_from=str(tmp_path / "float")), data)
+    for name, layer in model.named_modules():
+        if hasattr(layer, "real_weight"):
+            latent = dense[f"{name}.parametrizations.weight.original"]
+            assert torch.allclose(layer.real_weight(), latent, atol=1e-5), name
+    wrong = tiny(model="sfc", init_from=str(tmp_path / "float"))
+    with pytest.raises(ArtifactError, match=r"weights do not fit this model"):
+        make_model(wrong, data)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_runs_forward_and_backward(name):
+    shapes = {"mlp-digits": (1, 8, 8), "cnn-digits": (1, 8, 8), "tfc": (1, 28, 28),
+              "sfc": (1, 28, 28), "lfc": (1, 28, 28), "cnv": (3, 32, 32),
+              "resnet18": (3, 32, 32), "hourglass": (3, 64, 64)}
+    torch.manual_seed(0)
+    model = build_model(name, shapes[name], 4)
+    parametrize_model(model, "holistic-tucker", "learned", rank=0.5)
+    out = model(torch.rand(2, *shapes[name]))
+    expected = (2, 4, 16, 16) if name == "hourglass" else (2, 4)
+    assert out.shape == expected
+    out.square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, dataset", [("resnet18", "synthetic"), ("hourglass", "synthetic-pose")])
+def test_paper_networks_train_on_small_data(tmp_path, model, dataset):
+    metrics = train(TrainConfig(model=model, dataset=dataset, param="holistic-tucker",
+                                alpha="learned", epochs=2, batch_size=32, lr=1e-3),
+                    tmp_path, progress=False)
+    first, last = metrics["history"][0]["train_loss"], metrics["history"][-1]["train_loss"]
+    assert np.isfinite(last) and last < first
+
+
+def test_export_gives_binary_weights_and_alphas_that_reproduce_torch():
+    torch.manual_seed(0)
+    data = load_dataset("digits")
+    model = build_model("mlp-digits", data.input_shape, 10)
+    parametrize_model(model, "holistic-tucker", "learned")
+    with torch.no_grad():  # trained-like statistics: untrained ones put many sums exactly on 0
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.running_mean.uniform_(-3, 3), mod.running_var.uniform_(0.5, 4)
+                mod.weight.uniform_(-1, 1), mod.bias.uniform_(-1, 1)
+    model.eval()
+    net = export_network(model, data.input_bits, data.input_scale, "mlp-digits")
+    kinds = [type(s).__name__ for s in net.steps]
+    assert kinds[:3] == ["ExportedFlatten", "ExportedBinaryLayer", "ExportedBatchNorm"]
+    assert "factor" not in repr(net.steps[1].__dict__.keys())
+    # Re-run the network from the export alone, in float64 numpy.
+    x = data.x_test[:100].numpy().astype(np.float64) * data.input_scale
+    h = x.reshape(len(x), -1)
+    for step in net.steps[1:]:
+        if type(step).__name__ == "ExportedBinaryLayer":
+            assert set(np.unique(step.weight)) <= {-1, 1} and step.weight.dtype == np.int8
+            inp = h if step.input_mode == "multibit" else np.where(h >= 0, 1.0, -1.0)
+            h = step.alpha * (inp @ step.weight.T.astype(np.float64))
+        else:
+            h = step.gamma * (h - step.mean) / np.sqrt(step.var + step.eps) + step.beta
+    with torch.no_grad():
+        ref = model(data.x_test[:100].float() * data.input_scale).double().numpy()
+    assert np.allclose(h, ref, atol=1e-3)
+
+
+def test_export_refuses_residual_networks():
+    model = parametrize_model(build_model("resnet18", (3, 32, 32), 10), "dense", "analytic")
+    with pytest.raises(ExportError, match=r"^resnet18 \(ResNet18\) cannot be lowered to hardware yet"):
+        export_network(model, 8, 1 / 255, "resnet18")
+
+
+def run_cli(*args, **env):
+    return subprocess.run([str(BIN / "bitfold"), *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, cwd=ROOT, timeout=600)
+
+
+def test_cli_bad_dataset_folder_is_one_line_error(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"garbage!")
+    res = run_cli("train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--out",
+                  str(tmp_path / "run"))
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0
+    assert res.stderr.startswith(f"bitfold train: error: {tmp_path}/train-images-idx3-ubyte: not an IDX file")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_cli_digits_mlp_holistic_learned_reaches_90_percent(tmp_path):
+    """The issue's headline command (its wall time is measured in BENCHMARKS.md, not here)."""
+    res = run_cli("train", "--dataset", "digits", "--model", "mlp-digits", "--param",
+                  "holistic-tucker", "--alpha", "learned", "--out", str(tmp_path), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["test_accuracy"] >= 0.90
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_ddp_two_processes_follow_single_process(tmp_path):
+    """2-process DDP (gloo) trains and its loss follows the single-process run within 10%.
+
+    The global batch is the same; what differs is batch norm, whose batch statistics
+    each process takes over its half of the batch (measured: within 4% per epoch).
+    """
+    args = ["train", "--dataset", "digits", "--model", "mlp-digits", "--param",
+            "holistic-tucker", "--alpha", "learned", "--epochs", "4", "--batch-size", "256",
+            "--lr", "1e-2", "--quiet"]
+    single = run_cli(*args, "--out", str(tmp_path / "single"), OMP_NUM_THREADS="1")
+    assert single.returncode == 0, single.stderr
+    ddp = subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python",
+         str(BIN / "bitfold"), *args, "--out", str(tmp_path / "ddp")],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    assert "Warning" not in ddp.stderr, ddp.stderr[-2000:]
+    s = json.loads((tmp_path / "single" / "metrics.json").read_text())
+    d = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert d["world_size"] == 2 and s["world_size"] == 1
+    for hs, hd in zip(s["history"], d["history"], strict=True):
+        assert hd["train_loss"] == pytest.approx(hs["train_loss"], rel=0.10)
+    assert d["history"][-1]["train_loss"] < d["history"][0]["train_loss"]
+    assert d["test_accuracy"] >= s["test_accuracy"] - 0.05
