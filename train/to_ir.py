@@ -213,10 +213,12 @@ def nchw_to_ir(x: torch.Tensor | np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def torch_trace(model: torch.nn.Module, x_int: torch.Tensor, input_scale: float,
-                batch: int = 1000) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Eval-mode predictions and each batch norm's float32 output (the pre-sign values).
+                batch: int = 1000, dtype: torch.dtype = torch.float32,
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Eval-mode predictions and each batch norm's output (the pre-sign values).
 
-    The input is scaled exactly as the trainer does: ``x_int.float() * input_scale``.
+    The input is scaled as the trainer does, ``x_int.float() * input_scale``
+    (``dtype`` other than float32 is for a model converted with ``.to(dtype)``).
     """
     model.eval()
     preds = []
@@ -229,7 +231,7 @@ def torch_trace(model: torch.nn.Module, x_int: torch.Tensor, input_scale: float,
                 lambda m, i, o, key=f"body.{name}": captured[key].append(o.numpy().copy())))
     try:
         for i in range(0, len(x_int), batch):
-            out = model(x_int[i:i + batch].float() * input_scale)
+            out = model(x_int[i:i + batch].to(dtype) * input_scale)
             preds.append(out.argmax(1).numpy())
     finally:
         for h in hooks:

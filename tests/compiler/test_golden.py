@@ -22,7 +22,8 @@ from bitfold.compiler.packed import PackedExecutor, pack_bits, run_packed
 from bitfold.compiler.passes import fold
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from randgraphs import lowered_graphs, random_inputs
+
+from .randgraphs import lowered_graphs, random_inputs
 
 
 def test_popcount_of_xnor_and_threshold() -> None:

@@ -28,7 +28,8 @@ from bitfold.compiler.passes import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from randgraphs import lowered_graphs, random_inputs
+
+from .randgraphs import lowered_graphs, random_inputs
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -12,7 +12,8 @@ from bitfold.compiler.ir import BinaryDense, Graph, Input, Threshold
 from bitfold.compiler.passes import fold
 from bitfold.compiler.serialize import load_graph, read_npz, save_graph
 from hypothesis import HealthCheck, given, settings
-from randgraphs import lowered_graphs
+
+from .randgraphs import lowered_graphs
 
 
 def _files(build: Path) -> tuple[bytes, bytes]:

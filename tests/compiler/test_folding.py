@@ -1,0 +1,168 @@
+"""Folding legality, the cycle model, the optimizers and folding.json."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from bitfold.compiler.cost import DEVICES, adder_tree_luts, layer_cost, mvu_layers
+from bitfold.compiler.errors import FoldingError
+from bitfold.compiler.folding import (
+    evaluate_folding,
+    fold_for_budget,
+    fold_for_fps,
+    folding_table,
+    legal_values,
+    read_folding,
+    write_folding,
+)
+from bitfold.compiler.ir import (
+    ArgMax,
+    BinaryConv2d,
+    BinaryDense,
+    Graph,
+    Input,
+    MaxPool2d,
+    ScoreAffine,
+    Threshold,
+)
+
+
+def cnn() -> Graph:
+    rng = np.random.default_rng(0)
+    return Graph.build("cnn", [
+        Input("x", (8, 8, 1), 5),
+        BinaryConv2d("conv0", "x", rng.integers(0, 2, (16, 3, 3, 1)), 3, 1, 1, 0),
+        Threshold("t0", "conv0", np.zeros(16, np.int64)),
+        MaxPool2d("pool0", "t0", 2, 2),
+        BinaryConv2d("conv1", "pool0", rng.integers(0, 2, (32, 3, 3, 16)), 3, 1, 0, -1),
+        Threshold("t1", "conv1", np.full(32, 70)),
+        BinaryDense("fc0", "t1", rng.integers(0, 2, (10, 128))),
+        ScoreAffine("scores", "fc0", np.arange(1, 11), np.zeros(10, np.int64)),
+        ArgMax("class", "scores"),
+    ], ["class"])
+
+
+def test_layers_seen_by_the_cost_model() -> None:
+    layers = {layer.name: layer for layer in mvu_layers(cnn())}
+    assert (layers["conv0"].mh, layers["conv0"].mw, layers["conv0"].pixels) == (16, 9, 64)
+    assert layers["conv0"].input_bits == 5
+    assert (layers["conv1"].mh, layers["conv1"].mw, layers["conv1"].pixels) == (32, 144, 4)
+    assert (layers["fc0"].mh, layers["fc0"].mw, layers["fc0"].pixels) == (10, 128, 1)
+
+
+def test_cycles_are_nf_times_sf_times_pixels() -> None:
+    f = evaluate_folding(cnn(), {"conv0": (4, 3), "conv1": (8, 16), "fc0": (5, 32)})
+    cycles = {c.name: (c.nf, c.sf, c.cycles) for c in f.layers}
+    assert cycles == {"conv0": (4, 3, 4 * 3 * 64), "conv1": (4, 9, 4 * 9 * 4),
+                      "fc0": (2, 4, 8)}
+    assert f.cycles_per_frame == 768 and f.bottleneck == "conv0"
+    assert f.fps == pytest.approx(100e6 / 768)
+    # the max pool takes one input pixel per cycle: 64, the score unit one class per cycle
+    assert {s.name: s.cycles for s in f.stages} == {"pool0": 64, "scores": 10}
+
+
+def test_padding_rounds_folds_up() -> None:
+    f = evaluate_folding(cnn(), {"conv0": (5, 2), "conv1": (32, 144), "fc0": (3, 100)},
+                         allow_padding=True)
+    conv0, _, fc0 = f.layers
+    assert (conv0.nf, conv0.sf) == (4, 5) and (fc0.nf, fc0.sf) == (4, 2)
+
+
+def test_illegal_folding_names_the_layer_and_the_legal_values() -> None:
+    with pytest.raises(FoldingError, match=r"^layer 'conv1': pe=5 is illegal; pe must divide the "
+                                           r"32 output channels; legal values: 1, 2, 4, 8, 16, "
+                                           r"32$"):
+        evaluate_folding(cnn(), {"conv0": (1, 1), "conv1": (5, 16), "fc0": (1, 1)})
+    with pytest.raises(FoldingError, match=r"^layer 'fc0': simd=200 is illegal; simd must be "
+                                           r"1\.\.128; legal values: "):
+        evaluate_folding(cnn(), {"conv0": (1, 1), "conv1": (1, 1), "fc0": (1, 200)},
+                         allow_padding=True)
+    with pytest.raises(FoldingError, match=r"^folding must give pe and simd for exactly the "
+                                           r"layers \['conv0', 'conv1', 'fc0'\]; missing "
+                                           r"\['fc0'\], unknown \['fc9'\]$"):
+        evaluate_folding(cnn(), {"conv0": (1, 1), "conv1": (1, 1), "fc9": (1, 1)})
+
+
+def test_legal_values() -> None:
+    assert legal_values(12, False) == [1, 2, 3, 4, 6, 12]
+    assert legal_values(10, True) == [1, 2, 3, 4, 5, 10]  # the smallest PE for each fold count
+
+
+@pytest.mark.parametrize("target", [1e3, 2e4, 1e5, 4e5, 1.5e6])
+def test_fps_folding_meets_the_target_with_the_cheapest_layers(target) -> None:
+    g = cnn()
+    f = fold_for_fps(g, target, clock_mhz=100)
+    budget = int(100e6 // target)
+    assert f.cycles_per_frame <= budget and f.fps >= target
+    model = DEVICES["ecp5"]
+    for layer, chosen in zip(mvu_layers(g), f.layers, strict=True):
+        costs = [layer_cost(layer, pe, simd, model)
+                 for pe in legal_values(layer.mh, False) for simd in legal_values(layer.mw, False)]
+        cheapest = min(c.luts for c in costs if c.cycles <= budget)
+        assert chosen.luts == cheapest, layer.name
+
+
+def test_unreachable_fps_says_what_is_possible() -> None:
+    with pytest.raises(FoldingError, match=r"^1e\+07 fps at 100 MHz allows 10 cycles per frame, "
+                                           r"but stage 'pool0' needs 64; at most 1\.5625e\+06 fps"):
+        fold_for_fps(cnn(), 1e7, clock_mhz=100)
+
+
+def test_budget_folding_is_the_fastest_that_fits() -> None:
+    g = cnn()
+    fast = fold_for_fps(g, 1.5e6)
+    for luts in (400, 1500, 5000, fast.total("luts")):
+        f = fold_for_budget(g, max_luts=luts)
+        assert f.total("luts") <= luts
+        # one more step of parallelism anywhere would not fit or not be faster
+        cheaper_faster = [b for b in range(1, f.cycles_per_frame)
+                          if (x := _try_fps(g, 100e6 / b)) is not None and x.total("luts") <= luts]
+        assert not cheaper_faster
+    with pytest.raises(FoldingError, match=r"^no folding fits 10 LUTs / None block RAMs; the most "
+                                           r"folded one needs \d+ LUTs"):
+        fold_for_budget(g, max_luts=10)
+
+
+def _try_fps(g, fps):
+    try:
+        return fold_for_fps(g, fps)
+    except FoldingError:
+        return None
+
+
+def test_adder_tree() -> None:
+    assert adder_tree_luts(1, 1) == 0
+    assert adder_tree_luts(2, 1) == 2  # one 2-bit result
+    assert adder_tree_luts(4, 1) == 2 * 2 + 3
+
+
+def test_folding_json_round_trip_and_hand_written(tmp_path) -> None:
+    g = cnn()
+    f = fold_for_fps(g, 1e5)
+    path = write_folding(tmp_path, f)
+    doc = json.loads(path.read_text())
+    assert doc["schema"] == 1 and doc["totals"]["cycles_per_frame"] == f.cycles_per_frame
+    again = read_folding(path, g)
+    assert [(c.name, c.pe, c.simd) for c in again.layers] == [(c.name, c.pe, c.simd)
+                                                              for c in f.layers]
+    hand = tmp_path / "mine.json"
+    hand.write_text(json.dumps({"schema": 1, "clock_mhz": 50, "layers": [
+        {"name": "conv0", "pe": 16, "simd": 9}, {"name": "conv1", "pe": 32, "simd": 16},
+        {"name": "fc0", "pe": 10, "simd": 8}]}))
+    mine = read_folding(hand, g)
+    assert mine.clock_mhz == 50 and mine.cycles_per_frame == 64
+    assert "cycles/frame (bottleneck conv0)" in folding_table(mine)
+    hand.write_text(json.dumps({"schema": 1, "layers": [
+        {"name": "conv0", "pe": 3, "simd": 9}, {"name": "conv1", "pe": 32, "simd": 16},
+        {"name": "fc0", "pe": 10, "simd": 8}]}))
+    with pytest.raises(FoldingError, match=r"^\S+mine\.json: layer 'conv0': pe=3 is illegal"):
+        read_folding(hand, g)
+    hand.write_text(json.dumps({"schema": 1, "layers": {"conv0": 1}}))
+    with pytest.raises(FoldingError, match=r'^\S+mine\.json: "layers" must be a list of'):
+        read_folding(hand, g)
+    hand.write_text(json.dumps({"schema": 2, "layers": []}))
+    with pytest.raises(FoldingError, match=r"^\S+mine\.json: schema version 2, this bitfold "
+                                           r"reads 1"):
+        read_folding(hand, g)
