@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import bitfold  # noqa: F401  (sets MKL_CBWR before torch runs any kernel)
-
 import pytest
+
+import bitfold  # noqa: F401  (sets MKL_CBWR before torch runs any kernel)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
