@@ -47,43 +47,44 @@ def pack_bits(bits: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(packed).view("<u8")
 
 
-def _popcount_and(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``popcount(x & w)`` for packed rows ``x (N, W)`` against ``w (C, W)`` -> ``(N, C)``."""
-    out = np.zeros((len(x), len(w)), dtype=np.int64)
-    for j in range(x.shape[1]):
-        out += np.bitwise_count(x[:, j, None] & w[None, :, j])
-    return out
+def _popcount(op, x: np.ndarray, w_t: np.ndarray, count_dtype) -> np.ndarray:
+    """``sum_j popcount(op(x[:, j], w_t[j]))``: packed rows ``x (N, W)``, weights ``w_t (W, C)``.
 
-
-def _popcount_xor(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    out = np.zeros((len(x), len(w)), dtype=np.int64)
+    The weights are stored word-major so each step reads a contiguous row;
+    counts accumulate in the narrowest unsigned type that holds the fan-in.
+    """
+    out = np.zeros((len(x), w_t.shape[1]), dtype=count_dtype)
     for j in range(x.shape[1]):
-        out += np.bitwise_count(x[:, j, None] ^ w[None, :, j])
+        out += np.bitwise_count(op(x[:, j, None], w_t[j][None, :]))
     return out
 
 
 @dataclass(frozen=True)
 class _Mvu:
-    """A binary layer's weights, packed once."""
+    """A binary layer's weights, packed once (word-major: ``(W, C_out)`` uint64)."""
 
-    words: np.ndarray  # (C_out, W) uint64
+    words_t: np.ndarray
     fan_in: int
     bipolar: bool
     input_bits: int
 
     @classmethod
     def of(cls, flat_w: np.ndarray, t_in: TensorType) -> _Mvu:
-        return cls(pack_bits(flat_w), flat_w.shape[1], t_in.bipolar, t_in.bits)
+        words = np.ascontiguousarray(pack_bits(flat_w).T)
+        return cls(words, flat_w.shape[1], t_in.bipolar, t_in.bits)
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         """Accumulators of ``rows (N, fan_in)`` (bits or unsigned ints) -> ``(N, C_out)``."""
+        count = np.uint16 if self.fan_in < (1 << 16) else np.uint32
         if self.bipolar:
-            return self.fan_in - _popcount_xor(pack_bits(rows), self.words)
-        acc = np.zeros((len(rows), len(self.words)), dtype=np.int64)
+            mismatches = _popcount(np.bitwise_xor, pack_bits(rows), self.words_t, count)
+            return self.fan_in - mismatches.astype(np.int64)
+        acc = np.zeros((len(rows), self.words_t.shape[1]), dtype=np.int64)
         for q in range(self.input_bits):
             plane = pack_bits((rows >> q) & 1)
             ones = np.bitwise_count(plane).sum(axis=1, dtype=np.int64)[:, None]
-            acc += (2 * _popcount_and(plane, self.words) - ones) << q
+            pos = _popcount(np.bitwise_and, plane, self.words_t, count).astype(np.int64)
+            acc += (2 * pos - ones) << q
         return acc
 
 
@@ -141,7 +142,7 @@ class PackedExecutor:
         raise CompilerError(f"node {node.name!r}: the packed executor cannot run {node.kind}")
 
     def run(self, x: np.ndarray | Mapping[str, np.ndarray], keep: Iterable[str] | None = None,
-            batch: int = 256) -> dict[str, np.ndarray]:
+            batch: int = 128) -> dict[str, np.ndarray]:
         """Execute on frames ``x`` in batches of ``batch``; return the tensors in ``keep``.
 
         ``keep`` defaults to every tensor; pass ``graph.outputs`` for speed.
@@ -167,6 +168,6 @@ class PackedExecutor:
 
 
 def run_packed(graph: Graph, x: np.ndarray | Mapping[str, np.ndarray],
-               keep: Iterable[str] | None = None, batch: int = 256) -> dict[str, np.ndarray]:
+               keep: Iterable[str] | None = None, batch: int = 128) -> dict[str, np.ndarray]:
     """Execute a folded graph with :class:`PackedExecutor`; see :meth:`PackedExecutor.run`."""
     return PackedExecutor(graph).run(x, keep, batch)

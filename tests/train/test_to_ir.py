@@ -16,7 +16,13 @@ from bitfold.compiler.passes import fold
 from bitfold.train.data import load_dataset
 from bitfold.train.export import export_network
 from bitfold.train.layers import binary_layers
-from bitfold.train.to_ir import lower, nchw_to_ir, torch_predictions, torch_trace
+from bitfold.train.to_ir import (
+    explain_disagreements,
+    lower,
+    nchw_to_ir,
+    torch_predictions,
+    torch_trace,
+)
 from bitfold.train.trainer import SCHEMA, TrainConfig, make_model
 
 from bitfold.cli import main
@@ -181,3 +187,49 @@ def test_trained_mlp_agrees_with_golden(tmp_path) -> None:
     report = json.loads((build / "golden.json").read_text())
     assert report["agreement"] >= 0.999
     assert abs(report["accuracy"] - report["torch_accuracy"]) <= 0.001
+
+
+def test_exact_ties_are_settled_like_torch_sign(digits) -> None:
+    """Hidden pre-activations that are exactly 0 in float32 give +1 in torch and in golden."""
+    model = randomized("mlp-digits", digits, seed=5)
+    layers = [m for _, m in binary_layers(model)]
+    bns = [m for m in model.body if isinstance(m, torch.nn.BatchNorm1d)]
+    with torch.no_grad():
+        for layer, bn in list(zip(layers, bns, strict=True))[1:-1]:  # binary-input hidden layers
+            alpha = layer.binarizer.alpha
+            alpha.copy_(torch.tensor([0.5, -0.25, 0.75, -1.0]).repeat(len(alpha) // 4))
+            k = 2 * torch.randint(-3, 4, alpha.shape)  # dot has the parity of the fan-in (128)
+            bn.eps = 0.0
+            bn.running_var.fill_(1.0)
+            bn.weight.fill_(1.0)
+            bn.bias.zero_()
+            bn.running_mean.copy_(alpha * k)  # pre-activation alpha * (dot - k): 0 at dot == k
+    _, graph, _ = compiled(model, digits)
+    x_int = frames(digits)
+    golden = run_packed(graph, nchw_to_ir(x_int.numpy()))
+    preds, bn_out = torch_trace(model, x_int, digits.input_scale)
+    ties = 0
+    for node, key in zip(["fc1_act", "fc2_act"], ["body.4", "body.6"], strict=True):
+        assert np.array_equal((bn_out[key] >= 0).astype(np.uint8), golden[node])
+        ties += int((bn_out[key] == 0).sum())
+    assert ties > 100
+    assert np.array_equal(preds, golden["class"])
+
+
+def test_disagreements_are_explained(digits) -> None:
+    model = randomized("cnn-digits", digits)
+    _, graph, sources = compiled(model, digits)
+    x_int = digits.x_test[:2]
+    golden = run_packed(graph, nchw_to_ir(x_int.numpy()))
+    # pretend the golden model flipped one bit of conv1 on frame 0 and the class on frame 1
+    golden["conv1_act"] = golden["conv1_act"].copy()
+    golden["conv1_act"][0, 2, 3, 7] ^= 1
+    golden["class"] = golden["class"].copy()
+    golden["class"][1] = (golden["class"][1] + 1) % 10
+    notes = explain_disagreements(model, graph, sources, x_int, digits.input_scale, golden)
+    assert notes[0]["first_difference"] == "conv1_act" and notes[0]["flipped_count"] == 1
+    assert notes[0]["flipped"][0]["index"] == [2, 3, 7]
+    _, bn = torch_trace(model, x_int, digits.input_scale)
+    assert notes[0]["flipped"][0]["torch_value"] == pytest.approx(float(bn["body.3"][0, 7, 2, 3]))
+    assert notes[1]["first_difference"] == "scores" and notes[1]["torch_gap"] >= 0
+    assert [t["class"] for t in notes[1]["torch_top2"]][0] == notes[1]["torch"]
