@@ -1,0 +1,245 @@
+"""The matrix-vector unit: PE x SIMD XNOR-popcount (or signed-add) lanes, folded (DESIGN.md §5).
+
+One input vector of ``mw`` elements arrives as ``SF = mw / simd`` words of
+``simd`` elements. For each of ``NF = mh / pe`` neuron folds the unit spends
+``SF`` cycles, one word per cycle: ``pe`` neurons each combine ``simd`` inputs
+with their weight bits, an adder tree (registered every few levels, so the
+clock holds as ``simd`` grows) sums them, and an accumulator adds the ``SF``
+partial sums. After the last word of a fold, the ``pe`` accumulators leave as
+one output word, either compared with their thresholds (``acc >= T``, one bit
+each, 1 means +1) or as integers. One output vector takes exactly
+``NF * SF`` cycles; the input words are kept in a buffer for folds after the
+first, which read it instead of the stream.
+
+Bipolar input (``input_bits == 1``): the term is ``xnor(x, w)`` and the
+accumulator a popcount. Unsigned multi-bit input (the first layer): the term
+is ``+x`` where the weight bit is 1 and ``-x`` where it is 0.
+
+The whole pipeline advances together (``en``) whenever its output register is
+empty or being read, so nothing is lost or duplicated under backpressure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .streams import check_positive
+
+__all__ = ["MVU", "FirstLayerMVU", "weight_memory_kind"]
+
+LUTROM_MAX_DEPTH = 64  # the cost model's ResourceModel.lutrom_max_depth
+
+
+def weight_memory_kind(depth: int, lutrom_max_depth: int = LUTROM_MAX_DEPTH) -> str:
+    """Where a ``depth``-word weight memory lives: constants, LUT ROM or block RAM."""
+    if depth == 1:
+        return "constant"
+    return "lutrom" if depth <= lutrom_max_depth else "bram"
+
+
+def _reg(m: Module, value: Value, en: Value, name: str) -> Signal:
+    sig = Signal(value.shape(), name=name)
+    with m.If(en):
+        m.d.sync += sig.eq(value)
+    return sig
+
+
+class MVU(wiring.Component):
+    """A folded matrix-vector unit with optional per-neuron thresholds.
+
+    Parameters
+    ----------
+    weights : ndarray of 0/1, shape ``(mh, mw)``
+        Weight bits (1 means +1), columns in the order the input streams them.
+    pe, simd : int
+        Neurons and inputs per cycle; must divide ``mh`` and ``mw``.
+    acc_shape : Shape
+        Shape of an accumulator (the IR type of the layer's output); checked to hold
+        every reachable value.
+    thresholds : ndarray of int, shape ``(mh,)``, optional
+        When given, the output is one bit per neuron, ``acc >= thresholds``.
+    input_bits : int
+        Bits per input element.
+    bipolar : bool
+        True for bipolar input (bits, 1 means +1; ``input_bits`` must be 1), False
+        for unsigned integers.
+    levels_per_stage : int
+        Adder-tree levels between pipeline registers.
+    """
+
+    def __init__(self, weights: np.ndarray, pe: int, simd: int, acc_shape: Shape, *,
+                 thresholds: np.ndarray | None = None, input_bits: int = 1, bipolar: bool = True,
+                 levels_per_stage: int = 3) -> None:
+        weights = np.asarray(weights)
+        if weights.ndim != 2 or weights.size == 0 or not np.isin(weights, (0, 1)).all():
+            raise ValueError(f"weights must be a non-empty 2-D array of bits, not shape "
+                             f"{weights.shape}")
+        check_positive(pe=pe, simd=simd, input_bits=input_bits, levels_per_stage=levels_per_stage)
+        mh, mw = weights.shape
+        if mh % pe:
+            raise ValueError(f"pe must divide the output count {mh}, not {pe!r}")
+        if mw % simd:
+            raise ValueError(f"simd must divide the input count {mw}, not {simd!r}")
+        acc_shape = Shape.cast(acc_shape)
+        if bipolar and input_bits != 1:
+            raise ValueError(f"bipolar input has input_bits=1, not {input_bits!r}")
+        lo, hi = (0, mw) if bipolar else (-mw * ((1 << input_bits) - 1),
+                                                   mw * ((1 << input_bits) - 1))
+        a_lo = -(1 << (acc_shape.width - 1)) if acc_shape.signed else 0
+        a_hi = (1 << (acc_shape.width - (1 if acc_shape.signed else 0))) - 1
+        if lo < a_lo or hi > a_hi:
+            raise ValueError(f"acc_shape {acc_shape} cannot hold accumulators {lo}..{hi}")
+        if thresholds is not None:
+            thresholds = np.asarray(thresholds, dtype=np.int64)
+            if thresholds.shape != (mh,):
+                raise ValueError(f"thresholds must have shape ({mh},), not {thresholds.shape}")
+        self.weights, self.thresholds = weights.astype(np.uint8), thresholds
+        self.mh, self.mw, self.pe, self.simd = mh, mw, pe, simd
+        self.nf, self.sf = mh // pe, mw // simd
+        self.input_bits, self.bipolar, self.acc_shape = input_bits, bipolar, acc_shape
+        self.levels_per_stage = levels_per_stage
+        self.weight_memory = weight_memory_kind(self.nf * self.sf)
+        out_shape = unsigned(pe) if thresholds is not None else unsigned(pe * acc_shape.width)
+        super().__init__({
+            "i_stream": In(stream.Signature(unsigned(simd * input_bits))),
+            "o_stream": Out(stream.Signature(out_shape)),
+        })
+
+    # ---------------------------------------------------------------- memories
+
+    def weight_words(self) -> list[int]:
+        """Weight memory words: address ``nf*SF + sf``, bit ``p*simd + s``."""
+        w = self.weights.reshape(self.nf, self.pe, self.sf, self.simd).transpose(0, 2, 1, 3)
+        words = []
+        for word in w.reshape(self.nf * self.sf, self.pe * self.simd):
+            words.append(int(sum(int(b) << i for i, b in enumerate(word))))
+        return words
+
+    def _weights(self, m: Module, addr: Value, en: Value) -> Value:
+        words = self.weight_words()
+        width = self.pe * self.simd
+        if self.weight_memory == "constant":
+            return Const(words[0], width)
+        m.submodules.weights = mem = memory.Memory(shape=unsigned(width), depth=len(words),
+                                                    init=words)
+        if self.weight_memory == "lutrom":
+            rd = mem.read_port(domain="comb")
+            m.d.comb += rd.addr.eq(addr)
+            return _reg(m, rd.data, en, "w_lut")
+        rd = mem.read_port()
+        m.d.comb += [rd.addr.eq(addr), rd.en.eq(en)]
+        return rd.data
+
+    def _threshold(self, m: Module, nf: Value) -> list[Value]:
+        tshape = signed(max(self.acc_shape.width + 2,
+                            int(np.abs(self.thresholds).max()).bit_length() + 1))
+        rows = self.thresholds.reshape(self.nf, self.pe)
+        if self.nf == 1:
+            return [Const(int(t), tshape) for t in rows[0]]
+        words = [int(sum((int(t) & ((1 << tshape.width) - 1)) << (p * tshape.width)
+                         for p, t in enumerate(row))) for row in rows]
+        m.submodules.thresholds = mem = memory.Memory(
+            shape=unsigned(self.pe * tshape.width), depth=self.nf, init=words)
+        rd = mem.read_port(domain="comb")
+        m.d.comb += rd.addr.eq(nf)
+        return [rd.data.word_select(p, tshape.width).as_signed() for p in range(self.pe)]
+
+    # ---------------------------------------------------------------- datapath
+
+    def _terms(self, x: Value, w: Value, p: int) -> list[Value]:
+        """The ``simd`` terms of neuron lane ``p``."""
+        wp = w.word_select(p, self.simd)
+        if self.bipolar:
+            xnor = ~(x ^ wp)
+            return [xnor[s] for s in range(self.simd)]
+        b = self.input_bits
+        return [Mux(wp[s], x[s * b:(s + 1) * b], -x[s * b:(s + 1) * b]) for s in range(self.simd)]
+
+    def _tree(self, m: Module, lanes: list[list[Value]], ctl: Value, en: Value
+              ) -> tuple[list[Value], Value]:
+        """Pairwise adder trees over every lane, registered every ``levels_per_stage`` levels."""
+        level = 0
+        while len(lanes[0]) > 1:
+            lanes = [[t[i] + t[i + 1] if i + 1 < len(t) else t[i] for i in range(0, len(t), 2)]
+                     for t in lanes]
+            level += 1
+            if level % self.levels_per_stage == 0 and len(lanes[0]) > 1:
+                lanes = [[_reg(m, v, en, f"tree{level}_p{p}_{i}") for i, v in enumerate(t)]
+                         for p, t in enumerate(lanes)]
+                ctl = _reg(m, ctl, en, f"tree{level}_ctl")
+        return [t[0] for t in lanes], ctl
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        nf_n, sf_n = self.nf, self.sf
+        i, o = self.i_stream, self.o_stream
+        en = Signal()
+        m.d.comb += en.eq(~o.valid | o.ready)
+
+        # stage 0: fold counters; the first fold reads the stream, later ones the buffer
+        sf = Signal(range(sf_n))
+        nf = Signal(range(nf_n))
+        addr = Signal(range(nf_n * sf_n))
+        first_fold = nf == 0
+        active = first_fold & i.valid | ~first_fold
+        go = en & active
+        m.d.comb += i.ready.eq(en & first_fold)
+        with m.If(go):
+            m.d.sync += [sf.eq(Mux(sf == sf_n - 1, 0, sf + 1)),
+                         addr.eq(Mux(addr == nf_n * sf_n - 1, 0, addr + 1))]
+            with m.If(sf == sf_n - 1):
+                m.d.sync += nf.eq(Mux(nf == nf_n - 1, 0, nf + 1))
+
+        # stage 1: weights and input word
+        w = self._weights(m, addr, en)
+        x_in = _reg(m, i.payload, en, "x_in")
+        ctl0 = Cat(active, sf == 0, sf == sf_n - 1, nf)
+        ctl1 = _reg(m, ctl0, en, "ctl1")
+        if nf_n > 1:
+            m.submodules.inbuf = buf = memory.Memory(shape=unsigned(len(i.payload)), depth=sf_n,
+                                                     init=[])
+            wr, rd = buf.write_port(), buf.read_port()
+            m.d.comb += [wr.addr.eq(sf), wr.data.eq(i.payload), wr.en.eq(go & first_fold),
+                         rd.addr.eq(sf), rd.en.eq(en)]
+            from_stream = _reg(m, first_fold, en, "from_stream")
+            x = Mux(from_stream, x_in, rd.data)
+        else:
+            x = x_in
+
+        # adder trees, then accumulate over SF words
+        sums, ctl = self._tree(m, [self._terms(x, w, p) for p in range(self.pe)], ctl1, en)
+        valid, first, last, nfi = ctl[0], ctl[1], ctl[2], ctl[3:]
+        accs, totals = [], []
+        for p, s in enumerate(sums):
+            acc = Signal(self.acc_shape, name=f"acc{p}")
+            total = Mux(first, 0, acc) + s
+            with m.If(en & valid):
+                m.d.sync += acc.eq(total)
+            accs.append(acc)
+            totals.append(total)
+        done = _reg(m, valid & last, en, "done")
+        nf_done = _reg(m, nfi, en, "nf_done")
+        tot = [_reg(m, t, en, f"tot{p}") for p, t in enumerate(totals)]
+
+        if self.thresholds is None:
+            m.d.comb += [o.valid.eq(done),
+                         o.payload.eq(Cat(*[t[:self.acc_shape.width] for t in tot]))]
+            return m
+        thr = self._threshold(m, nf_done)
+        out_valid = _reg(m, done, en, "out_valid")
+        out_bits = _reg(m, Cat(*[t >= th for t, th in zip(tot, thr, strict=True)]), en, "out_bits")
+        m.d.comb += [o.valid.eq(out_valid), o.payload.eq(out_bits)]
+        return m
+
+
+class FirstLayerMVU(MVU):
+    """The MVU for unsigned multi-bit input with binary weights: accumulates ``+-x``."""
+
+    def __init__(self, weights: np.ndarray, pe: int, simd: int, acc_shape: Shape,
+                 input_bits: int, *, thresholds: np.ndarray | None = None,
+                 levels_per_stage: int = 3) -> None:
+        super().__init__(weights, pe, simd, acc_shape, thresholds=thresholds,
+                         input_bits=input_bits, bipolar=False, levels_per_stage=levels_per_stage)

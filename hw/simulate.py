@@ -1,0 +1,149 @@
+"""Drive stream components in ``amaranth.sim``: beats in, beats out, cycle stamps.
+
+:func:`run_stream` feeds a component's ``i_stream`` with given payloads and
+reads ``o_stream`` with optional random idle input cycles and output
+backpressure; it returns every output payload with the cycle it was taken in.
+:func:`pack` and :func:`unpack` convert between element vectors and payloads
+(element ``i`` at bits ``[i*bits, (i+1)*bits)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["StreamRun", "pack", "run_stream", "unpack"]
+
+
+def pack(elems: Sequence[int] | np.ndarray, bits: int) -> int:
+    """One payload from integer elements (two's complement, ``bits`` each)."""
+    mask = (1 << bits) - 1
+    word = 0
+    for i, e in enumerate(np.asarray(elems).ravel().tolist()):
+        word |= (int(e) & mask) << (i * bits)
+    return word
+
+
+def unpack(word: int, n: int, bits: int, signed: bool = False) -> list[int]:
+    """``n`` elements of ``bits`` bits from a payload."""
+    mask = (1 << bits) - 1
+    out = []
+    for i in range(n):
+        v = (word >> (i * bits)) & mask
+        if signed and v >> (bits - 1):
+            v -= 1 << bits
+        out.append(v)
+    return out
+
+
+@dataclass
+class StreamRun:
+    """What :func:`run_stream` saw: output payloads, their cycles, and input cycles."""
+
+    outputs: list[int]
+    out_cycles: list[int]
+    in_cycles: list[int]
+    cycles: int
+
+
+def run_stream(dut, inputs: Sequence[int], n_out: int, *, p_idle: float = 0.0,
+               p_stall: float = 0.0, seed: int = 0, max_cycles: int | None = None,
+               vcd: str | None = None) -> StreamRun:
+    """Simulate ``dut`` until ``n_out`` output beats were taken.
+
+    Parameters
+    ----------
+    dut : wiring.Component
+        Has ``i_stream`` and ``o_stream`` stream interfaces.
+    inputs : sequence of int
+        Input payloads, in order.
+    p_idle, p_stall : float
+        Probability of an idle input cycle (valid low) and of a stalled output
+        cycle (ready low).
+    max_cycles : int, optional
+        Give up (``RuntimeError``) after this many cycles; default generous.
+    """
+    from amaranth.sim import Simulator
+
+    rng = np.random.default_rng(seed)
+    inputs = list(inputs)
+    if max_cycles is None:
+        max_cycles = 1000 + 20 * (len(inputs) + n_out) * (1 + int(10 * max(p_idle, p_stall)))
+    run = StreamRun([], [], [], 0)
+    i_s, o_s = dut.i_stream, dut.o_stream
+
+    async def bench(ctx) -> None:
+        k = 0
+        cycle = 0
+        while len(run.outputs) < n_out:
+            if cycle >= max_cycles:
+                raise RuntimeError(f"no progress: {len(run.outputs)} of {n_out} outputs and "
+                                   f"{k} of {len(inputs)} inputs after {cycle} cycles")
+            valid = k < len(inputs) and not (p_idle and rng.random() < p_idle)
+            ready = not (p_stall and rng.random() < p_stall)
+            ctx.set(i_s.valid, valid)
+            if valid:
+                ctx.set(i_s.payload, inputs[k])
+            ctx.set(o_s.ready, ready)
+            if valid and ctx.get(i_s.ready):
+                run.in_cycles.append(cycle)
+                k += 1
+            if ready and ctx.get(o_s.valid):
+                run.outputs.append(ctx.get(o_s.payload))
+                run.out_cycles.append(cycle)
+            await ctx.tick()
+            cycle += 1
+        ctx.set(i_s.valid, 0)
+        run.cycles = cycle
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    return run
+
+
+@dataclass
+class NetworkRun:
+    """Results of :func:`simulate_network`: per frame class and scores, and timing."""
+
+    classes: np.ndarray
+    scores: np.ndarray
+    out_cycles: list[int]
+    cycles: int
+
+    def steady_cycles_per_frame(self, skip: int = 2) -> float:
+        """Mean cycles between consecutive results after the first ``skip`` frames."""
+        t = self.out_cycles[skip:]
+        if len(t) < 2:
+            raise ValueError(f"need at least {skip + 2} frames to measure a steady state")
+        return (t[-1] - t[0]) / (len(t) - 1)
+
+
+def simulate_network(plan, frames: np.ndarray, *, p_idle: float = 0.0, p_stall: float = 0.0,
+                     seed: int = 0) -> NetworkRun:
+    """Run ``frames`` (``(N, *input shape)``, bits for a bipolar input) through the whole network.
+
+    Returns each frame's class and scores as the hardware produced them.
+    """
+    from .top import Dataflow
+
+    frames = np.asarray(frames)
+    inputs = [pack(beat, plan.input_bits) for f in frames for beat in plan.frame_beats(f)]
+    dut = Dataflow(plan)
+    slack = plan.cycles_per_frame * (len(frames) + 4) * (1 + int(10 * max(p_idle, p_stall)))
+    run = run_stream(dut, inputs, len(frames), p_idle=p_idle, p_stall=p_stall, seed=seed,
+                     max_cycles=10_000 + 4 * slack + 20 * len(inputs))
+    classes, scores = [], []
+    cb, sb = plan.class_bits, plan.score_bits
+    for word in run.outputs:
+        classes.append(word & ((1 << cb) - 1))
+        scores.append(unpack(word >> cb, plan.classes, sb, signed=True))
+    return NetworkRun(np.array(classes), np.array(scores, dtype=np.int64), run.out_cycles,
+                      run.cycles)

@@ -1,0 +1,83 @@
+"""The dataflow top: every stage of a :class:`~.plan.Plan` running concurrently.
+
+Stages are joined in stream order; each edge gets a
+:class:`~.streams.WidthConverter` when the producer's and consumer's word sizes
+differ, then a :class:`~.streams.StreamFIFO` with the plan's depth.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Shape, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .mvu import MVU
+from .plan import Plan, Stage
+from .pool import MaxPool
+from .score import ScoreArgMax
+from .streams import StreamFIFO, WidthConverter
+from .swu import SlidingWindow
+
+__all__ = ["Dataflow", "stage_component"]
+
+
+def _shape(bits: int, is_signed: bool) -> Shape:
+    return signed(bits) if is_signed else unsigned(bits)
+
+
+def stage_component(stage: Stage) -> wiring.Component:
+    """The Amaranth component of one planned stage."""
+    p = stage.params
+    if stage.kind == "mvu":
+        return MVU(p["weights"], p["pe"], p["simd"], _shape(p["acc_bits"], p["acc_signed"]),
+                   thresholds=p["thresholds"], input_bits=p["input_bits"], bipolar=p["bipolar"])
+    if stage.kind == "swu":
+        return SlidingWindow(**p)
+    if stage.kind == "pool":
+        return MaxPool(**p)
+    if stage.kind == "score":
+        return ScoreArgMax(p["scale"], p["bias"], _shape(p["acc_bits"], p["acc_signed"]),
+                           p["score_bits"])
+    raise ValueError(f"unknown stage kind {stage.kind!r}")
+
+
+class Dataflow(wiring.Component):
+    """A whole network: input words in (``plan.in_elems`` elements), one result word per frame out.
+
+    The output word is the class index in the low ``plan.class_bits`` bits, then
+    the ``plan.classes`` scores (``plan.score_bits`` signed bits each).
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        if not isinstance(plan, Plan):
+            raise TypeError(f"plan must be a Plan, not {type(plan).__name__}")
+        self.plan = plan
+        first = plan.stages[0]
+        super().__init__({
+            "i_stream": In(stream.Signature(unsigned(first.in_elems * first.in_bits))),
+            "o_stream": Out(stream.Signature(unsigned(plan.class_bits +
+                                                      plan.classes * plan.score_bits))),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        src = wiring.flipped(self.i_stream)
+        prev: Stage | None = None
+        for stage in self.plan.stages:
+            if prev is not None:
+                if prev.out_elems != stage.in_elems:
+                    conv = WidthConverter(prev.out_elems, stage.in_elems, stage.in_bits)
+                    m.submodules[f"{stage.name}_conv"] = conv
+                    wiring.connect(m, src, conv.i_stream)
+                    src = conv.o_stream
+                fifo = StreamFIFO(stage.in_elems * stage.in_bits, stage.fifo_depth)
+                m.submodules[f"{stage.name}_fifo"] = fifo
+                wiring.connect(m, src, fifo.i_stream)
+                src = fifo.o_stream
+            comp = stage_component(stage)
+            m.submodules[stage.name] = comp
+            wiring.connect(m, src, comp.i_stream)
+            src = comp.o_stream
+            prev = stage
+        wiring.connect(m, src, wiring.flipped(self.o_stream))
+        return m
