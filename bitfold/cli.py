@@ -199,6 +199,31 @@ def cmd_fold(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bitfold.compiler.folding import fold_for_fps, folding_table, read_folding
+    from bitfold.compiler.serialize import load_graph
+    from bitfold.hw.generate import generate
+
+    build = Path(args.build)
+    graph = load_graph(build)
+    if bool(args.folding) == (args.target_fps is not None):
+        raise ValueError("give exactly one of --target-fps F (with --clock-mhz M) or "
+                         "--folding FILE")
+    if args.folding:
+        if args.clock_mhz is not None:
+            raise ValueError("--clock-mhz goes with --target-fps; a folding file has its own clock")
+        folding = read_folding(args.folding, graph)
+    else:
+        clock = 100.0 if args.clock_mhz is None else args.clock_mhz
+        folding = fold_for_fps(graph, args.target_fps, clock_mhz=clock, device=args.device)
+    doc = generate(build, graph, folding)
+    print(folding_table(folding), end="")
+    print(f"written: {build}/rtl/ ({', '.join(doc['files'])}, manifest.json), {build}/folding.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bitfold",
@@ -268,6 +293,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-padding", action="store_true",
                    help="allow PE/SIMD that do not divide the layer (padded last fold)")
     p.set_defaults(func=cmd_fold)
+
+    p = sub.add_parser("generate", help="IR + folding -> Verilog accelerator: BUILD/rtl/",
+                       description="Build the streaming XNOR-popcount dataflow accelerator of "
+                                   "BUILD's graph at a folding chosen for a frame rate or read "
+                                   "from a file; write BUILD/rtl/ (Verilog core and AXI-Stream "
+                                   "wrapper, memory files, manifest.json) and BUILD/folding.json.")
+    p.add_argument("build", metavar="BUILD", help="build folder written by bitfold compile")
+    p.add_argument("--target-fps", type=float, metavar="F", help="frames per second to reach")
+    p.add_argument("--clock-mhz", type=float, metavar="M", help="clock for --target-fps "
+                   "(default: 100)")
+    p.add_argument("--folding", metavar="FILE", help="a folding.json (written by bitfold fold "
+                   "or by hand)")
+    p.add_argument("--device", default="ecp5", choices=["ecp5", "ice40"],
+                   help="resource model for --target-fps (default: ecp5)")
+    p.set_defaults(func=cmd_generate)
     return parser
 
 

@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from .streams import check_positive
 
-__all__ = ["MVU", "FirstLayerMVU", "weight_memory_kind"]
+__all__ = ["MVU", "FirstLayerMVU", "threshold_words", "weight_memory_kind", "weight_words"]
 
 LUTROM_MAX_DEPTH = 64  # the cost model's ResourceModel.lutrom_max_depth
 
@@ -38,6 +38,24 @@ def weight_memory_kind(depth: int, lutrom_max_depth: int = LUTROM_MAX_DEPTH) -> 
     if depth == 1:
         return "constant"
     return "lutrom" if depth <= lutrom_max_depth else "bram"
+
+
+def weight_words(weights: np.ndarray, pe: int, simd: int) -> list[int]:
+    """Weight memory words of ``(mh, mw)`` bits: address ``nf*SF + sf``, bit ``p*simd + s``."""
+    mh, mw = weights.shape
+    nf, sf = mh // pe, mw // simd
+    w = np.asarray(weights).reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3)
+    return [int(sum(int(b) << i for i, b in enumerate(word)))
+            for word in w.reshape(nf * sf, pe * simd)]
+
+
+def threshold_words(thresholds: np.ndarray, pe: int, acc_width: int) -> tuple[int, list[int]]:
+    """``(bits per threshold, words)``: fold ``nf`` at address ``nf``, two's complement."""
+    t = np.asarray(thresholds, dtype=np.int64)
+    width = max(acc_width + 2, int(np.abs(t).max()).bit_length() + 1)
+    mask = (1 << width) - 1
+    return width, [int(sum((int(v) & mask) << (p * width) for p, v in enumerate(row)))
+                   for row in t.reshape(-1, pe)]
 
 
 def _reg(m: Module, value: Value, en: Value, name: str) -> Signal:
@@ -112,11 +130,7 @@ class MVU(wiring.Component):
 
     def weight_words(self) -> list[int]:
         """Weight memory words: address ``nf*SF + sf``, bit ``p*simd + s``."""
-        w = self.weights.reshape(self.nf, self.pe, self.sf, self.simd).transpose(0, 2, 1, 3)
-        words = []
-        for word in w.reshape(self.nf * self.sf, self.pe * self.simd):
-            words.append(int(sum(int(b) << i for i, b in enumerate(word))))
-        return words
+        return weight_words(self.weights, self.pe, self.simd)
 
     def _weights(self, m: Module, addr: Value, en: Value) -> Value:
         words = self.weight_words()
@@ -134,13 +148,10 @@ class MVU(wiring.Component):
         return rd.data
 
     def _threshold(self, m: Module, nf: Value) -> list[Value]:
-        tshape = signed(max(self.acc_shape.width + 2,
-                            int(np.abs(self.thresholds).max()).bit_length() + 1))
-        rows = self.thresholds.reshape(self.nf, self.pe)
+        width, words = threshold_words(self.thresholds, self.pe, self.acc_shape.width)
+        tshape = signed(width)
         if self.nf == 1:
-            return [Const(int(t), tshape) for t in rows[0]]
-        words = [int(sum((int(t) & ((1 << tshape.width) - 1)) << (p * tshape.width)
-                         for p, t in enumerate(row))) for row in rows]
+            return [Const(int(t), tshape) for t in self.thresholds]
         m.submodules.thresholds = mem = memory.Memory(
             shape=unsigned(self.pe * tshape.width), depth=self.nf, init=words)
         rd = mem.read_port(domain="comb")

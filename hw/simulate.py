@@ -98,7 +98,13 @@ def run_stream(dut, inputs: Sequence[int], n_out: int, *, p_idle: float = 0.0,
         ctx.set(i_s.valid, 0)
         run.cycles = cycle
 
-    sim = Simulator(dut)
+    from amaranth.hdl import Module, Signal
+
+    top = Module()  # a clock domain even for purely combinational components
+    top.submodules.dut = dut
+    tick = Signal()
+    top.d.sync += tick.eq(~tick)
+    sim = Simulator(top)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     if vcd:

@@ -1,0 +1,191 @@
+"""``bitfold generate``: the IR and a folding -> ``BUILD/rtl/`` (Verilog, memories, manifest).
+
+Writes, for a graph whose sanitized top name is ``TOP``:
+
+* ``TOP_core.v``: the dataflow core, emitted by ``amaranth.back.verilog`` with
+  the builtin Yosys and no source locations, so the same IR and folding give
+  the same bytes;
+* ``TOP.v``: the AXI-Stream-style wrapper (Jinja2, ``templates/wrapper.v.j2``);
+* ``mem/STAGE_weights.mem``, ``mem/STAGE_thresholds.mem``: every MVU's memory
+  contents in ``$readmemh`` form (the core has them built in; these are for
+  inspection and other flows);
+* ``manifest.json``: ports, input beat format, output format, folding,
+  expected cycles per frame, stages and files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bitfold.compiler.folding import Folding, write_folding
+from bitfold.compiler.ir import Graph
+
+from bitfold.artifacts import atomic_write, write_json
+
+from .plan import Plan, build_plan
+
+__all__ = ["MANIFEST_SCHEMA", "generate", "manifest", "render", "verilog_core"]
+
+MANIFEST_SCHEMA = 1
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass(frozen=True)
+class WrapperContext:
+    """What ``wrapper.v.j2`` renders from."""
+
+    top: str
+    core: str
+    graph_comment: str
+    in_elems: int
+    in_bits: int
+    in_width: int
+    beats_per_frame: int
+    out_width: int
+    class_bits: int
+    classes: int
+    score_bits: int
+    cycles_per_frame: int
+
+
+@dataclass(frozen=True)
+class MemoryContext:
+    """What ``memory.mem.j2`` renders from."""
+
+    title: str
+    width: int
+    depth: int
+    words: tuple[str, ...]
+
+
+def render(template: str, ctx: Any) -> str:
+    """Render ``templates/TEMPLATE`` with ``ctx`` (undefined names are errors)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)
+    return env.get_template(template).render(ctx=ctx)
+
+
+def verilog_core(plan: Plan) -> str:
+    """The core's Verilog, emitted with the builtin Yosys (reproducible bytes)."""
+    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+    from amaranth.back import verilog
+
+    from .top import Dataflow
+
+    return verilog.convert(Dataflow(plan), name=f"{plan.top_name}_core", emit_src=False)
+
+
+def _out_width(plan: Plan) -> int:
+    return plan.class_bits + plan.classes * plan.score_bits
+
+
+def _memories(plan: Plan) -> dict[str, MemoryContext]:
+    from .mvu import threshold_words, weight_words
+
+    mems = {}
+    for stage in plan.stages:
+        if stage.kind != "mvu":
+            continue
+        p = stage.params
+        pe, simd = p["pe"], p["simd"]
+        nf, sf = p["weights"].shape[0] // pe, p["weights"].shape[1] // simd
+        words = weight_words(p["weights"], pe, simd)
+        mems[f"{stage.name}_weights.mem"] = _memory(
+            f"{stage.node} weights: bit p*{simd}+s of address nf*{sf}+sf is neuron nf*{pe}+p, "
+            f"input sf*{simd}+s", pe * simd, words)
+        if p["thresholds"] is not None:
+            width, twords = threshold_words(p["thresholds"], pe, p["acc_bits"])
+            mems[f"{stage.name}_thresholds.mem"] = _memory(
+                f"{stage.node} thresholds: {width}-bit two's complement per neuron, "
+                f"fold nf (of {nf}) at address nf", pe * width, twords)
+    return mems
+
+
+def _memory(title: str, width: int, words: list[int]) -> MemoryContext:
+    digits = (width + 3) // 4
+    return MemoryContext(title, width, len(words), tuple(f"{w:0{digits}x}" for w in words))
+
+
+def manifest(plan: Plan, folding: Folding, files: list[str]) -> dict[str, Any]:
+    """The ``manifest.json`` document of a generated accelerator."""
+    in_width = plan.in_elems * plan.stages[0].in_bits
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "graph": plan.graph,
+        "top": plan.top_name,
+        "core": f"{plan.top_name}_core",
+        "files": files,
+        "clock": {"port": "aclk", "reset": "aresetn", "reset_active_low": True,
+                  "reset_synchronous": True, "clock_mhz": folding.clock_mhz},
+        "ports": {
+            "s_axis_tdata": {"direction": "in", "width": in_width},
+            "s_axis_tvalid": {"direction": "in", "width": 1},
+            "s_axis_tready": {"direction": "out", "width": 1},
+            "m_axis_tdata": {"direction": "out", "width": _out_width(plan)},
+            "m_axis_tvalid": {"direction": "out", "width": 1},
+            "m_axis_tready": {"direction": "in", "width": 1},
+        },
+        "input": {
+            "tensor": plan.input_name,
+            "shape": list(plan.input_shape),
+            "element_bits": plan.input_bits,
+            "bipolar": plan.input_bipolar,
+            "elements_per_beat": plan.in_elems,
+            "beats_per_frame": plan.beats_per_frame,
+            "order": "frame flattened in (H, W, C) row-major order; element i of a beat at "
+                     "tdata[i*element_bits +: element_bits]; bipolar elements as bits (1 = +1)",
+        },
+        "output": {
+            "beats_per_frame": 1,
+            "class": {"lsb": 0, "bits": plan.class_bits},
+            "scores": {"lsb": plan.class_bits, "bits": plan.score_bits, "count": plan.classes,
+                       "signed": True, "order": "class 0 first"},
+        },
+        "folding": {"clock_mhz": folding.clock_mhz, "device": folding.device,
+                    "layers": plan.folding},
+        "expected_cycles_per_frame": plan.cycles_per_frame,
+        "bottleneck": folding.bottleneck,
+        "stages": [{"name": s.name, "kind": s.kind, "node": s.node, "in_elems": s.in_elems,
+                    "out_elems": s.out_elems, "fifo_depth": s.fifo_depth,
+                    **({"weight_memory": _weight_kind(s)} if s.kind == "mvu" else {})}
+                   for s in plan.stages],
+    }
+
+
+def _weight_kind(stage) -> str:
+    from .mvu import weight_memory_kind
+
+    p = stage.params
+    depth = (p["weights"].shape[0] // p["pe"]) * (p["weights"].shape[1] // p["simd"])
+    return weight_memory_kind(depth)
+
+
+def generate(build: str | Path, graph: Graph, folding: Folding) -> dict[str, Any]:
+    """Write ``BUILD/rtl/`` and ``BUILD/folding.json``; return the manifest."""
+    build = Path(build)
+    rtl = build / "rtl"
+    plan = build_plan(graph, folding)
+    texts: dict[str, str] = {f"{plan.top_name}_core.v": verilog_core(plan)}
+    ctx = WrapperContext(
+        top=plan.top_name, core=f"{plan.top_name}_core",
+        graph_comment=re.sub(r"[^A-Za-z0-9_.-]", "_", plan.graph)[:64],
+        in_elems=plan.in_elems, in_bits=plan.stages[0].in_bits,
+        in_width=plan.in_elems * plan.stages[0].in_bits, beats_per_frame=plan.beats_per_frame,
+        out_width=_out_width(plan), class_bits=plan.class_bits, classes=plan.classes,
+        score_bits=plan.score_bits, cycles_per_frame=plan.cycles_per_frame)
+    texts[f"{plan.top_name}.v"] = render("wrapper.v.j2", ctx)
+    for name, mem in _memories(plan).items():
+        texts[f"mem/{name}"] = render("memory.mem.j2", mem)
+    for name, text in texts.items():
+        atomic_write(rtl / name, lambda tmp, text=text: tmp.write_text(text))
+    doc = manifest(plan, folding, sorted(texts))
+    write_json(rtl / "manifest.json", doc)
+    write_folding(build, folding)
+    return doc

@@ -1,0 +1,177 @@
+"""Every stream component in amaranth.sim against the golden model, with random stalls.
+
+Each test streams several frames through one component with random idle
+input cycles and output backpressure, and checks every output beat (no lost,
+duplicated or wrong beats) against ``compiler.golden``'s function for the
+node the component implements.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.hdl import signed, unsigned
+from bitfold.compiler import golden
+from bitfold.compiler.ir import BinaryConv2d, BinaryDense, MaxPool2d, ScoreAffine, TensorType
+from bitfold.hw.mvu import MVU, FirstLayerMVU
+from bitfold.hw.pool import MaxPool
+from bitfold.hw.score import ScoreArgMax
+from bitfold.hw.simulate import pack, run_stream, unpack
+from bitfold.hw.streams import StreamFIFO, WidthConverter
+from bitfold.hw.swu import SlidingWindow, window_order
+
+STALLS = [(0.0, 0.0), (0.35, 0.4)]
+
+
+def _words(vectors: np.ndarray, per_word: int, bits: int) -> list[int]:
+    flat = np.asarray(vectors).reshape(-1)
+    return [pack(flat[i:i + per_word], bits) for i in range(0, flat.size, per_word)]
+
+
+def _elems(words: list[int], per_word: int, bits: int, is_signed: bool = False) -> list[int]:
+    return [e for w in words for e in unpack(w, per_word, bits, is_signed)]
+
+
+@pytest.mark.parametrize("stall", STALLS)
+@pytest.mark.parametrize("mh,mw,pe,simd,bits,thr", [
+    (8, 12, 2, 3, 1, True), (6, 10, 6, 10, 1, False), (16, 64, 4, 16, 1, True),
+    (5, 7, 1, 7, 1, True), (4, 9, 1, 1, 5, True), (4, 9, 2, 9, 3, False), (3, 20, 3, 4, 8, True),
+])
+def test_mvu_matches_golden_dense_and_threshold(mh, mw, pe, simd, bits, thr, stall) -> None:
+    rng = np.random.default_rng(mh * 1000 + mw * 10 + simd)
+    n = 6
+    bipolar = bits == 1
+    weight = rng.integers(0, 2, (mh, mw))
+    node = BinaryDense("fc", "x", weight)
+    t_in = TensorType((mw,), 1, True) if bipolar else TensorType((mw,), bits, False)
+    x = rng.integers(0, 2 if bipolar else 1 << bits, (n, mw))
+    acc = golden.binary_dense(node, x, t_in)
+    hi = mw if bipolar else mw * ((1 << bits) - 1)
+    shape = unsigned(hi.bit_length()) if bipolar else signed(hi.bit_length() + 1)
+    thresholds = rng.integers(acc.min(), acc.max() + 2, mh) if thr else None
+    if bipolar:
+        dut = MVU(weight, pe, simd, shape, thresholds=thresholds)
+    else:
+        dut = FirstLayerMVU(weight, pe, simd, shape, bits, thresholds=thresholds)
+    run = run_stream(dut, _words(x, simd, bits), n * mh // pe, p_idle=stall[0],
+                     p_stall=stall[1], seed=7)
+    if thr:
+        want = (acc >= thresholds).astype(int)
+        got = _elems(run.outputs, pe, 1)
+    else:
+        want = acc
+        got = _elems(run.outputs, pe, shape.width, shape.signed)
+    assert got == want.ravel().tolist()
+    if stall == (0.0, 0.0):  # one vector every NF * SF cycles, no self-stalls
+        nf_sf = (mh // pe) * (mw // simd)
+        assert run.out_cycles[-1] - run.out_cycles[mh // pe - 1] == (n - 1) * nf_sf
+
+
+@pytest.mark.parametrize("stall", STALLS)
+@pytest.mark.parametrize("h,w,c,bits,k,s,p,lanes", [
+    (5, 6, 2, 1, 3, 1, 1, 1), (5, 6, 2, 1, 3, 1, 1, 3), (4, 4, 1, 5, 3, 2, 1, 1),
+    (3, 7, 2, 3, 2, 2, 0, 2), (2, 2, 1, 1, 3, 1, 1, 1), (6, 5, 1, 1, 1, 2, 1, 1),
+    (7, 3, 3, 2, 3, 2, 3, 3),
+])
+def test_sliding_window_then_mvu_matches_golden_conv(h, w, c, bits, k, s, p, lanes,
+                                                     stall) -> None:
+    rng = np.random.default_rng(h * 100 + w * 10 + k + lanes)
+    n = 3
+    bipolar = bits == 1
+    t_in = TensorType((h, w, c), 1, True) if bipolar else TensorType((h, w, c), bits, False)
+    pad_value = int(rng.choice([-1, 1])) if bipolar else int(rng.integers(0, 1 << bits))
+    c_out = 3
+    node = BinaryConv2d("conv", "x", rng.integers(0, 2, (c_out, k, k, c)), k, s, p, pad_value)
+    x = rng.integers(0, 2 if bipolar else 1 << bits, (n, h, w, c))
+    dut = SlidingWindow(h, w, c, bits, k, s, p, golden.pad_bit(node, t_in), lanes)
+    per_window = k // lanes
+    oh, ow = dut.oh, dut.ow
+    run = run_stream(dut, _words(x, c, bits), n * oh * ow * per_window, p_idle=stall[0],
+                     p_stall=stall[1], seed=3)
+    windows = np.array(_elems(run.outputs, lanes * k * c, bits)).reshape(n, oh, ow, -1)
+    # each window (in the unit's (kx, ky, c) order) against the permuted weights = golden conv
+    flat_w = node.weight.reshape(c_out, -1)[:, window_order(k, c)]
+    if bipolar:
+        acc = np.stack([(windows == wr).sum(-1) for wr in flat_w], -1)
+    else:
+        acc = windows @ np.where(flat_w == 1, 1, -1).T
+    np.testing.assert_array_equal(acc, golden.binary_conv2d(node, x, t_in))
+
+
+@pytest.mark.parametrize("stall", STALLS)
+@pytest.mark.parametrize("h,w,c,k,s", [(4, 4, 3, 2, 2), (5, 5, 2, 2, 1), (3, 4, 1, 1, 2),
+                                       (5, 7, 4, 3, 2)])
+def test_max_pool_matches_golden(h, w, c, k, s, stall) -> None:
+    rng = np.random.default_rng(h + w + c + k + s)
+    n = 3
+    x = rng.integers(0, 2, (n, h, w, c))
+    node = MaxPool2d("pool", "x", k, s)
+    want = golden.max_pool2d(node, x, TensorType((h, w, c), 1, True))
+    dut = MaxPool(h, w, c, k, s)
+    run = run_stream(dut, _words(x, c, 1), want[:, :, :, 0].size, p_idle=stall[0],
+                     p_stall=stall[1], seed=5)
+    assert _elems(run.outputs, c, 1) == want.ravel().tolist()
+    if stall == (0.0, 0.0):  # one input pixel per cycle
+        assert run.in_cycles[-1] - run.in_cycles[0] == x[..., 0].size - 1
+
+
+@pytest.mark.parametrize("stall", STALLS)
+@pytest.mark.parametrize("classes,acc_signed", [(10, False), (1, True), (5, True)])
+def test_score_argmax_matches_golden(classes, acc_signed, stall) -> None:
+    rng = np.random.default_rng(classes)
+    n = 12
+    acc_shape = signed(9) if acc_signed else unsigned(8)
+    lo, hi = (-256, 255) if acc_signed else (0, 255)
+    acc = rng.integers(lo, hi + 1, (n, classes))
+    acc[:3] = rng.integers(0, 2, (3, classes))  # ties: lowest index wins
+    scale = rng.integers(-3, 4, classes)
+    bias = rng.integers(-20, 20, classes)
+    node = ScoreAffine("scores", "acc", scale, bias)
+    t = TensorType((classes,), acc_shape.width, acc_signed)
+    scores = golden.score_affine(node, acc, t)
+    cls = golden.arg_max(None, scores, t)
+    dut = ScoreArgMax(scale, bias, acc_shape, 16)
+    run = run_stream(dut, _words(acc, 1, acc_shape.width), n, p_idle=stall[0],
+                     p_stall=stall[1], seed=9)
+    cb = dut.cbits
+    assert [w & ((1 << cb) - 1) for w in run.outputs] == cls.tolist()
+    got = [unpack(w >> cb, classes, 16, True) for w in run.outputs]
+    assert got == scores.tolist()
+
+
+@pytest.mark.parametrize("stall", STALLS)
+@pytest.mark.parametrize("a,b,bits", [(3, 9, 1), (9, 3, 1), (4, 3, 2), (3, 4, 2), (5, 5, 3),
+                                      (2, 16, 1), (32, 1, 4)])
+def test_width_converter_keeps_every_element_in_order(a, b, bits, stall) -> None:
+    rng = np.random.default_rng(a * 10 + b)
+    total = a * b * 5
+    elems = rng.integers(0, 1 << bits, total)
+    run = run_stream(WidthConverter(a, b, bits), _words(elems, a, bits), total // b,
+                     p_idle=stall[0], p_stall=stall[1], seed=1)
+    assert _elems(run.outputs, b, bits) == elems.tolist()
+    if stall == (0.0, 0.0):  # a word per cycle on the narrower side
+        side = run.out_cycles if a >= b else run.in_cycles
+        assert side[-1] - side[0] == len(side) - 1
+
+
+@pytest.mark.parametrize("depth", [1, 2, 5])
+def test_fifo_passes_every_beat(depth) -> None:
+    data = list(range(40))
+    run = run_stream(StreamFIFO(8, depth), data, len(data), p_idle=0.3, p_stall=0.4, seed=2)
+    assert run.outputs == data
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: MVU(np.ones((6, 4)), 4, 2, unsigned(3)), r"^pe must divide the output count 6"),
+    (lambda: MVU(np.ones((6, 4)), 2, 3, unsigned(3)), r"^simd must divide the input count 4"),
+    (lambda: MVU(np.ones((6, 4)), 2, 2, unsigned(2)), r"^acc_shape .* cannot hold"),
+    (lambda: MVU(np.full((2, 2), 2), 1, 1, unsigned(2)), r"^weights must be"),
+    (lambda: SlidingWindow(4, 4, 1, 1, 3, lanes=2), r"^lanes must divide the kernel 3"),
+    (lambda: SlidingWindow(2, 2, 1, 1, 3), r"^kernel 3 does not fit"),
+    (lambda: WidthConverter(0, 2, 1), r"^in_elems must be a positive integer"),
+    (lambda: ScoreArgMax([1], [1, 2], unsigned(3), 8), r"^scale and bias must be"),
+])
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_constructors_refuse_bad_arguments(make, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()
