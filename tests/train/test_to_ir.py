@@ -233,3 +233,17 @@ def test_disagreements_are_explained(digits) -> None:
     assert notes[0]["flipped"][0]["torch_value"] == pytest.approx(float(bn["body.3"][0, 7, 2, 3]))
     assert notes[1]["first_difference"] == "scores" and notes[1]["torch_gap"] >= 0
     assert [t["class"] for t in notes[1]["torch_top2"]][0] == notes[1]["torch"]
+
+
+@pytest.mark.slow
+def test_trained_sfc_on_mnist_agrees_with_golden(tmp_path) -> None:
+    data_dir = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
+    if not data_dir.is_dir():
+        pytest.skip(f"{data_dir} not present")
+    run, build = tmp_path / "run", tmp_path / "build"
+    for args in (["train", "--model", "sfc", "--dataset", "mnist", "--data-dir", str(data_dir),
+                  "--epochs", "1", "--batch-size", "256", "--out", str(run), "--quiet"],
+                 ["compile", str(run), "--out", str(build)], ["golden", str(build)]):
+        assert main(args) == 0
+    report = json.loads((build / "golden.json").read_text())
+    assert report["frames"] == 10000 and report["agreement"] >= 0.999
