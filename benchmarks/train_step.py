@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import torch
-from bitfold.train.layers import parametrize_model
-from bitfold.train.models import build_model
 
 import bitfold  # noqa: F401  (MKL_CBWR before torch)
+from bitfold.train.layers import parametrize_model
+from bitfold.train.models import build_model
 
 PARAMS = ("dense", "svd", "tucker", "holistic-tucker", "cp")
 SHAPES = {"mlp-digits": (1, 8, 8), "cnn-digits": (1, 8, 8), "tfc": (1, 28, 28),
