@@ -8,6 +8,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+
 from bitfold.train.data import DataError, augment, load_dataset, read_idx
 
 

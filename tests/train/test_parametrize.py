@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import tensorly as tl
 import torch
+from torch import nn
+
 from bitfold.train.layers import BinaryConv2d, BinaryLinear, binary_layers, parametrize_model
 from bitfold.train.quant import BinarizeWeight, binary_sign, sign_ste
-from torch import nn
 
 PARAMS = ["dense", "svd", "tucker", "holistic-tucker", "cp"]
 

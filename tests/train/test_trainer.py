@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from bitfold.artifacts import ArtifactError
 from bitfold.train.data import load_dataset
 from bitfold.train.export import ExportError, export_network
 from bitfold.train.layers import parametrize_model
 from bitfold.train.models import MODELS, build_model
 from bitfold.train.trainer import TrainConfig, load_run, train
-
-from bitfold.artifacts import ArtifactError
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
