@@ -1,0 +1,13 @@
+"""The compiler stage: numpy only, never torch (DESIGN.md §2-§5; docs/ir.md).
+
+Modules, imported on demand (nothing heavy happens here):
+
+* ``ir`` -- the IR's frozen dataclasses (``Graph``, node kinds, ``TensorType``);
+  ``verify`` -- type inference and checks, run after every pass;
+* ``passes`` -- ``fold_signs_into_thresholds``, ``fold_scores_into_integers``, ``fold``;
+* ``serialize`` -- ``BUILD/graph.json`` + ``BUILD/tensors.npz``;
+* ``golden`` -- the reference interpreter; ``packed`` -- the fast packed-bit executor;
+  ``evaluate`` -- what ``bitfold golden`` reports;
+* ``cost`` and ``folding`` -- the cycle and resource model, PE/SIMD optimizers,
+  ``BUILD/folding.json``.
+"""

@@ -69,93 +69,120 @@ def _channels(g: str, node: Node, t: TensorType, attrs: tuple[str, ...]) -> int:
     return c
 
 
+Inferred = tuple[TensorType, tuple[int, int]]  # a tensor's type and exact value range
+
+
+def _infer_input(g: str, node: Input, t: None, rng: None) -> Inferred:
+    if not node.shape or any(s < 1 for s in node.shape):
+        raise _fail(g, node, f"shape {list(node.shape)} must be non-empty and positive")
+    if not 1 <= node.bits <= 32:
+        raise _fail(g, node, f"bits must be 1..32, not {node.bits!r}")
+    if node.signed and node.bits > 1:
+        raise _fail(g, node, "multi-bit input must be unsigned (signed=false); "
+                             "bits=1 with signed=true is a bipolar input")
+    typ = TensorType(node.shape, node.bits, node.signed)
+    return typ, (typ.lo, typ.hi)
+
+
+def _infer_dense(g: str, node: BinaryDense, t: TensorType, rng) -> Inferred:
+    fan_in = math.prod(t.shape)
+    c_out, cols = node.weight.shape
+    if cols != fan_in:
+        raise _fail(g, node, f"weight has {cols} columns, expected {fan_in} "
+                             f"(the fan-in of {node.input!r} {t.describe()})")
+    return _mvu(g, node, t, fan_in, c_out, (c_out,))
+
+
+def _infer_conv(g: str, node: BinaryConv2d, t: TensorType, rng) -> Inferred:
+    if len(t.shape) != 3:
+        raise _fail(g, node, f"input {node.input!r} {t.describe()} must be a (H, W, C) map")
+    h, w, c_in = t.shape
+    c_out, kh, kw, wc = node.weight.shape
+    k, s, p = node.kernel, node.stride, node.pad
+    if k < 1 or s < 1 or p < 0:
+        raise _fail(g, node, f"kernel and stride must be >= 1 and pad >= 0, not {k}, {s}, {p}")
+    if (kh, kw, wc) != (k, k, c_in):
+        raise _fail(g, node, f"weight shape {tuple(node.weight.shape)} must be (C_out, "
+                             f"{k}, {k}, {c_in})")
+    legal = "-1 or +1" if t.bipolar else f"0..{t.hi}"
+    ok = node.pad_value in (-1, 1) if t.bipolar else 0 <= node.pad_value <= t.hi
+    if not ok:
+        raise _fail(g, node, f"pad_value {node.pad_value!r} must be {legal} for "
+                             f"{t.describe()} input")
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    if oh < 1 or ow < 1:
+        raise _fail(g, node, f"kernel {k} does not fit the padded {h}x{w} input")
+    return _mvu(g, node, t, k * k * c_in, c_out, (oh, ow, c_out))
+
+
+def _infer_threshold(g: str, node: Threshold, t: TensorType, rng: tuple[int, int]) -> Inferred:
+    _needs_int(g, node, t)
+    _channels(g, node, t, ("thresholds",))
+    lo, hi = rng
+    bad = (node.thresholds < lo) | (node.thresholds > hi + 1)
+    if bad.any():
+        c = int(np.argmax(bad))
+        raise _fail(g, node, f"threshold {int(node.thresholds[c])} of channel {c} is outside "
+                             f"{lo}..{hi + 1} (the accumulator's range plus one)")
+    return TensorType(t.shape, 1, True), (-1, 1)
+
+
+def _infer_pool(g: str, node: MaxPool2d, t: TensorType, rng) -> Inferred:
+    if not t.bipolar or len(t.shape) != 3:
+        raise _fail(g, node, f"input {node.input!r} {t.describe()} must be a bipolar "
+                             "(H, W, C) map")
+    if node.kernel < 1 or node.stride < 1:
+        raise _fail(g, node, f"kernel and stride must be >= 1, not {node.kernel}, "
+                             f"{node.stride}")
+    h, w, c = t.shape
+    oh, ow = (h - node.kernel) // node.stride + 1, (w - node.kernel) // node.stride + 1
+    if oh < 1 or ow < 1:
+        raise _fail(g, node, f"kernel {node.kernel} does not fit the {h}x{w} input")
+    return TensorType((oh, ow, c), 1, True), (-1, 1)
+
+
+def _infer_sign(g: str, node: AffineSign, t: TensorType, rng) -> Inferred:
+    _needs_int(g, node, t)
+    _channels(g, node, t, ("slope", "offset"))
+    return TensorType(t.shape, 1, True), (-1, 1)
+
+
+def _vector(g: str, node: Node, t: TensorType, attrs: tuple[str, ...]) -> int:
+    _needs_int(g, node, t)
+    if len(t.shape) != 1:
+        raise _fail(g, node, f"input {node.input!r} {t.describe()} must be a 1-D vector")
+    return _channels(g, node, t, attrs)
+
+
+def _infer_scores(g: str, node: ScoreAffine, t: TensorType, rng: tuple[int, int]) -> Inferred:
+    c = _vector(g, node, t, ("scale", "bias"))
+    ends = [int(s) * x + int(b) for s, b in zip(node.scale, node.bias, strict=True)
+            for x in rng]
+    typ = int_type((c,), min(min(ends), -1), max(ends))
+    if typ.bits > MAX_SCORE_BITS:
+        raise _fail(g, node, f"scores need {typ.bits} bits, more than {MAX_SCORE_BITS}; "
+                             "fold with fewer score bits")
+    return typ, (min(ends), max(ends))
+
+
+def _infer_argmax(g: str, node: ArgMax | AffineArgMax, t: TensorType, rng) -> Inferred:
+    c = _vector(g, node, t, ("slope", "offset") if isinstance(node, AffineArgMax) else ())
+    return int_type((), 0, c - 1), (0, c - 1)
+
+
+_INFER = {Input: _infer_input, BinaryDense: _infer_dense, BinaryConv2d: _infer_conv,
+          Threshold: _infer_threshold, MaxPool2d: _infer_pool, AffineSign: _infer_sign,
+          ScoreAffine: _infer_scores, ArgMax: _infer_argmax, AffineArgMax: _infer_argmax}
+
+
 def _infer_node(g: str, node: Node, t: TensorType | None,
-                rng: tuple[int, int] | None) -> tuple[TensorType, tuple[int, int]]:
-    if isinstance(node, Input):
-        if not node.shape or any(s < 1 for s in node.shape):
-            raise _fail(g, node, f"shape {list(node.shape)} must be non-empty and positive")
-        if not 1 <= node.bits <= 32:
-            raise _fail(g, node, f"bits must be 1..32, not {node.bits!r}")
-        if node.signed and node.bits > 1:
-            raise _fail(g, node, "multi-bit input must be unsigned (signed=false); "
-                                 "bits=1 with signed=true is a bipolar input")
-        typ = TensorType(node.shape, node.bits, node.signed)
-        return typ, (typ.lo, typ.hi)
-    if t is None or rng is None:
+                rng: tuple[int, int] | None) -> Inferred:
+    infer = _INFER.get(type(node))
+    if infer is None:
+        raise _fail(g, node, f"unknown node kind; expected one of {', '.join(NODE_KINDS)}")
+    if node.inputs and (t is None or rng is None):
         raise _fail(g, node, "has no input")
-    if isinstance(node, BinaryDense):
-        fan_in = math.prod(t.shape)
-        c_out, cols = node.weight.shape
-        if cols != fan_in:
-            raise _fail(g, node, f"weight has {cols} columns, expected {fan_in} "
-                                 f"(the fan-in of {node.input!r} {t.describe()})")
-        return _mvu(g, node, t, fan_in, c_out, (c_out,))
-    if isinstance(node, BinaryConv2d):
-        if len(t.shape) != 3:
-            raise _fail(g, node, f"input {node.input!r} {t.describe()} must be a (H, W, C) map")
-        h, w, c_in = t.shape
-        c_out, kh, kw, wc = node.weight.shape
-        if node.kernel < 1 or node.stride < 1 or node.pad < 0:
-            raise _fail(g, node, f"kernel and stride must be >= 1 and pad >= 0, not "
-                                 f"{node.kernel}, {node.stride}, {node.pad}")
-        if (kh, kw, wc) != (node.kernel, node.kernel, c_in):
-            raise _fail(g, node, f"weight shape {tuple(node.weight.shape)} must be (C_out, "
-                                 f"{node.kernel}, {node.kernel}, {c_in})")
-        legal = "-1 or +1" if t.bipolar else f"0..{t.hi}"
-        ok = node.pad_value in (-1, 1) if t.bipolar else 0 <= node.pad_value <= t.hi
-        if not ok:
-            raise _fail(g, node, f"pad_value {node.pad_value!r} must be {legal} for "
-                                 f"{t.describe()} input")
-        oh = (h + 2 * node.pad - node.kernel) // node.stride + 1
-        ow = (w + 2 * node.pad - node.kernel) // node.stride + 1
-        if oh < 1 or ow < 1:
-            raise _fail(g, node, f"kernel {node.kernel} does not fit the padded {h}x{w} input")
-        return _mvu(g, node, t, node.kernel * node.kernel * c_in, c_out, (oh, ow, c_out))
-    if isinstance(node, Threshold):
-        _needs_int(g, node, t)
-        _channels(g, node, t, ("thresholds",))
-        lo, hi = rng
-        bad = (node.thresholds < lo) | (node.thresholds > hi + 1)
-        if bad.any():
-            c = int(np.argmax(bad))
-            raise _fail(g, node, f"threshold {int(node.thresholds[c])} of channel {c} is outside "
-                                 f"{lo}..{hi + 1} (the accumulator's range plus one)")
-        return TensorType(t.shape, 1, True), (-1, 1)
-    if isinstance(node, MaxPool2d):
-        if not t.bipolar or len(t.shape) != 3:
-            raise _fail(g, node, f"input {node.input!r} {t.describe()} must be a bipolar "
-                                 "(H, W, C) map")
-        if node.kernel < 1 or node.stride < 1:
-            raise _fail(g, node, f"kernel and stride must be >= 1, not {node.kernel}, "
-                                 f"{node.stride}")
-        h, w, c = t.shape
-        oh, ow = (h - node.kernel) // node.stride + 1, (w - node.kernel) // node.stride + 1
-        if oh < 1 or ow < 1:
-            raise _fail(g, node, f"kernel {node.kernel} does not fit the {h}x{w} input")
-        return TensorType((oh, ow, c), 1, True), (-1, 1)
-    if isinstance(node, AffineSign):
-        _needs_int(g, node, t)
-        _channels(g, node, t, ("slope", "offset"))
-        return TensorType(t.shape, 1, True), (-1, 1)
-    if isinstance(node, ScoreAffine | ArgMax | AffineArgMax):
-        _needs_int(g, node, t)
-        if len(t.shape) != 1:
-            raise _fail(g, node, f"input {node.input!r} {t.describe()} must be a 1-D vector")
-        attrs = {ScoreAffine: ("scale", "bias"), AffineArgMax: ("slope", "offset")}
-        c = _channels(g, node, t, attrs.get(type(node), ()))
-        if isinstance(node, ScoreAffine):
-            lo, hi = rng
-            s_lo = min(int(s) * x + int(b) for s, b in zip(node.scale, node.bias, strict=True)
-                       for x in (lo, hi))
-            s_hi = max(int(s) * x + int(b) for s, b in zip(node.scale, node.bias, strict=True)
-                       for x in (lo, hi))
-            typ = int_type((c,), min(s_lo, -1), s_hi)
-            if typ.bits > MAX_SCORE_BITS:
-                raise _fail(g, node, f"scores need {typ.bits} bits, more than "
-                                     f"{MAX_SCORE_BITS}; fold with fewer score bits")
-            return typ, (s_lo, s_hi)
-        return int_type((), 0, c - 1), (0, c - 1)
-    raise _fail(g, node, f"unknown node kind; expected one of {', '.join(NODE_KINDS)}")
+    return infer(g, node, t, rng)
 
 
 def _walk(nodes: tuple[Node, ...], graph: str):
