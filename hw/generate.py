@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bitfold.artifacts import atomic_write, write_json
 from bitfold.compiler.folding import Folding, write_folding
 from bitfold.compiler.ir import Graph
-
-from bitfold.artifacts import atomic_write, write_json
 
 from .plan import Plan, build_plan
 

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from bitfold.compiler.folding import Folding
 from bitfold.compiler.golden import pad_bit
 from bitfold.compiler.ir import (
@@ -106,8 +107,12 @@ def _mvu_simd_lanes(kernel: int, c: int, simd: int) -> int:
     return kernel
 
 
-def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
+def build_plan(graph: Graph, folding: Folding, fifo_min: int = 3) -> Plan:
     """Stages, formats and FIFO depths of ``graph`` at ``folding``.
+
+    FIFO depths start from the cost model's (``folding.fifos``) and are at least
+    ``fifo_min`` (a ``SyncFIFOBuffered`` of depth 2 moves a word only every other
+    cycle) and, in front of an MVU, one input vector plus two.
 
     Raises :class:`HardwareError` for graphs outside the supported chain, for
     several inputs/outputs and for padded foldings.
@@ -121,6 +126,7 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
         raise HardwareError("padded foldings (pe or simd not dividing the layer) are not "
                             "supported by the generator yet; fold without --allow-padding")
     fold = {c.name: c for c in folding.layers}
+    fifo_min = max([fifo_min] + [int(f.get("depth", 0)) for f in folding.fifos])
     node = graph.node(graph.inputs[0])
     if not isinstance(node, Input):
         raise HardwareError(f"graph {graph.name!r}: input {node.name!r} is not an Input node")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from bitfold.compiler.cost import mvu_layers
 from bitfold.compiler.folding import Folding, evaluate_folding, legal_values
 from bitfold.compiler.ir import Graph

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.hdl import signed, unsigned
+
 from bitfold.compiler import golden
 from bitfold.compiler.ir import BinaryConv2d, BinaryDense, MaxPool2d, ScoreAffine, TensorType
 from bitfold.hw.mvu import MVU, FirstLayerMVU
