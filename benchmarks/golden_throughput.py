@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 import torch
+from torch.nn.utils import parametrize
+
 from bitfold.compiler.packed import PackedExecutor
 from bitfold.compiler.passes import fold
 from bitfold.train.data import load_dataset
@@ -31,7 +33,6 @@ from bitfold.train.export import export_network
 from bitfold.train.layers import binary_layers
 from bitfold.train.to_ir import lower, nchw_to_ir
 from bitfold.train.trainer import TrainConfig, make_model
-from torch.nn.utils import parametrize
 
 
 def build(name: str, data) -> torch.nn.Module:

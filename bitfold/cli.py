@@ -127,6 +127,8 @@ def cmd_golden(args: argparse.Namespace) -> int:
     from bitfold.train.to_ir import explain_disagreements, nchw_to_ir, torch_predictions
 
     build = Path(args.build)
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, not {args.limit}")
     graph = load_graph(build)
     prov = read_json(build / "compile.json", 1) if (build / "compile.json").is_file() else {}
     run = args.run or prov.get("run")
@@ -188,6 +190,9 @@ def cmd_fold(args: argparse.Namespace) -> int:
     clock = 100.0 if args.clock_mhz is None else args.clock_mhz
     common = dict(clock_mhz=clock, device=args.device, allow_padding=args.allow_padding)
     if args.folding:
+        if args.clock_mhz is not None:
+            raise ValueError("--clock-mhz goes with --target-fps or a budget; a folding file has "
+                             "its own clock")
         folding = read_folding(args.folding, graph)
     elif args.target_fps is not None:
         folding = fold_for_fps(graph, args.target_fps, **common)
@@ -284,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "write BUILD/folding.json with cycles and estimates.")
     p.add_argument("build", metavar="BUILD", help="build folder written by bitfold compile")
     p.add_argument("--target-fps", type=float, metavar="F", help="frames per second to reach")
-    p.add_argument("--clock-mhz", type=float, metavar="M", help="clock (default: 100)")
+    p.add_argument("--clock-mhz", type=float, metavar="M",
+                   help="clock (default: 100, or the one in --folding FILE)")
     p.add_argument("--max-luts", type=int, metavar="N", help="LUT budget (fastest that fits)")
     p.add_argument("--max-brams", type=int, metavar="N", help="block RAM budget")
     p.add_argument("--folding", metavar="FILE", help="check and cost a hand-written folding")

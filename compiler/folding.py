@@ -262,9 +262,10 @@ def fold_for_budget(graph: Graph, max_luts: int | None = None, max_brams: int | 
         if fits:
             return folding
         smallest = folding
-    raise FoldingError(f"no folding fits {max_luts} LUTs / {max_brams} block RAMs; the most "
-                       f"folded one needs {smallest.total('luts')} LUTs and "
-                       f"{smallest.total('brams')} block RAMs")
+    budget = " and ".join(f"{v} {unit}" for v, unit in ((max_luts, "LUTs"),
+                                                       (max_brams, "block RAMs")) if v is not None)
+    raise FoldingError(f"no folding fits {budget}; the most folded one needs "
+                       f"{smallest.total('luts')} LUTs and {smallest.total('brams')} block RAMs")
 
 
 def write_folding(build: str | Path, folding: Folding) -> Path:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from bitfold.compiler.ir import (
     AffineArgMax,
     AffineSign,

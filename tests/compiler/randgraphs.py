@@ -9,6 +9,8 @@ values that put the crossing point exactly on an integer, where ``>=`` and
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import strategies as st
+
 from bitfold.compiler.ir import (
     AffineArgMax,
     AffineSign,
@@ -19,7 +21,6 @@ from bitfold.compiler.ir import (
     MaxPool2d,
     Node,
 )
-from hypothesis import strategies as st
 
 
 def _affine(rng: np.random.Generator, c: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from bitfold.compiler.errors import CompilerError
 from bitfold.compiler.golden import run_reference
 from bitfold.compiler.ir import (
@@ -20,8 +23,6 @@ from bitfold.compiler.ir import (
 )
 from bitfold.compiler.packed import PackedExecutor, pack_bits, run_packed
 from bitfold.compiler.passes import fold
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from .randgraphs import lowered_graphs, random_inputs
 

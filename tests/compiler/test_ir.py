@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from bitfold.compiler.errors import IRError
 from bitfold.compiler.ir import (
     AffineArgMax,

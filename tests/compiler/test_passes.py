@@ -7,6 +7,9 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from bitfold.compiler.errors import IRError
 from bitfold.compiler.golden import run_reference
 from bitfold.compiler.ir import (
@@ -26,8 +29,6 @@ from bitfold.compiler.passes import (
     score_error_bound,
     score_exponent,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from .randgraphs import lowered_graphs, random_inputs
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+
 from bitfold.compiler.errors import IRError, IRFormatError
 from bitfold.compiler.ir import BinaryDense, Graph, Input, Threshold
 from bitfold.compiler.passes import fold
 from bitfold.compiler.serialize import load_graph, read_npz, save_graph
-from hypothesis import HealthCheck, given, settings
 
 from .randgraphs import lowered_graphs
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from bitfold.cli import main
 from bitfold.compiler.golden import run_reference
 from bitfold.compiler.packed import run_packed
 from bitfold.compiler.passes import fold
@@ -24,8 +26,6 @@ from bitfold.train.to_ir import (
     torch_trace,
 )
 from bitfold.train.trainer import SCHEMA, TrainConfig, make_model
-
-from bitfold.cli import main
 
 BIN = Path(sys.executable).parent
 
