@@ -184,6 +184,9 @@ def generate(build: str | Path, graph: Graph, folding: Folding) -> dict[str, Any
         texts[f"mem/{name}"] = render("memory.mem.j2", mem)
     for name, text in texts.items():
         atomic_write(rtl / name, lambda tmp, text=text: tmp.write_text(text))
+    for old in [*rtl.glob("*.v"), *rtl.glob("mem/*.mem")]:  # from an earlier generate
+        if old.relative_to(rtl).as_posix() not in texts:
+            old.unlink()
     doc = manifest(plan, folding, sorted(texts))
     write_json(rtl / "manifest.json", doc)
     write_folding(build, folding)
