@@ -4,7 +4,9 @@ For each model (default ``sfc`` and ``lfc``, MNIST-shaped 1x28x28 8-bit input)
 the same network is built once: torch runs it in eval mode with its binary
 weights materialized (``alpha * sign(W)`` as plain float32 tensors, so no
 parametrization is recomputed per call); the compiler lowers and folds it and
-the packed executor runs the integer graph. Both classify the same frames, each
+the packed executor runs the integer graph (numpy: the bit operations run on
+one thread; the multi-bit first layer is an exact float64 matrix product through
+numpy's BLAS, which may use every core; a second timing runs it bit-serially). Both classify the same frames, each
 in batches of its best size (``--batch`` for torch, ``--golden-batch`` for the
 packed executor); each is timed ``--repeats`` times and the best is kept.
 Weights are untrained (batch-norm statistics from real frames, random biases):
@@ -19,6 +21,7 @@ it: an exact tie, not a folding error.)
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
@@ -74,10 +77,14 @@ def measure(name: str, data, x_torch: torch.Tensor, x_ir: np.ndarray, batch: int
     graph = fold(lower(export_network(model, data.input_bits, data.input_scale, name))[0])
     model = materialize(model)
     executor = PackedExecutor(graph)
+    serial = PackedExecutor(graph, bit_serial=True)
     preds: dict[str, np.ndarray] = {}
 
     def run_golden() -> None:
         preds["golden"] = executor.run(x_ir, keep=["class"], batch=golden_batch)["class"]
+
+    def run_serial() -> None:
+        preds["serial"] = serial.run(x_ir, keep=["class"], batch=golden_batch)["class"]
 
     @torch.no_grad()
     def run_torch() -> None:
@@ -86,10 +93,17 @@ def measure(name: str, data, x_torch: torch.Tensor, x_ir: np.ndarray, batch: int
             for i in range(0, len(x_torch), batch)]).numpy()
 
     fps_g = len(x_ir) / best_of(run_golden, repeats)
+    fps_s = len(x_ir) / best_of(run_serial, repeats)
     fps_t = len(x_ir) / best_of(run_torch, repeats)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    fps_t1 = len(x_ir) / best_of(run_torch, repeats)
+    torch.set_num_threads(threads)
     bits = sum(n.weight.size for n in graph.nodes if n.kind == "BinaryDense")
     agree = float(np.mean(preds["golden"] == preds["torch"]))
-    return f"| {name} | {bits} | {fps_g:,.0f} | {fps_t:,.0f} | {fps_g / fps_t:.2f} | {agree:.4f} |"
+    assert np.array_equal(preds["golden"], preds["serial"])
+    return (f"| {name} | {bits} | {fps_g:,.0f} | {fps_s:,.0f} | {fps_t:,.0f} | "
+            f"{fps_g / fps_t:.2f} | {fps_t1:,.0f} | {fps_g / fps_t1:.2f} | {agree:.4f} |")
 
 
 def main() -> None:
@@ -107,13 +121,16 @@ def main() -> None:
     data = load_dataset(args.dataset, args.data_dir)
     x_torch = data.x_test[:args.frames]
     x_ir = nchw_to_ir(x_torch.numpy()).astype(np.int64)
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__} "
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (load {load:.1f}), "
+          f"torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), numpy {np.__version__}; {len(x_ir)} "
           f"{data.name} test frames, batch {args.batch} (torch) / {args.golden_batch} (golden), "
           f"best of {args.repeats}")
-    print("| model | weight bits | packed golden (frames/s) | torch float32 (frames/s) | "
-          "golden / torch | agreement |")
-    print("|---|---|---|---|---|---|")
+    print(f"| model | weight bits | packed golden (frames/s) | golden, bit-serial first layer | "
+          f"torch float32, {torch.get_num_threads()} threads | golden / torch | torch, 1 thread | "
+          f"golden / torch 1 thread | agreement |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         print(measure(name, data, x_torch, x_ir, args.batch, args.golden_batch, args.repeats))
 

@@ -7,7 +7,10 @@ compare the two on thousands of random graphs.
 * Bipolar layers: inputs and weight rows are packed 64 bits to a word (bit
   ``i`` of word ``j`` is element ``64 j + i``; the tail is zero in both, so it
   never mismatches) and ``popcount(xnor) = fan_in - popcount(x ^ w)``.
-* Multi-bit layers run bit-serially over the input's bit planes ``q``:
+* Multi-bit layers (the first layer, whose input is pixels) are a float64
+  matrix product with the +-1 weights: exact, since every partial sum is an
+  integer below ``2**53``. With ``bit_serial=True`` they run over the input's
+  bit planes ``q`` instead:
   ``sum_i (w_i ? x_i : -x_i) = sum_q 2^q (2 popcount(x_q & w) - popcount(x_q))``.
 * Convolutions gather each ``(k, k, C_in)`` window (im2col) and reuse the above.
 """
@@ -61,17 +64,26 @@ def _popcount(op, x: np.ndarray, w_t: np.ndarray, count_dtype) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Mvu:
-    """A binary layer's weights, packed once (word-major: ``(W, C_out)`` uint64)."""
+    """A binary layer's weights, packed once (word-major: ``(W, C_out)`` uint64).
+
+    ``signs_t`` (``(fan_in, C_out)`` float64 of +-1) is set for a multi-bit layer
+    whose accumulator is computed as a float64 matrix product instead of bit-serially.
+    """
 
     words_t: np.ndarray
     fan_in: int
     bipolar: bool
     input_bits: int
+    signs_t: np.ndarray | None = None
 
     @classmethod
-    def of(cls, flat_w: np.ndarray, t_in: TensorType) -> _Mvu:
+    def of(cls, flat_w: np.ndarray, t_in: TensorType, bit_serial: bool) -> _Mvu:
         words = np.ascontiguousarray(pack_bits(flat_w).T)
-        return cls(words, flat_w.shape[1], t_in.bipolar, t_in.bits)
+        # exact: every partial sum is an integer of magnitude <= fan_in * max input < 2**53
+        exact = flat_w.shape[1] * t_in.hi < 2**53
+        signs = None if t_in.bipolar or bit_serial or not exact else \
+            np.ascontiguousarray(np.where(flat_w == 1, 1.0, -1.0).T)
+        return cls(words, flat_w.shape[1], t_in.bipolar, t_in.bits, signs)
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         """Accumulators of ``rows (N, fan_in)`` (bits or unsigned ints) -> ``(N, C_out)``."""
@@ -79,6 +91,8 @@ class _Mvu:
         if self.bipolar:
             mismatches = _popcount(np.bitwise_xor, pack_bits(rows), self.words_t, count)
             return self.fan_in - mismatches.astype(np.int64)
+        if self.signs_t is not None:
+            return (rows.astype(np.float64) @ self.signs_t).astype(np.int64)
         acc = np.zeros((len(rows), self.words_t.shape[1]), dtype=np.int64)
         for q in range(self.input_bits):
             plane = pack_bits((rows >> q) & 1)
@@ -95,9 +109,12 @@ class PackedExecutor:
     ----------
     graph : Graph
         A verified, folded graph (see ``compiler.passes.fold``).
+    bit_serial : bool
+        Compute multi-bit layers over bit planes with ``bitwise_count`` (default:
+        an exact float64 matrix product, several times faster).
     """
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, bit_serial: bool = False) -> None:
         if not graph.folded:
             kinds = sorted({n.kind for n in graph.nodes if n.kind not in FOLDED_KINDS})
             raise CompilerError(f"graph {graph.name!r} is not folded (has {', '.join(kinds)}); "
@@ -107,7 +124,7 @@ class PackedExecutor:
         for node in graph.nodes:
             if isinstance(node, BinaryDense | BinaryConv2d):
                 flat = node.weight.reshape(len(node.weight), -1)
-                self._mvus[node.name] = _Mvu.of(flat, graph.types[node.input])
+                self._mvus[node.name] = _Mvu.of(flat, graph.types[node.input], bit_serial)
 
     def _dense(self, node: BinaryDense, x: np.ndarray, t_in: TensorType) -> np.ndarray:
         return self._mvus[node.name](x.reshape(len(x), -1))
@@ -168,6 +185,7 @@ class PackedExecutor:
 
 
 def run_packed(graph: Graph, x: np.ndarray | Mapping[str, np.ndarray],
-               keep: Iterable[str] | None = None, batch: int = 128) -> dict[str, np.ndarray]:
+               keep: Iterable[str] | None = None, batch: int = 128,
+               bit_serial: bool = False) -> dict[str, np.ndarray]:
     """Execute a folded graph with :class:`PackedExecutor`; see :meth:`PackedExecutor.run`."""
-    return PackedExecutor(graph).run(x, keep, batch)
+    return PackedExecutor(graph, bit_serial).run(x, keep, batch)

@@ -110,13 +110,27 @@ def test_pack_bits_layout() -> None:
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(graph=lowered_graphs(), seed=st.integers(0, 2**16), batch=st.integers(1, 9))
-def test_packed_equals_reference_on_random_graphs(graph, seed, batch) -> None:
+@given(graph=lowered_graphs(), seed=st.integers(0, 2**16), batch=st.integers(1, 9),
+       bit_serial=st.booleans())
+def test_packed_equals_reference_on_random_graphs(graph, seed, batch, bit_serial) -> None:
     folded = fold(graph)
     x = random_inputs(folded, 12, seed)
     ref = run_reference(folded, x)
-    fast = run_packed(folded, x, batch=batch)
+    fast = run_packed(folded, x, batch=batch, bit_serial=bit_serial)
     assert set(ref) == set(fast)
     for name in ref:
         assert ref[name].shape == fast[name].shape, name
         assert np.array_equal(ref[name], fast[name]), name
+
+
+def test_multibit_paths_agree_on_a_wide_first_layer() -> None:
+    rng = np.random.default_rng(1)
+    g = Graph.build("g", [Input("x", (28, 28, 1), 8),
+                          BinaryDense("d", "x", rng.integers(0, 2, (64, 784))),
+                          ScoreAffine("s", "d", rng.integers(-9, 10, 64), np.zeros(64, np.int64)),
+                          ArgMax("a", "s")], ["a"])
+    x = rng.integers(0, 256, (40, 28, 28, 1))
+    x[:10] = 255  # the extremes of the accumulator
+    ref = run_reference(g, x)["d"]
+    assert np.array_equal(run_packed(g, x)["d"], ref)
+    assert np.array_equal(run_packed(g, x, bit_serial=True)["d"], ref)
