@@ -20,7 +20,7 @@ import time
 import traceback
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
@@ -38,14 +38,16 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=200, help="networks (default: 200)")
     ap.add_argument("--frames", type=int, default=8, help="frames per network (default: 8)")
     ap.add_argument("--max-layers", type=int, default=3)
+    ap.add_argument("--seed", type=int, help="hypothesis seed (default: derandomized)")
     ap.add_argument("--json", help="also write the summary here")
     args = ap.parse_args()
     stats = {"networks": 0, "exact": 0, "mismatch": 0, "error": 0, "frames": 0,
              "conv": 0, "pool": 0, "cycles": 0}
     t0 = time.time()
 
-    @settings(max_examples=args.count, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=args.count, deadline=None, database=None,
+              derandomize=args.seed is None, suppress_health_check=list(HealthCheck))
+    @seed(args.seed or 0)
     @given(lowered_graphs(max_layers=args.max_layers), st.integers(0, 2**16))
     def one(graph, seed) -> None:
         graph = folded(graph)
@@ -72,6 +74,7 @@ def main() -> None:
 
     one()
     stats["wall_s"] = round(time.time() - t0, 1)
+    stats["seed"] = args.seed
     print(json.dumps(stats))
     if args.json:
         with open(args.json, "w") as f:

@@ -119,6 +119,37 @@ def test_generate_verb_writes_rtl_and_manifest(tmp_path) -> None:
     assert out.stderr.startswith("bitfold generate: error: give exactly one of --target-fps")
 
 
+def small_cnn() -> Graph:
+    """Multi-bit input conv (padding value 5), a max pool, a bipolar conv padded with +1, dense."""
+    from bitfold.compiler.ir import ArgMax, BinaryConv2d, MaxPool2d, Threshold
+
+    rng = np.random.default_rng(3)
+    nodes = [Input("input", (6, 6, 2), 3),
+             BinaryConv2d("c0", "input", rng.integers(0, 2, (4, 3, 3, 2)), 3, 1, 1, 5),
+             Threshold("t0", "c0", rng.integers(-20, 20, 4)),
+             MaxPool2d("p0", "t0", 2, 2),
+             BinaryConv2d("c1", "p0", rng.integers(0, 2, (6, 2, 2, 4)), 2, 1, 1, 1),
+             Threshold("t1", "c1", rng.integers(5, 12, 6)),
+             BinaryDense("fc", "t1", rng.integers(0, 2, (5, 96))),
+             ScoreAffine("scores", "fc", np.array([1, 2, 1, 3, 1]), np.array([0, -40, 3, -90, 0])),
+             ArgMax("class", "scores")]
+    return Graph.build("cnn", nodes, ["class"])
+
+
+@pytest.mark.parametrize("choice", [
+    {"c0": (1, 1), "c1": (2, 8), "fc": (1, 24)},
+    {"c0": (4, 18), "c1": (6, 16), "fc": (5, 96)},
+    {"c0": (2, 6), "c1": (3, 4), "fc": (5, 8)},
+])
+def test_small_cnn_is_bit_exact_under_stalls_and_meets_the_cycle_model(choice) -> None:
+    graph = small_cnn()
+    folding = evaluate_folding(graph, choice)
+    x = np.random.default_rng(4).integers(0, 8, (10, 6, 6, 2))
+    run = check_network(graph, folding, x)
+    assert run.steady_cycles_per_frame() == pytest.approx(folding.cycles_per_frame, rel=0.05)
+    check_network(graph, folding, x[:4], p_idle=0.3, p_stall=0.3, seed=2)
+
+
 def test_padded_foldings_are_refused() -> None:
     graph = small_mlp()
     folding = evaluate_folding(graph, {"fc0": (3, 16), "fc1": (3, 8)}, allow_padding=True)
