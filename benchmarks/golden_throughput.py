@@ -4,11 +4,12 @@ For each model (default ``sfc`` and ``lfc``, MNIST-shaped 1x28x28 8-bit input)
 the same network is built once: torch runs it in eval mode with its binary
 weights materialized (``alpha * sign(W)`` as plain float32 tensors, so no
 parametrization is recomputed per call); the compiler lowers and folds it and
-the packed executor runs the integer graph (numpy: the bit operations run on
-one thread; the multi-bit first layer is an exact float64 matrix product through
-numpy's BLAS, which may use every core; a second timing runs it bit-serially). Both classify the same frames, each
-in batches of its best size (``--batch`` for torch, ``--golden-batch`` for the
-packed executor); each is timed ``--repeats`` times and the best is kept.
+the packed executor runs the integer graph on one thread (numpy; the multi-bit
+first layer is an exact float64 product through a one-thread BLAS, and a second
+timing runs it bit-serially). Both classify the same frames, each in batches
+of its best size (``--batch`` for torch, ``--golden-batch`` for the packed
+executor); each is timed ``--repeats`` times and the best is kept. Torch runs
+with its default threads and with one.
 Weights are untrained (batch-norm statistics from real frames, random biases):
 throughput does not depend on their values, and the two must still agree.
 (With the initial zero biases, a hidden channel that is constant over the
@@ -20,8 +21,13 @@ it: an exact tie, not a folding error.)
 
 from __future__ import annotations
 
-import argparse
 import os
+
+# The packed executor is measured on one thread: numpy's BLAS (the first layer's product)
+# is pinned before numpy loads. Torch is measured with its default threads and with one.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
 import platform
 import time
 
