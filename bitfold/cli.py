@@ -153,7 +153,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
     report, _ = evaluate_golden(graph, x, labels, torch_pred, args.reference_frames)
     report.update(dataset=data.name, split="test", run=run)
     if model is not None and report["disagreements"] and "sources" in prov:
-        idx = report["disagreements"][:100]
+        idx = report["disagreements"][:100]  # explained; the count covers them all
         values = PackedExecutor(graph).run(x[idx])
         notes = explain_disagreements(model, graph, prov["sources"], x_torch[idx],
                                       data.input_scale, values)
@@ -163,7 +163,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
     line = f"{build}/golden.json: golden accuracy {report['accuracy']:.4f}"
     if model is not None:
         line += (f", torch {report['torch_accuracy']:.4f}, agreement {report['agreement']:.4f} "
-                 f"({len(report['disagreements'])} of {n} differ)")
+                 f"({report['disagreement_count']} of {n} differ)")
     print(f"{line} on {n} {data.name} test frames")
     if args.dump:
         path = write_dump(build / "golden_dump.npz", graph, x[:args.dump])

@@ -44,7 +44,8 @@ def evaluate_golden(graph: Graph, x: np.ndarray, labels: np.ndarray | None = Non
 
     Returns ``(report, predictions)``. ``report`` has ``frames``, ``accuracy``
     (against ``labels``), ``agreement`` (fraction of frames where ``torch_pred``
-    equals the golden prediction), ``disagreements`` (their frame indices) and
+    equals the golden prediction), ``disagreement_count``, ``disagreements``
+    (their frame indices) and
     ``reference_check`` (frames compared tensor by tensor with the reference).
     """
     executor = PackedExecutor(graph)
@@ -63,6 +64,7 @@ def evaluate_golden(graph: Graph, x: np.ndarray, labels: np.ndarray | None = Non
         report["torch_accuracy"] = float(np.mean(torch_pred == labels)) \
             if labels is not None and len(x) else None
         report["agreement"] = float(np.mean(same)) if len(x) else None
+        report["disagreement_count"] = int(np.sum(~same))
         report["disagreements"] = [int(i) for i in np.flatnonzero(~same)]
     return report, pred
 
