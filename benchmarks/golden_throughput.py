@@ -12,9 +12,9 @@ executor); each is timed ``--repeats`` times and the best is kept. Torch runs
 with its default threads and with one.
 Weights are untrained (batch-norm statistics from real frames, random biases):
 throughput does not depend on their values, and the two must still agree.
-(With the initial zero biases, a hidden channel that is constant over the
-statistics batch sits exactly on its threshold and float32 rounding decides
-it: an exact tie, not a folding error.)
+(With the initial zero biases, a channel whose dots happen to sum to 0 over the
+statistics batch gets its threshold exactly at dot = 0, and float32 rounding
+decides the frames that land there: an exact tie, not a folding error.)
 
     .venv/bin/python benchmarks/golden_throughput.py --data-dir ../shared/data/mnist
 """
