@@ -98,6 +98,20 @@ class ExportedNetwork:
     steps: tuple[ExportedBinaryLayer | ExportedBatchNorm | ExportedMaxPool | ExportedFlatten, ...]
 
 
+def _first_unsupported(model: nn.Module) -> str:
+    """Name the first real-valued layer and the first residual block of ``model``."""
+    reasons = []
+    for qual, mod in model.named_modules():
+        if isinstance(mod, nn.Conv2d | nn.Linear) and not isinstance(mod, BinaryLayer):
+            reasons.append(f"layer {qual} is a real-valued {type(mod).__name__}")
+            break
+    for qual, mod in model.named_modules():
+        if hasattr(mod, "shortcut"):
+            reasons.append(f"block {qual} adds a real-valued residual shortcut")
+            break
+    return " and ".join(reasons) or "it is not a feed-forward BinaryNet"
+
+
 @torch.no_grad()
 def binary_weight(layer: BinaryLayer) -> tuple[np.ndarray, np.ndarray]:
     """The layer's inference weight as ``(sign(reconstruction) as int8, alpha as float64)``."""
@@ -121,13 +135,9 @@ def export_network(model: nn.Module, input_bits: int, input_scale: float,
         ``resnet18``'s real-valued shortcuts), naming the layer and why.
     """
     if not isinstance(model, BinaryNet):
-        kind = type(model).__name__
-        raise ExportError(
-            f"{name} ({kind}) cannot be lowered to hardware yet: it has real-valued layers and "
-            "residual shortcuts (e.g. the stem convolution and the block shortcuts); "
-            "the hardware supports feed-forward binary networks (mlp-digits, cnn-digits, "
-            "tfc, sfc, lfc, cnv)"
-        )
+        raise ExportError(f"{name} ({type(model).__name__}) cannot be lowered to hardware yet: "
+                          f"{_first_unsupported(model)}; the hardware supports feed-forward "
+                          "binary networks (mlp-digits, cnn-digits, tfc, sfc, lfc, cnv)")
     steps = []
     for child_name, mod in model.body.named_children():
         qual = f"body.{child_name}"

@@ -166,7 +166,8 @@ def test_cli_refuses_residual_networks_naming_the_layer(tmp_path, digits) -> Non
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("bitfold compile: error: resnet18 (ResNet18) cannot be lowered to "
-                               "hardware yet: it has real-valued layers and residual shortcuts")
+                               "hardware yet: layer stem.0 is a real-valued Conv2d and block "
+                               "blocks.0 adds a real-valued residual shortcut")
 
 
 def test_cli_errors_are_one_line(tmp_path) -> None:
