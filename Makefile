@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	command -v iverilog >/dev/null || (sudo -n true 2>/dev/null && SUDO=sudo; $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq iverilog) \
+		|| echo "setup: could not install iverilog with apt-get; Icarus simulation tests will skip"
 	touch $@
 
 demo: setup

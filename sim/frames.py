@@ -1,0 +1,82 @@
+"""Test vectors of a simulation: input beats and expected outputs, packed as the manifest says.
+
+numpy only. The runner writes a :class:`Vectors` file (``vectors.npz``) into the
+simulation folder; the cocotb testbench reads it back, so the simulator process
+never needs the compiler, the dataset or torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Vectors", "decode_output", "expected_outputs", "pack_beats"]
+
+
+def pack_beats(frames: np.ndarray, elements_per_beat: int, element_bits: int) -> list[int]:
+    """Every input beat of ``frames`` as an integer, frame after frame.
+
+    ``frames`` is ``(N, ...)`` in the IR's (H, W, C) layout; each frame is
+    flattened row-major and cut into beats of ``elements_per_beat`` elements,
+    element ``i`` of a beat at bits ``[i*element_bits, (i+1)*element_bits)``.
+    """
+    flat = np.asarray(frames).reshape(len(frames), -1).astype(np.int64)
+    n, size = flat.shape
+    if size % elements_per_beat:
+        raise ValueError(f"a frame of {size} elements does not split into beats of "
+                         f"{elements_per_beat} elements")
+    if flat.size and (flat.min() < 0 or flat.max() >= 1 << element_bits):
+        raise ValueError(f"frame elements must lie in 0..{(1 << element_bits) - 1} "
+                         f"({element_bits} bits), not {flat.min()}..{flat.max()}")
+    beats = flat.reshape(-1, elements_per_beat)
+    bits = ((beats[:, :, None] >> np.arange(element_bits)) & 1).astype(np.uint8)
+    packed = np.packbits(bits.reshape(len(beats), -1), axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+
+def decode_output(word: int, output: dict[str, Any]) -> tuple[int, list[int]]:
+    """Class index and scores of one output beat (``manifest["output"]``)."""
+    cls = (word >> output["class"]["lsb"]) & ((1 << output["class"]["bits"]) - 1)
+    sc = output["scores"]
+    bits, mask = sc["bits"], (1 << sc["bits"]) - 1
+    scores = []
+    for i in range(sc["count"]):
+        v = (word >> (sc["lsb"] + i * bits)) & mask
+        scores.append(v - (1 << bits) if sc["signed"] and v >> (bits - 1) else v)
+    return int(cls), scores
+
+
+def expected_outputs(graph, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class and scores of ``frames`` from the golden model (the packed executor)."""
+    from bitfold.compiler.ir import ArgMax, ScoreAffine
+    from bitfold.compiler.packed import PackedExecutor
+
+    cls = next(n.name for n in graph.nodes if isinstance(n, ArgMax))
+    scores = next(n.name for n in graph.nodes if isinstance(n, ScoreAffine))
+    out = PackedExecutor(graph).run(np.asarray(frames), keep=[cls, scores])
+    return out[cls].astype(np.int64), out[scores].astype(np.int64)
+
+
+@dataclass
+class Vectors:
+    """Input frames (HWC-flattened integers) with the golden class and scores of each."""
+
+    frames: np.ndarray  # (N, elements)
+    classes: np.ndarray  # (N,)
+    scores: np.ndarray  # (N, classes)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, frames=self.frames, classes=self.classes, scores=self.scores)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vectors:
+        with np.load(path, allow_pickle=False) as f:
+            return cls(f["frames"], f["classes"], f["scores"])

@@ -1,0 +1,193 @@
+"""The cocotb testbench of a generated accelerator (``TOP.v`` with AXI-Stream ports).
+
+Run by the simulator through :mod:`bitfold.sim.runner`; the runner hands over
+a JSON configuration in ``BITFOLD_SIM_CONFIG`` (the vectors file, the output
+format from ``manifest.json``, stall probabilities, a seed, where to write the
+result). One coroutine clocks the design: after every rising edge it lets the
+source, the sink and the scoreboard look at the handshakes of the cycle that
+just ended (values before the edge) and drive the next one. That is one
+simulator callback per cycle, which keeps long runs fast.
+
+The result file (``result.json``) holds the counts, the first mismatch and the
+cycle figures; the test then fails if any output differed from the golden
+model or the design stopped making progress.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge
+
+from .frames import Vectors, decode_output, pack_beats
+
+__all__ = ["AxisSink", "AxisSource", "Scoreboard", "run_frames", "pauses"]
+
+CONFIG_ENV = "BITFOLD_SIM_CONFIG"
+
+
+def pauses(p: float, rng: random.Random) -> Iterator[bool]:
+    """An endless pause pattern: ``True`` (pause this cycle) with probability ``p``."""
+    if p <= 0:
+        while True:
+            yield False
+    while True:
+        yield rng.random() < p
+
+
+class AxisSource:
+    """Drives ``s_axis_*`` with ``beats`` in order; idles when ``pause`` says so."""
+
+    def __init__(self, dut, beats: list[int], pause: Iterator[bool]) -> None:
+        self.tdata, self.tvalid, self.tready = dut.s_axis_tdata, dut.s_axis_tvalid, dut.s_axis_tready
+        self.beats = beats
+        self.pause = pause
+        self.sent = 0
+        self.valid = False
+        self.accepted: list[int] = []  # cycle of each accepted beat (first beats only kept)
+        self.tvalid.value = 0
+        self.tdata.value = 0
+
+    @property
+    def done(self) -> bool:
+        return self.sent == len(self.beats)
+
+    def step(self, cycle: int) -> None:
+        """Account for the handshake of ``cycle - 1`` and drive cycle ``cycle``."""
+        if self.valid and int(self.tready.value):
+            if self.sent == 0:
+                self.accepted.append(cycle - 1)
+            self.sent += 1
+        valid = self.sent < len(self.beats) and not next(self.pause)
+        if valid:
+            self.tdata.value = self.beats[self.sent]
+        if valid != self.valid:
+            self.tvalid.value = int(valid)
+            self.valid = valid
+
+
+class AxisSink:
+    """Takes ``m_axis_*`` beats, applying backpressure when ``pause`` says so."""
+
+    def __init__(self, dut, pause: Iterator[bool]) -> None:
+        self.tdata, self.tvalid, self.tready = dut.m_axis_tdata, dut.m_axis_tvalid, dut.m_axis_tready
+        self.pause = pause
+        self.ready = False
+        self.words: list[int | str] = []
+        self.cycles: list[int] = []
+        self.tready.value = 0
+
+    def step(self, cycle: int) -> int | str | None:
+        """The beat taken in ``cycle - 1`` (or ``None``); drive ready for ``cycle``.
+
+        A beat with X or Z bits comes back as its bit string.
+        """
+        word = None
+        if self.ready and int(self.tvalid.value):
+            v = self.tdata.value
+            word = v.to_unsigned() if v.is_resolvable else str(v)  # X or Z bits: a mismatch
+            self.words.append(word)
+            self.cycles.append(cycle - 1)
+        ready = not next(self.pause)
+        if ready != self.ready:
+            self.tready.value = int(ready)
+            self.ready = ready
+        return word
+
+
+class Scoreboard:
+    """Compares each output beat, in order, with the golden class and scores."""
+
+    def __init__(self, vectors: Vectors, output: dict[str, Any]) -> None:
+        self.classes = vectors.classes.tolist()
+        self.scores = vectors.scores.tolist()
+        self.output = output
+        self.checked = 0
+        self.mismatches = 0
+        self.first: dict[str, Any] | None = None
+
+    def check(self, word: int | str) -> None:
+        """Check the next output: an integer, or the bit string of a word with X or Z bits."""
+        i = self.checked
+        if isinstance(word, str):
+            cls, scores = None, word
+        else:
+            cls, scores = decode_output(word, self.output)
+        if cls != self.classes[i] or scores != self.scores[i]:
+            self.mismatches += 1
+            if self.first is None:
+                self.first = {"frame": i,
+                              "expected": {"class": self.classes[i], "scores": self.scores[i]},
+                              "got": {"class": cls, "scores": scores}}
+        self.checked += 1
+
+
+def steady_cycles_per_frame(out_cycles: list[int], skip: int = 2) -> float | None:
+    """Mean cycles between consecutive results after the first ``skip``; ``None`` if too few."""
+    t = out_cycles[skip:]
+    if len(t) < 2:
+        return None
+    return (t[-1] - t[0]) / (len(t) - 1)
+
+
+@cocotb.test()
+async def run_frames(dut) -> None:
+    """Stream every frame of the vectors file through the design and check every result."""
+    cfg = json.loads(Path(os.environ[CONFIG_ENV]).read_text())
+    vectors = Vectors.load(cfg["vectors"])
+    inp = cfg["input"]
+    beats = pack_beats(vectors.frames, inp["elements_per_beat"], inp["element_bits"])
+    n = len(vectors.classes)
+    rng = random.Random(cfg["seed"])
+    source = AxisSource(dut, beats, pauses(cfg["p_idle"], rng))
+    sink = AxisSink(dut, pauses(cfg["p_stall"], rng))
+    board = Scoreboard(vectors, cfg["output"])
+
+    Clock(dut.aclk, 10, unit="ns").start()
+    edge = RisingEdge(dut.aclk)
+    dut.aresetn.value = 0
+    for _ in range(4):
+        await edge
+    dut.aresetn.value = 1
+    await edge
+
+    start = time.perf_counter()
+    cycle = 0
+    limit = cfg["max_cycles"]
+    while board.checked < n and cycle < limit:
+        await edge
+        cycle += 1
+        source.step(cycle)
+        word = sink.step(cycle)
+        if word is not None:
+            board.check(word)
+    wall = time.perf_counter() - start
+    first_in = source.accepted[0] if source.accepted else None
+    result = {
+        "frames": board.checked,
+        "frames_expected": n,
+        "mismatches": board.mismatches,
+        "first_mismatch": board.first,
+        "beats_sent": source.sent,
+        "cycles": cycle,
+        "cycles_per_frame": steady_cycles_per_frame(sink.cycles),
+        "latency_cycles": (sink.cycles[0] - first_in) if sink.cycles and first_in is not None
+        else None,
+        "timed_out": board.checked < n,
+        "sim_wall_s": wall,
+    }
+    Path(cfg["result"]).write_text(json.dumps(result, indent=2) + "\n")
+    assert not result["timed_out"], (
+        f"no progress: {board.checked} of {n} results and {source.sent} of {len(beats)} input "
+        f"beats after {cycle} cycles")
+    assert board.mismatches == 0, (
+        f"{board.mismatches} of {n} frames differ from the golden model; first: frame "
+        f"{board.first['frame']}, expected {board.first['expected']}, got {board.first['got']}")
