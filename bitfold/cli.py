@@ -229,6 +229,115 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_boards(args: argparse.Namespace) -> int:
+    from bitfold.boards.targets import BOARDS
+
+    for board in BOARDS.values():
+        print(board.summary())
+    return 0
+
+
+def _selftest_frames(build, dataset: str | None, data_dir: str | None, n: int):
+    """The first ``n`` test frames (IR layout) and their golden classes."""
+    from bitfold.artifacts import read_json
+    from bitfold.compiler.golden import run_reference
+    from bitfold.compiler.serialize import load_graph
+    from bitfold.train.data import load_dataset
+    from bitfold.train.to_ir import nchw_to_ir
+
+    graph = load_graph(build)
+    prov = read_json(build / "compile.json", 1) if (build / "compile.json").is_file() else {}
+    name = dataset or prov.get("dataset")
+    if name is None:
+        raise ValueError(f"{build}: no compile.json names the data set; pass --dataset")
+    same = name == prov.get("dataset")
+    data = load_dataset(name, data_dir or (prov.get("data_dir") if same else None))
+    x = nchw_to_ir(data.x_test[:n].numpy())
+    return x, run_reference(graph, x)[graph.outputs[0]]
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bitfold.boards.flow import build_board
+    from bitfold.boards.targets import get_board
+
+    board = get_board(args.board)
+    build = Path(args.build)
+    if args.frames < 1:
+        raise ValueError(f"--frames must be at least 1, not {args.frames}")
+    selftest = (_selftest_frames(build, args.dataset, args.data_dir, args.frames)
+                if args.selftest else None)
+    report = build_board(build, board, folding_path=args.folding, selftest=selftest,
+                         seed=args.seed, do_build=not args.no_build, progress=not args.quiet)
+    out = build / "boards" / (board.name + ("-selftest" if args.selftest else ""))
+    if args.no_build:
+        print(f"{out}/: elaborated ({report['top']} top); run {out}/build.sh to build")
+        return 0
+    print(f"{out}/{report['bitstream']}: {report['luts']} LUTs, {report['ffs']} FFs, "
+          f"{report['brams']} block RAMs, Fmax {report['fmax_mhz']:g} MHz "
+          f"(target {report['target_mhz']:g}), built in {report['build_s']:.0f}s")
+    if not report["timing_met"]:
+        print(f"bitfold build: warning: timing NOT met on {board.name}: Fmax "
+              f"{report['fmax_mhz']:g} MHz < the board clock {report['target_mhz']:g} MHz; "
+              f"the bitstream may not work (fold less, or pipeline)", file=sys.stderr)
+        return 3
+    return 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from bitfold.boards.host import BridgeFormat, infer_serial
+
+    build = Path(args.build)
+    boards = sorted(p.parent.name for p in (build / "boards").glob("*/bridge.json"))
+    name = args.board or (boards[0] if len(boards) == 1 else None)
+    if name is None:
+        raise ValueError(f"{build}: pass --board (built: {', '.join(boards) or 'none'})")
+    fmt = BridgeFormat.read(build / "boards" / name / "bridge.json")
+    x, golden = _selftest_frames(build, args.dataset, args.data_dir, args.limit)
+    results = infer_serial(fmt, args.port, x, timeout=args.timeout)
+    classes = np.array([c for c, _ in results])
+    agree = int((classes == golden).sum())
+    print(f"{args.port}: {len(results)} frames, {agree} agree with the golden model "
+          f"({agree / len(results):.4f})")
+    return 0 if agree == len(results) else 1
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bitfold.sim.runner import dataset_frames, simulate
+
+    build = Path(args.build)
+    if args.frames is not None and args.frames < 1:
+        raise ValueError(f"--frames must be at least 1, not {args.frames}")
+    frames, _, name = dataset_frames(build, args.frames, args.dataset, args.data_dir)
+    n = len(frames)
+    report = simulate(build, frames, simulator=args.simulator, stalls=args.stalls, seed=args.seed)
+    cpf = report["cycles_per_frame"]
+    print(f"{build}/sim/report.json: {report['frames']} {name} test frames through "
+          f"{report['top']} on {args.simulator}{' with random stalls' if args.stalls else ''}: "
+          f"{report['mismatches']} mismatches; "
+          f"{'n/a' if cpf is None else f'{cpf:.1f}'} cycles/frame "
+          f"(analytic {report['analytic_cycles_per_frame']}), latency {report['latency_cycles']} "
+          f"cycles; {report['wall_s']:.1f}s")
+    if report["timed_out"]:
+        print(f"bitfold simulate: no progress after {report['cycles']} cycles "
+              f"({report['frames']} of {n} results)", file=sys.stderr)
+        return 1
+    if report["mismatches"]:
+        first = report["first_mismatch"]
+        print(f"bitfold simulate: MISMATCH in {report['mismatches']} of {n} frames; first frame "
+              f"{first['frame']}: expected {first['expected']}, got {first['got']}; "
+              f"{first['hint']}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bitfold",
@@ -314,6 +423,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="ecp5", choices=["ecp5", "ice40"],
                    help="resource model for --target-fps (default: ecp5)")
     p.set_defaults(func=cmd_generate)
+    p = sub.add_parser("boards", help="list the FPGA boards bitfold builds for",
+                       description="List board targets: device, package, clock and capacity.")
+    p.set_defaults(func=cmd_boards)
+
+    p = sub.add_parser("build", help="bitstream for a board: BUILD/boards/NAME/",
+                       description="Check the folding fits the board (cost model), elaborate the "
+                                   "UART-bridge (or self-test) top and run the YoWASP toolchain; "
+                                   "write the bitstream, build.sh and report.json.")
+    p.add_argument("build", metavar="BUILD", help="build folder written by bitfold compile")
+    p.add_argument("--board", required=True, help="board name (see bitfold boards)")
+    p.add_argument("--folding", metavar="FILE", help="folding (default: BUILD/folding.json)")
+    p.add_argument("--selftest", action="store_true",
+                   help="self-test top: test frames and golden classes in ROM, LEDs pass/fail")
+    p.add_argument("--frames", type=int, default=16, help="self-test frames (default: 16)")
+    p.add_argument("--dataset", help="self-test data set (default: the run's)")
+    p.add_argument("--data-dir", help="folder holding the dataset's files")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
+    p.add_argument("--no-build", action="store_true",
+                   help="fit check, elaboration and build.sh only (no FPGA tools)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("infer", help="classify test frames on a board over its UART",
+                       description="Send test frames to a board running the UART-bridge "
+                                   "bitstream; compare its classes with the golden model.")
+    p.add_argument("build", metavar="BUILD", help="build folder with BUILD/boards/NAME/")
+    p.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1")
+    p.add_argument("--board", help="board name (default: the only one built)")
+    p.add_argument("--dataset", help="test set (default: the run's)")
+    p.add_argument("--data-dir", help="folder holding the dataset's files")
+    p.add_argument("--limit", type=int, default=100, help="frames to send (default: 100)")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds per result")
+    p.set_defaults(func=cmd_infer)
     return parser
 
 

