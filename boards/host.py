@@ -17,7 +17,8 @@ import numpy as np
 
 from bitfold.artifacts import read_json, write_json
 
-__all__ = ["BRIDGE_SCHEMA", "BridgeFormat", "HostError", "decode_result", "encode_frame", "infer_serial"]
+__all__ = ["BRIDGE_SCHEMA", "BridgeFormat", "HostError", "decode_result", "encode_frame",
+           "infer_serial", "read_selftest"]
 
 BRIDGE_SCHEMA = 1
 
@@ -114,3 +115,23 @@ def infer_serial(fmt: BridgeFormat, port: str, frames: Iterable[np.ndarray],
                                    f"within {timeout:g}s; is the UART bitstream loaded?")
             results.append(decode_result(fmt, data))
     return results
+
+
+def read_selftest(port: str, baud: int, clock_hz: float, timeout: float = 2.0) -> dict:
+    """Ask a board running the self-test bitstream for its record (any byte triggers it)."""
+    import serial
+
+    from .tops import RECORD_BYTES, parse_record
+
+    try:
+        link = serial.Serial(port, baud, timeout=timeout)
+    except serial.SerialException as exc:
+        raise HostError(f"cannot open {port}: {exc}") from None
+    with link:
+        link.reset_input_buffer()
+        link.write(b"?")
+        record = link.read(RECORD_BYTES)
+    if len(record) != RECORD_BYTES:
+        raise HostError(f"{port}: {len(record)} of {RECORD_BYTES} self-test record bytes within "
+                        f"{timeout:g}s; is the self-test bitstream loaded?")
+    return parse_record(record, clock_hz)

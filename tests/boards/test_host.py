@@ -10,7 +10,7 @@ import tty
 import numpy as np
 import pytest
 
-from bitfold.boards.host import BridgeFormat, HostError, infer_serial
+from bitfold.boards.host import BridgeFormat, HostError, infer_serial, read_selftest
 from bitfold.compiler.golden import run_reference
 from bitfold.hw.plan import build_plan
 
@@ -61,3 +61,25 @@ def test_missing_port_is_a_one_line_error(tmp_path) -> None:
     fmt = BridgeFormat((2, 2, 1), 2, 4, 2, 2, 3, 8, 115200, 12.0)
     with pytest.raises(HostError, match=r"^cannot open .*nope: "):
         infer_serial(fmt, str(tmp_path / "nope"), [np.zeros(4)])
+
+
+def test_read_selftest_decodes_the_record() -> None:
+    master, slave = pty.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    record = b"P\x00" + (16).to_bytes(2, "little") + (2048).to_bytes(4, "little")
+
+    def board() -> None:
+        os.read(master, 1)
+        os.write(master, record)
+
+    thread = threading.Thread(target=board, daemon=True)
+    thread.start()
+    try:
+        got = read_selftest(os.ttyname(slave), 115200, 12e6, timeout=10.0)
+    finally:
+        thread.join(timeout=10)
+        os.close(master)
+        os.close(slave)
+    assert got == {"passed": True, "mismatches": 0, "frames": 16, "cycles": 2048,
+                   "fps": 16 * 12e6 / 2048}
