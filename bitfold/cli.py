@@ -290,21 +290,9 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from bitfold.boards.host import BridgeFormat, infer_serial, read_selftest
+    from bitfold.boards.host import BridgeFormat, infer_serial
 
     build = Path(args.build)
-    if args.selftest:
-        from bitfold.boards.flow import BAUD
-        from bitfold.boards.targets import get_board
-
-        if not args.board:
-            raise ValueError("--selftest needs --board NAME (for its clock)")
-        board = get_board(args.board)
-        rec = read_selftest(args.port, BAUD, board.clock_mhz * 1e6, timeout=args.timeout)
-        print(f"{args.port}: self-test {'PASS' if rec['passed'] else 'FAIL'}: "
-              f"{rec['mismatches']} of {rec['frames']} frames differ; {rec['cycles']} cycles, "
-              f"{rec['fps']:,.0f} frames/s measured at {board.clock_mhz:g} MHz")
-        return 0 if rec["passed"] else 1
     boards = sorted(p.parent.name for p in (build / "boards").glob("*/bridge.json"))
     name = args.board or (boards[0] if len(boards) == 1 else None)
     if name is None:
@@ -435,6 +423,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="ecp5", choices=["ecp5", "ice40"],
                    help="resource model for --target-fps (default: ecp5)")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("simulate", help="RTL simulation vs the golden model: BUILD/sim/report.json",
+                       description="Stream test frames through BUILD/rtl/ in an HDL simulator "
+                                   "(cocotb), compare every result with the golden model and "
+                                   "measure cycles per frame and latency; write "
+                                   "BUILD/sim/report.json. Exit status 1 on a mismatch.")
+    p.add_argument("build", metavar="BUILD", help="build folder with rtl/ (bitfold generate)")
+    p.add_argument("--frames", type=int, metavar="N", help="the first N test frames (default: all)")
+    p.add_argument("--simulator", default="icarus", choices=["icarus", "verilator"],
+                   help="HDL simulator (default: icarus; verilator is much faster for many frames)")
+    p.add_argument("--stalls", action="store_true",
+                   help="random idle input cycles and output backpressure (30%% each)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stall pattern")
+    p.add_argument("--dataset", help="test set (default: the one in compile.json)")
+    p.add_argument("--data-dir", help="folder holding the dataset's files")
+    p.set_defaults(func=cmd_simulate)
+
     p = sub.add_parser("boards", help="list the FPGA boards bitfold builds for",
                        description="List board targets: device, package, clock and capacity.")
     p.set_defaults(func=cmd_boards)
@@ -467,8 +472,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder holding the dataset's files")
     p.add_argument("--limit", type=int, default=100, help="frames to send (default: 100)")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds per result")
-    p.add_argument("--selftest", action="store_true",
-                   help="read the self-test bitstream's record: pass/fail and measured frames/s")
     p.set_defaults(func=cmd_infer)
     return parser
 

@@ -24,7 +24,8 @@ from bitfold.artifacts import read_json, write_json
 
 from .frames import Vectors
 
-__all__ = ["SIMULATORS", "SimulationError", "available", "simulate", "simulator_path"]
+__all__ = ["SIMULATORS", "SimulationError", "available", "dataset_frames", "simulate",
+           "simulator_path"]
 
 SIMULATORS = ("icarus", "verilator")
 REPORT_SCHEMA = 1
@@ -116,6 +117,28 @@ def build_design(rtl: Path, manifest: dict[str, Any], simulator: str, build_dir:
         os.environ.pop("MAKEFLAGS", None) if saved is None else os.environ.update(MAKEFLAGS=saved)
     stamp.write_text(digest)
     return time.perf_counter() - t0
+
+
+def dataset_frames(build: str | Path, n: int | None = None, dataset: str | None = None,
+                   data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """The first ``n`` (default all) test frames of ``BUILD``'s data set, in the IR's layout.
+
+    The data set defaults to the one ``BUILD/compile.json`` records. Returns the
+    frames, their labels and the data set's name. Needs the trainer (torch).
+    """
+    from bitfold.artifacts import ArtifactError
+    from bitfold.train.data import load_dataset
+    from bitfold.train.to_ir import nchw_to_ir
+
+    build = Path(build)
+    prov = read_json(build / "compile.json", 1) if (build / "compile.json").is_file() else {}
+    name = dataset or prov.get("dataset")
+    if name is None:
+        raise ArtifactError(f"{build}: no compile.json names the data set; pass --dataset")
+    same = name == prov.get("dataset")
+    data = load_dataset(name, data_dir or (prov.get("data_dir") if same else None))
+    n = len(data.x_test) if n is None else min(n, len(data.x_test))
+    return nchw_to_ir(data.x_test[:n].numpy()), data.y_test[:n].numpy(), data.name
 
 
 def simulate(build: str | Path, frames: np.ndarray, *, simulator: str = "icarus",
