@@ -290,9 +290,21 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from bitfold.boards.host import BridgeFormat, infer_serial
+    from bitfold.boards.host import BridgeFormat, infer_serial, read_selftest
 
     build = Path(args.build)
+    if args.selftest:
+        from bitfold.boards.flow import BAUD
+        from bitfold.boards.targets import get_board
+
+        if not args.board:
+            raise ValueError("--selftest needs --board NAME (for its clock)")
+        board = get_board(args.board)
+        rec = read_selftest(args.port, BAUD, board.clock_mhz * 1e6, timeout=args.timeout)
+        print(f"{args.port}: self-test {'PASS' if rec['passed'] else 'FAIL'}: "
+              f"{rec['mismatches']} of {rec['frames']} frames differ; {rec['cycles']} cycles, "
+              f"{rec['fps']:,.0f} frames/s measured at {board.clock_mhz:g} MHz")
+        return 0 if rec["passed"] else 1
     boards = sorted(p.parent.name for p in (build / "boards").glob("*/bridge.json"))
     name = args.board or (boards[0] if len(boards) == 1 else None)
     if name is None:
@@ -472,6 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder holding the dataset's files")
     p.add_argument("--limit", type=int, default=100, help="frames to send (default: 100)")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds per result")
+    p.add_argument("--selftest", action="store_true",
+                   help="read the self-test bitstream's record: pass/fail and measured frames/s")
     p.set_defaults(func=cmd_infer)
     return parser
 
