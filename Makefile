@@ -32,6 +32,8 @@ test-slow: setup
 
 bench: setup
 	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/golden_throughput.py
+	$(BIN)/python -m benchmarks.hw_random_networks
 
 lint: setup
 	$(BIN)/ruff check bitfold train compiler tests benchmarks
