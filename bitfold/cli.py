@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -58,7 +59,9 @@ def _config(args: argparse.Namespace, **overrides):
     from bitfold.train.trainer import TrainConfig
 
     fields = dict(
-        model=args.model, dataset=args.dataset, data_dir=args.data_dir,
+        model=args.model, dataset=args.dataset,
+        # Absolute, so later stages find the data from any working directory.
+        data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
         param=getattr(args, "param", "dense"), alpha=getattr(args, "alpha", "analytic"),
         rank=args.rank, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         schedule=args.schedule, step_size=args.step_size, gamma=args.gamma, epochs=args.epochs,
