@@ -55,9 +55,17 @@ def _tool(name: str) -> str:
     return str(here) if here.exists() else (shutil.which(name) or name)
 
 
-def toolchain_env(family: str) -> dict[str, str]:
-    """The platform's tool environment variables set to the YoWASP entry points."""
-    return {var: _tool(exe) for var, exe in TOOLS[family].items()}
+def toolchain_env(family: str, board: Board | None = None) -> dict[str, str]:
+    """The platform's tool environment variables set to the YoWASP entry points.
+
+    Tools a board's platform adds that PyPI lacks (the OrangeCrab's ``dfu-suffix``, which
+    only tags the bitstream for its DFU bootloader) are taken from ``PATH`` or skipped
+    (``true``).
+    """
+    env = {var: _tool(exe) for var, exe in TOOLS[family].items()}
+    for var, exe in (board.extra_tools if board is not None else {}).items():
+        env[var] = shutil.which(exe) or "true"
+    return env
 
 
 def check_fits(graph: Graph, folding: Folding, board: Board) -> Folding:
@@ -142,7 +150,7 @@ def prepare(out: Path, graph: Graph, folding: Folding, board: Board, seed: int =
                            nextpnr_opts=nextpnr)
     bplan.extract(str(out))
     exports = "\n".join(f': "${{{var}:={path}}}"; export {var}'
-                        for var, path in toolchain_env(board.family).items())
+                        for var, path in toolchain_env(board.family, board).items())
     script = out / "build.sh"
     script.write_text(BUILD_SH.format(board=board.name, seed=seed, exports=exports))
     script.chmod(0o755)
@@ -159,7 +167,7 @@ def run_build(out: Path, board: Board, progress: bool = True) -> float:
     start = time.monotonic()
     with open(out / "build.log", "w") as log:
         proc = subprocess.Popen(["sh", str(out / "build.sh")], stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, **toolchain_env(board.family)})
+                                env={**os.environ, **toolchain_env(board.family, board)})
         while proc.poll() is None:
             if progress:
                 phase = "synthesis (yosys)"

@@ -7,7 +7,7 @@ resource model (for the fit check), its capacity, its UART and its two LEDs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["BOARDS", "Board", "get_board"]
 
@@ -66,6 +66,7 @@ class Board:
     platform: Callable
     leds: Callable  # platform -> (pass LED, fail LED) output signals
     bitstream_ext: str
+    extra_tools: dict = field(default_factory=dict)  # env var -> executable, not on PyPI
 
     def summary(self) -> str:
         return (f"{self.name:<16}{self.device:<12}{self.package:<8}{self.clock_mhz:>6g} MHz"
@@ -79,7 +80,8 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
           _ulx3s_85f, _leds(("led", 0, None), ("led", 7, None)), "bit"),
     Board("orangecrab-25f", "Good Stuff Dept. OrangeCrab r0.2, 25k LUT (UART on Feather TX/RX)",
           "ecp5", "LFE5U-25F", "MG285", 48.0, 24288, 56,
-          _orangecrab_25f, _leds(("rgb_led", 0, "g"), ("rgb_led", 0, "r")), "bit"),
+          _orangecrab_25f, _leds(("rgb_led", 0, "g"), ("rgb_led", 0, "r")), "bit",
+          {"DFU_SUFFIX": "dfu-suffix"}),
 )}
 
 
