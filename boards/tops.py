@@ -4,6 +4,9 @@
   ``ceil(in_width / 8)`` bytes little-endian (``manifest.json``'s beat format);
   the board answers one result word per frame, ``ceil(out_width / 8)`` bytes
   little-endian (class index in the low bits, then the signed scores).
+  One frame in flight: the host waits for each result before sending the next
+  frame (as ``bitfold infer`` does); the bridge has no input buffer, so bytes
+  sent while the core still holds back its input are lost.
 * :class:`SelfTest`: test frames and their expected classes in ROM; the core
   runs them back to back; ``passed`` / ``failed`` drive LEDs, and a record
   (:data:`RECORD_BYTES` bytes, see :func:`parse_record`) goes out on the UART

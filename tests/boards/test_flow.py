@@ -147,3 +147,12 @@ def test_missed_timing_is_reported_not_hidden(tmp_path, monkeypatch, capsys) -> 
     err = capsys.readouterr().err
     assert err.startswith("bitfold build: warning: timing NOT met on icebreaker: Fmax 9.5 MHz "
                           "< the board clock 12 MHz")
+
+
+def test_boards_never_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, bitfold.boards.flow, bitfold.boards.tops, bitfold.boards.host, "
+            "bitfold.boards.targets; sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

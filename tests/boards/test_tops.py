@@ -21,6 +21,19 @@ def _frames(n: int, seed: int = 3) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 16, (n, 4, 4, 1))
 
 
+def _stop_and_wait(dut, fmt, frames, got):
+    """The host protocol of ``bitfold infer``: send a frame, read its result, repeat."""
+
+    async def host(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(5)
+        for frame in frames:
+            await uart_send(ctx, dut.rx, encode_frame(fmt, frame), DIVISOR)
+            got.append(decode_result(fmt, await uart_receive(ctx, dut.tx, fmt.out_bytes,
+                                                             DIVISOR)))
+    return host
+
+
 def test_uart_bridge_returns_the_golden_class_and_scores() -> None:
     graph = tiny_graph()
     plan = build_plan(graph, tiny_folding(graph))
@@ -30,21 +43,9 @@ def test_uart_bridge_returns_the_golden_class_and_scores() -> None:
     dut = UARTBridge(plan, DIVISOR)
     got = []
 
-    async def host(ctx):
-        ctx.set(dut.rx, 1)
-        await ctx.tick().repeat(5)
-        for frame in x:
-            await uart_send(ctx, dut.rx, encode_frame(fmt, frame), DIVISOR)
-
-    async def listener(ctx):
-        for _ in x:
-            got.append(decode_result(fmt, await uart_receive(ctx, dut.tx, fmt.out_bytes,
-                                                             DIVISOR)))
-
     sim = Simulator(dut)
     sim.add_clock(1 / 12e6)
-    sim.add_testbench(host, background=True)
-    sim.add_testbench(listener)
+    sim.add_testbench(_stop_and_wait(dut, fmt, x, got))
     sim.run()
     assert [c for c, _ in got] == ref["class"].tolist()
     assert [s for _, s in got] == ref["scores"].tolist()
@@ -100,3 +101,31 @@ def test_encode_decode_round_trip() -> None:
                          ) == (2, [-1, 5, -128])
     with pytest.raises(ValueError, match=r"^a frame has 4 elements"):
         encode_frame(fmt, np.zeros(5))
+
+
+@pytest.mark.slow
+def test_uart_bridge_with_trained_mlp_digits() -> None:
+    """A digits frame over the simulated UART through the trained mlp-digits returns golden."""
+    from pathlib import Path
+
+    from bitfold.compiler.folding import fold_for_budget
+    from bitfold.compiler.serialize import load_graph
+
+    build = Path(__file__).resolve().parents[2] / "build" / "mlp-digits-digits"
+    if not (build / "graph.json").is_file():
+        pytest.skip(f"{build} not built (bitfold train + compile mlp-digits on digits)")
+    from sklearn.datasets import load_digits
+
+    graph = load_graph(build)
+    plan = build_plan(graph, fold_for_budget(graph, 1000, 26, 12.0, "ice40"))
+    fmt = BridgeFormat.from_plan(plan, baud=1_500_000, clock_mhz=12.0)
+    x = load_digits().images[-2:].astype(np.int64)[..., None]
+    ref = run_reference(graph, x)
+    dut = UARTBridge(plan, DIVISOR)
+    got = []
+
+    sim = Simulator(dut)
+    sim.add_clock(1 / 12e6)
+    sim.add_testbench(_stop_and_wait(dut, fmt, x, got))
+    sim.run()
+    assert [c for c, _ in got] == ref[graph.outputs[0]].tolist()
