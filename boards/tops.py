@@ -4,9 +4,9 @@
   ``ceil(in_width / 8)`` bytes little-endian (``manifest.json``'s beat format);
   the board answers one result word per frame, ``ceil(out_width / 8)`` bytes
   little-endian (class index in the low bits, then the signed scores).
-  One frame in flight: the host waits for each result before sending the next
-  frame (as ``bitfold infer`` does); the bridge has no input buffer, so bytes
-  sent while the core still holds back its input are lost.
+  A byte FIFO holds one whole frame, so the host may send the next frame while
+  the core works on the last (``bitfold infer`` waits for each result anyway);
+  a host that streams faster than results go back overruns it.
 * :class:`SelfTest`: test frames and their expected classes in ROM; the core
   runs them back to back; ``passed`` / ``failed`` drive LEDs, and a record
   (:data:`RECORD_BYTES` bytes, see :func:`parse_record`) goes out on the UART
@@ -25,6 +25,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from bitfold.hw.plan import Plan
+from bitfold.hw.streams import StreamFIFO
 from bitfold.hw.top import Dataflow
 
 from .uart import UARTRx, UARTTx
@@ -102,8 +103,11 @@ class UARTBridge(wiring.Component):
         m.submodules.uart_tx = utx = UARTTx(self.divisor)
         m.submodules.des = des = Deserializer(len(core.i_stream.payload))
         m.submodules.ser = ser = Serializer(len(core.o_stream.payload))
+        frame_bytes = nbytes(len(core.i_stream.payload)) * self.plan.beats_per_frame
+        m.submodules.rx_fifo = fifo = StreamFIFO(8, frame_bytes + 1)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
-        wiring.connect(m, urx.o_stream, des.i_stream)
+        wiring.connect(m, urx.o_stream, fifo.i_stream)
+        wiring.connect(m, fifo.o_stream, des.i_stream)
         wiring.connect(m, des.o_stream, core.i_stream)
         wiring.connect(m, core.o_stream, ser.i_stream)
         wiring.connect(m, ser.o_stream, utx.i_stream)

@@ -87,6 +87,33 @@ def test_selftest_fails_when_an_expected_class_is_flipped() -> None:
     assert seen["mismatches"] == 1
 
 
+def test_uart_bridge_buffers_a_frame_sent_back_to_back() -> None:
+    graph = tiny_graph()
+    plan = build_plan(graph, tiny_folding(graph))
+    fmt = BridgeFormat.from_plan(plan, baud=1_500_000, clock_mhz=12.0)
+    x = _frames(2, seed=7)
+    dut = UARTBridge(plan, DIVISOR)
+    got = []
+
+    async def host(ctx):
+        ctx.set(dut.rx, 1)
+        await ctx.tick().repeat(5)
+        for frame in x:
+            await uart_send(ctx, dut.rx, encode_frame(fmt, frame), DIVISOR)
+
+    async def listener(ctx):
+        for _ in x:
+            got.append(decode_result(fmt, await uart_receive(ctx, dut.tx, fmt.out_bytes,
+                                                             DIVISOR)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1 / 12e6)
+    sim.add_testbench(host, background=True)
+    sim.add_testbench(listener)
+    sim.run()
+    assert [c for c, _ in got] == run_reference(graph, x)["class"].tolist()
+
+
 def test_selftest_refuses_a_wrong_number_of_beats() -> None:
     graph = tiny_graph()
     plan = build_plan(graph, tiny_folding(graph))
