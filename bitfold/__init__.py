@@ -7,11 +7,14 @@ module stays light; it imports no stage.
 import os as _os
 
 # MKL's default kernels may round differently from run to run depending on
-# buffer alignment; strict conditional numerical reproducibility makes CPU
-# training (and so --seed and --resume) bit-exact. It must be set before torch
-# loads MKL, which happens after this package is imported by any bitfold entry
-# point; a program that imports torch first should set MKL_CBWR itself.
+# buffer alignment, and under load MKL may change its thread count from call to
+# call; strict conditional numerical reproducibility with a fixed thread count
+# makes CPU training (and so --seed and --resume) bit-exact. They must be set
+# before torch runs its first MKL kernel, which happens after this package is
+# imported by any bitfold entry point; a program that runs torch first should
+# set MKL_CBWR and MKL_DYNAMIC itself.
 _os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+_os.environ.setdefault("MKL_DYNAMIC", "FALSE")
 
 __version__ = "0.1.0"
 __all__ = ["__version__"]
