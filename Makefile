@@ -36,7 +36,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.hw_random_networks
 
 lint: setup
-	$(BIN)/ruff check bitfold train compiler tests benchmarks
+	$(BIN)/ruff check bitfold train compiler hw sim boards tests benchmarks
 
 clean:
 	rm -rf runs build .pytest_cache
