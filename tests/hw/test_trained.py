@@ -76,3 +76,31 @@ def test_trained_network_is_bit_exact_and_meets_the_cycle_model(builds, model, w
     assert measured == pytest.approx(folding.cycles_per_frame, rel=0.05)
     if which == 1:
         check_network(graph, folding, x[:16], p_idle=0.3, p_stall=0.3, seed=which)
+
+
+@pytest.fixture(scope="module")
+def sfc_mnist(tmp_path_factory, mnist_dir) -> Path:
+    """The MNIST-trained ``sfc`` build: ``build/sfc-mnist`` when present, else 1 epoch + compile."""
+    have = ROOT / "build" / "sfc-mnist"
+    if (have / "graph.json").is_file():
+        return have
+    tmp = tmp_path_factory.mktemp("sfc-mnist")
+    cli = [sys.executable, "-m", "bitfold"]
+    subprocess.run([*cli, "train", "--model", "sfc", "--dataset", "mnist", "--data-dir",
+                    str(mnist_dir), "--epochs", "1", "--batch-size", "256", "--out",
+                    str(tmp / "run"), "--quiet"], check=True)
+    subprocess.run([*cli, "compile", str(tmp / "run"), "--out", str(tmp / "build")], check=True)
+    return tmp / "build"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fps", FOLDINGS["sfc"], ids=lambda f: f"{int(f)}fps")
+def test_trained_sfc_on_mnist_is_bit_exact(sfc_mnist, mnist_dir, fps) -> None:
+    """The real 784-input ``sfc`` on 64 MNIST test frames, at three foldings."""
+    from bitfold.train.data import load_dataset
+
+    graph = load_graph(sfc_mnist)
+    folding = fold_for_fps(graph, fps)
+    x = load_dataset("mnist", mnist_dir).x_test[:64].numpy().astype(np.int64).transpose(0, 2, 3, 1)
+    run = check_network(graph, folding, x)
+    assert run.steady_cycles_per_frame() == pytest.approx(folding.cycles_per_frame, rel=0.05)
