@@ -122,18 +122,23 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_golden(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bitfold.artifacts import ArtifactError, read_json, write_json
+    from bitfold.artifacts import ArtifactError, write_json
     from bitfold.compiler.evaluate import evaluate_golden, write_dump
     from bitfold.compiler.packed import PackedExecutor
     from bitfold.compiler.serialize import load_graph
-    from bitfold.train.data import load_dataset
-    from bitfold.train.to_ir import explain_disagreements, nchw_to_ir, torch_predictions
+    from bitfold.train.to_ir import (
+        build_test_set,
+        explain_disagreements,
+        nchw_to_ir,
+        read_provenance,
+        torch_predictions,
+    )
 
     build = Path(args.build)
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, not {args.limit}")
     graph = load_graph(build)
-    prov = read_json(build / "compile.json", 1) if (build / "compile.json").is_file() else {}
+    prov = read_provenance(build)
     run = args.run or prov.get("run")
     model = None
     if not args.no_torch:
@@ -144,11 +149,8 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
         model, config, data = load_run(run)
     name = args.dataset or prov.get("dataset") or (config.dataset if model else None)
-    if name is None:
-        raise ArtifactError(f"{build}: no compile.json names the data set; pass --dataset")
     if model is None or name != config.dataset or args.data_dir:
-        same = name == prov.get("dataset")
-        data = load_dataset(name, args.data_dir or (prov.get("data_dir") if same else None))
+        data = build_test_set(build, name, args.data_dir, prov)
     n = len(data.x_test) if args.limit is None else min(args.limit, len(data.x_test))
     x_torch, labels = data.x_test[:n], data.y_test[:n].numpy()
     x = nchw_to_ir(x_torch.numpy())
@@ -242,19 +244,12 @@ def cmd_boards(args: argparse.Namespace) -> int:
 
 def _selftest_frames(build, dataset: str | None, data_dir: str | None, n: int):
     """The first ``n`` test frames (IR layout) and their golden classes."""
-    from bitfold.artifacts import read_json
     from bitfold.compiler.golden import run_reference
     from bitfold.compiler.serialize import load_graph
-    from bitfold.train.data import load_dataset
-    from bitfold.train.to_ir import nchw_to_ir
+    from bitfold.train.to_ir import build_test_set, nchw_to_ir
 
     graph = load_graph(build)
-    prov = read_json(build / "compile.json", 1) if (build / "compile.json").is_file() else {}
-    name = dataset or prov.get("dataset")
-    if name is None:
-        raise ValueError(f"{build}: no compile.json names the data set; pass --dataset")
-    same = name == prov.get("dataset")
-    data = load_dataset(name, data_dir or (prov.get("data_dir") if same else None))
+    data = build_test_set(build, dataset, data_dir)
     x = nchw_to_ir(data.x_test[:n].numpy())
     return x, run_reference(graph, x)[graph.outputs[0]]
 

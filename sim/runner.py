@@ -131,17 +131,9 @@ def dataset_frames(build: str | Path, n: int | None = None, dataset: str | None 
     The data set defaults to the one ``BUILD/compile.json`` records. Returns the
     frames, their labels and the data set's name. Needs the trainer (torch).
     """
-    from bitfold.artifacts import ArtifactError
-    from bitfold.train.data import load_dataset
-    from bitfold.train.to_ir import nchw_to_ir
+    from bitfold.train.to_ir import build_test_set, nchw_to_ir
 
-    build = Path(build)
-    prov = read_json(build / "compile.json", 1) if (build / "compile.json").is_file() else {}
-    name = dataset or prov.get("dataset")
-    if name is None:
-        raise ArtifactError(f"{build}: no compile.json names the data set; pass --dataset")
-    same = name == prov.get("dataset")
-    data = load_dataset(name, data_dir or (prov.get("data_dir") if same else None))
+    data = build_test_set(build, dataset, data_dir)
     n = len(data.x_test) if n is None else min(n, len(data.x_test))
     return nchw_to_ir(data.x_test[:n].numpy()), data.y_test[:n].numpy(), data.name
 

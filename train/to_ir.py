@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bitfold.artifacts import ArtifactError, read_json
 from bitfold.compiler.ir import (
     AffineArgMax,
     AffineSign,
@@ -43,6 +44,7 @@ from bitfold.compiler.ir import (
     Node,
 )
 
+from .data import Dataset, load_dataset
 from .export import (
     ExportedBatchNorm,
     ExportedBinaryLayer,
@@ -53,8 +55,8 @@ from .export import (
     export_network,
 )
 
-__all__ = ["explain_disagreements", "lower", "lower_run", "nchw_to_ir", "torch_predictions",
-           "torch_trace"]
+__all__ = ["build_test_set", "explain_disagreements", "lower", "lower_run", "nchw_to_ir",
+           "read_provenance", "torch_predictions", "torch_trace"]
 
 
 class _Lowering:
@@ -210,6 +212,26 @@ def nchw_to_ir(x: torch.Tensor | np.ndarray) -> np.ndarray:
     """Dataset frames ``(N, C, H, W)`` to the IR's ``(N, H, W, C)`` (vectors unchanged)."""
     x = np.asarray(x)
     return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+
+
+def read_provenance(build: str | Path) -> dict[str, Any]:
+    """``BUILD/compile.json`` (the run and data set a build came from), or ``{}`` without one."""
+    path = Path(build) / "compile.json"
+    return read_json(path, 1) if path.is_file() else {}
+
+
+def build_test_set(build: str | Path, dataset: str | None = None, data_dir: str | None = None,
+                   provenance: dict[str, Any] | None = None) -> Dataset:
+    """The data set a build is checked against: ``dataset``, else the one compile.json records.
+
+    The recorded data folder is used unless ``data_dir`` is given or another data set is named.
+    """
+    prov = read_provenance(build) if provenance is None else provenance
+    name = dataset or prov.get("dataset")
+    if name is None:
+        raise ArtifactError(f"{build}: no compile.json names the data set; pass --dataset")
+    same = name == prov.get("dataset")
+    return load_dataset(name, data_dir or (prov.get("data_dir") if same else None))
 
 
 @torch.no_grad()
