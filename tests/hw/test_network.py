@@ -25,7 +25,7 @@ from bitfold.hw.plan import HardwareError, build_plan
 from bitfold.hw.simulate import simulate_network
 
 from ..compiler.randgraphs import lowered_graphs, random_inputs
-from .helpers import folded, random_folding
+from .helpers import folded, random_folding, small_cnn
 
 
 def scores_node(graph: Graph) -> str:
@@ -117,23 +117,6 @@ def test_generate_verb_writes_rtl_and_manifest(tmp_path) -> None:
     out = subprocess.run(cli, capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.startswith("bitfold generate: error: give exactly one of --target-fps")
-
-
-def small_cnn() -> Graph:
-    """Multi-bit input conv (padding value 5), a max pool, a bipolar conv padded with +1, dense."""
-    from bitfold.compiler.ir import ArgMax, BinaryConv2d, MaxPool2d, Threshold
-
-    rng = np.random.default_rng(3)
-    nodes = [Input("input", (6, 6, 2), 3),
-             BinaryConv2d("c0", "input", rng.integers(0, 2, (4, 3, 3, 2)), 3, 1, 1, 5),
-             Threshold("t0", "c0", rng.integers(-20, 20, 4)),
-             MaxPool2d("p0", "t0", 2, 2),
-             BinaryConv2d("c1", "p0", rng.integers(0, 2, (6, 2, 2, 4)), 2, 1, 1, 1),
-             Threshold("t1", "c1", rng.integers(5, 12, 6)),
-             BinaryDense("fc", "t1", rng.integers(0, 2, (5, 96))),
-             ScoreAffine("scores", "fc", np.array([1, 2, 1, 3, 1]), np.array([0, -40, 3, -90, 0])),
-             ArgMax("class", "scores")]
-    return Graph.build("cnn", nodes, ["class"])
 
 
 @pytest.mark.parametrize("choice", [

@@ -13,16 +13,16 @@ os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
 from bitfold.compiler.folding import evaluate_folding  # noqa: E402
 from bitfold.compiler.ir import (  # noqa: E402
     ArgMax,
-    BinaryConv2d,
     BinaryDense,
     Graph,
     Input,
-    MaxPool2d,
     ScoreAffine,
     Threshold,
 )
 from bitfold.compiler.serialize import save_graph  # noqa: E402
 from bitfold.sim.runner import available  # noqa: E402
+
+from ..hw.helpers import small_cnn  # noqa: E402
 
 
 def pytest_configure(config) -> None:
@@ -47,21 +47,6 @@ def small_mlp() -> Graph:
     return Graph.build("small mlp", nodes, ["class"])
 
 
-def small_cnn() -> Graph:
-    """A multi-bit conv (padding 5), max pool, bipolar conv padded with +1, dense."""
-    rng = np.random.default_rng(3)
-    nodes = [Input("input", (6, 6, 2), 3),
-             BinaryConv2d("c0", "input", rng.integers(0, 2, (4, 3, 3, 2)), 3, 1, 1, 5),
-             Threshold("t0", "c0", rng.integers(-20, 20, 4)),
-             MaxPool2d("p0", "t0", 2, 2),
-             BinaryConv2d("c1", "p0", rng.integers(0, 2, (6, 2, 2, 4)), 2, 1, 1, 1),
-             Threshold("t1", "c1", rng.integers(5, 12, 6)),
-             BinaryDense("fc", "t1", rng.integers(0, 2, (5, 96))),
-             ScoreAffine("scores", "fc", np.array([1, 2, 1, 3, 1]), np.array([0, -40, 3, -90, 0])),
-             ArgMax("class", "scores")]
-    return Graph.build("small cnn", nodes, ["class"])
-
-
 def make_build(path: Path, graph: Graph, choice: dict) -> tuple[Path, object]:
     """``path`` as a build folder: graph.json, tensors.npz and rtl/ at folding ``choice``."""
     from bitfold.hw.generate import generate
@@ -79,5 +64,5 @@ def mlp_build(tmp_path_factory) -> tuple[Path, object]:
 
 @pytest.fixture(scope="session")
 def cnn_build(tmp_path_factory) -> tuple[Path, object]:
-    return make_build(tmp_path_factory.mktemp("cnn"), small_cnn(),
+    return make_build(tmp_path_factory.mktemp("cnn"), small_cnn("small cnn"),
                       {"c0": (2, 6), "c1": (3, 4), "fc": (5, 8)})
