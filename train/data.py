@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .catalog import DATASETS
+
 __all__ = ["DATASETS", "DataError", "Dataset", "augment", "load_dataset", "read_idx"]
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "synthetic", "synthetic-pose")
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
 

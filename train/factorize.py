@@ -23,6 +23,8 @@ import torch
 from tensorly.decomposition import parafac, tucker
 from torch import Tensor, nn
 
+from .catalog import PARAMS
+
 __all__ = [
     "PARAMS",
     "CPWeight",
@@ -33,7 +35,6 @@ __all__ = [
     "resolve_ranks",
 ]
 
-PARAMS = ("dense", "svd", "tucker", "holistic-tucker", "cp")
 
 
 def resolve_ranks(shape: Sequence[int], rank: float | None, fixed: Sequence[int] = ()) -> list[int]:

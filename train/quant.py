@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .catalog import ALPHA_MODES
+
 __all__ = ["ALPHA_MODES", "BinarizeWeight", "SignSTE", "binary_sign", "sign_ste"]
 
-ALPHA_MODES = ("none", "analytic", "learned")
 
 
 def binary_sign(x: Tensor) -> Tensor:

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from bitfold.artifacts import ArtifactError, atomic_write, read_json, write_json
 
+from .catalog import OPTIMIZERS, SCHEDULES
 from .data import DATASETS, Dataset, augment, load_dataset
 from .factorize import PARAMS
 from .layers import parametrize_model
@@ -38,8 +39,6 @@ from .quant import ALPHA_MODES
 __all__ = ["SCHEMA", "TrainConfig", "evaluate", "load_run", "train"]
 
 SCHEMA = 1
-OPTIMIZERS = ("adam", "rmsprop")
-SCHEDULES = ("cosine", "step", "none")
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,15 @@ def test_init_from_float_weights(tmp_path):
         make_model(wrong, data)
 
 
+def test_model_catalog_names_every_model_and_the_cli_needs_no_torch():
+    from bitfold.train.catalog import MODEL_NAMES
+
+    assert tuple(MODELS) == MODEL_NAMES
+    code = "import sys; from bitfold.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() == "False", res.stderr
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_model_runs_forward_and_backward(name):
     shapes = {"mlp-digits": (1, 8, 8), "cnn-digits": (1, 8, 8), "tfc": (1, 28, 28),

@@ -1,0 +1,308 @@
+"""What each ``bitfold`` verb does; the parser and the error handling are in ``bitfold.cli``.
+
+Stage modules are imported inside each verb, so a verb only pays for what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = [
+    "cmd_ablate", "cmd_boards", "cmd_build", "cmd_compile", "cmd_fold", "cmd_generate",
+    "cmd_golden", "cmd_infer", "cmd_simulate", "cmd_train",
+]
+
+
+def _config(args: argparse.Namespace, **overrides):
+    from bitfold.train.trainer import TrainConfig
+
+    fields = dict(
+        model=args.model, dataset=args.dataset,
+        # Absolute, so later stages find the data from any working directory.
+        data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
+        param=getattr(args, "param", "dense"), alpha=getattr(args, "alpha", "analytic"),
+        rank=args.rank, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+        schedule=args.schedule, step_size=args.step_size, gamma=args.gamma, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, augment=args.augment, dropout=args.dropout,
+        init_from=args.init_from, device=args.device,
+    )
+    fields.update(overrides)
+    return TrainConfig(**fields)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from bitfold.train.trainer import train
+
+    out = args.out or f"runs/{args.model}-{args.dataset}"
+    metrics = train(_config(args), out, resume=args.resume, progress=not args.quiet)
+    if metrics:
+        name = metrics.get("metric", "acc")
+        print(f"{out}: test {name} {metrics['test_accuracy']:.4f} after {metrics['epochs']} epochs "
+              f"in {metrics['wall_s']:.1f}s")
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from bitfold.train.ablate import ablate
+
+    out = args.out or f"runs/ablate-{args.model}-{args.dataset}"
+    result = ablate(_config(args), out, seeds=args.seeds, params=args.params.split(","),
+                    alphas=args.alphas.split(","), progress=not args.quiet)
+    from bitfold.train.ablate import _table
+
+    print(_table(result), end="")
+    print(f"written: {out}/ablation.md, ablation.json, ablation.png")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bitfold.artifacts import write_json
+    from bitfold.compiler.passes import fold
+    from bitfold.compiler.serialize import save_graph
+    from bitfold.train.to_ir import lower_run
+
+    build = Path(args.out or f"build/{Path(args.run).name}")
+    lowered, provenance = lower_run(args.run)
+    graph = fold(lowered, args.score_bits)
+    save_graph(graph, build)
+    write_json(build / "compile.json", {
+        "schema": 1, **provenance, "score_bits": args.score_bits,
+        "passes": ["fold_signs_into_thresholds", "fold_scores_into_integers"]})
+    layers = [n for n in graph.nodes if n.kind in ("BinaryDense", "BinaryConv2d")]
+    bits = sum(n.weight.size for n in layers)
+    print(f"{build}: {graph.name}, {len(layers)} binary layers, {bits} weight bits "
+          f"(graph.json, tensors.npz, compile.json)")
+    return 0
+
+
+def cmd_golden(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bitfold.artifacts import ArtifactError, write_json
+    from bitfold.compiler.evaluate import evaluate_golden, write_dump
+    from bitfold.compiler.packed import PackedExecutor
+    from bitfold.compiler.serialize import load_graph
+    from bitfold.train.to_ir import (
+        build_test_set,
+        explain_disagreements,
+        nchw_to_ir,
+        read_provenance,
+        torch_predictions,
+    )
+
+    build = Path(args.build)
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, not {args.limit}")
+    graph = load_graph(build)
+    prov = read_provenance(build)
+    run = args.run or prov.get("run")
+    model = None
+    if not args.no_torch:
+        if run is None:
+            raise ArtifactError(f"{build}: no compile.json names the run; pass --run RUN "
+                                "(or --no-torch for accuracy only)")
+        from bitfold.train.trainer import load_run
+
+        model, config, data = load_run(run)
+    name = args.dataset or prov.get("dataset") or (config.dataset if model else None)
+    if model is None or name != config.dataset or args.data_dir:
+        data = build_test_set(build, name, args.data_dir, prov)
+    n = len(data.x_test) if args.limit is None else min(args.limit, len(data.x_test))
+    x_torch, labels = data.x_test[:n], data.y_test[:n].numpy()
+    x = nchw_to_ir(x_torch.numpy())
+    torch_pred = None if model is None else torch_predictions(model, x_torch, data.input_scale)
+    report, _ = evaluate_golden(graph, x, labels, torch_pred, args.reference_frames)
+    report.update(dataset=data.name, split="test", run=run)
+    if model is not None and report["disagreements"] and "sources" in prov:
+        idx = report["disagreements"][:100]  # explained; the count covers them all
+        values = PackedExecutor(graph).run(x[idx])
+        notes = explain_disagreements(model, graph, prov["sources"], x_torch[idx],
+                                      data.input_scale, values)
+        report["disagreements"] = [{"index": i, "label": int(labels[i]), **e}
+                                   for i, e in zip(idx, notes, strict=True)]
+    write_json(build / "golden.json", report)
+    line = f"{build}/golden.json: golden accuracy {report['accuracy']:.4f}"
+    if model is not None:
+        line += (f", torch {report['torch_accuracy']:.4f}, agreement {report['agreement']:.4f} "
+                 f"({report['disagreement_count']} of {n} differ)")
+    print(f"{line} on {n} {data.name} test frames")
+    if args.dump:
+        path = write_dump(build / "golden_dump.npz", graph, x[:args.dump])
+        print(f"{path}: every tensor of the first {min(args.dump, n)} frames")
+    return 0
+
+
+def cmd_fold(args: argparse.Namespace) -> int:
+    from bitfold.compiler.folding import (
+        fold_for_budget,
+        fold_for_fps,
+        folding_table,
+        read_folding,
+        write_folding,
+    )
+    from bitfold.compiler.serialize import load_graph
+
+    graph = load_graph(args.build)
+    chosen = [bool(args.folding), args.target_fps is not None,
+              args.max_luts is not None or args.max_brams is not None]
+    if sum(chosen) != 1:
+        raise ValueError("give exactly one of --target-fps F, --max-luts/--max-brams N, "
+                         "or --folding FILE")
+    clock = 100.0 if args.clock_mhz is None else args.clock_mhz
+    common = dict(clock_mhz=clock, device=args.device, allow_padding=args.allow_padding)
+    if args.folding:
+        if args.clock_mhz is not None:
+            raise ValueError("--clock-mhz goes with --target-fps or a budget; a folding file has "
+                             "its own clock")
+        folding = read_folding(args.folding, graph)
+    elif args.target_fps is not None:
+        folding = fold_for_fps(graph, args.target_fps, **common)
+    else:
+        folding = fold_for_budget(graph, args.max_luts, args.max_brams, **common)
+    path = write_folding(args.build, folding)
+    print(folding_table(folding), end="")
+    print(f"written: {path}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bitfold.compiler.folding import fold_for_fps, folding_table, read_folding
+    from bitfold.compiler.serialize import load_graph
+    from bitfold.hw.generate import generate
+
+    build = Path(args.build)
+    graph = load_graph(build)
+    if bool(args.folding) == (args.target_fps is not None):
+        raise ValueError("give exactly one of --target-fps F (with --clock-mhz M) or "
+                         "--folding FILE")
+    if args.folding:
+        if args.clock_mhz is not None:
+            raise ValueError("--clock-mhz goes with --target-fps; a folding file has its own clock")
+        folding = read_folding(args.folding, graph)
+    else:
+        clock = 100.0 if args.clock_mhz is None else args.clock_mhz
+        folding = fold_for_fps(graph, args.target_fps, clock_mhz=clock, device=args.device)
+    doc = generate(build, graph, folding)
+    print(folding_table(folding), end="")
+    print(f"written: {build}/rtl/ ({', '.join(doc['files'])}, manifest.json), {build}/folding.json")
+    return 0
+
+
+def cmd_boards(args: argparse.Namespace) -> int:
+    from bitfold.boards.targets import BOARDS
+
+    for board in BOARDS.values():
+        print(board.summary())
+    return 0
+
+
+def _selftest_frames(build, dataset: str | None, data_dir: str | None, n: int):
+    """The first ``n`` test frames (IR layout) and their golden classes."""
+    from bitfold.compiler.golden import run_reference
+    from bitfold.compiler.serialize import load_graph
+    from bitfold.train.to_ir import build_test_set, nchw_to_ir
+
+    graph = load_graph(build)
+    data = build_test_set(build, dataset, data_dir)
+    x = nchw_to_ir(data.x_test[:n].numpy())
+    return x, run_reference(graph, x)[graph.outputs[0]]
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bitfold.boards.flow import build_board
+    from bitfold.boards.targets import get_board
+
+    board = get_board(args.board)
+    build = Path(args.build)
+    if args.frames < 1:
+        raise ValueError(f"--frames must be at least 1, not {args.frames}")
+    selftest = (_selftest_frames(build, args.dataset, args.data_dir, args.frames)
+                if args.selftest else None)
+    report = build_board(build, board, folding_path=args.folding, selftest=selftest,
+                         seed=args.seed, do_build=not args.no_build, progress=not args.quiet)
+    out = build / "boards" / (board.name + ("-selftest" if args.selftest else ""))
+    if args.no_build:
+        print(f"{out}/: elaborated ({report['top']} top); run {out}/build.sh to build")
+        return 0
+    print(f"{out}/{report['bitstream']}: {report['luts']} LUTs, {report['ffs']} FFs, "
+          f"{report['brams']} block RAMs, Fmax {report['fmax_mhz']:g} MHz "
+          f"(target {report['target_mhz']:g}), built in {report['build_s']:.0f}s")
+    if not report["timing_met"]:
+        print(f"bitfold build: warning: timing NOT met on {board.name}: Fmax "
+              f"{report['fmax_mhz']:g} MHz < the board clock {report['target_mhz']:g} MHz; "
+              f"the bitstream may not work (fold less, or pipeline)", file=sys.stderr)
+        return 3
+    return 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from bitfold.boards.host import BridgeFormat, infer_serial, read_selftest
+
+    build = Path(args.build)
+    if args.selftest:
+        from bitfold.boards.flow import BAUD
+        from bitfold.boards.targets import get_board
+
+        if not args.board:
+            raise ValueError("--selftest needs --board NAME (for its clock)")
+        board = get_board(args.board)
+        rec = read_selftest(args.port, BAUD, board.clock_mhz * 1e6, timeout=args.timeout)
+        print(f"{args.port}: self-test {'PASS' if rec['passed'] else 'FAIL'}: "
+              f"{rec['mismatches']} of {rec['frames']} frames differ; {rec['cycles']} cycles, "
+              f"{rec['fps']:,.0f} frames/s measured at {board.clock_mhz:g} MHz")
+        return 0 if rec["passed"] else 1
+    boards = sorted(p.parent.name for p in (build / "boards").glob("*/bridge.json"))
+    name = args.board or (boards[0] if len(boards) == 1 else None)
+    if name is None:
+        raise ValueError(f"{build}: pass --board (built: {', '.join(boards) or 'none'})")
+    fmt = BridgeFormat.read(build / "boards" / name / "bridge.json")
+    x, golden = _selftest_frames(build, args.dataset, args.data_dir, args.limit)
+    results = infer_serial(fmt, args.port, x, timeout=args.timeout)
+    classes = np.array([c for c, _ in results])
+    agree = int((classes == golden).sum())
+    print(f"{args.port}: {len(results)} frames, {agree} agree with the golden model "
+          f"({agree / len(results):.4f})")
+    return 0 if agree == len(results) else 1
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bitfold.sim.runner import dataset_frames, simulate
+
+    build = Path(args.build)
+    if args.frames is not None and args.frames < 1:
+        raise ValueError(f"--frames must be at least 1, not {args.frames}")
+    frames, _, name = dataset_frames(build, args.frames, args.dataset, args.data_dir)
+    n = len(frames)
+    report = simulate(build, frames, simulator=args.simulator, stalls=args.stalls, seed=args.seed)
+    cpf = report["cycles_per_frame"]
+    print(f"{build}/sim/report.json: {report['frames']} {name} test frames through "
+          f"{report['top']} on {args.simulator}{' with random stalls' if args.stalls else ''}: "
+          f"{report['mismatches']} mismatches; "
+          f"{'n/a' if cpf is None else f'{cpf:.1f}'} cycles/frame "
+          f"(analytic {report['analytic_cycles_per_frame']}), latency {report['latency_cycles']} "
+          f"cycles; {report['wall_s']:.1f}s")
+    if report["timed_out"]:
+        print(f"bitfold simulate: no progress after {report['cycles']} cycles "
+              f"({report['frames']} of {n} results)", file=sys.stderr)
+        return 1
+    if report["mismatches"]:
+        first = report["first_mismatch"]
+        print(f"bitfold simulate: MISMATCH in {report['mismatches']} of {n} frames; first frame "
+              f"{first['frame']}: expected {first['expected']}, got {first['got']}; "
+              f"{first['hint']}", file=sys.stderr)
+        return 1
+    return 0

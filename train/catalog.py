@@ -1,0 +1,16 @@
+"""The names the trainer accepts, importable without torch (the CLI builds its help from them).
+
+The modules that implement them (models, data, factorize, quant, trainer) take their
+names from here, so a name is added in one place.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ALPHA_MODES", "DATASETS", "MODEL_NAMES", "OPTIMIZERS", "PARAMS", "SCHEDULES"]
+
+MODEL_NAMES = ("mlp-digits", "cnn-digits", "tfc", "sfc", "lfc", "cnv", "resnet18", "hourglass")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "synthetic", "synthetic-pose")
+PARAMS = ("dense", "svd", "tucker", "holistic-tucker", "cp")
+ALPHA_MODES = ("none", "analytic", "learned")
+OPTIMIZERS = ("adam", "rmsprop")
+SCHEDULES = ("cosine", "step", "none")
