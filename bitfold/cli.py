@@ -41,7 +41,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
 
 
 def _param_options(p: argparse.ArgumentParser, grid: bool = False) -> None:
-    from bitfold.train.catalog import ALPHA_MODES, PARAMS
+    from bitfold.train.catalog import ALPHA_MODES, PARAMS, QUANTIZERS
 
     g = p.add_argument_group("binary weights")
     if not grid:
@@ -54,6 +54,14 @@ def _param_options(p: argparse.ArgumentParser, grid: bool = False) -> None:
                         "full rank when omitted")
     g.add_argument("--init-from", metavar="CKPT",
                    help="start from the real weights of a checkpoint or a --param dense run")
+    g.add_argument("--quantizer", default="binary", choices=QUANTIZERS,
+                   help="binary: alpha*sign(W) (default); sparse: {0, b} per channel at "
+                        "--sparsity; composite: --bases K binary planes")
+    g.add_argument("--sparsity", type=float, metavar="S",
+                   help="fraction of zero weights per output channel (sparse)")
+    g.add_argument("--bases", type=int, metavar="K", help="binary planes per weight (composite)")
+    g.add_argument("--low-rank", type=int, metavar="R",
+                   help="composite: hidden dense layers become two binary matrices of rank R")
 
 
 def build_parser() -> argparse.ArgumentParser:

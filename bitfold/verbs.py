@@ -27,6 +27,8 @@ def _config(args: argparse.Namespace, **overrides):
         schedule=args.schedule, step_size=args.step_size, gamma=args.gamma, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, augment=args.augment, dropout=args.dropout,
         init_from=args.init_from, device=args.device,
+        quantizer=getattr(args, "quantizer", "binary"), sparsity=getattr(args, "sparsity", None),
+        bases=getattr(args, "bases", None), low_rank=getattr(args, "low_rank", None),
     )
     fields.update(overrides)
     return TrainConfig(**fields)

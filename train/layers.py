@@ -26,6 +26,13 @@ from .factorize import (
     TuckerWeight,
 )
 from .quant import BinarizeWeight, sign_ste
+from .quantizers import (
+    QUANTIZER_LINKS,
+    CompositeWeight,
+    LowRankWeight,
+    SparseWeight,
+    check_quantizer,
+)
 
 __all__ = [
     "INPUT_MODES",
@@ -33,6 +40,7 @@ __all__ = [
     "BinaryLayer",
     "BinaryLinear",
     "binary_layers",
+    "low_rank_layers",
     "parametrize_model",
 ]
 
@@ -62,6 +70,14 @@ class BinaryLayer(nn.Module):
 
     def binarize_input(self, x: Tensor) -> Tensor:
         return sign_ste(x) if self.input_mode == "binary" else x
+
+    @property
+    def quantizer(self) -> nn.Module | None:
+        """The last link of the weight's chain when it is a sparse, composite or low-rank one."""
+        if not parametrize.is_parametrized(self, "weight"):
+            return None
+        chain = self.parametrizations.weight
+        return chain[-1] if isinstance(chain[-1], QUANTIZER_LINKS) else None
 
     @property
     def binarizer(self) -> BinarizeWeight | None:
@@ -151,11 +167,20 @@ def binary_layers(model: nn.Module) -> list[tuple[str, BinaryLayer]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, BinaryLayer)]
 
 
+def low_rank_layers(model: nn.Module, rank: int | None) -> list[BinaryLayer]:
+    """The layers ``--low-rank R`` replaces: dense, binary input, ``R < min(C_out, fan_in)``."""
+    if rank is None:
+        return []
+    return [m for _, m in binary_layers(model) if isinstance(m, BinaryLinear)
+            and m.input_mode == "binary" and rank < min(m.in_features, m.out_features)]
+
+
 def parametrize_model(
     model: nn.Module, param: str = "dense", alpha: str = "analytic",
-    rank: float | None = None,
+    rank: float | None = None, quantizer: str = "binary", sparsity: float | None = None,
+    bases: int | None = None, low_rank: int | None = None,
 ) -> nn.Module:
-    """Parametrize every binary layer's weight: factorize, then binarize.
+    """Parametrize every binary layer's weight: factorize, then binarize (or quantize).
 
     The factorization starts from each layer's current real weight
     (``right_inverse``), so a float model loaded beforehand becomes a
@@ -169,11 +194,24 @@ def parametrize_model(
     rank : float, optional
         Fraction of each mode's size kept (svd, tucker, holistic-tucker); for
         ``cp`` an integer rank. Full rank when omitted.
+    quantizer : {"binary", "sparse", "composite"}
+        The last link: ``alpha * sign(W)`` (:class:`BinarizeWeight`),
+        :class:`SparseWeight` at ``sparsity`` or :class:`CompositeWeight` with
+        ``bases`` planes (``bitfold.train.quantizers``).
+    low_rank : int, optional
+        Composite only: dense layers with binary input and ``low_rank <
+        min(C_out, fan_in)`` become :class:`LowRankWeight` (their whole
+        chain; they take no part in the factorization).
     """
     if param not in PARAMS:
         raise ValueError(f"param must be one of {PARAMS}, not {param!r}")
-    layers = [m for _, m in binary_layers(model)]
-    if not layers:
+    check_quantizer(quantizer, sparsity, bases, low_rank)
+    low = low_rank_layers(model, low_rank)
+    for layer in low:
+        parametrize.register_parametrization(
+            layer, "weight", LowRankWeight(alpha, layer.weight.detach(), low_rank))
+    layers = [m for _, m in binary_layers(model) if all(m is not x for x in low)]
+    if not layers and not low:
         raise ValueError(f"{type(model).__name__} has no binary layers to parametrize")
     if param == "holistic-tucker":
         by_shape: dict[tuple[int, ...], list[BinaryLayer]] = defaultdict(list)
@@ -198,6 +236,12 @@ def parametrize_model(
                 link = CPWeight(shape, None if rank is None else int(rank))
             parametrize.register_parametrization(layer, "weight", link)
     for layer in layers:
-        binarizer = BinarizeWeight(alpha, layer.weight.detach())
-        parametrize.register_parametrization(layer, "weight", binarizer)
+        w = layer.weight.detach()
+        if quantizer == "sparse":
+            link: nn.Module = SparseWeight(alpha, w, sparsity)
+        elif quantizer == "composite":
+            link = CompositeWeight(alpha, w, bases)
+        else:
+            link = BinarizeWeight(alpha, w)
+        parametrize.register_parametrization(layer, "weight", link)
     return model

@@ -35,6 +35,7 @@ from .factorize import PARAMS
 from .layers import parametrize_model
 from .models import MODELS, build_model
 from .quant import ALPHA_MODES
+from .quantizers import check_quantizer
 
 __all__ = ["SCHEMA", "TrainConfig", "evaluate", "load_run", "train"]
 
@@ -51,6 +52,10 @@ class TrainConfig:
     param: str = "holistic-tucker"
     alpha: str = "learned"
     rank: float | None = None
+    quantizer: str = "binary"
+    sparsity: float | None = None
+    bases: int | None = None
+    low_rank: int | None = None
     optimizer: str = "adam"
     lr: float = 1e-2
     weight_decay: float = 0.0
@@ -78,6 +83,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, not {self.lr!r}")
+        check_quantizer(self.quantizer, self.sparsity, self.bases, self.low_rank)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -125,7 +131,8 @@ def make_model(config: TrainConfig, data: Dataset) -> nn.Module:
     model = build_model(config.model, data.input_shape, data.num_outputs, config.dropout)
     if config.init_from:
         _load_float_weights(model, config.init_from)
-    return parametrize_model(model, config.param, config.alpha, config.rank)
+    return parametrize_model(model, config.param, config.alpha, config.rank, config.quantizer,
+                             config.sparsity, config.bases, config.low_rank)
 
 
 def load_run(run_dir: str | Path, map_location: str = "cpu") -> tuple[nn.Module, TrainConfig, Dataset]:

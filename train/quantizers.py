@@ -1,0 +1,337 @@
+"""Weight quantizers beyond ``alpha * sign(W)``: sparse binary, composite binary, low-rank binary.
+
+Each is a ``torch.nn.utils.parametrize`` link chained after the factorization
+("reconstruct, then quantize"), like :class:`~bitfold.train.quant.BinarizeWeight`,
+and every forward pass returns exactly what the compiler represents in integers:
+
+* :class:`SparseWeight` -- Schiavone et al.'s sparse binary domain ``{0, b}``:
+  per output channel, a mask of exactly ``round((1 - S) * fan_in)`` non-zero
+  positions and one real value ``b_c``. The closed-form optimum for a real row
+  (:func:`quantize_sparse`) keeps the largest (or the smallest) values and sets
+  ``b`` to their mean. :func:`quantize_domain` is the general ``{a, b}`` case.
+* :class:`CompositeWeight` -- CBDNet's ``W ~ sum_k alpha_k B_k``: ``K`` binary
+  planes from greedy residual binarization, combined as
+  ``alpha_c * sum_k (m_k / 2**FRAC_BITS) B_k`` with per-layer integer plane
+  scales ``m_k`` (``m_0 = 2**FRAC_BITS``) learned through a rounding STE, so the
+  hardware needs only shifts and adds of per-plane popcounts.
+* :class:`LowRankWeight` -- a binary matrix replaced by the product of two
+  binary matrices, ``alpha_c * sign(A) @ sign(B)`` with ``A`` of ``R`` columns;
+  it owns its latent factors (it is the whole chain of its layer).
+
+The gradients are straight-through estimators: clipped identity, as for sign.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .catalog import ALPHA_MODES, QUANTIZERS
+from .quant import sign_ste
+
+__all__ = [
+    "FRAC_BITS",
+    "QUANTIZER_LINKS",
+    "QUANTIZERS",
+    "CompositeWeight",
+    "LowRankWeight",
+    "SparseWeight",
+    "check_quantizer",
+    "greedy_planes",
+    "mask_ste",
+    "nonzeros",
+    "quantize_domain",
+    "quantize_sparse",
+    "round_ste",
+]
+
+FRAC_BITS = 8  # fractional bits of the composite plane scales the IR stores
+
+
+def _rows(w: Tensor) -> Tensor:
+    return w.reshape(w.shape[0], -1)
+
+
+def _per_channel(v: Tensor, like: Tensor) -> Tensor:
+    return v.reshape((-1,) + (1,) * (like.dim() - 1))
+
+
+def _check_alpha(alpha: str) -> None:
+    if alpha not in ALPHA_MODES:
+        raise ValueError(f"alpha must be one of {ALPHA_MODES}, not {alpha!r}")
+
+
+class _MaskSTE(torch.autograd.Function):
+    """The given 0/1 mask forward; clipped identity backward to the latent weight."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(w)
+        return mask.to(w.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: D102
+        (w,) = ctx.saved_tensors
+        return grad * (w.abs() <= 1).to(grad.dtype), None
+
+
+def mask_ste(w: Tensor, mask: Tensor) -> Tensor:
+    """``mask`` (0/1) in the forward pass, a straight-through gradient to ``w``."""
+    return _MaskSTE.apply(w, mask)
+
+
+def round_ste(x: Tensor) -> Tensor:
+    """``round(x)`` forward (half to even), identity backward."""
+    return x + (torch.round(x) - x).detach()
+
+
+# --------------------------------------------------------------------------- closed forms
+
+
+def nonzeros(fan_in: int, sparsity: float) -> int:
+    """Non-zero weights per output channel at ``sparsity``: ``fan_in - round(S fan_in)``, >= 1."""
+    if not 0 < sparsity < 1:
+        raise ValueError(f"sparsity must be in (0, 1), not {sparsity!r}")
+    return max(1, fan_in - round(sparsity * fan_in))
+
+
+def quantize_sparse(w: Tensor, sparsity: float, direction: Tensor | None = None
+                    ) -> tuple[Tensor, Tensor]:
+    """Optimal ``{0, b}`` quantization of each row (output channel) at a fixed sparsity.
+
+    With ``k`` non-zeros, ``||w - b m||^2 = ||w||^2 - k b^2`` once ``b`` is the
+    mean of the kept values, so the optimum keeps the ``k`` largest values or the
+    ``k`` smallest, whichever mean is larger in magnitude.
+
+    Parameters
+    ----------
+    direction : Tensor, optional
+        Per-row sign forcing the choice (``+1``: largest values), e.g. the sign
+        of a learned scale.
+
+    Returns
+    -------
+    (b, mask, direction)
+        ``b`` of shape ``(C_out,)`` (differentiable in ``w``), ``mask`` 0/1 of ``w``'s
+        shape, and the per-row direction (+-1) that chose it: raising
+        ``direction * w`` is what brings a value into the mask.
+    """
+    rows = _rows(w)
+    k = nonzeros(rows.shape[1], sparsity)
+    if direction is None:
+        top = rows.detach().topk(k, dim=1).values.mean(dim=1)
+        bottom = (-rows.detach()).topk(k, dim=1).values.mean(dim=1)
+        direction = torch.where(top.abs() >= bottom.abs(), 1.0, -1.0).to(rows.dtype)
+    direction = torch.where(direction >= 0, 1.0, -1.0).to(rows.dtype).reshape(-1, 1)
+    idx = (rows.detach() * direction).topk(k, dim=1).indices
+    mask = torch.zeros_like(rows).scatter_(1, idx, 1.0)
+    b = (rows * mask).sum(dim=1) / k
+    return b, mask.reshape(w.shape), direction.reshape(-1)
+
+
+def quantize_domain(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Optimal ``{a, b}`` quantization (``a <= b``) of each row: exact 1-D two-means.
+
+    The best split of a row's sorted values is the one maximizing
+    ``S_lo^2 / k + S_hi^2 / (n - k)`` (prefix sums), ``a`` and ``b`` the means
+    of the two sides. Returns ``(a, b, upper)``; ``upper`` (0/1) marks the
+    values quantized to ``b``. Rows with all values equal give ``a = b``.
+    """
+    rows = _rows(w.detach()).double()
+    n = rows.shape[1]
+    if n == 1:
+        return rows[:, 0], rows[:, 0], torch.ones_like(w)
+    sorted_rows, order = rows.sort(dim=1)
+    prefix = sorted_rows.cumsum(dim=1)[:, :-1]  # sums of the k lowest, k = 1 .. n-1
+    total = sorted_rows.sum(dim=1, keepdim=True)
+    k = torch.arange(1, n, dtype=rows.dtype)
+    gain = prefix**2 / k + (total - prefix) ** 2 / (n - k)
+    split = gain.argmax(dim=1) + 1  # values of rank >= split go to b
+    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(n).expand_as(order))
+    upper = (ranks >= split[:, None]).to(w.dtype)
+    lo_sum = prefix.gather(1, (split - 1)[:, None])[:, 0]
+    a = lo_sum / split
+    b = (total[:, 0] - lo_sum) / (n - split)
+    return a.to(w.dtype), b.to(w.dtype), upper.reshape(w.shape)
+
+
+def greedy_planes(w: Tensor, bases: int) -> tuple[Tensor, Tensor]:
+    """Greedy residual binarization: ``B_k = sign(R_k)``, ``a_k = mean |R_k|``, ``R_{k+1} = R_k - a_k B_k``.
+
+    Returns ``(planes, scales)``: planes ``(K, *w.shape)`` of +-1 (straight-through
+    gradients to ``w``), scales ``(K, C_out)``.
+    """
+    if not isinstance(bases, int) or bases < 1:
+        raise ValueError(f"bases must be a positive integer, not {bases!r}")
+    residual, planes, scales = w, [], []
+    for _ in range(bases):
+        plane = sign_ste(residual)
+        scale = _rows(residual).abs().mean(dim=1)
+        planes.append(plane)
+        scales.append(scale)
+        residual = residual - _per_channel(scale, w) * plane
+    return torch.stack(planes), torch.stack(scales)
+
+
+# --------------------------------------------------------------------------- parametrizations
+
+
+class _Scale(nn.Module):
+    """Per-output-channel scale: ``none`` (1), ``analytic`` (given), ``learned`` (a parameter)."""
+
+    def __init__(self, alpha: str, init: Tensor) -> None:
+        super().__init__()
+        _check_alpha(alpha)
+        self.mode = alpha
+        if alpha == "learned":
+            self.alpha = nn.Parameter(init.detach().clone())
+
+    def value(self, analytic: Tensor) -> Tensor:
+        if self.mode == "none":
+            return torch.ones_like(analytic)
+        if self.mode == "analytic":
+            return analytic
+        return self.alpha
+
+
+class SparseWeight(nn.Module):
+    """``b_c * mask_c``: the sparse binary domain ``{0, b}`` at a target sparsity.
+
+    ``analytic``: ``b_c`` is the closed-form optimum (:func:`quantize_sparse`)
+    in the direction (largest or smallest values kept) chosen at
+    initialization; ``learned``: a parameter initialized to it, whose sign
+    chooses the direction; ``none``: ``b_c = 1``, the largest values kept.
+    """
+
+    def __init__(self, alpha: str, weight: Tensor, sparsity: float) -> None:
+        super().__init__()
+        nonzeros(_rows(weight).shape[1], sparsity)  # checks sparsity
+        self.sparsity = float(sparsity)
+        b, _, direction = quantize_sparse(weight.detach(), self.sparsity)
+        self.scale = _Scale(alpha, b)
+        # Kept values: the largest (+1) or smallest (-1) per channel, the closed form's choice at
+        # initialization (a choice re-made every step flips channels back and forth).
+        self.register_buffer("direction", direction if alpha == "analytic" else
+                             torch.ones_like(direction))
+
+    def quantize(self, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(b, mask, direction)`` of the real weight ``w``: see :func:`quantize_sparse`."""
+        direction = self.scale.alpha.detach() if self.scale.mode == "learned" else self.direction
+        b, mask, direction = quantize_sparse(w, self.sparsity, direction)
+        return self.scale.value(b), mask, direction
+
+    def forward(self, w: Tensor) -> Tensor:
+        b, mask, direction = self.quantize(w)
+        # the straight-through gradient goes to direction * w, the values the mask ranks
+        return _per_channel(b, w) * mask_ste(_per_channel(direction, w) * w, mask)
+
+    def right_inverse(self, w: Tensor) -> Tensor:
+        return w
+
+
+class CompositeWeight(nn.Module):
+    """``alpha_c * sum_k (m_k / 2**FRAC_BITS) B_k``: ``K`` greedy residual binary planes.
+
+    ``m_0 = 2**FRAC_BITS``; the other plane scales are per-layer ratios
+    ``r_k`` (initialized from the greedy scales, averaged over channels) rounded
+    to integers ``m_k = round(r_k 2**FRAC_BITS) >= 1`` in every forward pass
+    (straight-through), so training, evaluation and the IR use the same numbers.
+    ``alpha`` is per output channel as for plain binary weights (``analytic``:
+    the first greedy scale, ``mean |W|``).
+    """
+
+    def __init__(self, alpha: str, weight: Tensor, bases: int) -> None:
+        super().__init__()
+        _, scales = greedy_planes(weight.detach(), bases)
+        self.bases = bases
+        self.scale = _Scale(alpha, scales[0])
+        ratios = (scales[1:] / scales[0].clamp_min(1e-12)).mean(dim=1)
+        self.ratio = nn.Parameter(ratios.clone())
+
+    def plane_scales(self) -> Tensor:
+        """The integer plane scales ``m_k`` (float tensor, straight-through to ``ratio``)."""
+        one = torch.full((1,), float(1 << FRAC_BITS), dtype=self.ratio.dtype,
+                         device=self.ratio.device)
+        rest = round_ste(self.ratio * (1 << FRAC_BITS)).clamp_min(1.0)
+        return torch.cat([one, rest])
+
+    def quantize(self, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(alpha (C_out,), planes (K, *shape) of +-1, plane scales m (K,))``."""
+        planes, scales = greedy_planes(w, self.bases)
+        return self.scale.value(scales[0]), planes, self.plane_scales()
+
+    def forward(self, w: Tensor) -> Tensor:
+        alpha, planes, m = self.quantize(w)
+        m = m.to(w.dtype) / (1 << FRAC_BITS)
+        combined = (m.reshape((-1,) + (1,) * w.dim()) * planes).sum(dim=0)
+        return _per_channel(alpha, w) * combined
+
+    def right_inverse(self, w: Tensor) -> Tensor:
+        return w
+
+
+class LowRankWeight(nn.Module):
+    """``alpha_c * sign(A) @ sign(B)``: a binary ``(C_out, R)`` times a binary ``(R, fan_in)``.
+
+    The layer's whole parametrization: ``right_inverse`` splits a real weight
+    by truncated SVD (``A = U sqrt(S)``, ``B = sqrt(S) V^T``). ``analytic``
+    alpha is the least-squares scale of the binary product against ``A @ B``.
+    """
+
+    def __init__(self, alpha: str, weight: Tensor, rank: int) -> None:
+        super().__init__()
+        rows = _rows(weight)
+        if not isinstance(rank, int) or not 1 <= rank < min(rows.shape):
+            raise ValueError(f"low rank must be 1..{min(rows.shape) - 1} for a "
+                             f"{tuple(rows.shape)} weight, not {rank!r}")
+        self.shape = tuple(weight.shape)
+        self.rank = rank
+        a, b = self._split(weight.detach())
+        self.scale = _Scale(alpha, self._analytic(a, b))
+
+    def _split(self, w: Tensor) -> tuple[Tensor, Tensor]:
+        u, s, vh = torch.linalg.svd(_rows(w), full_matrices=False)
+        root = s[:self.rank].sqrt()
+        return (u[:, :self.rank] * root).contiguous(), (root[:, None] * vh[:self.rank]).contiguous()
+
+    @staticmethod
+    def _analytic(a: Tensor, b: Tensor) -> Tensor:
+        product = sign_ste(a) @ sign_ste(b)
+        real = a @ b
+        return (real * product).sum(dim=1) / (product * product).sum(dim=1).clamp_min(1.0)
+
+    def quantize(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(alpha (C_out,), sign(A), sign(B))``."""
+        return self.scale.value(self._analytic(a, b)), sign_ste(a), sign_ste(b)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        alpha, sa, sb = self.quantize(a, b)
+        return (alpha[:, None] * (sa @ sb)).reshape(self.shape)
+
+    def right_inverse(self, w: Tensor) -> tuple[Tensor, Tensor]:
+        return self._split(w)
+
+
+def check_quantizer(quantizer: str, sparsity: float | None, bases: int | None,
+                    low_rank: int | None) -> None:
+    """Raise ``ValueError`` naming the option when a quantizer's options do not fit together."""
+    if quantizer not in QUANTIZERS:
+        raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS)}, not {quantizer!r}")
+    if quantizer == "sparse":
+        if sparsity is None or not 0 < sparsity < 1:
+            raise ValueError(f"--quantizer sparse needs --sparsity S in (0, 1), not {sparsity!r}")
+    elif sparsity is not None:
+        raise ValueError("--sparsity applies to --quantizer sparse only")
+    if quantizer == "composite":
+        if not isinstance(bases, int) or bases < 1:
+            raise ValueError(f"--quantizer composite needs --bases K >= 1, not {bases!r}")
+    elif bases is not None:
+        raise ValueError("--bases applies to --quantizer composite only")
+    if low_rank is not None:
+        if quantizer != "composite":
+            raise ValueError("--low-rank applies to --quantizer composite only")
+        if not isinstance(low_rank, int) or low_rank < 1:
+            raise ValueError(f"--low-rank must be a positive integer, not {low_rank!r}")
+
+
+QUANTIZER_LINKS = (SparseWeight, CompositeWeight, LowRankWeight)
