@@ -25,15 +25,20 @@ from .ir import (
     ArgMax,
     BinaryConv2d,
     BinaryDense,
+    CompositeConv2d,
+    CompositeDense,
     Graph,
     MaxPool2d,
     Node,
     ScoreAffine,
+    SparseConv2d,
+    SparseDense,
     TensorType,
     Threshold,
+    mvu_matrix,
 )
 
-__all__ = ["check_inputs", "pad_bit", "run_reference"]
+__all__ = ["check_inputs", "layer_rows", "pad_bit", "run_reference"]
 
 
 def check_inputs(graph: Graph, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -90,9 +95,33 @@ def _accumulate(flat_w: np.ndarray, x: np.ndarray, bipolar: bool) -> np.ndarray:
     return x @ signs.T  # sum_i (x_i if w_i else -x_i)
 
 
+def _accumulate_sparse(mask: np.ndarray, polarity: np.ndarray, x: np.ndarray,
+                       bipolar: bool) -> np.ndarray:
+    """Masked accumulators: over the positions where ``mask`` is 1 only."""
+    out = np.empty((len(x), len(mask)), dtype=np.int64)
+    for c, (m_row, pol) in enumerate(zip(mask, polarity, strict=True)):
+        on = m_row == 1
+        if bipolar:  # inputs equal to the row's polarity, among the masked ones
+            out[:, c] = (x[:, on] == pol).sum(axis=1)
+        else:
+            out[:, c] = x[:, on].sum(axis=1) * (1 if pol == 1 else -1)
+    return out
+
+
+def layer_rows(node: Node, rows: np.ndarray, t_in: TensorType) -> np.ndarray:
+    """The accumulators of any binary layer kind for input rows ``(N, fan_in)``."""
+    planes = mvu_matrix(node)
+    if isinstance(node, SparseDense | SparseConv2d):
+        return _accumulate_sparse(planes[0], node.polarity, rows, t_in.bipolar)
+    if isinstance(node, CompositeDense | CompositeConv2d):
+        return sum(int(m) * _accumulate(w, rows, t_in.bipolar)
+                   for m, w in zip(node.plane_scale, planes, strict=True))
+    return _accumulate(planes[0], rows, t_in.bipolar)
+
+
 def binary_dense(node: BinaryDense, x: np.ndarray, t_in: TensorType) -> np.ndarray:
     """Popcount (bipolar input) or signed sum (multi-bit input) per output neuron."""
-    return _accumulate(node.weight, x.reshape(len(x), -1), t_in.bipolar)
+    return layer_rows(node, x.reshape(len(x), -1), t_in)
 
 
 def binary_conv2d(node: BinaryConv2d, x: np.ndarray, t_in: TensorType) -> np.ndarray:
@@ -102,12 +131,11 @@ def binary_conv2d(node: BinaryConv2d, x: np.ndarray, t_in: TensorType) -> np.nda
     padded = np.full((n, h + 2 * p, w + 2 * p, c), pad_bit(node, t_in), dtype=np.int64)
     padded[:, p:p + h, p:p + w, :] = x
     oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-    flat_w = node.weight.reshape(len(node.weight), -1)
-    out = np.empty((n, oh, ow, len(flat_w)), dtype=np.int64)
+    out = np.empty((n, oh, ow, mvu_matrix(node).shape[1]), dtype=np.int64)
     for i in range(oh):
         for j in range(ow):
             window = padded[:, i * s:i * s + k, j * s:j * s + k, :].reshape(n, -1)
-            out[:, i, j, :] = _accumulate(flat_w, window, t_in.bipolar)
+            out[:, i, j, :] = layer_rows(node, window, t_in)
     return out
 
 
@@ -163,6 +191,10 @@ def affine_arg_max(node: AffineArgMax, acc: np.ndarray, t_in: TensorType) -> np.
 KERNELS: dict[type[Node], Callable[[Node, np.ndarray, TensorType], np.ndarray]] = {
     BinaryDense: binary_dense,
     BinaryConv2d: binary_conv2d,
+    SparseDense: binary_dense,
+    SparseConv2d: binary_conv2d,
+    CompositeDense: binary_dense,
+    CompositeConv2d: binary_conv2d,
     Threshold: threshold,
     MaxPool2d: max_pool2d,
     ScoreAffine: score_affine,

@@ -39,14 +39,22 @@ __all__ = [
     "ArgMax",
     "BinaryConv2d",
     "BinaryDense",
+    "CONV_KINDS",
+    "CompositeConv2d",
+    "CompositeDense",
+    "DENSE_KINDS",
     "Graph",
     "Input",
+    "MVU_KINDS",
     "MaxPool2d",
     "Node",
     "ScoreAffine",
+    "SparseConv2d",
+    "SparseDense",
     "TensorType",
     "Threshold",
     "infer_types",
+    "mvu_matrix",
     "value_ranges",
     "verify",
 ]
@@ -274,11 +282,92 @@ class AffineArgMax(Node):
                                                     "offset": ("float64", 1)}
 
 
+@dataclass(frozen=True, eq=False)
+class SparseDense(Node):
+    """Sparse binary weights ``{0, b}``: a masked popcount per output (Schiavone et al.).
+
+    ``mask`` bits ``(C_out, fan_in)`` mark the non-zero weights, ``polarity``
+    bits ``(C_out,)`` the sign of each row's non-zero value (1 means +1).
+    Bipolar input: the output is ``popcount(mask & xnor(x, polarity))``, the
+    number of masked inputs equal to the row's polarity, in ``0 .. nnz``.
+    Unsigned multi-bit input: ``sum over masked i of (x_i if polarity else -x_i)``.
+    """
+
+    input: str = ""
+    mask: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
+    polarity: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    ARRAYS: ClassVar[dict[str, tuple[str, int]]] = {"mask": ("bits", 2), "polarity": ("bits", 1)}
+
+
+@dataclass(frozen=True, eq=False)
+class SparseConv2d(Node):
+    """:class:`SparseDense` over the windows of a padded map, as :class:`BinaryConv2d`."""
+
+    input: str = ""
+    mask: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1, 0), np.uint8))
+    polarity: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    kernel: int = 1
+    stride: int = 1
+    pad: int = 0
+    pad_value: int = -1
+    ARRAYS: ClassVar[dict[str, tuple[str, int]]] = {"mask": ("bits", 4), "polarity": ("bits", 1)}
+
+
+@dataclass(frozen=True, eq=False)
+class CompositeDense(Node):
+    """``K`` binary planes ``weight (K, C_out, fan_in)`` combined with integer ``plane_scale (K,)``.
+
+    The output is ``sum_k plane_scale[k] * acc_k``, ``acc_k`` the
+    :class:`BinaryDense` accumulator of plane ``k`` (CBDNet). Plane scales are
+    positive; they are the fixed-point ratios of the planes' real scales.
+    """
+
+    input: str = ""
+    weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.uint8))
+    plane_scale: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ARRAYS: ClassVar[dict[str, tuple[str, int]]] = {"weight": ("bits", 3),
+                                                    "plane_scale": ("int64", 1)}
+
+
+@dataclass(frozen=True, eq=False)
+class CompositeConv2d(Node):
+    """:class:`CompositeDense` over the windows of a padded map; ``weight (K, C_out, k, k, C_in)``."""
+
+    input: str = ""
+    weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 1, 1, 0), np.uint8))
+    plane_scale: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    kernel: int = 1
+    stride: int = 1
+    pad: int = 0
+    pad_value: int = -1
+    ARRAYS: ClassVar[dict[str, tuple[str, int]]] = {"weight": ("bits", 5),
+                                                    "plane_scale": ("int64", 1)}
+
+
 NODE_KINDS: dict[str, type[Node]] = {cls.__name__: cls for cls in (
     Input, BinaryDense, BinaryConv2d, Threshold, MaxPool2d, ScoreAffine, ArgMax,
-    AffineSign, AffineArgMax)}
+    AffineSign, AffineArgMax, SparseDense, SparseConv2d, CompositeDense, CompositeConv2d)}
 FOLDED_KINDS = frozenset({"Input", "BinaryDense", "BinaryConv2d", "Threshold", "MaxPool2d",
-                          "ScoreAffine", "ArgMax"})
+                          "ScoreAffine", "ArgMax", "SparseDense", "SparseConv2d",
+                          "CompositeDense", "CompositeConv2d"})
+DENSE_KINDS = (BinaryDense, SparseDense, CompositeDense)
+CONV_KINDS = (BinaryConv2d, SparseConv2d, CompositeConv2d)
+MVU_KINDS = DENSE_KINDS + CONV_KINDS
+
+
+def mvu_matrix(node: Node) -> np.ndarray:
+    """A binary layer's weight bits as matrices, ``(planes, C_out, fan_in)``.
+
+    One plane for binary layers (the weight) and sparse ones (the mask); ``K``
+    for composite ones. Convolution windows are flattened ``(k, k, C_in)`` row-major.
+    """
+    if isinstance(node, SparseDense | SparseConv2d):
+        w = node.mask[None]
+    elif isinstance(node, CompositeDense | CompositeConv2d):
+        w = node.weight
+    else:
+        w = node.weight[None]
+    return w.reshape(w.shape[0], w.shape[1], -1)
 
 
 # --------------------------------------------------------------------------- graph

@@ -12,6 +12,9 @@ compare the two on thousands of random graphs.
   integer below ``2**53``. With ``bit_serial=True`` they run over the input's
   bit planes ``q`` instead:
   ``sum_i (w_i ? x_i : -x_i) = sum_q 2^q (2 popcount(x_q & w) - popcount(x_q))``.
+* Sparse layers count the masked inputs equal to the row's polarity,
+  ``popcount(x & mask)`` or ``nnz - popcount(x & mask)``; composite layers add
+  their planes' accumulators times the integer plane scales.
 * Convolutions gather each ``(k, k, C_in)`` window (im2col) and reuse the above.
 """
 
@@ -26,15 +29,23 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .errors import CompilerError
 from .golden import check_inputs, pad_bit
 from .ir import (
+    CONV_KINDS,
+    DENSE_KINDS,
     FOLDED_KINDS,
+    MVU_KINDS,
     ArgMax,
     BinaryConv2d,
     BinaryDense,
+    CompositeConv2d,
+    CompositeDense,
     Graph,
     MaxPool2d,
     ScoreAffine,
+    SparseConv2d,
+    SparseDense,
     TensorType,
     Threshold,
+    mvu_matrix,
 )
 
 __all__ = ["PackedExecutor", "pack_bits", "run_packed"]
@@ -102,6 +113,59 @@ class _Mvu:
         return acc
 
 
+@dataclass(frozen=True)
+class _SparseMvu:
+    """A sparse layer: ``p = popcount(x & mask)`` per row, then ``p`` or ``nnz - p`` by polarity.
+
+    Multi-bit input is the exact float64 product with the masked +-1 rows.
+    """
+
+    mask_t: np.ndarray
+    nnz: np.ndarray
+    polarity: np.ndarray
+    fan_in: int
+    bipolar: bool
+    signs_t: np.ndarray
+
+    @classmethod
+    def of(cls, mask: np.ndarray, polarity: np.ndarray, t_in: TensorType) -> _SparseMvu:
+        if not t_in.bipolar and mask.shape[1] * t_in.hi >= 2**53:
+            raise CompilerError(f"a sparse layer of fan-in {mask.shape[1]} over {t_in.bits}-bit "
+                                "input is too wide for the packed executor")
+        signs = mask * np.where(polarity == 1, 1.0, -1.0)[:, None]
+        return cls(np.ascontiguousarray(pack_bits(mask).T), mask.sum(axis=1).astype(np.int64),
+                   polarity.astype(bool), mask.shape[1], t_in.bipolar,
+                   np.ascontiguousarray(signs.T))
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        if not self.bipolar:
+            return (rows.astype(np.float64) @ self.signs_t).astype(np.int64)
+        count = np.uint16 if self.fan_in < (1 << 16) else np.uint32
+        ones = _popcount(np.bitwise_and, pack_bits(rows), self.mask_t, count).astype(np.int64)
+        return np.where(self.polarity, ones, self.nnz - ones)
+
+
+@dataclass(frozen=True)
+class _CompositeMvu:
+    """A composite layer: the plane scales times each plane's :class:`_Mvu` accumulator."""
+
+    planes: tuple[_Mvu, ...]
+    scales: tuple[int, ...]
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        return sum(m * mvu(rows) for m, mvu in zip(self.scales, self.planes, strict=True))
+
+
+def _mvu_of(node, t_in: TensorType, bit_serial: bool) -> _Mvu | _SparseMvu | _CompositeMvu:
+    planes = mvu_matrix(node)
+    if isinstance(node, SparseDense | SparseConv2d):
+        return _SparseMvu.of(planes[0], node.polarity, t_in)
+    if isinstance(node, CompositeDense | CompositeConv2d):
+        return _CompositeMvu(tuple(_Mvu.of(p, t_in, bit_serial) for p in planes),
+                             tuple(int(m) for m in node.plane_scale))
+    return _Mvu.of(planes[0], t_in, bit_serial)
+
+
 class PackedExecutor:
     """A folded graph prepared for fast execution (weights packed once).
 
@@ -120,11 +184,10 @@ class PackedExecutor:
             raise CompilerError(f"graph {graph.name!r} is not folded (has {', '.join(kinds)}); "
                                 "run compiler.passes.fold first")
         self.graph = graph
-        self._mvus: dict[str, _Mvu] = {}
+        self._mvus: dict[str, _Mvu | _SparseMvu | _CompositeMvu] = {}
         for node in graph.nodes:
-            if isinstance(node, BinaryDense | BinaryConv2d):
-                flat = node.weight.reshape(len(node.weight), -1)
-                self._mvus[node.name] = _Mvu.of(flat, graph.types[node.input], bit_serial)
+            if isinstance(node, MVU_KINDS):
+                self._mvus[node.name] = _mvu_of(node, graph.types[node.input], bit_serial)
 
     def _dense(self, node: BinaryDense, x: np.ndarray, t_in: TensorType) -> np.ndarray:
         return self._mvus[node.name](x.reshape(len(x), -1))
@@ -143,9 +206,9 @@ class PackedExecutor:
         return self._mvus[node.name](rows).reshape(n, oh, ow, -1)
 
     def _run_node(self, node, x: np.ndarray, t_in: TensorType) -> np.ndarray:
-        if isinstance(node, BinaryDense):
+        if isinstance(node, DENSE_KINDS):
             return self._dense(node, x, t_in)
-        if isinstance(node, BinaryConv2d):
+        if isinstance(node, CONV_KINDS):
             return self._conv(node, x, t_in)
         if isinstance(node, Threshold):
             return (x >= node.thresholds).astype(np.uint8)

@@ -23,18 +23,22 @@ import numpy as np
 from .errors import IRError
 from .ir import (
     MAX_SCORE_BITS,
+    MVU_KINDS,
     AffineArgMax,
     AffineSign,
     ArgMax,
-    BinaryConv2d,
-    BinaryDense,
+    CompositeConv2d,
+    CompositeDense,
     Graph,
     Node,
     ScoreAffine,
+    SparseConv2d,
+    SparseDense,
     Threshold,
     value_ranges,
     verify,
 )
+from .verify import channel_ranges
 
 __all__ = [
     "DEFAULT_SCORE_BITS",
@@ -72,8 +76,16 @@ def exact_threshold(slope: float, offset: float, lo: int, hi: int,
 
 
 def _negated(node: Node, rows: np.ndarray) -> Node:
+    """Negate output channels ``rows``: flip their weight bits (a sparse row: its polarity)."""
+    if isinstance(node, SparseDense | SparseConv2d):
+        polarity = node.polarity.copy()
+        polarity[rows] = 1 - polarity[rows]
+        return dataclasses.replace(node, polarity=polarity)
     weight = node.weight.copy()
-    weight[rows] = 1 - weight[rows]
+    if isinstance(node, CompositeDense | CompositeConv2d):
+        weight[:, rows] = 1 - weight[:, rows]
+    else:
+        weight[rows] = 1 - weight[rows]
     return dataclasses.replace(node, weight=weight)
 
 
@@ -85,16 +97,16 @@ def fold_signs_into_thresholds(graph: Graph) -> Graph:
         if not isinstance(node, AffineSign):
             continue
         src = graph.node(node.input)
-        lo, hi = ranges[src.name]
-        bipolar_in = isinstance(src, BinaryDense | BinaryConv2d) and \
-            graph.types[src.inputs[0]].bipolar
-        mirror = src.weight[0].size if bipolar_in else 0
-        folded = [exact_threshold(k, c, lo, hi, mirror)
-                  for k, c in zip(node.slope, node.offset, strict=True)]
+        if isinstance(src, MVU_KINDS):  # exact per-channel ranges (sparse rows differ)
+            per_channel = channel_ranges(src, graph.types[src.inputs[0]])
+        else:
+            per_channel = [(*ranges[src.name], 0)] * len(node.slope)
+        folded = [exact_threshold(k, c, lo, hi, mirror) for k, c, (lo, hi, mirror)
+                  in zip(node.slope, node.offset, per_channel, strict=True)]
         thresholds = np.array([t for t, _ in folded], dtype=np.int64)
         negate = np.array([n for _, n in folded], dtype=bool)
         if negate.any():
-            if not isinstance(src, BinaryDense | BinaryConv2d):
+            if not isinstance(src, MVU_KINDS):
                 raise IRError(f"graph {graph.name!r}: {node.name!r} has negative slopes, but its "
                               f"input {src.name!r} is a {src.kind}, not a binary layer whose "
                               "weight rows could be negated")

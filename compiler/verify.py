@@ -20,17 +20,22 @@ from .ir import (
     ArgMax,
     BinaryConv2d,
     BinaryDense,
+    CompositeConv2d,
+    CompositeDense,
     Graph,
     Input,
     MaxPool2d,
     Node,
     ScoreAffine,
+    SparseConv2d,
+    SparseDense,
     TensorType,
     Threshold,
     int_type,
+    mvu_matrix,
 )
 
-__all__ = ["infer_types", "value_ranges", "verify"]
+__all__ = ["channel_ranges", "infer_types", "value_ranges", "verify"]
 
 
 def _fail(graph: str, node: Node, msg: str) -> IRError:
@@ -42,19 +47,50 @@ def _needs_int(g: str, node: Node, t: TensorType, what: str = "an integer accumu
         raise _fail(g, node, f"input {node.input!r} is bipolar {t.describe()}, expected {what}")
 
 
+def channel_ranges(node: Node, t: TensorType) -> list[tuple[int, int, int]]:
+    """Per output channel of a binary layer: ``(lo, hi, mirror)`` of its accumulator.
+
+    ``mirror`` is what negating the channel's weights maps an accumulator ``a``
+    to, ``mirror - a``: the fan-in (times the plane scales' sum for a composite
+    layer; the row's non-zeros for a sparse one) on bipolar input, 0 on multi-bit input.
+    """
+    planes = mvu_matrix(node)
+    fan_in = planes.shape[2]
+    top = 1 if t.bipolar else t.hi
+    if isinstance(node, SparseDense | SparseConv2d):
+        out = []
+        for nnz, pol in zip(planes[0].sum(axis=1), node.polarity, strict=True):
+            n = int(nnz)
+            out.append((0, n, n) if t.bipolar else
+                       ((0, n * top, 0) if pol else (-n * top, 0, 0)))
+        return out
+    scale = int(node.plane_scale.sum()) if isinstance(node, CompositeDense | CompositeConv2d) \
+        else 1
+    bound = fan_in * top * scale
+    one = (0, bound, bound) if t.bipolar else (-bound, bound, 0)
+    return [one] * planes.shape[1]
+
+
 def _mvu(g: str, node: Node, t: TensorType, fan_in: int, c_out: int,
          out_shape: tuple[int, ...]) -> tuple[TensorType, tuple[int, int]]:
     """Type and range of a binary layer's accumulator."""
     if c_out < 1 or fan_in < 1:
         raise _fail(g, node, f"weight needs at least one output and one input, not "
-                             f"{tuple(node.weight.shape)}")
-    if t.bipolar:
-        return int_type(out_shape, 0, fan_in), (0, fan_in)
-    if t.signed:
+                             f"{tuple(mvu_matrix(node).shape[1:])}")
+    if not t.bipolar and t.signed:
         raise _fail(g, node, f"multi-bit input {node.input!r} must be unsigned, not "
                              f"{t.describe()}")
-    bound = fan_in * t.hi
-    return int_type(out_shape, -bound, bound), (-bound, bound)
+    if isinstance(node, SparseDense | SparseConv2d) and node.polarity.shape != (c_out,):
+        raise _fail(g, node, f"polarity has {len(node.polarity)} entries, expected {c_out} "
+                             "(one per output)")
+    if isinstance(node, CompositeDense | CompositeConv2d):
+        k = len(node.plane_scale)
+        if k != node.weight.shape[0] or k < 1 or (node.plane_scale < 1).any():
+            raise _fail(g, node, f"plane_scale {node.plane_scale.tolist()} must hold one "
+                                 f"positive integer per weight plane ({node.weight.shape[0]})")
+    ranges = channel_ranges(node, t)
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    return int_type(out_shape, lo, hi), (lo, hi)
 
 
 def _channels(g: str, node: Node, t: TensorType, attrs: tuple[str, ...]) -> int:
@@ -86,7 +122,7 @@ def _infer_input(g: str, node: Input, t: None, rng: None) -> Inferred:
 
 def _infer_dense(g: str, node: BinaryDense, t: TensorType, rng) -> Inferred:
     fan_in = math.prod(t.shape)
-    c_out, cols = node.weight.shape
+    _, c_out, cols = mvu_matrix(node).shape
     if cols != fan_in:
         raise _fail(g, node, f"weight has {cols} columns, expected {fan_in} "
                              f"(the fan-in of {node.input!r} {t.describe()})")
@@ -97,12 +133,13 @@ def _infer_conv(g: str, node: BinaryConv2d, t: TensorType, rng) -> Inferred:
     if len(t.shape) != 3:
         raise _fail(g, node, f"input {node.input!r} {t.describe()} must be a (H, W, C) map")
     h, w, c_in = t.shape
-    c_out, kh, kw, wc = node.weight.shape
+    weight = node.mask if isinstance(node, SparseConv2d) else node.weight
+    c_out, kh, kw, wc = weight.shape[-4:]
     k, s, p = node.kernel, node.stride, node.pad
     if k < 1 or s < 1 or p < 0:
         raise _fail(g, node, f"kernel and stride must be >= 1 and pad >= 0, not {k}, {s}, {p}")
     if (kh, kw, wc) != (k, k, c_in):
-        raise _fail(g, node, f"weight shape {tuple(node.weight.shape)} must be (C_out, "
+        raise _fail(g, node, f"weight shape {tuple(weight.shape)} must be (C_out, "
                              f"{k}, {k}, {c_in})")
     legal = "-1 or +1" if t.bipolar else f"0..{t.hi}"
     ok = node.pad_value in (-1, 1) if t.bipolar else 0 <= node.pad_value <= t.hi
@@ -171,6 +208,8 @@ def _infer_argmax(g: str, node: ArgMax | AffineArgMax, t: TensorType, rng) -> In
 
 
 _INFER = {Input: _infer_input, BinaryDense: _infer_dense, BinaryConv2d: _infer_conv,
+          SparseDense: _infer_dense, SparseConv2d: _infer_conv,
+          CompositeDense: _infer_dense, CompositeConv2d: _infer_conv,
           Threshold: _infer_threshold, MaxPool2d: _infer_pool, AffineSign: _infer_sign,
           ScoreAffine: _infer_scores, ArgMax: _infer_argmax, AffineArgMax: _infer_argmax}
 

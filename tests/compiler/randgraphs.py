@@ -16,11 +16,17 @@ from bitfold.compiler.ir import (
     AffineSign,
     BinaryConv2d,
     BinaryDense,
+    CompositeConv2d,
+    CompositeDense,
     Graph,
     Input,
     MaxPool2d,
     Node,
+    SparseConv2d,
+    SparseDense,
+    TensorType,
 )
+from bitfold.compiler.verify import channel_ranges
 
 
 def _affine(rng: np.random.Generator, c: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,9 +51,40 @@ def _affine(rng: np.random.Generator, c: int, lo: int, hi: int) -> tuple[np.ndar
     return slope, offset
 
 
+SCHEMES = ("binary", "sparse", "composite", "lowrank")
+
+
+def _weights(rng: np.random.Generator, scheme: str, shape: tuple[int, ...]) -> dict:
+    """The array attributes of a binary layer of ``scheme`` with weight ``shape`` ``(C_out, ...)``."""
+    if scheme == "sparse":
+        density = float(rng.choice([0.05, 0.3, 0.5, 0.9]))
+        return {"mask": (rng.random(shape) < density).astype(np.uint8),
+                "polarity": rng.integers(0, 2, shape[0])}
+    if scheme == "composite":
+        k = int(rng.integers(1, 4))
+        return {"weight": rng.integers(0, 2, (k, *shape)),
+                "plane_scale": rng.integers(1, 300, k)}
+    return {"weight": rng.integers(0, 2, shape)}
+
+
+_DENSE = {"binary": BinaryDense, "sparse": SparseDense, "composite": CompositeDense}
+_CONV = {"binary": BinaryConv2d, "sparse": SparseConv2d, "composite": CompositeConv2d}
+
+
+def _range(node: Node, shape: tuple[int, ...], bipolar: bool, hi: int) -> tuple[int, int]:
+    t = TensorType(shape, 1, True) if bipolar else TensorType(shape, int(hi).bit_length(), False)
+    ranges = channel_ranges(node, t)
+    return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
+
 @st.composite
-def lowered_graphs(draw, max_layers: int = 3) -> Graph:
-    """A random pre-fold graph: [conv|dense -> AffineSign -> pool?]* -> dense -> AffineArgMax."""
+def lowered_graphs(draw, max_layers: int = 3, schemes: tuple[str, ...] = ("binary",)) -> Graph:
+    """A random pre-fold graph: [conv|dense -> AffineSign -> pool?]* -> dense -> AffineArgMax.
+
+    Each binary layer is drawn from ``schemes``: ``binary``, ``sparse``,
+    ``composite``, or ``lowrank`` (a dense layer on bipolar input becomes a
+    binary dense layer whose popcounts a second one reads as multi-bit input).
+    """
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     image = draw(st.booleans())
@@ -60,6 +97,7 @@ def lowered_graphs(draw, max_layers: int = 3) -> Graph:
     nodes: list[Node] = [Input("x", shape, bits, signed=bipolar_in)]
     cur, cur_shape, cur_bipolar, cur_hi = "x", shape, bipolar_in, (1 << bits) - 1
     for i in range(draw(st.integers(0, max_layers))):
+        scheme = draw(st.sampled_from(schemes))
         if len(cur_shape) == 3 and draw(st.booleans()):
             h, w, c = cur_shape
             k = draw(st.integers(1, 3))
@@ -70,16 +108,23 @@ def lowered_graphs(draw, max_layers: int = 3) -> Graph:
             c_out = draw(st.integers(1, 5))
             pad_value = (int(rng.choice([-1, 1])) if cur_bipolar
                          else int(rng.integers(0, cur_hi + 1)))
-            wt = rng.integers(0, 2, (c_out, k, k, c))
-            nodes.append(BinaryConv2d(f"conv{i}", cur, wt, k, stride, pad, pad_value))
-            fan_in = k * k * c
+            kind = _CONV.get(scheme, BinaryConv2d)
+            nodes.append(kind(f"conv{i}", cur, **_weights(rng, scheme, (c_out, k, k, c)),
+                              kernel=k, stride=stride, pad=pad, pad_value=pad_value))
+            lo, hi = _range(nodes[-1], cur_shape, cur_bipolar, cur_hi)
             cur_shape = ((h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1, c_out)
         else:
             c_out = draw(st.integers(1, 40))
             fan_in = int(np.prod(cur_shape))
-            nodes.append(BinaryDense(f"fc{i}", cur, rng.integers(0, 2, (c_out, fan_in))))
+            if scheme == "lowrank" and cur_bipolar:
+                rank = draw(st.integers(1, 8))
+                nodes.append(BinaryDense(f"fc{i}_inner", cur, rng.integers(0, 2, (rank, fan_in))))
+                cur, cur_shape, cur_bipolar, cur_hi = f"fc{i}_inner", (rank,), False, fan_in
+                fan_in = rank
+            kind = _DENSE.get(scheme, BinaryDense)
+            nodes.append(kind(f"fc{i}", cur, **_weights(rng, scheme, (c_out, fan_in))))
+            lo, hi = _range(nodes[-1], cur_shape, cur_bipolar, cur_hi)
             cur_shape = (c_out,)
-        lo, hi = (0, fan_in) if cur_bipolar else (-fan_in * cur_hi, fan_in * cur_hi)
         slope, offset = _affine(rng, c_out, lo, hi)
         nodes.append(AffineSign(f"act{i}", nodes[-1].name, slope, offset))
         cur, cur_bipolar, cur_hi = f"act{i}", True, 1
@@ -93,8 +138,10 @@ def lowered_graphs(draw, max_layers: int = 3) -> Graph:
                 cur_shape = ((h - k) // s + 1, (w - k) // s + 1, c)
     classes = draw(st.integers(1, 6))
     fan_in = int(np.prod(cur_shape))
-    nodes.append(BinaryDense("fc_out", cur, rng.integers(0, 2, (classes, fan_in))))
-    lo, hi = (0, fan_in) if cur_bipolar else (-fan_in * cur_hi, fan_in * cur_hi)
+    scheme = draw(st.sampled_from(schemes))
+    kind = _DENSE.get(scheme, BinaryDense)
+    nodes.append(kind("fc_out", cur, **_weights(rng, scheme, (classes, fan_in))))
+    lo, hi = _range(nodes[-1], cur_shape, cur_bipolar, cur_hi)
     slope, offset = _affine(rng, classes, lo, hi)
     if draw(st.booleans()):  # scores that tie often
         slope = np.round(slope)

@@ -15,16 +15,18 @@ from bitfold.compiler.ir import (
     ArgMax,
     BinaryConv2d,
     BinaryDense,
+    CompositeDense,
     Graph,
     Input,
     MaxPool2d,
     ScoreAffine,
+    SparseDense,
     Threshold,
 )
 from bitfold.compiler.packed import PackedExecutor, pack_bits, run_packed
 from bitfold.compiler.passes import fold
 
-from .randgraphs import lowered_graphs, random_inputs
+from .randgraphs import SCHEMES, lowered_graphs, random_inputs
 
 
 def test_popcount_of_xnor_and_threshold() -> None:
@@ -110,7 +112,7 @@ def test_pack_bits_layout() -> None:
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(graph=lowered_graphs(), seed=st.integers(0, 2**16), batch=st.integers(1, 9),
+@given(graph=lowered_graphs(schemes=SCHEMES), seed=st.integers(0, 2**16), batch=st.integers(1, 9),
        bit_serial=st.booleans())
 def test_packed_equals_reference_on_random_graphs(graph, seed, batch, bit_serial) -> None:
     folded = fold(graph)
@@ -134,3 +136,36 @@ def test_multibit_paths_agree_on_a_wide_first_layer() -> None:
     ref = run_reference(g, x)["d"]
     assert np.array_equal(run_packed(g, x)["d"], ref)
     assert np.array_equal(run_packed(g, x, bit_serial=True)["d"], ref)
+
+
+def test_sparse_layer_is_a_masked_popcount_with_row_polarity() -> None:
+    # x = (+1, -1, +1, +1); row 0 keeps positions 0, 1 and counts +1s; row 1 keeps 1, 2, 3, counts -1s
+    g = Graph.build("g", [Input("x", (4,), 1, True),
+                          SparseDense("s", "x", [[1, 1, 0, 0], [0, 1, 1, 1]], [1, 0])], ["s"])
+    x = np.array([[1, 0, 1, 1]])
+    assert run_reference(g, x)["s"].tolist() == [[1, 1]]
+    assert run_packed(g, x)["s"].tolist() == [[1, 1]]
+    assert g.types["s"].describe() == "uint2[2]"  # 0 .. 3 non-zeros
+    m = Graph.build("m", [Input("x", (3,), 8),
+                          SparseDense("s", "x", [[1, 0, 1], [1, 1, 0]], [1, 0])], ["s"])
+    assert run_reference(m, np.array([[10, 200, 3]]))["s"].tolist() == [[13, -210]]
+
+
+def test_composite_layer_adds_scaled_plane_popcounts() -> None:
+    planes = [[[1, 1, 0, 1]], [[0, 0, 0, 0]]]  # popcounts 2 and 1 for x = (+1, -1, +1, +1)
+    g = Graph.build("g", [Input("x", (4,), 1, True),
+                          CompositeDense("c", "x", planes, [256, 64])], ["c"])
+    x = np.array([[1, 0, 1, 1]])
+    assert run_reference(g, x)["c"].tolist() == [[2 * 256 + 1 * 64]]
+    assert run_packed(g, x)["c"].tolist() == [[2 * 256 + 1 * 64]]
+    assert g.types["c"].describe() == "uint11[1]"  # 0 .. 4 * 320
+
+
+def test_low_rank_pair_is_two_binary_layers() -> None:
+    # the inner popcounts (0..4) are the unsigned multi-bit input of the outer layer
+    g = Graph.build("g", [Input("x", (4,), 1, True),
+                          BinaryDense("inner", "x", [[1, 1, 0, 1], [0, 0, 0, 0]]),
+                          BinaryDense("outer", "inner", [[1, 0]])], ["outer"])
+    x = np.array([[1, 0, 1, 1]])
+    assert run_reference(g, x)["outer"].tolist() == [[2 - 1]]
+    assert run_packed(g, x)["outer"].tolist() == [[2 - 1]]

@@ -16,8 +16,10 @@ from bitfold.compiler.ir import (
     AffineArgMax,
     AffineSign,
     BinaryDense,
+    CompositeDense,
     Graph,
     Input,
+    SparseDense,
     Threshold,
     value_ranges,
 )
@@ -30,13 +32,13 @@ from bitfold.compiler.passes import (
     score_exponent,
 )
 
-from .randgraphs import lowered_graphs, random_inputs
+from .randgraphs import SCHEMES, lowered_graphs, random_inputs
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
-@given(graph=lowered_graphs(), seed=st.integers(0, 2**16))
+@given(graph=lowered_graphs(schemes=SCHEMES), seed=st.integers(0, 2**16))
 def test_fold_signs_into_thresholds_is_exact(graph, seed) -> None:
     x = random_inputs(graph, 16, seed)
     before = run_reference(graph, x)
@@ -49,7 +51,7 @@ def test_fold_signs_into_thresholds_is_exact(graph, seed) -> None:
 
 
 @SETTINGS
-@given(graph=lowered_graphs(), seed=st.integers(0, 2**16), bits=st.integers(8, 40))
+@given(graph=lowered_graphs(schemes=SCHEMES), seed=st.integers(0, 2**16), bits=st.integers(8, 40))
 def test_fold_scores_changes_a_prediction_only_at_a_near_tie(graph, seed, bits) -> None:
     x = random_inputs(graph, 16, seed)
     exact = run_reference(graph, x)
@@ -70,7 +72,7 @@ def test_fold_scores_changes_a_prediction_only_at_a_near_tie(graph, seed, bits) 
 
 
 @SETTINGS
-@given(graph=lowered_graphs(), seed=st.integers(0, 2**16))
+@given(graph=lowered_graphs(schemes=SCHEMES), seed=st.integers(0, 2**16))
 def test_fold_is_idempotent_and_leaves_folded_graphs_alone(graph, seed) -> None:
     once = fold(graph)
     assert once.folded
@@ -165,3 +167,37 @@ def test_score_bits_must_be_usable() -> None:
                           AffineArgMax("a", "d", [1.0], [0.0])], ["a"])
     with pytest.raises(IRError, match=r"^score_bits must be 2\.\.62, not 70$"):
         fold_scores_into_integers(g, 70)
+
+
+@pytest.mark.parametrize("bipolar", [True, False])
+@pytest.mark.parametrize(("slope", "offset"), [(1.0, -1.0), (-1.0, 1.5), (-0.5, 0.0), (0.0, 1.0)])
+def test_sparse_rows_with_different_nonzeros_fold_exactly(bipolar, slope, offset) -> None:
+    bits = 1 if bipolar else 2
+    mask = [[1, 0, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0]]
+    g = Graph.build("g", [Input("x", (4,), bits, bipolar),
+                          SparseDense("d", "x", mask, [1, 0, 1]),
+                          AffineSign("s", "d", [slope, -slope, slope], [offset] * 3)], ["s"])
+    folded = fold_signs_into_thresholds(g)
+    x = _exhaustive(g)
+    assert np.array_equal(run_reference(g, x)["s"], run_reference(folded, x)["s"])
+    # a negative slope flips the row's polarity; the mask is kept
+    d = folded.node("d")
+    assert np.array_equal(d.mask, g.node("d").mask)
+    for row, k in enumerate([slope, -slope, slope]):
+        assert d.polarity[row] == (1 - g.node("d").polarity[row] if k < 0 else
+                                   g.node("d").polarity[row])
+
+
+@pytest.mark.parametrize("bipolar", [True, False])
+def test_composite_negation_flips_every_plane(bipolar) -> None:
+    bits = 1 if bipolar else 2
+    planes = [[[1, 0, 1], [0, 1, 1]], [[0, 0, 1], [1, 1, 1]]]
+    g = Graph.build("g", [Input("x", (3,), bits, bipolar),
+                          CompositeDense("d", "x", planes, [256, 77]),
+                          AffineSign("s", "d", [-1.0, 1.0], [300.0, -400.0])], ["s"])
+    folded = fold_signs_into_thresholds(g)
+    x = _exhaustive(g)
+    assert np.array_equal(run_reference(g, x)["s"], run_reference(folded, x)["s"])
+    w = folded.node("d").weight
+    assert np.array_equal(w[:, 0], 1 - np.array(planes)[:, 0])
+    assert np.array_equal(w[:, 1], np.array(planes)[:, 1])

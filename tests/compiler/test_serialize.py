@@ -14,7 +14,7 @@ from bitfold.compiler.ir import BinaryDense, Graph, Input, Threshold
 from bitfold.compiler.passes import fold
 from bitfold.compiler.serialize import load_graph, read_npz, save_graph
 
-from .randgraphs import lowered_graphs
+from .randgraphs import SCHEMES, lowered_graphs
 
 
 def _files(build: Path) -> tuple[bytes, bytes]:
@@ -23,7 +23,7 @@ def _files(build: Path) -> tuple[bytes, bytes]:
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(graph=lowered_graphs())
+@given(graph=lowered_graphs(schemes=SCHEMES))
 def test_round_trip_is_byte_identical(tmp_path_factory, graph) -> None:
     for g in (graph, fold(graph)):
         a, b = tmp_path_factory.mktemp("a"), tmp_path_factory.mktemp("b")
