@@ -17,6 +17,7 @@ from torch import nn
 from .layers import BinaryConv2d, BinaryLayer, BinaryLinear
 from .models import BinaryNet
 from .quant import binary_sign
+from .quantizers import LowRankWeight, SparseWeight
 
 __all__ = [
     "ExportError",
@@ -27,6 +28,7 @@ __all__ = [
     "ExportedNetwork",
     "binary_weight",
     "export_network",
+    "quantized_weight",
 ]
 
 
@@ -36,10 +38,11 @@ class ExportError(ValueError):
 
 @dataclass(frozen=True)
 class ExportedBinaryLayer:
-    """A binary layer: ``y = alpha * dot(x, weight)``.
+    """A binary layer: ``y = dot(x, effective_weight())``, ``alpha * dot(x, weight)`` when binary.
 
     ``weight`` is int8 in {-1, +1}, shape ``(C_out, C_in)`` or
     ``(C_out, C_in, k, k)``; ``alpha`` float64 ``(C_out,)``, possibly negative.
+    Other ``scheme`` values change what ``weight`` holds (see :meth:`effective_weight`).
     ``input_mode`` is ``binary`` (x = sign(previous)) or ``multibit`` (x the
     scaled unsigned input). Convolutions pad with ``pad_value`` before a
     stride-``stride`` valid convolution.
@@ -54,6 +57,29 @@ class ExportedBinaryLayer:
     stride: int = 1
     pad: int = 0
     pad_value: int = -1
+    scheme: str = "binary"  # "binary" | "sparse" | "composite" | "lowrank"
+    plane_scale: np.ndarray | None = None
+    inner: np.ndarray | None = None
+
+    def effective_weight(self) -> np.ndarray:
+        """The real weight torch uses, ``alpha`` included (float64).
+
+        ``binary``: ``alpha * weight`` (+-1). ``sparse``: ``alpha * weight``,
+        ``weight`` the 0/1 mask. ``composite``: ``weight`` holds ``K`` +-1 planes
+        and ``plane_scale`` their integer scales over ``2**FRAC_BITS``:
+        ``alpha * sum_k plane_scale[k] / 2**FRAC_BITS * weight[k]``.
+        ``lowrank``: ``alpha * weight @ inner`` (both +-1).
+        """
+        from .quantizers import FRAC_BITS
+
+        if self.scheme == "composite":
+            combined = np.tensordot(self.plane_scale / (1 << FRAC_BITS),
+                                    self.weight.astype(np.float64), axes=1)
+        elif self.scheme == "lowrank":
+            combined = self.weight.astype(np.float64) @ self.inner.astype(np.float64)
+        else:
+            combined = self.weight.astype(np.float64)
+        return self.alpha.reshape((-1,) + (1,) * (combined.ndim - 1)) * combined
 
 
 @dataclass(frozen=True)
@@ -124,6 +150,33 @@ def binary_weight(layer: BinaryLayer) -> tuple[np.ndarray, np.ndarray]:
     return binary_sign(real).to(torch.int8).numpy(), alpha.numpy()
 
 
+@torch.no_grad()
+def quantized_weight(layer: BinaryLayer) -> dict:
+    """The fields of :class:`ExportedBinaryLayer` that describe the layer's inference weight.
+
+    Computed by the layer's own quantizer on the same float32 tensors as its
+    forward pass, so masks, planes and scales are the ones torch uses.
+    """
+    link = layer.quantizer
+    if link is None:
+        weight, alpha = binary_weight(layer)
+        return {"scheme": "binary", "weight": weight, "alpha": alpha}
+    if isinstance(link, LowRankWeight):
+        chain = layer.parametrizations.weight
+        alpha, a, b = link.quantize(chain.original0, chain.original1)
+        return {"scheme": "lowrank", "weight": a.to(torch.int8).numpy(),
+                "inner": b.to(torch.int8).numpy(), "alpha": alpha.double().numpy()}
+    real = layer.real_weight().detach()
+    if isinstance(link, SparseWeight):
+        b, mask, _ = link.quantize(real)
+        return {"scheme": "sparse", "weight": mask.to(torch.int8).numpy(),
+                "alpha": b.detach().double().numpy()}
+    alpha, planes, m = link.quantize(real)
+    return {"scheme": "composite", "weight": planes.to(torch.int8).numpy(),
+            "alpha": alpha.detach().double().numpy(),
+            "plane_scale": m.detach().to(torch.int64).numpy()}
+
+
 def export_network(model: nn.Module, input_bits: int, input_scale: float,
                    name: str = "model") -> ExportedNetwork:
     """Export ``model`` (a :class:`~bitfold.train.models.BinaryNet`) for the compiler.
@@ -142,13 +195,14 @@ def export_network(model: nn.Module, input_bits: int, input_scale: float,
     for child_name, mod in model.body.named_children():
         qual = f"body.{child_name}"
         if isinstance(mod, BinaryLayer):
-            weight, alpha = binary_weight(mod)
+            q = quantized_weight(mod)
             if isinstance(mod, BinaryConv2d):
-                steps.append(ExportedBinaryLayer(qual, "conv2d", weight, alpha, mod.input_mode,
-                                                 mod.kernel_size, mod.stride, mod.padding,
-                                                 int(mod.pad_value)))
+                steps.append(ExportedBinaryLayer(qual, "conv2d", input_mode=mod.input_mode,
+                                                 kernel=mod.kernel_size, stride=mod.stride,
+                                                 pad=mod.padding, pad_value=int(mod.pad_value),
+                                                 **q))
             elif isinstance(mod, BinaryLinear):
-                steps.append(ExportedBinaryLayer(qual, "dense", weight, alpha, mod.input_mode))
+                steps.append(ExportedBinaryLayer(qual, "dense", input_mode=mod.input_mode, **q))
         elif isinstance(mod, nn.BatchNorm1d | nn.BatchNorm2d):
             if not mod.affine or not mod.track_running_stats:
                 raise ExportError(f"{qual}: batch norm needs affine=True and running statistics")

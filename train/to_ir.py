@@ -38,10 +38,14 @@ from bitfold.compiler.ir import (
     AffineSign,
     BinaryConv2d,
     BinaryDense,
+    CompositeConv2d,
+    CompositeDense,
     Graph,
     Input,
     MaxPool2d,
     Node,
+    SparseConv2d,
+    SparseDense,
 )
 
 from .data import Dataset, load_dataset
@@ -54,6 +58,7 @@ from .export import (
     ExportError,
     export_network,
 )
+from .quantizers import FRAC_BITS
 
 __all__ = ["build_test_set", "explain_disagreements", "lower", "lower_run", "nchw_to_ir",
            "read_provenance", "torch_predictions", "torch_trace"]
@@ -98,36 +103,74 @@ class _Lowering:
             raise ExportError(f"{step.name}: only the first layer may take multi-bit input; "
                               "this one follows a binary activation")
         bits = (step.weight > 0).astype(np.uint8)
-        n_in = step.weight[0].size
+        planes = bits if step.scheme == "composite" else bits[None]  # (K, C_out, ...)
+        c_out = planes.shape[1]
+        n_in = planes[0, 0].size if step.scheme != "lowrank" else step.inner.shape[1]
+        if step.scheme == "lowrank" and (step.kind != "dense" or step.input_mode != "binary"):
+            raise ExportError(f"{step.name}: low-rank layers must be dense with binary input")
         if step.kind == "conv2d":
-            if len(self.torch_shape) != 3 or self.torch_shape[0] != step.weight.shape[1]:
-                raise ExportError(f"{step.name}: a convolution over {step.weight.shape[1]} "
+            if len(self.torch_shape) != 3 or self.torch_shape[0] != planes.shape[2]:
+                raise ExportError(f"{step.name}: a convolution over {planes.shape[2]} "
                                   f"channels cannot read a tensor of shape {self.torch_shape}")
             self.layer = self.name("conv")
             c, h, w = self.torch_shape
             pad_value = int(step.pad_value) if step.input_mode == "binary" else 0
-            node: Node = BinaryConv2d(self.layer, self.cur, bits.transpose(0, 2, 3, 1),
-                                      step.kernel, step.stride, step.pad, pad_value)
+            geometry = dict(kernel=step.kernel, stride=step.stride, pad=step.pad,
+                            pad_value=pad_value)
+            ir_planes = planes.transpose(0, 1, 3, 4, 2)
+            if step.scheme == "sparse":
+                node: Node = SparseConv2d(self.layer, self.cur, ir_planes[0],
+                                          np.ones(c_out, np.uint8), **geometry)
+            elif step.scheme == "composite":
+                node = CompositeConv2d(self.layer, self.cur, ir_planes, step.plane_scale,
+                                       **geometry)
+            else:
+                node = BinaryConv2d(self.layer, self.cur, ir_planes[0], **geometry)
             oh = (h + 2 * step.pad - step.kernel) // step.stride + 1
             ow = (w + 2 * step.pad - step.kernel) // step.stride + 1
-            self.torch_shape = (step.weight.shape[0], oh, ow)
+            self.torch_shape = (c_out, oh, ow)
         else:
             if int(np.prod(self.torch_shape)) != n_in or len(self.torch_shape) != 1:
                 raise ExportError(f"{step.name}: a dense layer of fan-in {n_in} cannot read a "
                                   f"tensor of shape {self.torch_shape} (flatten it first)")
             self.layer = self.name("fc")
-            cols = bits if self.perm is None else bits[:, self.perm]
-            node = BinaryDense(self.layer, self.cur, cols)
-            self.torch_shape = (step.weight.shape[0],)
+
+            def cols(m: np.ndarray) -> np.ndarray:
+                return m if self.perm is None else m[..., self.perm]
+
+            if step.scheme == "sparse":
+                node = SparseDense(self.layer, self.cur, cols(planes[0]), np.ones(c_out, np.uint8))
+            elif step.scheme == "composite":
+                node = CompositeDense(self.layer, self.cur, cols(planes), step.plane_scale)
+            elif step.scheme == "lowrank":  # popcounts of the inner matrix, read as integers
+                inner = BinaryDense(f"{self.layer}_inner", self.cur,
+                                    cols((step.inner > 0).astype(np.uint8)))
+                self.nodes.append(inner)
+                self.sources[inner.name] = step.name
+                node = BinaryDense(self.layer, inner.name, planes[0])
+            else:
+                node = BinaryDense(self.layer, self.cur, cols(planes[0]))
+            self.torch_shape = (c_out,)
             self.perm = None
         self.nodes.append(node)
         self.sources[self.layer] = step.name
-        alpha = step.alpha.astype(np.float64)
-        if step.input_mode == "multibit":  # torch sees alpha * dot(x_int * scale, w)
-            self.slope, self.offset = alpha * self.net.input_scale, np.zeros_like(alpha)
-        else:  # alpha * dot = alpha * (2 popcount - N)
-            self.slope, self.offset = 2.0 * alpha, -alpha * n_in
+        self.slope, self.offset = self._affine(step, planes, n_in)
         self.cur, self.kind = self.layer, "acc"
+
+    def _affine(self, step: ExportedBinaryLayer, planes: np.ndarray,
+                n_in: int) -> tuple[np.ndarray, np.ndarray]:
+        """``alpha * dot(x, W)`` as ``slope * acc + offset`` on the IR node's accumulator."""
+        alpha = step.alpha.astype(np.float64)
+        if step.scheme == "composite":  # acc = sum_k m_k acc_k, W = alpha sum_k m_k / 2^F B_k
+            alpha = alpha / (1 << FRAC_BITS)
+            n_in = n_in * int(np.sum(step.plane_scale))
+        if step.input_mode == "multibit":  # torch sees alpha * dot(x_int * scale, w)
+            return alpha * self.net.input_scale, np.zeros_like(alpha)
+        if step.scheme == "sparse":  # alpha * sum_mask x = alpha (2 popcount - nnz)
+            n_in = planes[0].reshape(len(alpha), -1).sum(axis=1)
+        elif step.scheme == "lowrank":  # sum_r a_r (2 p_r - F) = 2 acc - F rowsum(a)
+            n_in = n_in * np.where(planes[0] > 0, 1, -1).sum(axis=1)
+        return 2.0 * alpha, -alpha * n_in  # alpha * dot = alpha * (2 popcount - N)
 
     def batch_norm(self, step: ExportedBatchNorm) -> None:
         if self.kind != "acc" or len(step.mean) != len(self.slope):
