@@ -80,6 +80,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     p.set_defaults(func=verbs.cmd_train)
 
+    p = sub.add_parser("run", help="everything, end to end: train ... bench, and a report",
+                       description="Train, compile, check the golden model, fold for the board, "
+                                   "generate the RTL, simulate every test frame against the "
+                                   "golden model, build the bitstream (in parallel with the "
+                                   "simulation), benchmark against the CPU and write "
+                                   "OUT/report.md with plots. A stage whose inputs are unchanged "
+                                   "is reused. Defaults: the embedded digits data set, mlp-digits, "
+                                   "holistic Tucker with learned alpha, icebreaker.")
+    _train_options(p)
+    _param_options(p)
+    p.add_argument("--out", metavar="OUT", help="run folder (default: runs/run-MODEL-DATASET)")
+    g = p.add_argument_group("hardware")
+    g.add_argument("--board", default="icebreaker", help="board to fold for and build "
+                   "(default: icebreaker; see bitfold boards)")
+    g.add_argument("--no-bitstream", action="store_true",
+                   help="skip the board build (hardware frames/s at the board clock)")
+    g.add_argument("--target-fps", type=float, metavar="F",
+                   help="fold for F frames/s at the board clock instead of a LUT budget")
+    g.add_argument("--max-luts", type=int, metavar="N",
+                   help="LUT budget of the folding (cost-model estimate; default: 20%% of an "
+                        "iCE40's LUTs, 25%% of an ECP5's, since builds measure 2.5-4.5x the "
+                        "estimate)")
+    g.add_argument("--simulator", default="icarus", choices=["icarus", "verilator"])
+    g.add_argument("--frames", type=int, metavar="N",
+                   help="simulate the first N test frames (default: all)")
+    p.add_argument("--force", action="store_true", help="rerun every stage")
+    p.set_defaults(func=verbs.cmd_run)
+
     p = sub.add_parser("ablate", help="the paper's ablation grid over several seeds",
                        description="Train parametrization x alpha over N seeds; write a table "
                                    "(mean +- std) and a plot.")
@@ -165,6 +193,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="test set (default: the one in compile.json)")
     p.add_argument("--data-dir", help="folder holding the dataset's files")
     p.set_defaults(func=verbs.cmd_simulate)
+
+    p = sub.add_parser("bench", help="accelerator frames/s vs CPU baselines: BUILD/bench.json",
+                       description="Hardware frames/s (board Fmax, or --clock-mhz, over the "
+                                   "simulated cycles per frame) against torch float, torch binary "
+                                   "and the packed golden executor on this machine's cores, at "
+                                   "batch 1 and at each one's best batch; write BUILD/bench.json, "
+                                   "bench.md and bench.png. --sweep also costs every folding on "
+                                   "the trade-off curve (BUILD/sweep.json, sweep.png).")
+    p.add_argument("build", metavar="BUILD", help="build folder with folding.json "
+                   "(bitfold generate; simulate and build for measured figures)")
+    p.add_argument("--board", help="board whose report gives Fmax (default: the one built)")
+    p.add_argument("--clock-mhz", type=float, metavar="M",
+                   help="state the clock instead of a board's Fmax")
+    p.add_argument("--frames", type=int, default=512, help="test frames for the CPU runs "
+                   "(default: 512)")
+    p.add_argument("--sweep", action="store_true",
+                   help="also frames/s against LUTs and block RAMs over all foldings (estimates)")
+    p.add_argument("--device", choices=["ecp5", "ice40"],
+                   help="resource model of the sweep (default: folding.json's)")
+    p.add_argument("--quiet", action="store_true", help="no line per measurement")
+    p.set_defaults(func=verbs.cmd_bench)
 
     p = sub.add_parser("boards", help="list the FPGA boards bitfold builds for",
                        description="List board targets: device, package, clock and capacity.")

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 __all__ = [
-    "cmd_ablate", "cmd_boards", "cmd_build", "cmd_compile", "cmd_fold", "cmd_generate",
-    "cmd_golden", "cmd_infer", "cmd_simulate", "cmd_train",
+    "cmd_ablate", "cmd_bench", "cmd_boards", "cmd_build", "cmd_compile", "cmd_fold", "cmd_generate",
+    "cmd_golden", "cmd_infer", "cmd_run", "cmd_simulate", "cmd_train",
 ]
 
 
@@ -307,4 +307,43 @@ def cmd_simulate(args: argparse.Namespace) -> int:
               f"{first['frame']}: expected {first['expected']}, got {first['got']}; "
               f"{first['hint']}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bitfold.artifacts import read_json
+    from bitfold.bench import bench, bench_table, sweep
+
+    build = Path(args.build)
+    if args.frames < 1:
+        raise ValueError(f"--frames must be at least 1, not {args.frames}")
+    if not (build / "folding.json").is_file():
+        raise FileNotFoundError(f"{build}/folding.json: no folding yet; run `bitfold generate "
+                                f"{build} --target-fps F` (and `bitfold simulate {build}`) first")
+    progress = None if args.quiet else (lambda line: print(f"  {line}", flush=True))
+    doc = bench(build, board=args.board, clock_mhz=args.clock_mhz, frames=args.frames,
+                progress=progress)
+    print(bench_table(doc), end="")
+    print(f"written: {build}/bench.json, bench.md, bench.png")
+    if args.sweep:
+        folding = read_json(build / "folding.json")
+        hw = doc["hardware"]
+        device = args.device or folding["device"]
+        clock = args.clock_mhz or hw.get("board_clock_mhz") or folding["clock_mhz"]
+        result = sweep(build, device=device, clock_mhz=clock)
+        front = [d for d in result["designs"] if d["pareto"]]
+        print(f"sweep: {len(result['designs'])} foldings costed ({device}, {clock:g} MHz), "
+              f"{len(front)} on the Pareto front, from {front[0]['fps']:,.0f} fps at "
+              f"{front[0]['luts']} LUTs to {front[-1]['fps']:,.0f} fps at {front[-1]['luts']} "
+              f"LUTs (estimates)")
+        print(f"written: {build}/sweep.json, sweep.png")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bitfold.pipeline import run_pipeline
+
+    run_pipeline(args, say=lambda line: print(line, flush=True))
     return 0

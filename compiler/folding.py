@@ -46,6 +46,7 @@ __all__ = [
     "Folding",
     "evaluate_folding",
     "fold_for_budget",
+    "trade_off",
     "fold_for_fps",
     "folding_table",
     "legal_values",
@@ -266,6 +267,32 @@ def fold_for_budget(graph: Graph, max_luts: int | None = None, max_brams: int | 
                                                        (max_brams, "block RAMs")) if v is not None)
     raise FoldingError(f"no folding fits {budget}; the most folded one needs "
                        f"{smallest.total('luts')} LUTs and {smallest.total('brams')} block RAMs")
+
+
+def trade_off(graph: Graph, clock_mhz: float = 100.0, device: str = "ecp5",
+              allow_padding: bool = False) -> list[Folding]:
+    """The cheapest folding at every reachable cycles-per-frame budget, fastest first.
+
+    The same search as :func:`fold_for_budget` without a budget: one folding per
+    distinct cycle count (consecutive budgets that pick the same folding give it once).
+    """
+    _check_clock(clock_mhz)
+    model = _device(device)
+    options = {layer.name: _Options(layer, model, allow_padding) for layer in mvu_layers(graph)}
+    floor = max([s.cycles for s in other_stages(graph, model)] +
+                [o.cycles[0] for o in options.values()])
+    budgets = sorted({c for o in options.values() for c in o.cycles if c >= floor} | {floor})
+    out: list[Folding] = []
+    seen: set[tuple] = set()
+    for budget in budgets:
+        folding = _fold_at(graph, options, budget, clock_mhz=clock_mhz, device=device,
+                           allow_padding=allow_padding,
+                           objective={"kind": "trade-off", "cycle_budget": budget})
+        key = tuple((c.pe, c.simd) for c in folding.layers) if folding else None
+        if folding is not None and key not in seen:
+            seen.add(key)
+            out.append(folding)
+    return out
 
 
 def write_folding(build: str | Path, folding: Folding) -> Path:

@@ -1,0 +1,403 @@
+"""``bitfold bench``: the accelerator's frames/s against CPU baselines for the same network.
+
+Hardware: frames/s = clock / cycles per frame, with the clock the board build's
+Fmax (``BUILD/boards/NAME/report.json``, from nextpnr) or a stated one, and the
+cycles per frame measured in RTL simulation (``BUILD/sim/report.json``) or, when
+there is none, the analytic figure of ``BUILD/folding.json`` (said so in the
+result). Latency is the simulated first-frame latency in cycles over that clock.
+
+CPU, on this machine and all its cores, on the build's test frames, each at
+batch 1 and at its best batch of :data:`BATCHES`:
+
+* ``torch-float``: the same architecture with the run's real-valued (latent)
+  weights and hard-tanh where the binary net takes the sign;
+* ``torch-binary``: the trained binary network in eval mode with its binary
+  weights materialized (``alpha * sign(W)`` as plain tensors, no factorization
+  recomputed per call), as a torch user would deploy it;
+* ``golden-packed``: the compiler's packed-bit executor on the integer graph,
+  batches split over the cores in threads.
+
+Writes ``BUILD/bench.json`` (``hardware`` and ``cpu`` sections), ``bench.md``
+and ``bench.png``. :func:`sweep` costs a range of foldings with the compiler's
+resource model and plots frames/s against LUTs and block RAMs (Pareto front).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bitfold.artifacts import ArtifactError, atomic_write, read_json, write_json
+
+__all__ = ["BATCHES", "BENCH_SCHEMA", "SWEEP_SCHEMA", "bench", "bench_table", "cpu_baselines",
+           "hardware_figures", "sweep"]
+
+BENCH_SCHEMA = 1
+SWEEP_SCHEMA = 1
+BATCHES = (1, 8, 32, 128, 512)
+CPU_LABELS = {
+    "torch-float": "torch float32 (same net, real weights)",
+    "torch-binary": "torch binary (eval, materialized weights)",
+    "golden-packed": "packed-bit golden executor",
+}
+
+
+def _rate(call: Callable[[], Any], frames: int, min_s: float, repeats: int) -> float:
+    """Frames/s of ``call`` (which processes ``frames`` frames): best of ``repeats`` rounds of
+    at least ``min_s`` seconds each."""
+    call()  # warm-up: first-call allocations, lazy kernels
+    best = float("inf")
+    for _ in range(repeats):
+        calls, t0 = 0, time.perf_counter()
+        while True:
+            call()
+            calls += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= min_s:
+                break
+        best = min(best, elapsed / calls)
+    return frames / best
+
+
+def _tiled(x: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` frames of ``x``, repeated when ``x`` has fewer."""
+    reps = -(-n // len(x))
+    return np.concatenate([x] * reps)[:n] if reps > 1 else x[:n]
+
+
+def float_twin(model, config, data):
+    """The same architecture as ``model`` in float32: plain real weights, hard-tanh for sign.
+
+    Built fresh rather than copied: removing a parametrization from a deep copy
+    would delete the weight property from the class the original shares.
+    """
+    import torch
+
+    from bitfold.train.layers import binary_layers
+    from bitfold.train.models import build_model
+
+    twin = build_model(config.model, data.input_shape, data.num_outputs, 0.0)
+    own = model.state_dict()
+    twin.load_state_dict({k: own[k] for k in twin.state_dict() if k in own}, strict=False)
+    layers = dict(binary_layers(model))
+    for name, layer in binary_layers(twin):
+        with torch.no_grad():
+            layer.weight.copy_(layers[name].real_weight())
+        if layer.input_mode == "binary":
+            layer.binarize_input = torch.nn.functional.hardtanh
+    return twin.eval().requires_grad_(False)
+
+
+def cpu_baselines(build: str | Path, frames: int = 512, batches: tuple[int, ...] = BATCHES,
+                  min_s: float = 0.2, repeats: int = 3, threads: int | None = None,
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure each CPU baseline at each batch size; see the module docstring."""
+    import torch
+    from torch.nn.utils import parametrize
+
+    from bitfold.compiler.packed import PackedExecutor
+    from bitfold.compiler.serialize import load_graph
+    from bitfold.train.to_ir import build_test_set, nchw_to_ir, read_provenance
+
+    build = Path(build)
+    graph = load_graph(build)
+    prov = read_provenance(build)
+    threads = threads or os.cpu_count() or 1
+    data = build_test_set(build, provenance=prov)
+    n = min(frames, len(data.x_test))
+    x_int = data.x_test[:n]
+    x_ir = nchw_to_ir(x_int.numpy())
+    out = graph.outputs[0]
+    executor = PackedExecutor(graph)
+    pool = ThreadPoolExecutor(threads)
+
+    def golden(x: np.ndarray) -> np.ndarray:
+        if threads == 1 or len(x) < 2 * threads:
+            return executor.run(x, keep=[out], batch=len(x))[out]
+        parts = np.array_split(x, threads)
+        return np.concatenate([r[out] for r in pool.map(
+            lambda p: executor.run(p, keep=[out], batch=len(p)), parts)])
+
+    runners: dict[str, Callable[[Any], Any]] = {}
+    inputs: dict[str, Any] = {"golden-packed": x_ir}
+    golden_classes = golden(x_ir)
+    result: dict[str, Any] = {"frames": n, "dataset": data.name, "threads": threads,
+                              "golden_accuracy": float((golden_classes == data.y_test[:n].numpy())
+                                                       .mean())}
+    runners["golden-packed"] = golden
+    run = prov.get("run")
+    model = None
+    if run and Path(run, "checkpoint.pt").is_file():
+        from bitfold.train.layers import binary_layers
+        from bitfold.train.trainer import load_run
+
+        model, config, _ = load_run(run)
+        twin = float_twin(model, config, data)
+        x_float = x_int.float() * data.input_scale
+        inputs["torch-float"] = inputs["torch-binary"] = x_float
+
+        for _, layer in binary_layers(model):  # deploy form: alpha * sign(W) as plain tensors
+            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+
+        @torch.no_grad()
+        def binary(x):
+            return model(x).argmax(1)
+
+        @torch.no_grad()
+        def real(x):
+            return twin(x).argmax(1)
+
+        runners["torch-float"], runners["torch-binary"] = real, binary
+        torch_classes = binary(x_float).numpy()
+        result["torch_accuracy"] = float((torch_classes == data.y_test[:n].numpy()).mean())
+        result["torch_golden_agreement"] = float((torch_classes == golden_classes).mean())
+    else:
+        result["note"] = (f"no trained run at {run!r} (compile.json): torch baselines skipped"
+                          if run else "compile.json names no run: torch baselines skipped")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    rows = []
+    try:
+        for name in ("torch-float", "torch-binary", "golden-packed"):
+            if name not in runners:
+                continue
+            for b in batches:
+                x = inputs[name]
+                xb = (x.repeat((-(-b // len(x)),) + (1,) * (x.dim() - 1))[:b]
+                      if hasattr(x, "dim") else _tiled(x, b))
+                fn = runners[name]
+                fps = _rate(lambda fn=fn, xb=xb: fn(xb), b, min_s, repeats)
+                rows.append({"name": name, "batch": b, "fps": fps, "latency_ms": 1e3 * b / fps})
+                if progress:
+                    progress(f"{name} batch {b}: {fps:,.0f} frames/s")
+    finally:
+        torch.set_num_threads(previous)
+        pool.shutdown()
+    result["rows"] = rows
+    result["best"] = {name: max((r for r in rows if r["name"] == name), key=lambda r: r["fps"])
+                      for name in runners}
+    return result
+
+
+def hardware_figures(build: str | Path, board: str | None = None,
+                     clock_mhz: float | None = None) -> dict[str, Any]:
+    """Frames/s and latency of the accelerator; see the module docstring for the sources."""
+    build = Path(build)
+    folding = read_json(build / "folding.json")
+    analytic = folding["totals"]["cycles_per_frame"]
+    sim_path = build / "sim" / "report.json"
+    sim = read_json(sim_path) if sim_path.is_file() else None
+    if sim is not None and sim.get("cycles_per_frame") and not sim.get("mismatches"):
+        cycles, cycles_src = sim["cycles_per_frame"], f"measured ({sim['simulator']})"
+        latency = sim.get("latency_cycles")
+    else:
+        cycles, cycles_src, latency = analytic, "analytic (no bit-exact simulation report)", None
+    reports = sorted((build / "boards").glob("*/report.json"))
+    reports = [p for p in reports if not p.parent.name.endswith("-selftest")]
+    if board is not None:
+        reports = [p for p in reports if p.parent.name == board]
+        if not reports and clock_mhz is None:
+            raise ArtifactError(f"{build}: no board report for {board} (run `bitfold build "
+                                f"{build} --board {board}`), or state --clock-mhz")
+    fig: dict[str, Any] = {"cycles_per_frame": cycles, "cycles_source": cycles_src,
+                           "analytic_cycles_per_frame": analytic, "latency_cycles": latency}
+    if clock_mhz is not None:
+        fig.update(clock_mhz=clock_mhz, clock_source="stated (--clock-mhz)")
+    elif reports:
+        rep = read_json(reports[0])
+        fig.update(clock_mhz=rep["fmax_mhz"], clock_source=f"Fmax of the {rep['board']} build "
+                   f"(nextpnr)", board=rep["board"], board_clock_mhz=rep["target_mhz"],
+                   luts=rep["luts"], ffs=rep["ffs"], brams=rep["brams"],
+                   timing_met=rep["timing_met"])
+    else:
+        fig.update(clock_mhz=folding["clock_mhz"], clock_source="folding.json's target clock "
+                   "(no board build)")
+    fig["fps"] = fig["clock_mhz"] * 1e6 / cycles
+    if "board_clock_mhz" in fig:
+        fig["fps_board_clock"] = fig["board_clock_mhz"] * 1e6 / cycles
+    fig["latency_us"] = None if latency is None else latency / fig["clock_mhz"]
+    return fig
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+            "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__}
+
+
+def bench(build: str | Path, board: str | None = None, clock_mhz: float | None = None,
+          frames: int = 512, batches: tuple[int, ...] = BATCHES, min_s: float = 0.2,
+          repeats: int = 3, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Hardware and CPU figures for ``build``; writes bench.json, bench.md and bench.png."""
+    build = Path(build)
+    hw = hardware_figures(build, board, clock_mhz)
+    cpu = cpu_baselines(build, frames, batches, min_s, repeats, progress=progress)
+    for best in cpu["best"].values():
+        best["hardware_ratio"] = hw["fps"] / best["fps"]
+    doc = {"schema": BENCH_SCHEMA, "build": str(build), "machine": machine(), "hardware": hw,
+           "cpu": cpu}
+    write_json(build / "bench.json", doc)
+    atomic_write(build / "bench.md", lambda tmp: tmp.write_text(bench_table(doc)))
+    atomic_write(build / "bench.png", lambda tmp: plot_bench(doc, tmp))
+    return doc
+
+
+def bench_table(doc: dict[str, Any]) -> str:
+    """Markdown: hardware against every CPU baseline at batch 1 and at its best batch."""
+    hw, cpu, m = doc["hardware"], doc["cpu"], doc["machine"]
+    where = hw.get("board", "stated clock")
+    lines = [
+        f"Hardware: {hw['cycles_per_frame']:g} cycles/frame ({hw['cycles_source']}) at "
+        f"{hw['clock_mhz']:g} MHz ({hw['clock_source']}).",
+        f"CPU: {m['cpu']}, {cpu['threads']} threads, load {m['load_average']}; "
+        f"{cpu['frames']} {cpu['dataset']} test frames.",
+        "",
+        "| engine | batch | frames/s | latency | hardware / this |",
+        "|---|---|---|---|---|",
+        f"| FPGA accelerator ({where}) | 1 (streaming) | {hw['fps']:,.0f} | "
+        f"{_latency(hw['latency_us'])} | 1.00 |",
+    ]
+    for name in CPU_LABELS:
+        rows = [r for r in cpu["rows"] if r["name"] == name]
+        if not rows:
+            continue
+        best = cpu["best"][name]
+        shown = [rows[0]] + ([best] if best["batch"] != rows[0]["batch"] else [])
+        for r in shown:
+            tag = "" if r is rows[0] else " (best)"
+            lines.append(f"| {CPU_LABELS[name]} | {r['batch']}{tag} | {r['fps']:,.0f} | "
+                         f"{_latency(r['latency_ms'] * 1e3)} | {hw['fps'] / r['fps']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _latency(us: float | None) -> str:
+    if us is None:
+        return "n/a"
+    return f"{us:.1f} µs" if us < 1000 else f"{us / 1000:.2f} ms"
+
+
+def plot_bench(doc: dict[str, Any], path: Path) -> None:
+    """Horizontal bars of frames/s (log scale): the accelerator and each CPU baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hw, cpu = doc["hardware"], doc["cpu"]
+    labels, fps, colors = [f"FPGA ({hw.get('board', 'stated clock')}, "
+                           f"{hw['clock_mhz']:g} MHz)"], [hw["fps"]], ["tab:red"]
+    for name, label in CPU_LABELS.items():
+        rows = [r for r in cpu["rows"] if r["name"] == name]
+        if not rows:
+            continue
+        best = cpu["best"][name]
+        shown = [(rows[0], "tab:gray")]
+        if best["batch"] != rows[0]["batch"]:
+            shown.append((best, "tab:blue"))
+        for r, shade in shown:
+            labels.append(f"{label}\nbatch {r['batch']}")
+            fps.append(r["fps"])
+            colors.append(shade)
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(labels) + 1.2))
+    y = np.arange(len(labels))[::-1]
+    ax.barh(y, fps, color=colors)
+    for yi, f in zip(y, fps, strict=True):
+        ax.text(f, yi, f" {f:,.0f}", va="center", fontsize=8)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlim(right=max(fps) * 8)
+    ax.set_xlabel("frames per second (log scale)")
+    ax.set_title(f"Throughput: accelerator vs CPU ({cpu['threads']} threads, "
+                 f"{doc['machine']['cpu']}); grey: batch 1, blue: best batch", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=120)
+    plt.close(fig)
+
+
+def sweep(build: str | Path, device: str = "ecp5", clock_mhz: float = 100.0,
+          allow_padding: bool = False) -> dict[str, Any]:
+    """Cost every folding on the trade-off curve; write sweep.json and sweep.png.
+
+    One design per reachable cycles-per-frame budget, the cheapest there
+    (``compiler.folding.trade_off``), so every point is a design ``bitfold
+    generate --folding`` would build. LUTs and block RAMs are the compiler's
+    resource model: it counts the datapath only (BENCHMARKS.md compares it with
+    nextpnr). A design is on the Pareto front when no other is at least as fast
+    with no more LUTs and no more block RAMs, and better in one of them.
+    """
+    from bitfold.compiler.folding import evaluate_folding, trade_off
+    from bitfold.compiler.serialize import load_graph
+
+    build = Path(build)
+    graph = load_graph(build)
+    foldings = trade_off(graph, clock_mhz, device, allow_padding)
+    rows = [{"folding": [[c.pe, c.simd] for c in f.layers], "cycles_per_frame": f.cycles_per_frame,
+             "fps": f.fps, "luts": f.total("luts"), "brams": f.total("brams"),
+             "ffs": f.total("ffs")} for f in foldings]
+    for d in rows:
+        d["pareto"] = not any(
+            o["fps"] >= d["fps"] and o["luts"] <= d["luts"] and o["brams"] <= d["brams"]
+            and (o["fps"], o["luts"], o["brams"]) != (d["fps"], d["luts"], d["brams"])
+            for o in rows)
+    rows.sort(key=lambda d: d["fps"])
+    doc = {"schema": SWEEP_SCHEMA, "graph": graph.name, "device": device,
+           "clock_mhz": clock_mhz, "resource_model": "compiler cost model (estimate)",
+           "layers": [c.name for c in foldings[0].layers], "designs": rows}
+    if (build / "folding.json").is_file():
+        own = read_json(build / "folding.json")
+        costed = evaluate_folding(graph, {c["name"]: (c["pe"], c["simd"]) for c in own["layers"]},
+                                  clock_mhz, device, own.get("allow_padding", False))
+        doc["current"] = {"folding": [[c.pe, c.simd] for c in costed.layers],
+                          "fps": costed.fps, "luts": costed.total("luts"),
+                          "brams": costed.total("brams")}
+    write_json(build / "sweep.json", doc)
+    atomic_write(build / "sweep.png", lambda tmp: plot_sweep(doc, tmp))
+    return doc
+
+
+def plot_sweep(doc: dict[str, Any], path: Path) -> None:
+    """Frames/s against LUTs and against block RAMs; colour is the other resource, red rings
+    mark the Pareto front and a star the build's own folding."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = doc["designs"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, what, other, label in ((axes[0], "luts", "brams", "LUTs (estimate)"),
+                                   (axes[1], "brams", "luts", "block RAMs (estimate)")):
+        x = np.array([r[what] for r in rows], float)
+        y = np.array([r["fps"] for r in rows])
+        front = np.array([r["pareto"] for r in rows])
+        dots = ax.scatter(x, y, c=[r[other] for r in rows], cmap="viridis", s=28, zorder=3)
+        ax.scatter(x[front], y[front], s=90, facecolors="none", edgecolors="tab:red",
+                   linewidths=1.2, zorder=2, label="Pareto front (fps, LUTs, BRAMs)")
+        own = doc.get("current")
+        if own:
+            ax.scatter([own[what]], [own["fps"]], marker="*", s=260, color="tab:orange",
+                       edgecolors="black", zorder=4, label="this build's folding")
+        fig.colorbar(dots, ax=ax, label=other.replace("luts", "LUTs").replace("brams",
+                                                                               "block RAMs"))
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"frames/s at {doc['clock_mhz']:g} MHz")
+        ax.set_yscale("log")
+        if what == "luts":
+            ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{doc['graph']}: throughput against resources, {len(rows)} foldings "
+                 f"(cheapest at each cycle budget; {doc['device']} cost model)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,243 @@
+"""The report of a ``bitfold run``: ``OUT/report.md`` with its plots, and the printed summary.
+
+Everything here is read back from the stages' artifacts (the run's metrics,
+golden.json, the simulation and board reports, folding.json, bench.json,
+sweep.json and run.json), so the report says what the artifacts say.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bitfold.artifacts import atomic_write, read_json
+
+__all__ = ["collect", "summary_lines", "write_report"]
+
+
+def _maybe(path: Path) -> dict[str, Any] | None:
+    return read_json(path) if path.is_file() else None
+
+
+def collect(out: str | Path) -> dict[str, Any]:
+    """Every artifact of the run folder ``out`` the report uses (``None`` where missing)."""
+    out = Path(out)
+    build = out / "build"
+    run = _maybe(out / "run.json") or {}
+    board = run.get("board")
+    board_report = _maybe(build / "boards" / board / "report.json") if board else None
+    return {
+        "out": out, "run": run,
+        "config": _maybe(out / "train" / "config.json"),
+        "metrics": _maybe(out / "train" / "metrics.json"),
+        "compile": _maybe(build / "compile.json"),
+        "golden": _maybe(build / "golden.json"),
+        "folding": _maybe(build / "folding.json"),
+        "sim": _maybe(build / "sim" / "report.json"),
+        "board": board_report if run.get("bitstream", True) else None,
+        "bench": _maybe(build / "bench.json"),
+        "sweep": _maybe(build / "sweep.json"),
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def _rtl_accuracy(a: dict[str, Any]) -> float | None:
+    sim = a["sim"]
+    if not sim:
+        return None
+    if sim.get("rtl_accuracy") is not None:
+        return sim["rtl_accuracy"]
+    return None
+
+
+def _facts(a: dict[str, Any]) -> dict[str, str]:
+    """The headline figures as (label, text) pairs, shared by the summary and the report."""
+    g, sim, fold, brd, bench = a["golden"], a["sim"], a["folding"], a["board"], a["bench"]
+    facts: dict[str, str] = {}
+    if g:
+        rtl = _rtl_accuracy(a)
+        frames = sim["frames"] if sim else None
+        facts["accuracy"] = (f"torch {_pct(g.get('torch_accuracy'))}, golden {_pct(g['accuracy'])}"
+                             f", RTL {_pct(rtl)}"
+                             + (f" ({frames} RTL frames)" if frames else "")
+                             + f" on the {g['dataset']} test set ({g['frames']} frames)")
+        if g.get("agreement") is not None:
+            facts["torch vs golden"] = (f"agreement {g['agreement']:.4f} "
+                                        f"({g.get('disagreement_count', 0)} frames differ)")
+    if sim:
+        exact = sim["mismatches"] == 0 and not sim.get("timed_out")
+        facts["bit-exact"] = (f"{'yes' if exact else 'NO'}: RTL == golden on "
+                              f"{sim['frames'] - sim['mismatches']} of {sim['frames']} frames "
+                              f"({sim['simulator']}, {sim['wall_s']:.0f} s)")
+        cpf = sim.get("cycles_per_frame")
+        facts["cycles/frame"] = (f"{'n/a' if cpf is None else f'{cpf:g}'} measured, "
+                                 f"{sim['analytic_cycles_per_frame']} analytic; first-frame "
+                                 f"latency {sim['latency_cycles']} cycles")
+    if brd:
+        facts["Fmax"] = (f"{brd['fmax_mhz']:g} MHz on {brd['board']} ({brd['device']}); board "
+                         f"clock {brd['target_mhz']:g} MHz, timing "
+                         f"{'met' if brd['timing_met'] else 'NOT met'}")
+        util = brd.get("utilization", {})
+        lut_cap = next((v["available"] for k, v in util.items()
+                        if k in ("ICESTORM_LC", "TRELLIS_COMB")), None)
+        facts["resources"] = (f"{brd['luts']} LUTs" + (f" of {lut_cap}" if lut_cap else "")
+                              + f", {brd['ffs']} FFs, {brd['brams']} block RAMs (nextpnr); "
+                              f"estimate {brd['estimate']['luts']} LUTs, "
+                              f"{brd['estimate']['brams']} BRAMs")
+    elif fold:
+        t = fold["totals"]
+        facts["resources"] = (f"estimate {t.get('luts')} LUTs, {t.get('brams')} block RAMs "
+                              f"(no bitstream built)")
+    if bench:
+        hw, cpu = bench["hardware"], bench["cpu"]
+        line = f"{hw['fps']:,.0f} frames/s at {hw['clock_mhz']:g} MHz"
+        if hw.get("fps_board_clock"):
+            line += f" ({hw['fps_board_clock']:,.0f} at the board's {hw['board_clock_mhz']:g} MHz)"
+        facts["hardware"] = line
+        parts = []
+        for name, label in (("torch-float", "torch float"), ("torch-binary", "torch binary"),
+                            ("golden-packed", "packed golden")):
+            best = cpu["best"].get(name)
+            if best:
+                one = next(r for r in cpu["rows"] if r["name"] == name and r["batch"] == 1)
+                text = f"{label} {one['fps']:,.0f} (batch 1)"
+                if best["batch"] != 1:
+                    text += f" / {best['fps']:,.0f} (batch {best['batch']})"
+                parts.append(text)
+        facts["CPU"] = "; ".join(parts) + f" frames/s, {cpu['threads']} threads"
+    return facts
+
+
+def summary_lines(out: str | Path) -> list[str]:
+    """The short summary ``bitfold run`` prints at the end."""
+    a = collect(out)
+    cfg = a["config"] or {}
+    stages = a["run"].get("stages", {})
+    reused = sum(s["reused"] for s in stages.values())
+    head = (f"bitfold run: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}, "
+            f"{cfg.get('param', '?')} / alpha {cfg.get('alpha', '?')}, "
+            f"{a['run'].get('wall_s', 0):.0f} s"
+            + (f" ({reused} of {len(stages)} stages reused)" if reused else ""))
+    facts = _facts(a)
+    width = max(len(k) for k in facts) if facts else 0
+    return [head] + [f"  {k:<{width}}  {v}" for k, v in facts.items()]
+
+
+def _plot_training(metrics: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = metrics["history"]
+    ep = [e["epoch"] for e in h]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax1.plot(ep, [e["train_loss"] for e in h], marker="o", ms=3, color="tab:blue")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("training loss")
+    ax1.grid(alpha=0.3)
+    name = metrics.get("metric", "acc")
+    if "train_accuracy" in h[0]:
+        ax2.plot(ep, [100 * e["train_accuracy"] for e in h], marker="o", ms=3, label="train")
+    ax2.plot(ep, [100 * e["test_accuracy"] for e in h], marker="o", ms=3, label="test")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel(f"{'accuracy' if name == 'acc' else name} (%)")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(f"Training: final test {100 * metrics['test_accuracy']:.2f}% after "
+                 f"{metrics['epochs']} epochs ({metrics['wall_s']:.0f} s)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=120)
+    plt.close(fig)
+
+
+def _plot_layers(folding: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    layers = folding["layers"] + folding.get("stages", [])
+    names = [x["name"] for x in layers]
+    cycles = [x["cycles"] for x in layers]
+    worst = max(cycles)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    x = np.arange(len(names))
+    axes[0].bar(x, cycles, color=["tab:red" if c == worst else "tab:blue" for c in cycles])
+    axes[0].set_ylabel("cycles per frame")
+    axes[0].set_title("cycles (red: the bottleneck)", fontsize=9)
+    for ax, what, title in ((axes[1], "luts", "LUTs (estimate)"),
+                            (axes[2], "brams", "block RAMs (estimate)")):
+        ax.bar(x, [v.get(what, 0) for v in layers], color="tab:green")
+        ax.set_title(title, fontsize=9)
+    labels = [f"{n}\n" + (f"{v['pe']}x{v['simd']}" if "pe" in v else "argmax")
+              for n, v in zip(names, layers, strict=True)]
+    for ax in axes:
+        ax.set_xticks(x, labels, fontsize=7, rotation=30 if len(names) > 5 else 0)
+        ax.grid(alpha=0.3, axis="y")
+    t = folding["totals"]
+    fig.suptitle(f"Per layer (name, PE x SIMD): {t['cycles_per_frame']} cycles/frame at the "
+                 f"bottleneck; resources from the {folding['device']} cost model", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=120)
+    plt.close(fig)
+
+
+def write_report(out: str | Path) -> Path:
+    """Write ``OUT/report.md`` and its PNG plots from the run's artifacts."""
+    from bitfold.bench import bench_table, plot_bench, plot_sweep
+
+    out = Path(out)
+    a = collect(out)
+    cfg, metrics, fold, run = a["config"] or {}, a["metrics"], a["folding"], a["run"]
+    lines = [f"# bitfold run: {cfg.get('model')} on {cfg.get('dataset')}", ""]
+    lines += [f"{cfg.get('param')} parametrization, alpha {cfg.get('alpha')}, "
+              f"{cfg.get('epochs')} epochs, seed {cfg.get('seed')}; whole run "
+              f"{run.get('wall_s', 0):.0f} s (load average {run.get('load_average')}).", "",
+              "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in _facts(a).items()]
+    if metrics:
+        atomic_write(out / "training.png", lambda tmp: _plot_training(metrics, tmp))
+        lines += ["", "## Training", "", "![training curves](training.png)"]
+    if fold:
+        atomic_write(out / "layers.png", lambda tmp: _plot_layers(fold, tmp))
+        lines += ["", "## Layers and folding", "",
+                  "| layer | PE | SIMD | cycles/frame | weight memory | LUTs (est.) | BRAMs (est.) |",
+                  "|---|---|---|---|---|---|---|"]
+        for x in fold["layers"]:
+            lines.append(f"| {x['name']} | {x['pe']} | {x['simd']} | {x['cycles']} | "
+                         f"{x['weight_memory']} | {x['luts']} | {x['brams']} |")
+        for x in fold.get("stages", []):
+            lines.append(f"| {x['name']} ({x['kind']}) | | | {x['cycles']} | | {x['luts']} | "
+                         f"{x['brams']} |")
+        lines += ["", "![per-layer cycles and resources](layers.png)"]
+    if a["bench"]:
+        atomic_write(out / "throughput.png", lambda tmp: plot_bench(a["bench"], tmp))
+        lines += ["", "## Throughput: the accelerator against the CPU", "",
+                  bench_table(a["bench"]).rstrip(), "", "![throughput](throughput.png)"]
+    if a["sweep"]:
+        atomic_write(out / "foldings.png", lambda tmp: plot_sweep(a["sweep"], tmp))
+        front = [d for d in a["sweep"]["designs"] if d["pareto"]]
+        lines += ["", "## Other foldings", "",
+                  f"{len(a['sweep']['designs'])} foldings (the cheapest at each cycle budget), "
+                  f"{len(front)} on the Pareto front, costed with the "
+                  f"{a['sweep']['device']} model at {a['sweep']['clock_mhz']:g} MHz. Pick one "
+                  "with `bitfold fold BUILD --target-fps F` or `--max-luts N`.", "",
+                  "![throughput against resources](foldings.png)"]
+    if run.get("stages"):
+        lines += ["", "## Stages", "", "Each stage runs alone with the command shown; "
+                  "`bitfold run` reuses a stage whose inputs are unchanged.", "",
+                  "| stage | seconds | command |", "|---|---|---|"]
+        for name, s in run["stages"].items():
+            took = f"{s['seconds']:.1f}" + (" (reused)" if s["reused"] else "")
+            lines.append(f"| {name} | {took} | `{s['command']}` |")
+    text = "\n".join(lines) + "\n"
+    return atomic_write(out / "report.md", lambda tmp: tmp.write_text(text))
