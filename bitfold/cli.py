@@ -22,7 +22,8 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and data")
     g.add_argument("--model", default="mlp-digits", choices=MODEL_NAMES)
     g.add_argument("--dataset", default="digits", choices=DATASETS,
-                   help="digits is embedded; mnist, fashion-mnist and cifar10 read --data-dir")
+                   help="digits is embedded; mnist, fashion-mnist, cifar10 and npz (your own: "
+                        "train.npz and test.npz with uint8 x and class indices y) read --data-dir")
     g.add_argument("--data-dir", help="folder holding the dataset's files")
     g.add_argument("--dropout", type=float, default=0.0)
     g = p.add_argument_group("optimization")

@@ -9,7 +9,7 @@ from __future__ import annotations
 __all__ = ["ALPHA_MODES", "DATASETS", "MODEL_NAMES", "OPTIMIZERS", "PARAMS", "QUANTIZERS", "SCHEDULES"]
 
 MODEL_NAMES = ("mlp-digits", "cnn-digits", "tfc", "sfc", "lfc", "cnv", "resnet18", "hourglass")
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "synthetic", "synthetic-pose")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "npz", "synthetic", "synthetic-pose")
 PARAMS = ("dense", "svd", "tucker", "holistic-tucker", "cp")
 ALPHA_MODES = ("none", "analytic", "learned")
 QUANTIZERS = ("binary", "sparse", "composite")

@@ -137,6 +137,51 @@ def _load_cifar10(directory: Path) -> Dataset:
     return Dataset("cifar10", *train, *test, input_bits=8, input_scale=1 / 255, num_outputs=10)
 
 
+def _load_npz_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise DataError(f"{path.parent}: missing {path.name}; an npz data set is train.npz and "
+                        "test.npz, each with arrays x (N, H, W) or (N, C, H, W) and y (N,)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "x" not in f or "y" not in f:
+                raise DataError(f"{path}: needs arrays 'x' and 'y', found {sorted(f.files)}")
+            x, y = f["x"], f["y"]
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    if x.dtype.kind != "u" or x.dtype.itemsize > 1:
+        raise DataError(f"{path}: x is {x.dtype}; store pixels as uint8 (quantize the images "
+                        "to at most 8 bits)")
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+        raise DataError(f"{path}: x {x.shape} and y {y.shape} do not match; expected x (N, H, W) "
+                        "or (N, C, H, W) and y (N,)")
+    if y.dtype.kind not in "iu" or y.min() < 0:
+        raise DataError(f"{path}: y must hold class indices 0, 1, ... (found {y.dtype}, "
+                        f"min {y.min()})")
+    return x, y.astype(np.int64)
+
+
+def _load_npz_set(directory: Path) -> Dataset:
+    """Your own images: ``train.npz`` and ``test.npz`` with uint8 ``x`` and class indices ``y``.
+
+    The input width is the fewest bits that hold the largest pixel value.
+    """
+    x_train, y_train = _load_npz_split(directory / "train.npz")
+    x_test, y_test = _load_npz_split(directory / "test.npz")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(f"{directory}: train frames {x_train.shape[1:]} and test frames "
+                        f"{x_test.shape[1:]} differ in shape")
+    top = int(max(x_train.max(), x_test.max(), 1))
+    bits = top.bit_length()
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    return Dataset("npz", torch.from_numpy(x_train.copy()), torch.from_numpy(y_train),
+                   torch.from_numpy(x_test.copy()), torch.from_numpy(y_test), input_bits=bits,
+                   input_scale=1 / (2 ** bits - 1), num_outputs=classes)
+
+
 # --------------------------------------------------------------------------- embedded / synthetic
 
 
@@ -212,6 +257,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
         raise DataError(f"{directory}: not a directory; pass the folder holding the {name} files")
     if name == "cifar10":
         return _load_cifar10(directory)
+    if name == "npz":
+        return _load_npz_set(directory)
     return _load_idx_set(name, directory)
 
 

@@ -113,3 +113,41 @@ def test_synthetic_sets():
     cls, pose = load_dataset("synthetic"), load_dataset("synthetic-pose")
     assert cls.num_outputs == 10 and cls.task == "classification"
     assert pose.task == "pose" and pose.y_train.shape[1:] == (4, 2) and pose.head_test is not None
+
+
+def _npz(path, x, y):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=x, y=y)
+
+
+def test_npz_dataset_is_your_own_images(tmp_path):
+    rng = np.random.default_rng(0)
+    _npz(tmp_path / "train.npz", rng.integers(0, 64, (20, 6, 5), dtype=np.uint8),
+         rng.integers(0, 3, 20))
+    _npz(tmp_path / "test.npz", rng.integers(0, 64, (7, 6, 5), dtype=np.uint8), np.arange(7) % 4)
+    data = load_dataset("npz", tmp_path)
+    assert data.input_shape == (1, 6, 5)
+    assert data.num_outputs == 4  # the largest class index in either split, plus one
+    assert data.input_bits == 6 and data.input_scale == 1 / 63  # fewest bits for pixels < 64
+    assert torch.equal(data.x_test[:, 0], torch.from_numpy(np.load(tmp_path / "test.npz")["x"]))
+
+
+@pytest.mark.parametrize("x, y, message", [
+    (np.zeros((4, 3, 3), np.float32), np.zeros(4, np.int64), "store pixels as uint8"),
+    (np.zeros((4, 3, 3), np.uint8), np.zeros(5, np.int64), "do not match"),
+    (np.zeros((4, 3, 3), np.uint8), -np.ones(4, np.int64), "class indices"),
+])
+def test_npz_dataset_errors_say_what_to_fix(tmp_path, x, y, message):
+    _npz(tmp_path / "train.npz", x, y)
+    _npz(tmp_path / "test.npz", x, y)
+    with pytest.raises(DataError, match=message):
+        load_dataset("npz", tmp_path)
+
+
+def test_npz_dataset_missing_or_pickled_files_are_errors(tmp_path):
+    with pytest.raises(DataError, match="train.npz and test.npz"):
+        load_dataset("npz", tmp_path)
+    np.savez(tmp_path / "train.npz", x=np.array([{"a": 1}], dtype=object), y=np.zeros(1))
+    np.savez(tmp_path / "test.npz", x=np.zeros((1, 2, 2), np.uint8), y=np.zeros(1, np.int64))
+    with pytest.raises(DataError, match="not a readable .npz"):
+        load_dataset("npz", tmp_path)
