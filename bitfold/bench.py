@@ -194,11 +194,20 @@ def hardware_figures(build: str | Path, board: str | None = None,
     analytic = folding["totals"]["cycles_per_frame"]
     sim_path = build / "sim" / "report.json"
     sim = read_json(sim_path) if sim_path.is_file() else None
+    if sim is not None and sim.get("analytic_cycles_per_frame") != analytic:
+        sim = None  # simulated at another folding: not this design's figure
     if sim is not None and sim.get("cycles_per_frame") and not sim.get("mismatches"):
         cycles, cycles_src = sim["cycles_per_frame"], f"measured ({sim['simulator']})"
         latency = sim.get("latency_cycles")
     else:
         cycles, cycles_src, latency = analytic, "analytic (no bit-exact simulation report)", None
+    ours = [(x["pe"], x["simd"]) for x in folding["layers"]]
+
+    def same_design(report: Path) -> bool:
+        built = report.parent / "folding.json"
+        return built.is_file() and [(x["pe"], x["simd"])
+                                    for x in read_json(built)["layers"]] == ours
+
     reports = sorted((build / "boards").glob("*/report.json"))
     reports = [p for p in reports if not p.parent.name.endswith("-selftest")]
     if board is not None:
@@ -206,6 +215,11 @@ def hardware_figures(build: str | Path, board: str | None = None,
         if not reports and clock_mhz is None:
             raise ArtifactError(f"{build}: no board report for {board} (run `bitfold build "
                                 f"{build} --board {board}`), or state --clock-mhz")
+        if reports and clock_mhz is None and not same_design(reports[0]):
+            raise ArtifactError(f"{reports[0].parent}: built at another folding than "
+                                f"{build}/folding.json; rebuild it (`bitfold build {build} "
+                                f"--board {board}`) or state --clock-mhz")
+    reports = [p for p in reports if same_design(p)]
     fig: dict[str, Any] = {"cycles_per_frame": cycles, "cycles_source": cycles_src,
                            "analytic_cycles_per_frame": analytic, "latency_cycles": latency}
     if clock_mhz is not None:
@@ -226,10 +240,20 @@ def hardware_figures(build: str | Path, board: str | None = None,
     return fig
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict[str, Any]:
     import torch
 
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    return {"cpu": _cpu_name(), "cores": os.cpu_count(),
             "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
             "python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__}
@@ -308,7 +332,7 @@ def plot_bench(doc: dict[str, Any], path: Path) -> None:
             labels.append(f"{label}\nbatch {r['batch']}")
             fps.append(r["fps"])
             colors.append(shade)
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(labels) + 1.2))
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(labels) + 1.6))
     y = np.arange(len(labels))[::-1]
     ax.barh(y, fps, color=colors)
     for yi, f in zip(y, fps, strict=True):
@@ -317,8 +341,14 @@ def plot_bench(doc: dict[str, Any], path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlim(right=max(fps) * 8)
     ax.set_xlabel("frames per second (log scale)")
-    ax.set_title(f"Throughput: accelerator vs CPU ({cpu['threads']} threads, "
-                 f"{doc['machine']['cpu']}); grey: batch 1, blue: best batch", fontsize=10)
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color="tab:red", label="FPGA accelerator (streaming)"),
+                       Patch(color="tab:gray", label="CPU, batch 1"),
+                       Patch(color="tab:blue", label="CPU, best batch")],
+              fontsize=8, loc="upper right")
+    fig.suptitle(f"Throughput: the accelerator against the CPU\n{doc['machine']['cpu']}, "
+                 f"{cpu['threads']} threads", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=120)
     plt.close(fig)
