@@ -312,9 +312,11 @@ def run_pipeline(args, say: Callable[[str], None] = print) -> dict[str, Any]:
         child = pipe.start_child(stages["bitstream"], log)
     try:
         pipe.run(stages["simulate"])
-    finally:
-        if child is not None and child[0].poll() is None and sys.exc_info()[0] is not None:
+    except BaseException:  # a failed or interrupted simulation stops the board build too
+        if child is not None:
             child[0].terminate()
+            child[0].wait()
+        raise
     if "bitstream" in stages:
         pipe.wait_child(stages["bitstream"], child, log)
     pipe.run(stages["bench"])
