@@ -22,6 +22,12 @@ calibrate them:
 * Weights: ``MH * MW`` bits as a ``PE * SIMD``-wide, ``NF * SF``-deep memory:
   constants when the depth is 1, LUT ROM up to ``lutrom_max_depth`` (a LUT4 is
   a 16x1 ROM), block RAM beyond (the best of the block's aspect ratios).
+* Sparse layers (a mask and a polarity per neuron): where the weights are
+  constants the mask's zeros are no terms, so the adder tree shrinks with the
+  density; otherwise as binary, the mask in place of the weights, plus a
+  polarity ROM. Composite layers: ``K`` times the XNOR-popcount lanes, ``K``
+  constant shift-and-add combiners, ``K`` times the weight bits (one
+  ``K * PE * SIMD``-wide memory).
 * Buffers: a dense MVU with ``NF > 1`` re-reads its input vector (``MW`` inputs);
   a convolution's sliding window keeps ``k`` padded rows of its input.
   Up to ``lutram_max_bits`` in LUT RAM (16 bits a LUT), beyond in block RAM.
@@ -32,7 +38,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .ir import BinaryConv2d, BinaryDense, Graph, MaxPool2d, ScoreAffine
+from .ir import (
+    CONV_KINDS,
+    MVU_KINDS,
+    CompositeConv2d,
+    CompositeDense,
+    Graph,
+    MaxPool2d,
+    ScoreAffine,
+    SparseConv2d,
+    SparseDense,
+    mvu_matrix,
+)
 
 __all__ = [
     "DEVICES",
@@ -79,6 +96,9 @@ class LayerShape:
     input_bits: int  # 1 for bipolar input
     acc_bits: int
     buffer_inputs: int  # inputs held by the sliding window (conv) or the vector buffer (dense)
+    scheme: str = "binary"  # "binary" | "sparse" | "composite"
+    planes: int = 1  # composite: K weight planes, each a parallel XNOR-popcount lane
+    density: float = 1.0  # sparse: fraction of non-zero weights
 
 
 @dataclass(frozen=True)
@@ -130,18 +150,23 @@ def mvu_layers(graph: Graph) -> list[LayerShape]:
     """The graph's binary layers in execution order, as the cost model sees them."""
     out = []
     for node in graph.nodes:
-        if not isinstance(node, BinaryDense | BinaryConv2d):
+        if not isinstance(node, MVU_KINDS):
             continue
         t_in, t_out = graph.types[node.input], graph.types[node.name]
-        mh, mw = node.weight.shape[0], node.weight[0].size
+        planes = mvu_matrix(node)
+        k, mh, mw = planes.shape
         bits = 1 if t_in.bipolar else t_in.bits
-        if isinstance(node, BinaryConv2d):
+        conv = isinstance(node, CONV_KINDS)
+        if conv:
             pixels = t_out.shape[0] * t_out.shape[1]
             buffer = node.kernel * (t_in.shape[1] + 2 * node.pad) * t_in.shape[2]
         else:
             pixels, buffer = 1, mw
-        out.append(LayerShape(node.name, isinstance(node, BinaryConv2d), mh, mw, pixels, bits,
-                              t_out.bits, buffer))
+        scheme = "sparse" if isinstance(node, SparseDense | SparseConv2d) else \
+            "composite" if isinstance(node, CompositeDense | CompositeConv2d) else "binary"
+        density = float(planes.mean()) if scheme == "sparse" else 1.0
+        out.append(LayerShape(node.name, conv, mh, mw, pixels, bits, t_out.bits, buffer,
+                              scheme, k, density))
     return out
 
 
@@ -166,22 +191,32 @@ def _buffer(bits: int, model: ResourceModel) -> tuple[int, int]:
 def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel) -> LayerCost:
     """Cycles and resources of ``layer`` at ``(pe, simd)``; legality is checked elsewhere."""
     nf, sf = math.ceil(layer.mh / pe), math.ceil(layer.mw / simd)
+    constant = nf * sf == 1
+    terms = simd
+    if layer.scheme == "sparse" and constant:  # constant zeros of the mask are pruned
+        terms = max(1, math.ceil(layer.density * simd))
     if layer.input_bits == 1:
-        xnor = 0 if nf * sf == 1 else simd
-        compute = xnor + adder_tree_luts(simd, 1)
+        xnor = 0 if constant else simd  # sparse: mask AND xnor(polarity) is one LUT a term
+        compute = xnor + adder_tree_luts(terms, 1)
     else:
-        compute = simd * layer.input_bits + adder_tree_luts(simd, layer.input_bits + 1)
+        compute = terms * layer.input_bits + adder_tree_luts(terms, layer.input_bits + 1)
+    compute *= layer.planes  # composite: K parallel XNOR-popcount lanes ...
+    if layer.planes > 1:  # ... combined by constant shift-and-add (about one adder a plane)
+        compute += layer.planes * layer.acc_bits
+    if layer.scheme == "sparse" and nf > 1:  # the polarity ROM, one bit per neuron and fold
+        compute += math.ceil(nf / model.lut_rom_depth)
     acc = layer.acc_bits if sf > 1 else 0
     thr_rom = layer.acc_bits * math.ceil(nf / model.lut_rom_depth) if nf > 1 else 0
     per_pe = compute + acc + layer.acc_bits + thr_rom
-    kind, mem_luts, brams = _memory(pe * simd, nf * sf, model)
+    kind, mem_luts, brams = _memory(pe * simd * layer.planes, nf * sf, model)
     buffer_bits = layer.buffer_inputs * layer.input_bits if (layer.conv or nf > 1) else 0
     buf_luts, buf_brams = _buffer(buffer_bits, model)
     return LayerCost(
         name=layer.name, pe=pe, simd=simd, mh=layer.mh, mw=layer.mw, nf=nf, sf=sf,
         pixels=layer.pixels, cycles=nf * sf * layer.pixels,
         luts=pe * per_pe + mem_luts + buf_luts, ffs=pe * (acc + 1),
-        brams=brams + buf_brams, weight_bits=layer.mh * layer.mw, weight_memory=kind,
+        brams=brams + buf_brams, weight_bits=layer.planes * layer.mh * layer.mw,
+        weight_memory=kind,
         acc_bits=layer.acc_bits, buffer_bits=buffer_bits)
 
 

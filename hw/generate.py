@@ -94,11 +94,13 @@ def _memories(plan: Plan) -> dict[str, MemoryContext]:
             continue
         p = stage.params
         pe, simd = p["pe"], p["simd"]
-        nf, sf = p["weights"].shape[0] // pe, p["weights"].shape[1] // simd
+        nf, sf = p["weights"].shape[-2] // pe, p["weights"].shape[-1] // simd
+        planes = p["weights"].shape[0] if p["weights"].ndim == 3 else 1
         words = weight_words(p["weights"], pe, simd)
+        what = "mask" if p.get("polarity") is not None else "weights"
         mems[f"{stage.name}_weights.mem"] = _memory(
-            f"{stage.node} weights: bit p*{simd}+s of address nf*{sf}+sf is neuron nf*{pe}+p, "
-            f"input sf*{simd}+s", pe * simd, words)
+            f"{stage.node} {what}: bit k*{pe * simd}+p*{simd}+s of address nf*{sf}+sf is plane k "
+            f"(of {planes}), neuron nf*{pe}+p, input sf*{simd}+s", planes * pe * simd, words)
         if p["thresholds"] is not None:
             width, twords = threshold_words(p["thresholds"], pe, p["acc_bits"])
             mems[f"{stage.name}_thresholds.mem"] = _memory(
@@ -162,7 +164,7 @@ def _weight_kind(stage) -> str:
     from .mvu import weight_memory_kind
 
     p = stage.params
-    depth = (p["weights"].shape[0] // p["pe"]) * (p["weights"].shape[1] // p["simd"])
+    depth = (p["weights"].shape[-2] // p["pe"]) * (p["weights"].shape[-1] // p["simd"])
     return weight_memory_kind(depth)
 
 

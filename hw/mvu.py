@@ -28,7 +28,8 @@ from amaranth.lib.wiring import In, Out
 
 from .streams import check_positive
 
-__all__ = ["MVU", "FirstLayerMVU", "threshold_words", "weight_memory_kind", "weight_words"]
+__all__ = ["MVU", "FirstLayerMVU", "accumulator_range", "threshold_words", "weight_memory_kind",
+           "weight_words"]
 
 LUTROM_MAX_DEPTH = 64  # the cost model's ResourceModel.lutrom_max_depth
 
@@ -41,12 +42,40 @@ def weight_memory_kind(depth: int, lutrom_max_depth: int = LUTROM_MAX_DEPTH) -> 
 
 
 def weight_words(weights: np.ndarray, pe: int, simd: int) -> list[int]:
-    """Weight memory words of ``(mh, mw)`` bits: address ``nf*SF + sf``, bit ``p*simd + s``."""
+    """Weight memory words of ``(mh, mw)`` bits: address ``nf*SF + sf``, bit ``p*simd + s``.
+
+    ``(K, mh, mw)`` planes (a composite layer) share each word: plane ``k`` holds
+    bits ``k*pe*simd ..``.
+    """
+    weights = np.asarray(weights)
+    if weights.ndim == 3:
+        width = pe * simd
+        per_plane = [weight_words(plane, pe, simd) for plane in weights]
+        return [sum(w << (k * width) for k, w in enumerate(words))
+                for words in zip(*per_plane, strict=True)]
     mh, mw = weights.shape
     nf, sf = mh // pe, mw // simd
-    w = np.asarray(weights).reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3)
+    w = weights.reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3)
     return [int(sum(int(b) << i for i, b in enumerate(word)))
             for word in w.reshape(nf * sf, pe * simd)]
+
+
+def accumulator_range(weights: np.ndarray, input_bits: int, bipolar: bool,
+                      polarity: np.ndarray | None = None,
+                      plane_scale: np.ndarray | None = None) -> tuple[int, int]:
+    """The exact range of an MVU's accumulators (as ``compiler.verify.channel_ranges``)."""
+    top = 1 if bipolar else (1 << input_bits) - 1
+    weights = np.asarray(weights)
+    if polarity is not None:
+        nnz = weights.sum(axis=1) * top
+        if bipolar:
+            return 0, int(nnz.max())
+        pos = nnz[np.asarray(polarity) == 1]
+        neg = nnz[np.asarray(polarity) == 0]
+        return -int(neg.max(initial=0)), int(pos.max(initial=0))
+    scale = 1 if plane_scale is None else int(np.sum(plane_scale))
+    bound = weights.shape[-1] * top * scale
+    return (0, bound) if bipolar else (-bound, bound)
 
 
 def threshold_words(thresholds: np.ndarray, pe: int, acc_width: int) -> tuple[int, list[int]]:
@@ -86,17 +115,40 @@ class MVU(wiring.Component):
         for unsigned integers.
     levels_per_stage : int
         Adder-tree levels between pipeline registers.
+    polarity : ndarray of 0/1, shape ``(mh,)``, optional
+        A sparse layer (``compiler.ir.SparseDense``): ``weights`` is the mask and
+        each neuron counts the masked inputs equal to its polarity (multi-bit:
+        adds them, negated where the polarity is 0). Masked-out inputs are no
+        terms at all where the weights are constants (``NF * SF == 1``).
+    plane_scale : sequence of int, optional
+        A composite layer (``compiler.ir.CompositeDense``): ``weights`` is
+        ``(K, mh, mw)``; the ``K`` planes run as parallel lanes sharing each
+        weight word, and their adder trees' sums are combined by constant
+        shift-and-add, ``sum_k plane_scale[k] * sum_k``, before the accumulator.
     """
 
     def __init__(self, weights: np.ndarray, pe: int, simd: int, acc_shape: Shape, *,
                  thresholds: np.ndarray | None = None, input_bits: int = 1, bipolar: bool = True,
-                 levels_per_stage: int = 3) -> None:
+                 levels_per_stage: int = 3, polarity: np.ndarray | None = None,
+                 plane_scale: np.ndarray | None = None) -> None:
         weights = np.asarray(weights)
-        if weights.ndim != 2 or weights.size == 0 or not np.isin(weights, (0, 1)).all():
-            raise ValueError(f"weights must be a non-empty 2-D array of bits, not shape "
+        ndim = 3 if plane_scale is not None else 2
+        if weights.ndim != ndim or weights.size == 0 or not np.isin(weights, (0, 1)).all():
+            raise ValueError(f"weights must be a non-empty {ndim}-D array of bits, not shape "
                              f"{weights.shape}")
+        if polarity is not None and plane_scale is not None:
+            raise ValueError("a layer is sparse (polarity) or composite (plane_scale), not both")
         check_positive(pe=pe, simd=simd, input_bits=input_bits, levels_per_stage=levels_per_stage)
-        mh, mw = weights.shape
+        mh, mw = weights.shape[-2:]
+        if polarity is not None:
+            polarity = np.asarray(polarity).astype(np.uint8)
+            if polarity.shape != (mh,):
+                raise ValueError(f"polarity must have shape ({mh},), not {polarity.shape}")
+        if plane_scale is not None:
+            plane_scale = [int(m) for m in plane_scale]
+            if len(plane_scale) != weights.shape[0] or min(plane_scale) < 1:
+                raise ValueError(f"plane_scale must be {weights.shape[0]} positive integers, "
+                                 f"not {plane_scale!r}")
         if mh % pe:
             raise ValueError(f"pe must divide the output count {mh}, not {pe!r}")
         if mw % simd:
@@ -104,8 +156,7 @@ class MVU(wiring.Component):
         acc_shape = Shape.cast(acc_shape)
         if bipolar and input_bits != 1:
             raise ValueError(f"bipolar input has input_bits=1, not {input_bits!r}")
-        lo, hi = (0, mw) if bipolar else (-mw * ((1 << input_bits) - 1),
-                                                   mw * ((1 << input_bits) - 1))
+        lo, hi = accumulator_range(weights, input_bits, bipolar, polarity, plane_scale)
         a_lo = -(1 << (acc_shape.width - 1)) if acc_shape.signed else 0
         a_hi = (1 << (acc_shape.width - (1 if acc_shape.signed else 0))) - 1
         if lo < a_lo or hi > a_hi:
@@ -115,6 +166,8 @@ class MVU(wiring.Component):
             if thresholds.shape != (mh,):
                 raise ValueError(f"thresholds must have shape ({mh},), not {thresholds.shape}")
         self.weights, self.thresholds = weights.astype(np.uint8), thresholds
+        self.polarity, self.plane_scale = polarity, plane_scale
+        self.planes = 1 if plane_scale is None else len(plane_scale)
         self.mh, self.mw, self.pe, self.simd = mh, mw, pe, simd
         self.nf, self.sf = mh // pe, mw // simd
         self.input_bits, self.bipolar, self.acc_shape = input_bits, bipolar, acc_shape
@@ -134,7 +187,7 @@ class MVU(wiring.Component):
 
     def _weights(self, m: Module, addr: Value, en: Value) -> Value:
         words = self.weight_words()
-        width = self.pe * self.simd
+        width = self.pe * self.simd * self.planes
         if self.weight_memory == "constant":
             return Const(words[0], width)
         m.submodules.weights = mem = memory.Memory(shape=unsigned(width), depth=len(words),
@@ -160,18 +213,66 @@ class MVU(wiring.Component):
 
     # ---------------------------------------------------------------- datapath
 
-    def _terms(self, x: Value, w: Value, p: int) -> list[Value]:
-        """The ``simd`` terms of neuron lane ``p``."""
+    def _terms(self, x: Value, w: Value, p: int, pol: Value | None = None) -> list[Value]:
+        """The ``simd`` terms of neuron lane ``p`` (of a plane's word ``w``)."""
         wp = w.word_select(p, self.simd)
+        b = self.input_bits
+        xs = [x[s] if self.bipolar else x[s * b:(s + 1) * b] for s in range(self.simd)]
+        if pol is not None:  # sparse: masked inputs equal to the polarity / +-x
+            keep = range(self.simd)
+            if self.weight_memory == "constant":  # constant mask: zeros are no terms at all
+                keep = [s for s in keep if (self.weight_words()[0] >> (p * self.simd + s)) & 1]
+            if not keep:
+                return [Const(0, 1)]
+            if self.bipolar:
+                return [wp[s] & ~(xs[s] ^ pol) for s in keep]
+            return [Mux(wp[s], Mux(pol, xs[s], -xs[s]), 0) for s in keep]
         if self.bipolar:
             xnor = ~(x ^ wp)
             return [xnor[s] for s in range(self.simd)]
-        b = self.input_bits
-        return [Mux(wp[s], x[s * b:(s + 1) * b], -x[s * b:(s + 1) * b]) for s in range(self.simd)]
+        return [Mux(wp[s], xs[s], -xs[s]) for s in range(self.simd)]
+
+    def _polarity(self, m: Module, nf: Value) -> list[Value]:
+        """Each lane's polarity bit for fold ``nf`` (constants when ``NF == 1``)."""
+        rows = self.polarity.reshape(self.nf, self.pe)
+        if self.nf == 1:
+            return [Const(int(v), 1) for v in rows[0]]
+        words = [int(sum(int(v) << p for p, v in enumerate(row))) for row in rows]
+        m.submodules.polarity = mem = memory.Memory(shape=unsigned(self.pe), depth=self.nf,
+                                                    init=words)
+        rd = mem.read_port(domain="comb")
+        m.d.comb += rd.addr.eq(nf)
+        return [rd.data[p] for p in range(self.pe)]
+
+    def _lanes(self, m: Module, x: Value, w: Value, nf: Value) -> list[list[Value]]:
+        """The terms of every adder tree: ``pe`` lanes per plane, plane-major."""
+        width = self.pe * self.simd
+        pols = self._polarity(m, nf) if self.polarity is not None else [None] * self.pe
+        return [self._terms(x, w[k * width:(k + 1) * width], p, pols[p])
+                for k in range(self.planes) for p in range(self.pe)]
+
+    def _combine(self, sums: list[Value]) -> list[Value]:
+        """Composite planes: ``sum_k plane_scale[k] * plane k's sum`` per lane (constant multiplies)."""
+        if self.plane_scale is None:
+            return sums
+        out = []
+        for p in range(self.pe):
+            total = None
+            for k, scale in enumerate(self.plane_scale):
+                term = sums[k * self.pe + p] * scale
+                total = term if total is None else total + term
+            out.append(total)
+        return out
 
     def _tree(self, m: Module, lanes: list[list[Value]], ctl: Value, en: Value
               ) -> tuple[list[Value], Value]:
-        """Pairwise adder trees over every lane, registered every ``levels_per_stage`` levels."""
+        """Pairwise adder trees over every lane, registered every ``levels_per_stage`` levels.
+
+        Lanes with fewer terms (pruned sparse ones) are padded with constant zeros, so
+        every lane has the same pipeline depth; synthesis removes the additions of zero.
+        """
+        longest = max(len(t) for t in lanes)
+        lanes = [t + [Const(0, 1)] * (longest - len(t)) for t in lanes]
         level = 0
         while len(lanes[0]) > 1:
             lanes = [[t[i] + t[i + 1] if i + 1 < len(t) else t[i] for i in range(0, len(t), 2)]
@@ -221,7 +322,8 @@ class MVU(wiring.Component):
             x = x_in
 
         # adder trees, then accumulate over SF words
-        sums, ctl = self._tree(m, [self._terms(x, w, p) for p in range(self.pe)], ctl1, en)
+        sums, ctl = self._tree(m, self._lanes(m, x, w, ctl1[3:]), ctl1, en)
+        sums = self._combine(sums)
         valid, first, last, nfi = ctl[0], ctl[1], ctl[2], ctl[3:]
         accs, totals = [], []
         for p, s in enumerate(sums):

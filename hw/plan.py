@@ -6,6 +6,10 @@ it and ``manifest.json`` describes it. Supported graphs are chains::
     Input -> [ (BinaryConv2d | BinaryDense) -> Threshold -> MaxPool2d? ]*
           -> BinaryDense -> ScoreAffine -> ArgMax
 
+where every binary layer may also be sparse or composite (``SparseDense``,
+``CompositeConv2d``, ...), and a dense layer may feed its popcounts straight
+into another dense layer (a low-rank pair).
+
 A convolution becomes a sliding-window unit plus an MVU; every edge between
 stages gets a width converter (when the word sizes differ) and a FIFO. A FIFO
 in front of an MVU holds one whole input vector, so a producer never waits
@@ -23,14 +27,20 @@ import numpy as np
 from bitfold.compiler.folding import Folding
 from bitfold.compiler.golden import pad_bit
 from bitfold.compiler.ir import (
+    CONV_KINDS,
+    DENSE_KINDS,
+    MVU_KINDS,
     ArgMax,
-    BinaryConv2d,
-    BinaryDense,
+    CompositeConv2d,
+    CompositeDense,
     Graph,
     Input,
     MaxPool2d,
     ScoreAffine,
+    SparseConv2d,
+    SparseDense,
     Threshold,
+    mvu_matrix,
 )
 
 from .names import class_bits, sanitize
@@ -140,7 +150,7 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 3) -> Plan:
 
     cur = node
     while True:
-        nxt = _next(graph, cur, (BinaryDense, BinaryConv2d, MaxPool2d))
+        nxt = _next(graph, cur, (*MVU_KINDS, MaxPool2d))
         t = graph.types[nxt.input]
         bits = 1 if t.bipolar else t.bits
         if isinstance(nxt, MaxPool2d):
@@ -152,29 +162,42 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 3) -> Plan:
             continue
         cost = fold[nxt.name]
         pe, simd = cost.pe, cost.simd
-        weights = nxt.weight.reshape(len(nxt.weight), -1)
-        if isinstance(nxt, BinaryConv2d):
+        weights = mvu_matrix(nxt)  # (planes, mh, mw)
+        if isinstance(nxt, CONV_KINDS):
             h, w, c = t.shape
             lanes = _mvu_simd_lanes(nxt.kernel, c, simd)
             add("swu", nxt.name, in_elems=c, in_bits=bits, out_elems=lanes * nxt.kernel * c,
                 out_bits=bits, fifo_depth=fifo_min,
                 params=dict(h=h, w=w, c=c, elem_bits=bits, kernel=nxt.kernel, stride=nxt.stride,
                             pad=nxt.pad, pad_value=int(pad_bit(nxt, t)), lanes=lanes))
-            weights = weights[:, window_order(nxt.kernel, c)]
-        after = _next(graph, nxt, (Threshold, ScoreAffine))
+            weights = weights[..., window_order(nxt.kernel, c)]
+        after = _next(graph, nxt, (Threshold, ScoreAffine, *DENSE_KINDS))
         t_acc = graph.types[nxt.name]
-        params = dict(weights=weights, pe=pe, simd=simd, acc_bits=t_acc.bits,
+        params = dict(weights=weights[0], pe=pe, simd=simd, acc_bits=t_acc.bits,
                       acc_signed=t_acc.signed, input_bits=bits, bipolar=t.bipolar,
                       thresholds=None)
+        if isinstance(nxt, SparseDense | SparseConv2d):
+            params["polarity"] = np.asarray(nxt.polarity)
+        elif isinstance(nxt, CompositeDense | CompositeConv2d):
+            params.update(weights=weights, plane_scale=[int(v) for v in nxt.plane_scale])
         depth = max(fifo_min, cost.sf + 2)
+        if isinstance(after, DENSE_KINDS):  # a low-rank pair: integers into the next layer
+            if isinstance(nxt, CONV_KINDS) or t_acc.signed:
+                raise HardwareError(f"graph {graph.name!r}: {nxt.kind} {nxt.name!r} may feed "
+                                    "a dense layer directly only as a dense layer with "
+                                    "unsigned (popcount) outputs")
+            add("mvu", nxt.name, in_elems=simd, in_bits=bits, out_elems=pe, out_bits=t_acc.bits,
+                params=params, fifo_depth=depth)
+            cur = nxt
+            continue
         if isinstance(after, Threshold):
             params["thresholds"] = np.asarray(after.thresholds)
             add("mvu", nxt.name, in_elems=simd, in_bits=bits, out_elems=pe, out_bits=1,
                 params=params, fifo_depth=depth)
             cur = after
             continue
-        if isinstance(nxt, BinaryConv2d):
-            raise HardwareError(f"graph {graph.name!r}: the scores must come from a BinaryDense, "
+        if isinstance(nxt, CONV_KINDS):
+            raise HardwareError(f"graph {graph.name!r}: the scores must come from a dense layer, "
                                 f"not the convolution {nxt.name!r}")
         add("mvu", nxt.name, in_elems=simd, in_bits=bits, out_elems=pe, out_bits=t_acc.bits,
             params=params, fifo_depth=depth)

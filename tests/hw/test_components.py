@@ -13,8 +13,16 @@ import pytest
 from amaranth.hdl import signed, unsigned
 
 from bitfold.compiler import golden
-from bitfold.compiler.ir import BinaryConv2d, BinaryDense, MaxPool2d, ScoreAffine, TensorType
-from bitfold.hw.mvu import MVU, FirstLayerMVU
+from bitfold.compiler.ir import (
+    BinaryConv2d,
+    BinaryDense,
+    CompositeDense,
+    MaxPool2d,
+    ScoreAffine,
+    SparseDense,
+    TensorType,
+)
+from bitfold.hw.mvu import MVU, FirstLayerMVU, accumulator_range
 from bitfold.hw.pool import MaxPool
 from bitfold.hw.score import ScoreArgMax
 from bitfold.hw.simulate import pack, run_stream, unpack
@@ -176,3 +184,43 @@ def test_fifo_passes_every_beat(depth) -> None:
 def test_constructors_refuse_bad_arguments(make, match) -> None:
     with pytest.raises(ValueError, match=match):
         make()
+
+
+@pytest.mark.parametrize("stall", STALLS)
+@pytest.mark.parametrize("scheme", ["sparse", "composite"])
+@pytest.mark.parametrize("mh,mw,pe,simd,bits,thr", [
+    (8, 12, 2, 3, 1, True), (6, 10, 6, 10, 1, False), (6, 10, 6, 10, 1, True),
+    (4, 9, 1, 1, 5, True), (4, 9, 2, 9, 3, False), (3, 20, 3, 4, 8, True),
+])
+def test_sparse_and_composite_mvus_match_golden(scheme, mh, mw, pe, simd, bits, thr,
+                                                stall) -> None:
+    rng = np.random.default_rng(mh * 1000 + mw * 10 + simd + len(scheme))
+    n = 5
+    bipolar = bits == 1
+    if scheme == "sparse":
+        mask = (rng.random((mh, mw)) < 0.4).astype(np.uint8)
+        polarity = rng.integers(0, 2, mh)
+        node = SparseDense("fc", "x", mask, polarity)
+        kw = dict(polarity=polarity)
+        weights = mask
+    else:
+        weights = rng.integers(0, 2, (3, mh, mw))
+        plane_scale = [256, 77, 5]
+        node = CompositeDense("fc", "x", weights, plane_scale)
+        kw = dict(plane_scale=plane_scale)
+    t_in = TensorType((mw,), 1, True) if bipolar else TensorType((mw,), bits, False)
+    x = rng.integers(0, 2 if bipolar else 1 << bits, (n, mw))
+    acc = golden.binary_dense(node, x, t_in)
+    lo, hi = accumulator_range(weights, bits, bipolar, **kw)
+    shape = unsigned(hi.bit_length()) if lo >= 0 else \
+        signed(max(hi.bit_length(), (-lo - 1).bit_length()) + 1)
+    thresholds = rng.integers(acc.min(), acc.max() + 2, mh) if thr else None
+    dut = MVU(weights, pe, simd, shape, thresholds=thresholds, input_bits=bits,
+              bipolar=bipolar, **kw)
+    run = run_stream(dut, _words(x, simd, bits), n * mh // pe, p_idle=stall[0],
+                     p_stall=stall[1], seed=7)
+    if thr:
+        want, got = (acc >= thresholds).astype(int), _elems(run.outputs, pe, 1)
+    else:
+        want, got = acc, _elems(run.outputs, pe, shape.width, shape.signed)
+    assert got == want.ravel().tolist()

@@ -24,7 +24,7 @@ from bitfold.hw.generate import generate
 from bitfold.hw.plan import HardwareError, build_plan
 from bitfold.hw.simulate import simulate_network
 
-from ..compiler.randgraphs import lowered_graphs, random_inputs
+from ..compiler.randgraphs import SCHEMES, lowered_graphs, random_inputs
 from .helpers import folded, random_folding, small_cnn
 
 
@@ -45,6 +45,17 @@ def check_network(graph: Graph, folding, x: np.ndarray, **stalls) -> object:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(lowered_graphs(max_layers=2), st.integers(0, 2**16))
 def test_random_networks_are_bit_exact_under_stalls(graph, seed) -> None:
+    graph = folded(graph)
+    rng = np.random.default_rng(seed)
+    folding = random_folding(graph, rng)
+    x = random_inputs(graph, 5, seed)
+    check_network(graph, folding, x, p_idle=0.3, p_stall=0.3, seed=seed)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(lowered_graphs(max_layers=2, schemes=SCHEMES), st.integers(0, 2**16))
+def test_random_sparse_composite_low_rank_networks_are_bit_exact(graph, seed) -> None:
     graph = folded(graph)
     rng = np.random.default_rng(seed)
     folding = random_folding(graph, rng)
