@@ -74,8 +74,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     write_json(build / "compile.json", {
         "schema": 1, **provenance, "score_bits": args.score_bits,
         "passes": ["fold_signs_into_thresholds", "fold_scores_into_integers"]})
-    layers = [n for n in graph.nodes if n.kind in ("BinaryDense", "BinaryConv2d")]
-    bits = sum(n.weight.size for n in layers)
+    from bitfold.compiler.ir import MVU_KINDS, mvu_matrix
+
+    layers = [n for n in graph.nodes if isinstance(n, MVU_KINDS)]
+    bits = sum(mvu_matrix(n).size for n in layers)
     print(f"{build}: {graph.name}, {len(layers)} binary layers, {bits} weight bits "
           f"(graph.json, tensors.npz, compile.json)")
     return 0
