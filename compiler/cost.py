@@ -22,10 +22,28 @@ calibrate them:
 * Weights: ``MH * MW`` bits as a ``PE * SIMD``-wide, ``NF * SF``-deep memory:
   constants when the depth is 1, LUT ROM up to ``lutrom_max_depth`` (a LUT4 is
   a 16x1 ROM), block RAM beyond (the best of the block's aspect ratios).
-* Sparse layers (a mask and a polarity per neuron): where the weights are
-  constants the mask's zeros are no terms, so the adder tree shrinks with the
-  density; otherwise as binary, the mask in place of the weights, plus a
-  polarity ROM. Composite layers: ``K`` times the XNOR-popcount lanes, ``K``
+* Sparse layers (a mask and a polarity per neuron) have two layouts, chosen per
+  layer by the folding (``LayerCost.layout``):
+
+  - ``"mask"``: as binary, the mask in place of the weights (``MH * MW`` bits),
+    plus a polarity ROM; where the weights are constants the mask's zeros are
+    no terms, so the adder tree shrinks with the density. ``SIMD`` divides ``MW``.
+  - ``"index"``: per row only the positions of its ``nnz`` kept inputs
+    (``K`` = the largest row's ``nnz``; ``ceil(log2 MW)`` bits each, one more
+    for a valid bit when some row has fewer), ``MH * K`` slots as a ``PE * SIMD``-slot,
+    ``NF * K / SIMD``-deep memory. The unit buffers the input vector twice in
+    registers (``2 * MW * bits`` flip-flops) and each term gathers its input
+    through a ``2 MW``-to-1 multiplexer (``MW * bits`` LUTs; a 4:1 mux is
+    two LUT4s), so it skips zeros: ``NF * K / SIMD`` cycles per vector.
+    ``SIMD`` divides ``K``.
+
+  The information in a row with density ``d`` is ``MW * H(d)`` bits (``H``
+  the binary entropy), so at 50% sparsity the mask is already the smallest
+  form; positions are smaller than the mask only below a density of
+  ``1 / ceil(log2 MW)`` (above 87.5% sparsity for ``MW = 256``), and the
+  gather multiplexers make the index layout cheaper in LUTs than the mask at
+  equal cycles only at still higher sparsity. The folding prices both and
+  takes the cheaper. Composite layers: ``K`` times the XNOR-popcount lanes, ``K``
   constant shift-and-add combiners, ``K`` times the weight bits (one
   ``K * PE * SIMD``-wide memory).
 * Buffers: a dense MVU with ``NF > 1`` re-reads its input vector (``MW`` inputs);
@@ -58,7 +76,9 @@ __all__ = [
     "ResourceModel",
     "StageCost",
     "adder_tree_luts",
+    "index_bits",
     "layer_cost",
+    "mux_luts",
     "mvu_layers",
     "other_stages",
 ]
@@ -99,6 +119,8 @@ class LayerShape:
     scheme: str = "binary"  # "binary" | "sparse" | "composite"
     planes: int = 1  # composite: K weight planes, each a parallel XNOR-popcount lane
     density: float = 1.0  # sparse: fraction of non-zero weights
+    nnz: int = 0  # sparse: the most non-zero weights in a row (K); 0 otherwise
+    ragged: bool = False  # sparse: some row has fewer than ``nnz`` non-zeros (padded slots)
 
 
 @dataclass(frozen=True)
@@ -121,6 +143,7 @@ class LayerCost:
     weight_memory: str  # "constant" | "lutrom" | "bram"
     acc_bits: int
     buffer_bits: int
+    layout: str = "dense"  # "dense" (binary, composite) | "mask" | "index" (sparse)
 
 
 @dataclass(frozen=True)
@@ -146,6 +169,31 @@ def adder_tree_luts(n: int, width: int) -> int:
     return luts
 
 
+def mux_luts(n: int, width: int = 1) -> int:
+    """LUT4s of an ``n``-to-1 multiplexer of ``width`` bits (a 4:1 mux is two LUT4s and a PFUMX)."""
+    return width * math.ceil(n / 2) if n > 1 else 0
+
+
+def index_bits(mw: int) -> int:
+    """Bits of an input position ``0 .. mw - 1`` in the index layout of a sparse layer."""
+    return max(1, (mw - 1).bit_length())
+
+
+def index_slot_bits(layer: LayerShape, simd: int) -> int:
+    """Bits of one slot of the index layout: a position, plus a valid bit when slots are padded."""
+    return index_bits(layer.mw) + (1 if layer.ragged else 0)
+
+
+def layouts(layer: LayerShape) -> tuple[str, ...]:
+    """The weight layouts a layer can be built with."""
+    return ("mask", "index") if layer.scheme == "sparse" else ("dense",)
+
+
+def columns(layer: LayerShape, layout: str) -> int:
+    """What ``SIMD`` folds: the inputs per row (``MW``), or the kept ones (``K``) when indexed."""
+    return layer.nnz if layout == "index" else layer.mw
+
+
 def mvu_layers(graph: Graph) -> list[LayerShape]:
     """The graph's binary layers in execution order, as the cost model sees them."""
     out = []
@@ -164,9 +212,13 @@ def mvu_layers(graph: Graph) -> list[LayerShape]:
             pixels, buffer = 1, mw
         scheme = "sparse" if isinstance(node, SparseDense | SparseConv2d) else \
             "composite" if isinstance(node, CompositeDense | CompositeConv2d) else "binary"
-        density = float(planes.mean()) if scheme == "sparse" else 1.0
+        density, nnz, ragged = 1.0, 0, False
+        if scheme == "sparse":
+            rows = planes[0].sum(axis=1)
+            density, nnz = float(planes.mean()), max(1, int(rows.max()))
+            ragged = bool(rows.min() < nnz)
         out.append(LayerShape(node.name, conv, mh, mw, pixels, bits, t_out.bits, buffer,
-                              scheme, k, density))
+                              scheme, k, density, nnz, ragged))
     return out
 
 
@@ -188,8 +240,18 @@ def _buffer(bits: int, model: ResourceModel) -> tuple[int, int]:
     return 0, math.ceil(bits / model.bram_bits)
 
 
-def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel) -> LayerCost:
-    """Cycles and resources of ``layer`` at ``(pe, simd)``; legality is checked elsewhere."""
+def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
+               layout: str | None = None) -> LayerCost:
+    """Cycles and resources of ``layer`` at ``(pe, simd)``; legality is checked elsewhere.
+
+    ``layout`` is a sparse layer's weight layout, ``"mask"`` (the default) or ``"index"``.
+    """
+    if layout is None:
+        layout = layouts(layer)[0]
+    if layout not in layouts(layer):
+        raise ValueError(f"layer {layer.name!r} ({layer.scheme}) has no layout {layout!r}")
+    if layout == "index":
+        return _index_cost(layer, pe, simd, model)
     nf, sf = math.ceil(layer.mh / pe), math.ceil(layer.mw / simd)
     constant = nf * sf == 1
     terms = simd
@@ -217,7 +279,34 @@ def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel) -> L
         luts=pe * per_pe + mem_luts + buf_luts, ffs=pe * (acc + 1),
         brams=brams + buf_brams, weight_bits=layer.planes * layer.mh * layer.mw,
         weight_memory=kind,
-        acc_bits=layer.acc_bits, buffer_bits=buffer_bits)
+        acc_bits=layer.acc_bits, buffer_bits=buffer_bits, layout=layout)
+
+
+def _index_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel) -> LayerCost:
+    """The index layout of a sparse layer (see the module docstring)."""
+    nf, sf = math.ceil(layer.mh / pe), math.ceil(layer.nnz / simd)
+    constant = nf * sf == 1
+    slot = index_slot_bits(layer, simd)
+    bits = layer.input_bits
+    # each term gathers one input of the two banks (constant positions: just the bank select)
+    gather = mux_luts(2 if constant else 2 * layer.mw, bits)
+    term = 1 if bits == 1 else bits  # valid & xnor(x, polarity) / conditional negation
+    compute = simd * (gather + term) + adder_tree_luts(simd, 1 if bits == 1 else bits + 1)
+    if nf > 1:
+        compute += math.ceil(nf / model.lut_rom_depth)  # the polarity ROM
+    acc = layer.acc_bits if sf > 1 else 0
+    thr_rom = layer.acc_bits * math.ceil(nf / model.lut_rom_depth) if nf > 1 else 0
+    per_pe = compute + acc + layer.acc_bits + thr_rom
+    kind, mem_luts, brams = _memory(pe * simd * slot, nf * sf, model)
+    vector_bits = 2 * layer.mw * bits  # the double-buffered input vector, in flip-flops
+    window_bits = layer.buffer_inputs * bits if layer.conv else 0
+    buf_luts, buf_brams = _buffer(window_bits, model)
+    return LayerCost(
+        name=layer.name, pe=pe, simd=simd, mh=layer.mh, mw=layer.mw, nf=nf, sf=sf,
+        pixels=layer.pixels, cycles=nf * sf * layer.pixels,
+        luts=pe * per_pe + mem_luts + buf_luts, ffs=pe * (acc + 1) + vector_bits,
+        brams=brams + buf_brams, weight_bits=layer.mh * layer.nnz * slot, weight_memory=kind,
+        acc_bits=layer.acc_bits, buffer_bits=window_bits + vector_bits, layout="index")
 
 
 def other_stages(graph: Graph, model: ResourceModel) -> list[StageCost]:

@@ -16,6 +16,12 @@ only the slowest one sets the frame rate), the cheapest legal ``(PE, SIMD)``
 ``BUILD/folding.json`` holds the choice with its cycles and estimates; a user
 may write one by hand (``{"schema": 1, "layers": [{"name", "pe", "simd"}]}``)
 and :func:`read_folding` checks it against the graph.
+
+A sparse layer has two weight layouts (``bitfold.compiler.cost``): ``"mask"``
+(``SIMD`` inputs per cycle, ``SIMD`` divides ``MW``) and ``"index"`` (``SIMD``
+kept inputs gathered per cycle, ``SIMD`` divides the most non-zeros in a row,
+``K``). A layer entry may name one (``"layout": "index"``; default ``"mask"``);
+the optimizers price both and take the cheaper.
 """
 
 from __future__ import annotations
@@ -34,7 +40,9 @@ from .cost import (
     LayerShape,
     ResourceModel,
     StageCost,
+    columns,
     layer_cost,
+    layouts,
     mvu_layers,
     other_stages,
 )
@@ -70,10 +78,18 @@ def _summary(values: list[int]) -> str:
         f"{', '.join(map(str, values[:8]))}, ..., {', '.join(map(str, values[-4:]))}"
 
 
-def check_layer(layer: LayerShape, pe: Any, simd: Any, allow_padding: bool) -> None:
+def check_layer(layer: LayerShape, pe: Any, simd: Any, allow_padding: bool,
+                layout: Any = None) -> None:
     """Raise :class:`FoldingError` naming the layer and legal values if ``(pe, simd)`` is not."""
+    if layout is None:
+        layout = layouts(layer)[0]
+    if layout not in layouts(layer):
+        raise FoldingError(f"layer {layer.name!r}: layout={layout!r} is illegal; a "
+                           f"{layer.scheme} layer has {' or '.join(map(repr, layouts(layer)))}")
+    inputs = ("kept inputs per output (non-zeros of the fullest row)" if layout == "index"
+              else "inputs per output")
     for what, value, n, role in (("pe", pe, layer.mh, "output channels"),
-                                 ("simd", simd, layer.mw, "inputs per output")):
+                                 ("simd", simd, columns(layer, layout), inputs)):
         ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= n and \
             (allow_padding or n % value == 0)
         if not ok:
@@ -160,10 +176,10 @@ def _check_clock(clock_mhz: float) -> None:
         raise FoldingError(f"clock_mhz must be a positive number, not {clock_mhz!r}")
 
 
-def evaluate_folding(graph: Graph, choice: dict[str, tuple[int, int]], clock_mhz: float = 100.0,
+def evaluate_folding(graph: Graph, choice: dict[str, tuple], clock_mhz: float = 100.0,
                      device: str = "ecp5", allow_padding: bool = False,
                      objective: dict[str, Any] | None = None) -> Folding:
-    """Check ``{layer: (pe, simd)}`` against ``graph`` and cost it."""
+    """Check ``{layer: (pe, simd)}`` (or ``(pe, simd, layout)``) against ``graph`` and cost it."""
     _check_clock(clock_mhz)
     model = _device(device)
     layers = mvu_layers(graph)
@@ -174,9 +190,10 @@ def evaluate_folding(graph: Graph, choice: dict[str, tuple[int, int]], clock_mhz
                            f"missing {missing}, unknown {unknown}")
     costs = {}
     for layer in layers:
-        pe, simd = choice[layer.name]
-        check_layer(layer, pe, simd, allow_padding)
-        costs[layer.name] = layer_cost(layer, pe, simd, model)
+        pe, simd, *rest = choice[layer.name]
+        layout = rest[0] if rest else None
+        check_layer(layer, pe, simd, allow_padding, layout)
+        costs[layer.name] = layer_cost(layer, pe, simd, model, layout)
     return Folding(graph.name, float(clock_mhz), model.name, allow_padding,
                    objective or {"kind": "manual"}, tuple(costs.values()),
                    tuple(other_stages(graph, model)), _fifos(graph, costs, model))
@@ -186,9 +203,10 @@ class _Options:
     """A layer's legal foldings sorted by cycles, with the cheapest one up to each cycle count."""
 
     def __init__(self, layer: LayerShape, model: ResourceModel, allow_padding: bool) -> None:
-        costs = [layer_cost(layer, pe, simd, model)
+        costs = [layer_cost(layer, pe, simd, model, layout)
+                 for layout in layouts(layer)
                  for pe in legal_values(layer.mh, allow_padding)
-                 for simd in legal_values(layer.mw, allow_padding)]
+                 for simd in legal_values(columns(layer, layout), allow_padding)]
         costs.sort(key=lambda c: c.cycles)
         self.cycles = [c.cycles for c in costs]
         self.best: list[LayerCost] = []
@@ -209,7 +227,7 @@ def _fold_at(graph, options, budget, **kw) -> Folding | None:
         c = opt.cheapest(budget)
         if c is None:
             return None
-        picks[name] = (c.pe, c.simd)
+        picks[name] = (c.pe, c.simd, c.layout)
     return evaluate_folding(graph, picks, **kw)
 
 
@@ -288,7 +306,7 @@ def trade_off(graph: Graph, clock_mhz: float = 100.0, device: str = "ecp5",
         folding = _fold_at(graph, options, budget, clock_mhz=clock_mhz, device=device,
                            allow_padding=allow_padding,
                            objective={"kind": "trade-off", "cycle_budget": budget})
-        key = tuple((c.pe, c.simd) for c in folding.layers) if folding else None
+        key = tuple((c.pe, c.simd, c.layout) for c in folding.layers) if folding else None
         if folding is not None and key not in seen:
             seen.add(key)
             out.append(folding)
@@ -303,8 +321,9 @@ def write_folding(build: str | Path, folding: Folding) -> Path:
 def read_folding(path: str | Path, graph: Graph) -> Folding:
     """Read a folding (written by bitfold or by hand) and check it against ``graph``.
 
-    Only ``layers[*].name/pe/simd`` and the optional ``clock_mhz``, ``device``,
-    ``allow_padding`` are read; cycles and estimates are recomputed.
+    Only ``layers[*].name/pe/simd`` (and a sparse layer's optional ``layout``) and the
+    optional ``clock_mhz``, ``device``, ``allow_padding`` are read; cycles and estimates
+    are recomputed.
     """
     path = Path(path)
     try:
@@ -315,7 +334,8 @@ def read_folding(path: str | Path, graph: Graph) -> Folding:
     if not isinstance(layers, list) or not all(
             isinstance(e, dict) and {"name", "pe", "simd"} <= set(e) for e in layers):
         raise FoldingError(f'{path}: "layers" must be a list of {{"name", "pe", "simd"}} objects')
-    choice = {e["name"]: (e["pe"], e["simd"]) for e in layers}
+    choice = {e["name"]: (e["pe"], e["simd"], e["layout"] if e.get("layout") not in (None, "dense")
+                          else None) for e in layers}
     try:
         return evaluate_folding(graph, choice, doc.get("clock_mhz", 100.0),
                                 doc.get("device", "ecp5"), bool(doc.get("allow_padding", False)))
@@ -329,7 +349,8 @@ def folding_table(folding: Folding) -> str:
             f"{'brams':>7}  weights"]
     for c in folding.layers:
         rows.append(f"{c.name:<14}{c.pe:>6}{c.simd:>6}{c.nf:>6}{c.sf:>6}{c.cycles:>10}{c.luts:>8}"
-                    f"{c.brams:>7}  {c.weight_bits} bits in {c.weight_memory}")
+                    f"{c.brams:>7}  {c.weight_bits} bits in {c.weight_memory}"
+                + (f" ({c.layout} layout)" if c.layout != "dense" else ""))
     for s in folding.stages:
         rows.append(f"{s.name:<14}{'':>24}{s.cycles:>10}{s.luts:>8}{s.brams:>7}  {s.kind}")
     rows.append(f"{folding.cycles_per_frame} cycles/frame (bottleneck {folding.bottleneck}): "

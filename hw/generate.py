@@ -6,9 +6,10 @@ Writes, for a graph whose sanitized top name is ``TOP``:
   the builtin Yosys and no source locations, so the same IR and folding give
   the same bytes;
 * ``TOP.v``: the AXI-Stream-style wrapper (Jinja2, ``templates/wrapper.v.j2``);
-* ``mem/STAGE_weights.mem``, ``mem/STAGE_thresholds.mem``: every MVU's memory
-  contents in ``$readmemh`` form (the core has them built in; these are for
-  inspection and other flows);
+* ``mem/STAGE_weights.mem`` (``mem/STAGE_indices.mem`` for a sparse layer in the
+  index layout), ``mem/STAGE_thresholds.mem``: every MVU's memory contents in
+  ``$readmemh`` form (the core has them built in; these are for inspection and
+  other flows);
 * ``manifest.json``: ports, input beat format, output format, folding,
   expected cycles per frame, stages and files.
 """
@@ -86,7 +87,7 @@ def _out_width(plan: Plan) -> int:
 
 
 def _memories(plan: Plan) -> dict[str, MemoryContext]:
-    from .mvu import threshold_words, weight_words
+    from .mvu import index_words, threshold_words, weight_words
 
     mems = {}
     for stage in plan.stages:
@@ -96,11 +97,21 @@ def _memories(plan: Plan) -> dict[str, MemoryContext]:
         pe, simd = p["pe"], p["simd"]
         nf, sf = p["weights"].shape[-2] // pe, p["weights"].shape[-1] // simd
         planes = p["weights"].shape[0] if p["weights"].ndim == 3 else 1
-        words = weight_words(p["weights"], pe, simd)
-        what = "mask" if p.get("polarity") is not None else "weights"
-        mems[f"{stage.name}_weights.mem"] = _memory(
-            f"{stage.node} {what}: bit k*{pe * simd}+p*{simd}+s of address nf*{sf}+sf is plane k "
-            f"(of {planes}), neuron nf*{pe}+p, input sf*{simd}+s", planes * pe * simd, words)
+        if p.get("layout") == "index":
+            ib, slot, words = index_words(p["weights"], pe, simd)
+            sf = len(words) // nf
+            valid = ", then a valid bit" if slot > ib else ""
+            mems[f"{stage.name}_indices.mem"] = _memory(
+                f"{stage.node} kept-input positions: slot p*{simd}+s ({slot} bits: {ib}-bit "
+                f"position{valid}) of address nf*{sf}+sf is kept input sf*{simd}+s of neuron "
+                f"nf*{pe}+p", pe * simd * slot, words)
+        else:
+            words = weight_words(p["weights"], pe, simd)
+            what = "mask" if p.get("polarity") is not None else "weights"
+            mems[f"{stage.name}_weights.mem"] = _memory(
+                f"{stage.node} {what}: bit k*{pe * simd}+p*{simd}+s of address nf*{sf}+sf is "
+                f"plane k (of {planes}), neuron nf*{pe}+p, input sf*{simd}+s",
+                planes * pe * simd, words)
         if p["thresholds"] is not None:
             width, twords = threshold_words(p["thresholds"], pe, p["acc_bits"])
             mems[f"{stage.name}_thresholds.mem"] = _memory(
@@ -155,7 +166,10 @@ def manifest(plan: Plan, folding: Folding, files: list[str]) -> dict[str, Any]:
         "bottleneck": folding.bottleneck,
         "stages": [{"name": s.name, "kind": s.kind, "node": s.node, "in_elems": s.in_elems,
                     "out_elems": s.out_elems, "fifo_depth": s.fifo_depth,
-                    **({"weight_memory": _weight_kind(s)} if s.kind == "mvu" else {})}
+                    **({"weight_memory": _weight_kind(s),
+                        "layout": s.params.get("layout", "mask" if s.params.get("polarity")
+                                               is not None else "dense")}
+                       if s.kind == "mvu" else {})}
                    for s in plan.stages],
     }
 
@@ -164,7 +178,10 @@ def _weight_kind(stage) -> str:
     from .mvu import weight_memory_kind
 
     p = stage.params
-    depth = (p["weights"].shape[-2] // p["pe"]) * (p["weights"].shape[-1] // p["simd"])
+    columns = p["weights"].shape[-1]
+    if p.get("layout") == "index":
+        columns = max(1, int(p["weights"].sum(axis=1).max()))
+    depth = (p["weights"].shape[-2] // p["pe"]) * (columns // p["simd"])
     return weight_memory_kind(depth)
 
 

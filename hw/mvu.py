@@ -28,8 +28,8 @@ from amaranth.lib.wiring import In, Out
 
 from .streams import check_positive
 
-__all__ = ["MVU", "FirstLayerMVU", "accumulator_range", "threshold_words", "weight_memory_kind",
-           "weight_words"]
+__all__ = ["MVU", "FirstLayerMVU", "IndexMVU", "accumulator_range", "index_words",
+           "threshold_words", "vector_beats", "weight_memory_kind", "weight_words"]
 
 LUTROM_MAX_DEPTH = 64  # the cost model's ResourceModel.lutrom_max_depth
 
@@ -173,6 +173,7 @@ class MVU(wiring.Component):
         self.input_bits, self.bipolar, self.acc_shape = input_bits, bipolar, acc_shape
         self.levels_per_stage = levels_per_stage
         self.weight_memory = weight_memory_kind(self.nf * self.sf)
+        self.weight_width = pe * simd * self.planes
         out_shape = unsigned(pe) if thresholds is not None else unsigned(pe * acc_shape.width)
         super().__init__({
             "i_stream": In(stream.Signature(unsigned(simd * input_bits))),
@@ -187,7 +188,7 @@ class MVU(wiring.Component):
 
     def _weights(self, m: Module, addr: Value, en: Value) -> Value:
         words = self.weight_words()
-        width = self.pe * self.simd * self.planes
+        width = self.weight_width
         if self.weight_memory == "constant":
             return Const(words[0], width)
         m.submodules.weights = mem = memory.Memory(shape=unsigned(width), depth=len(words),
@@ -286,10 +287,20 @@ class MVU(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        nf_n, sf_n = self.nf, self.sf
-        i, o = self.i_stream, self.o_stream
         en = Signal()
-        m.d.comb += en.eq(~o.valid | o.ready)
+        m.d.comb += en.eq(~self.o_stream.valid | self.o_stream.ready)
+        lanes, ctl1 = self._front(m, en)
+        self._back(m, lanes, ctl1, en)
+        return m
+
+    def _ctl(self, active: Value, sf: Value, nf: Value) -> Value:
+        """Control word of one cycle: valid, first and last word of a fold, the fold."""
+        return Cat(active, sf == 0, sf == self.sf - 1, nf)
+
+    def _front(self, m: Module, en: Value) -> tuple[list[list[Value]], Value]:
+        """Fold counters, weights and inputs: every lane's terms and their control word."""
+        nf_n, sf_n = self.nf, self.sf
+        i = self.i_stream
 
         # stage 0: fold counters; the first fold reads the stream, later ones the buffer
         sf = Signal(range(sf_n))
@@ -308,8 +319,7 @@ class MVU(wiring.Component):
         # stage 1: weights and input word
         w = self._weights(m, addr, en)
         x_in = _reg(m, i.payload, en, "x_in")
-        ctl0 = Cat(active, sf == 0, sf == sf_n - 1, nf)
-        ctl1 = _reg(m, ctl0, en, "ctl1")
+        ctl1 = _reg(m, self._ctl(active, sf, nf), en, "ctl1")
         if nf_n > 1:
             m.submodules.inbuf = buf = memory.Memory(shape=unsigned(len(i.payload)), depth=sf_n,
                                                      init=[])
@@ -320,11 +330,15 @@ class MVU(wiring.Component):
             x = Mux(from_stream, x_in, rd.data)
         else:
             x = x_in
+        return self._lanes(m, x, w, ctl1[3:3 + len(nf)]), ctl1
 
-        # adder trees, then accumulate over SF words
-        sums, ctl = self._tree(m, self._lanes(m, x, w, ctl1[3:]), ctl1, en)
+    def _back(self, m: Module, lanes: list[list[Value]], ctl1: Value, en: Value) -> None:
+        """Adder trees, accumulation over ``SF`` cycles, thresholds, the output register."""
+        o = self.o_stream
+        sums, ctl = self._tree(m, lanes, ctl1, en)
         sums = self._combine(sums)
-        valid, first, last, nfi = ctl[0], ctl[1], ctl[2], ctl[3:]
+        nf_bits = Shape.cast(range(self.nf)).width
+        valid, first, last, nfi = ctl[0], ctl[1], ctl[2], ctl[3:3 + nf_bits]
         accs, totals = [], []
         for p, s in enumerate(sums):
             acc = Signal(self.acc_shape, name=f"acc{p}")
@@ -340,12 +354,11 @@ class MVU(wiring.Component):
         if self.thresholds is None:
             m.d.comb += [o.valid.eq(done),
                          o.payload.eq(Cat(*[t[:self.acc_shape.width] for t in tot]))]
-            return m
+            return
         thr = self._threshold(m, nf_done)
         out_valid = _reg(m, done, en, "out_valid")
         out_bits = _reg(m, Cat(*[t >= th for t, th in zip(tot, thr, strict=True)]), en, "out_bits")
         m.d.comb += [o.valid.eq(out_valid), o.payload.eq(out_bits)]
-        return m
 
 
 class FirstLayerMVU(MVU):
@@ -356,3 +369,187 @@ class FirstLayerMVU(MVU):
                  levels_per_stage: int = 3) -> None:
         super().__init__(weights, pe, simd, acc_shape, thresholds=thresholds,
                          input_bits=input_bits, bipolar=False, levels_per_stage=levels_per_stage)
+
+
+# --------------------------------------------------------------------------- index layout
+
+
+def index_words(mask: np.ndarray, pe: int, simd: int) -> tuple[int, int, list[int]]:
+    """``(position bits, slot bits, words)`` of a sparse layer's index layout.
+
+    Row ``r``'s kept inputs (where ``mask`` is 1), ascending, are its slots
+    ``0 .. K - 1`` (``K`` the most in a row, at least 1); a shorter row's last
+    slots are padding. Slot ``t`` of row ``nf*pe + p`` is at address
+    ``nf*SF + t // simd`` (``SF = K / simd``), bits ``(p*simd + t % simd) * slot``:
+    the position, then a valid bit when some row has fewer than ``K`` (padding is 0 with
+    valid 0).
+    """
+    mask = np.asarray(mask)
+    mh, mw = mask.shape
+    rows = [np.flatnonzero(r) for r in mask]
+    k = max(1, max(len(r) for r in rows))
+    ragged = min(len(r) for r in rows) < k  # some slots are padding
+    ib = max(1, (mw - 1).bit_length())
+    slot = ib + (1 if ragged else 0)
+    if mh % pe or k % simd:
+        raise ValueError(f"pe must divide {mh} and simd the {k} kept inputs of the fullest row, "
+                         f"not pe={pe!r}, simd={simd!r}")
+    nf, sf = mh // pe, k // simd
+    words = [0] * (nf * sf)
+    for r, kept in enumerate(rows):
+        n, p = divmod(r, pe)
+        for t, pos in enumerate(kept):
+            f, s_ = divmod(t, simd)
+            value = int(pos) | ((1 << ib) if ragged else 0)
+            words[n * sf + f] |= value << ((p * simd + s_) * slot)
+    return ib, slot, words
+
+
+def vector_beats(mw: int, cycles: int) -> int:
+    """Elements per input word of an :class:`IndexMVU`: the fewest dividing ``mw`` whose
+    ``mw / in_elems`` words arrive within ``cycles`` (a vector's compute cycles)."""
+    return next(b for b in range(1, mw + 1) if mw % b == 0 and mw // b <= cycles)
+
+
+class IndexMVU(MVU):
+    """A sparse layer's MVU in the index layout: it gathers the kept inputs and skips zeros.
+
+    Each row stores only the positions of its kept inputs (see :func:`index_words`),
+    ``SIMD`` per lane and cycle, so a vector takes ``NF * K / SIMD`` cycles (``K``
+    the most non-zeros in a row), not ``NF * MW / SIMD``, and the weight memory
+    holds ``MH * K`` positions of ``ceil(log2 MW)`` bits instead of ``MH * MW`` mask
+    bits. The input vector arrives as ``MW / in_elems`` words into one of two
+    register banks while the other is being read, so loading the next vector
+    overlaps computing this one; each term gathers its input from the bank
+    through a multiplexer, then counts it as the masked MVU does
+    (``xnor(x, polarity)``, or ``+-x`` for multi-bit input) and the adder
+    trees, accumulators and thresholds are :class:`MVU`'s.
+
+    Trade-off (also in ``compiler.cost``): positions are fewer bits than the mask
+    only when the density is below ``1 / ceil(log2 MW)`` (a row of density ``d``
+    holds ``MW * H(d)`` bits of information, which the mask matches at ``d = 1/2``),
+    and each gather costs a ``2 MW``-to-1 multiplexer, so the masked :class:`MVU`
+    stays the cheaper unit at moderate sparsity; the folding prices both.
+
+    ``in_elems`` (default: the fewest that load a vector within its compute cycles,
+    :func:`vector_beats`) must divide ``MW``; a bank is released for the next vector
+    once its last gather has moved on, so the unit never reads a half-written bank.
+    """
+
+    def __init__(self, mask: np.ndarray, pe: int, simd: int, acc_shape: Shape, *,
+                 polarity: np.ndarray, thresholds: np.ndarray | None = None, input_bits: int = 1,
+                 bipolar: bool = True, levels_per_stage: int = 3,
+                 in_elems: int | None = None) -> None:
+        mask = np.asarray(mask)
+        if mask.ndim != 2 or mask.size == 0 or not np.isin(mask, (0, 1)).all():
+            raise ValueError(f"mask must be a non-empty 2-D array of bits, not shape {mask.shape}")
+        check_positive(pe=pe, simd=simd, input_bits=input_bits, levels_per_stage=levels_per_stage)
+        mh, mw = mask.shape
+        polarity = np.asarray(polarity).astype(np.uint8)
+        if polarity.shape != (mh,):
+            raise ValueError(f"polarity must have shape ({mh},), not {polarity.shape}")
+        if bipolar and input_bits != 1:
+            raise ValueError(f"bipolar input has input_bits=1, not {input_bits!r}")
+        self.index_bits, self.slot_bits, self._words = index_words(mask, pe, simd)
+        self.ragged = self.slot_bits > self.index_bits
+        k = max(1, int(mask.sum(axis=1).max()))
+        acc_shape = Shape.cast(acc_shape)
+        lo, hi = accumulator_range(mask, input_bits, bipolar, polarity)
+        a_lo = -(1 << (acc_shape.width - 1)) if acc_shape.signed else 0
+        a_hi = (1 << (acc_shape.width - (1 if acc_shape.signed else 0))) - 1
+        if lo < a_lo or hi > a_hi:
+            raise ValueError(f"acc_shape {acc_shape} cannot hold accumulators {lo}..{hi}")
+        if thresholds is not None:
+            thresholds = np.asarray(thresholds, dtype=np.int64)
+            if thresholds.shape != (mh,):
+                raise ValueError(f"thresholds must have shape ({mh},), not {thresholds.shape}")
+        self.weights, self.thresholds = mask.astype(np.uint8), thresholds
+        self.polarity, self.plane_scale, self.planes = polarity, None, 1
+        self.mh, self.mw, self.pe, self.simd, self.kept = mh, mw, pe, simd, k
+        self.nf, self.sf = mh // pe, k // simd
+        self.input_bits, self.bipolar, self.acc_shape = input_bits, bipolar, acc_shape
+        self.levels_per_stage = levels_per_stage
+        self.weight_memory = weight_memory_kind(self.nf * self.sf)
+        self.weight_width = pe * simd * self.slot_bits
+        if in_elems is None:
+            in_elems = vector_beats(mw, self.nf * self.sf)
+        check_positive(in_elems=in_elems)
+        if mw % in_elems:
+            raise ValueError(f"in_elems must divide the input count {mw}, not {in_elems!r}")
+        self.in_elems = in_elems
+        out_shape = unsigned(pe) if thresholds is not None else unsigned(pe * acc_shape.width)
+        wiring.Component.__init__(self, {
+            "i_stream": In(stream.Signature(unsigned(in_elems * input_bits))),
+            "o_stream": Out(stream.Signature(out_shape)),
+        })
+
+    def weight_words(self) -> list[int]:
+        """Index memory words (:func:`index_words`)."""
+        return self._words
+
+    def _front(self, m: Module, en: Value) -> tuple[list[list[Value]], Value]:
+        nf_n, sf_n, bits = self.nf, self.sf, self.input_bits
+        i = self.i_stream
+        beats = self.mw // self.in_elems
+
+        # writer: input words into the free bank, in order
+        banks = [Signal(self.mw * bits, name=f"bank{b}") for b in range(2)]
+        full = [Signal(name=f"full{b}") for b in range(2)]
+        wr_bank = Signal()
+        wr_beat = Signal(range(beats))
+        held = Signal()  # stage 1 keeps gathering from the writer's bank next cycle
+        m.d.comb += i.ready.eq(~Mux(wr_bank, full[1], full[0]) & ~held)
+        with m.If(i.valid & i.ready):
+            for b in range(2):
+                with m.If(wr_bank == b):
+                    word = banks[b] if beats == 1 else \
+                        banks[b].word_select(wr_beat, self.in_elems * bits)
+                    m.d.sync += word.eq(i.payload)
+            m.d.sync += wr_beat.eq(Mux(wr_beat == beats - 1, 0, wr_beat + 1))
+            with m.If(wr_beat == beats - 1):
+                m.d.sync += wr_bank.eq(~wr_bank)
+                for b in range(2):
+                    with m.If(wr_bank == b):
+                        m.d.sync += full[b].eq(1)
+
+        # reader, stage 0: fold counters over a full bank
+        rd_bank = Signal()
+        sf = Signal(range(sf_n))
+        nf = Signal(range(nf_n))
+        addr = Signal(range(nf_n * sf_n))
+        active = Mux(rd_bank, full[1], full[0])
+        last_of_vector = (nf == nf_n - 1) & (sf == sf_n - 1)
+        with m.If(en & active):
+            m.d.sync += [sf.eq(Mux(sf == sf_n - 1, 0, sf + 1)),
+                         addr.eq(Mux(addr == nf_n * sf_n - 1, 0, addr + 1))]
+            with m.If(sf == sf_n - 1):
+                m.d.sync += nf.eq(Mux(nf == nf_n - 1, 0, nf + 1))
+            with m.If(last_of_vector):  # the bank is free once its last gather moves on
+                m.d.sync += rd_bank.eq(~rd_bank)
+                for b in range(2):
+                    with m.If(rd_bank == b):
+                        m.d.sync += full[b].eq(0)
+
+        # stage 1: positions; gather from the bank (combinationally, so a write may land
+        # in the same cycle as the bank's last gather, but not while that gather is held)
+        w = self._weights(m, addr, en)
+        ctl1 = _reg(m, Cat(self._ctl(active, sf, nf), rd_bank), en, "ctl1")
+        nf_bits = len(nf)
+        nf1, bank = ctl1[3:3 + nf_bits], ctl1[3 + nf_bits]
+        m.d.comb += held.eq(~en & ctl1[0] & (bank == wr_bank))
+
+        pols = self._polarity(m, nf1)
+        lanes = []
+        for p in range(self.pe):
+            terms = []
+            for s_ in range(self.simd):
+                slot = w.word_select(p * self.simd + s_, self.slot_bits)
+                pos = slot[:self.index_bits]
+                x = Mux(bank, banks[1].word_select(pos, bits), banks[0].word_select(pos, bits))
+                valid = slot[self.index_bits] if self.ragged else Const(1, 1)
+                if self.bipolar:
+                    terms.append(valid & ~(x ^ pols[p]))
+                else:
+                    terms.append(Mux(valid, Mux(pols[p], x, -x), 0))
+            lanes.append(terms)
+        return lanes, ctl1

@@ -8,7 +8,10 @@ it and ``manifest.json`` describes it. Supported graphs are chains::
 
 where every binary layer may also be sparse or composite (``SparseDense``,
 ``CompositeConv2d``, ...), and a dense layer may feed its popcounts straight
-into another dense layer (a low-rank pair).
+into another dense layer (a low-rank pair). A sparse layer folded in the index
+layout becomes an :class:`~.mvu.IndexMVU`, which takes its input vector (or
+window) in words of ``in_elems`` elements, as few as load one vector within its
+``NF * SF`` compute cycles.
 
 A convolution becomes a sliding-window unit plus an MVU; every edge between
 stages gets a width converter (when the word sizes differ) and a FIFO. A FIFO
@@ -43,6 +46,7 @@ from bitfold.compiler.ir import (
     mvu_matrix,
 )
 
+from .mvu import vector_beats
 from .names import class_bits, sanitize
 from .swu import window_order
 
@@ -132,7 +136,8 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 3) -> Plan:
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise HardwareError(f"graph {graph.name!r}: the generator needs one input and one output, "
                             f"not {list(graph.inputs)} -> {list(graph.outputs)}")
-    if folding.allow_padding and any(c.mh % c.pe or c.mw % c.simd for c in folding.layers):
+    if folding.allow_padding and any(c.mh % c.pe or (c.layout != "index" and c.mw % c.simd)
+                                     for c in folding.layers):
         raise HardwareError("padded foldings (pe or simd not dividing the layer) are not "
                             "supported by the generator yet; fold without --allow-padding")
     fold = {c.name: c for c in folding.layers}
@@ -163,9 +168,18 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 3) -> Plan:
         cost = fold[nxt.name]
         pe, simd = cost.pe, cost.simd
         weights = mvu_matrix(nxt)  # (planes, mh, mw)
+        index = cost.layout == "index"
+        if index and max(1, int(weights[0].sum(axis=1).max())) % simd:
+            raise HardwareError("padded foldings (pe or simd not dividing the layer) are not "
+                                "supported by the generator yet; fold without --allow-padding")
+        in_elems = simd
         if isinstance(nxt, CONV_KINDS):
             h, w, c = t.shape
             lanes = _mvu_simd_lanes(nxt.kernel, c, simd)
+            if index:  # whole window columns, as few as load a window in time
+                lanes = next(n for n in range(1, nxt.kernel + 1)
+                             if nxt.kernel % n == 0 and nxt.kernel // n <= cost.nf * cost.sf)
+                in_elems = lanes * nxt.kernel * c
             add("swu", nxt.name, in_elems=c, in_bits=bits, out_elems=lanes * nxt.kernel * c,
                 out_bits=bits, fifo_depth=fifo_min,
                 params=dict(h=h, w=w, c=c, elem_bits=bits, kernel=nxt.kernel, stride=nxt.stride,
@@ -178,28 +192,32 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 3) -> Plan:
                       thresholds=None)
         if isinstance(nxt, SparseDense | SparseConv2d):
             params["polarity"] = np.asarray(nxt.polarity)
+            if index:
+                if not isinstance(nxt, CONV_KINDS):
+                    in_elems = vector_beats(weights.shape[-1], cost.nf * cost.sf)
+                params.update(layout="index", in_elems=in_elems)
         elif isinstance(nxt, CompositeDense | CompositeConv2d):
             params.update(weights=weights, plane_scale=[int(v) for v in nxt.plane_scale])
-        depth = max(fifo_min, cost.sf + 2)
+        depth = max(fifo_min, weights.shape[-1] // in_elems + 2)
         if isinstance(after, DENSE_KINDS):  # a low-rank pair: integers into the next layer
             if isinstance(nxt, CONV_KINDS) or t_acc.signed:
                 raise HardwareError(f"graph {graph.name!r}: {nxt.kind} {nxt.name!r} may feed "
                                     "a dense layer directly only as a dense layer with "
                                     "unsigned (popcount) outputs")
-            add("mvu", nxt.name, in_elems=simd, in_bits=bits, out_elems=pe, out_bits=t_acc.bits,
-                params=params, fifo_depth=depth)
+            add("mvu", nxt.name, in_elems=in_elems, in_bits=bits, out_elems=pe,
+                out_bits=t_acc.bits, params=params, fifo_depth=depth)
             cur = nxt
             continue
         if isinstance(after, Threshold):
             params["thresholds"] = np.asarray(after.thresholds)
-            add("mvu", nxt.name, in_elems=simd, in_bits=bits, out_elems=pe, out_bits=1,
+            add("mvu", nxt.name, in_elems=in_elems, in_bits=bits, out_elems=pe, out_bits=1,
                 params=params, fifo_depth=depth)
             cur = after
             continue
         if isinstance(nxt, CONV_KINDS):
             raise HardwareError(f"graph {graph.name!r}: the scores must come from a dense layer, "
                                 f"not the convolution {nxt.name!r}")
-        add("mvu", nxt.name, in_elems=simd, in_bits=bits, out_elems=pe, out_bits=t_acc.bits,
+        add("mvu", nxt.name, in_elems=in_elems, in_bits=bits, out_elems=pe, out_bits=t_acc.bits,
             params=params, fifo_depth=depth)
         argmax = _next(graph, after, (ArgMax,))
         if argmax.name != graph.outputs[0]:

@@ -11,7 +11,7 @@ from amaranth.hdl import Module, Shape, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .mvu import MVU
+from .mvu import MVU, IndexMVU
 from .plan import Plan, Stage
 from .pool import MaxPool
 from .score import ScoreArgMax
@@ -28,6 +28,10 @@ def _shape(bits: int, is_signed: bool) -> Shape:
 def stage_component(stage: Stage) -> wiring.Component:
     """The Amaranth component of one planned stage."""
     p = stage.params
+    if stage.kind == "mvu" and p.get("layout") == "index":
+        return IndexMVU(p["weights"], p["pe"], p["simd"], _shape(p["acc_bits"], p["acc_signed"]),
+                        polarity=p["polarity"], thresholds=p["thresholds"],
+                        input_bits=p["input_bits"], bipolar=p["bipolar"], in_elems=p["in_elems"])
     if stage.kind == "mvu":
         return MVU(p["weights"], p["pe"], p["simd"], _shape(p["acc_bits"], p["acc_signed"]),
                    thresholds=p["thresholds"], input_bits=p["input_bits"], bipolar=p["bipolar"],

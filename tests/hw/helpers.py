@@ -19,12 +19,17 @@ from bitfold.compiler.ir import (
 from bitfold.compiler.passes import fold
 
 
-def random_folding(graph: Graph, rng: np.random.Generator) -> Folding:
-    """A random legal (unpadded) folding of every binary layer."""
+def random_folding(graph: Graph, rng: np.random.Generator, index: float = 0.0) -> Folding:
+    """A random legal (unpadded) folding of every binary layer.
+
+    A sparse layer takes the index layout with probability ``index``.
+    """
     choice = {}
     for layer in mvu_layers(graph):
+        layout = "index" if layer.scheme == "sparse" and rng.random() < index else None
+        cols = layer.nnz if layout == "index" else layer.mw
         choice[layer.name] = (int(rng.choice(legal_values(layer.mh, False))),
-                              int(rng.choice(legal_values(layer.mw, False))))
+                              int(rng.choice(legal_values(cols, False))), layout)
     return evaluate_folding(graph, choice)
 
 

@@ -224,3 +224,76 @@ def test_sparse_and_composite_mvus_match_golden(scheme, mh, mw, pe, simd, bits, 
     else:
         want, got = acc, _elems(run.outputs, pe, shape.width, shape.signed)
     assert got == want.ravel().tolist()
+
+
+def _sparse_mask(rng: np.random.Generator, mh: int, mw: int, density: float,
+                 equal_rows: bool) -> np.ndarray:
+    """A random mask; ``equal_rows``: every row keeps ``round(density * mw)`` inputs (>= 1)."""
+    if not equal_rows:
+        return (rng.random((mh, mw)) < density).astype(np.uint8)
+    nnz = max(1, round(density * mw))
+    mask = np.zeros((mh, mw), np.uint8)
+    for r in range(mh):
+        mask[r, rng.choice(mw, nnz, replace=False)] = 1
+    return mask
+
+
+@pytest.mark.parametrize("stall", STALLS)
+@pytest.mark.parametrize("mh,mw,density,equal,pe,simd,in_elems,bits,thr", [
+    (8, 12, 0.5, True, 2, 3, 2, 1, True),     # NF=4, SF=2: words of 2 load in 6 <= 8 cycles
+    (6, 16, 0.25, True, 3, 2, None, 1, False),
+    (4, 20, 0.3, False, 1, 1, None, 1, True),  # ragged rows: valid bits
+    (4, 9, 0.5, False, 2, 1, 9, 5, True),      # multi-bit input, whole vector per word
+    (3, 20, 0.75, True, 3, 15, 20, 8, False),  # NF * SF == 1: constant positions
+    (10, 32, 0.25, True, 5, 4, None, 1, True),
+    (5, 7, 0.0, False, 5, 1, None, 3, True),   # an all-zero mask: one padding slot per row
+])
+def test_index_mvu_matches_golden_sparse_dense(mh, mw, density, equal, pe, simd, in_elems,
+                                               bits, thr, stall) -> None:
+    from bitfold.hw.mvu import IndexMVU
+
+    rng = np.random.default_rng(mh * 1000 + mw * 10 + simd + bits)
+    n = 6
+    bipolar = bits == 1
+    mask = _sparse_mask(rng, mh, mw, density, equal)
+    polarity = rng.integers(0, 2, mh)
+    node = SparseDense("fc", "x", mask, polarity)
+    t_in = TensorType((mw,), 1, True) if bipolar else TensorType((mw,), bits, False)
+    x = rng.integers(0, 2 if bipolar else 1 << bits, (n, mw))
+    acc = golden.binary_dense(node, x, t_in)
+    lo, hi = accumulator_range(mask, bits, bipolar, polarity)
+    shape = unsigned(max(1, hi.bit_length())) if lo >= 0 else \
+        signed(max(hi.bit_length(), (-lo - 1).bit_length()) + 1)
+    thresholds = rng.integers(acc.min(), acc.max() + 2, mh) if thr else None
+    dut = IndexMVU(mask, pe, simd, shape, polarity=polarity, thresholds=thresholds,
+                   input_bits=bits, bipolar=bipolar, in_elems=in_elems)
+    assert dut.ragged == (mask.sum(1).min() < max(1, mask.sum(1).max()))
+    nf_sf = (mh // pe) * dut.sf
+    assert dut.sf * simd == max(1, mask.sum(1).max())  # cycles follow the kept inputs
+    assert mw // dut.in_elems <= nf_sf
+    run = run_stream(dut, _words(x, dut.in_elems, bits), n * mh // pe, p_idle=stall[0],
+                     p_stall=stall[1], seed=7)
+    if thr:
+        want, got = (acc >= thresholds).astype(int), _elems(run.outputs, pe, 1)
+    else:
+        want, got = acc, _elems(run.outputs, pe, shape.width, shape.signed)
+    assert got == want.ravel().tolist()
+    if stall == (0.0, 0.0):  # one vector every NF * SF cycles: loading overlaps computing
+        assert run.out_cycles[-1] - run.out_cycles[mh // pe - 1] == (n - 1) * nf_sf
+
+
+def test_index_layout_memory_is_what_the_cost_model_counts() -> None:
+    from bitfold.compiler.cost import DEVICES, LayerShape, layer_cost
+    from bitfold.hw.mvu import IndexMVU
+
+    rng = np.random.default_rng(5)
+    for equal in (True, False):
+        mask = _sparse_mask(rng, 12, 40, 0.25, equal)
+        k = int(mask.sum(1).max())
+        dut = IndexMVU(mask, 4, 2 if k % 2 == 0 else 1, unsigned(6), polarity=np.ones(12))
+        shape = LayerShape("fc", False, 12, 40, 1, 1, 6, 40, "sparse", 1, float(mask.mean()), k,
+                           not equal)
+        cost = layer_cost(shape, dut.pe, dut.simd, DEVICES["ecp5"], "index")
+        assert cost.weight_bits == dut.weight_width * len(dut.weight_words())
+        assert cost.weight_memory == dut.weight_memory and cost.sf == dut.sf
+        assert dut.slot_bits == 6 + (0 if equal else 1)  # ceil(log2 40) bits, valid bit if ragged

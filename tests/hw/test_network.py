@@ -155,3 +155,65 @@ def test_fold_for_fps_folding_builds() -> None:
     graph = small_mlp()
     plan = build_plan(graph, fold_for_fps(graph, 1e6))
     assert plan.stages[0].kind == "mvu" and plan.stages[-1].kind == "score"
+
+
+@settings(max_examples=20, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(lowered_graphs(max_layers=2, schemes=("sparse", "binary")), st.integers(0, 2**16))
+def test_random_sparse_networks_in_the_index_layout_are_bit_exact(graph, seed) -> None:
+    graph = folded(graph)
+    rng = np.random.default_rng(seed)
+    folding = random_folding(graph, rng, index=0.8)
+    x = random_inputs(graph, 5, seed)
+    check_network(graph, folding, x, p_idle=0.3, p_stall=0.3, seed=seed)
+
+
+def sparse_cnn(sparsity: float, name: str = "sparse cnn") -> Graph:
+    """small_cnn with every layer sparse: each row keeps ``fan_in - round(sparsity * fan_in)``."""
+    from bitfold.compiler.ir import SparseConv2d, SparseDense
+
+    rng = np.random.default_rng(int(sparsity * 100))
+
+    def mask(shape):
+        rows, fan_in = shape[0], int(np.prod(shape[1:]))
+        m = np.zeros((rows, fan_in), np.uint8)
+        for r in range(rows):
+            m[r, rng.choice(fan_in, fan_in - round(sparsity * fan_in), replace=False)] = 1
+        return m.reshape(shape)
+
+    from bitfold.compiler.ir import Threshold
+    from bitfold.compiler.verify import channel_ranges
+
+    graph = small_cnn(name)
+    nodes = []
+    for n in graph.nodes:
+        if isinstance(n, Threshold):  # a threshold inside each channel's (shrunk) range
+            layer = nodes[-1]
+            ranges = channel_ranges(layer, graph.types[layer.input])
+            n = Threshold(n.name, n.input, np.array([rng.integers(lo, hi + 2)
+                                                     for lo, hi, _ in ranges]))
+        if isinstance(n, BinaryDense):
+            n = SparseDense(n.name, n.input, mask(n.weight.shape), rng.integers(0, 2, len(n.weight)))
+        elif n.kind == "BinaryConv2d":
+            n = SparseConv2d(n.name, n.input, mask(n.weight.shape), rng.integers(0, 2, len(n.weight)),
+                             n.kernel, n.stride, n.pad, n.pad_value)
+        nodes.append(n)
+    return Graph.build(name, nodes, list(graph.outputs))
+
+
+@pytest.mark.parametrize("sparsity,choice", [
+    (0.5, {"c0": (2, 3, "index"), "c1": (3, 4, "index"), "fc": (5, 8, "index")}),
+    (0.5, {"c0": (4, 9, "index"), "c1": (6, 8, "mask"), "fc": (1, 48, "index")}),
+    (0.75, {"c0": (1, 1, "index"), "c1": (2, 2, "index"), "fc": (5, 2, "index")}),
+    (0.75, {"c0": (4, 6, "mask"), "c1": (6, 2, "index"), "fc": (5, 24, "index")}),
+])
+def test_sparse_cnn_in_the_index_layout_meets_the_cycle_model(sparsity, choice) -> None:
+    graph = sparse_cnn(sparsity)
+    folding = evaluate_folding(graph, choice)
+    for c in folding.layers:  # cycles follow the kept inputs, not the fan-in
+        if c.layout == "index":
+            assert c.sf * c.simd == c.mw - round(sparsity * c.mw)
+    x = np.random.default_rng(4).integers(0, 8, (10, 6, 6, 2))
+    run = check_network(graph, folding, x)
+    assert run.steady_cycles_per_frame() == pytest.approx(folding.cycles_per_frame, rel=0.05)
+    check_network(graph, folding, x[:4], p_idle=0.3, p_stall=0.3, seed=2)
