@@ -14,9 +14,12 @@ from bitfold.compiler.ir import (
     Input,
     MaxPool2d,
     ScoreAffine,
+    SparseConv2d,
+    SparseDense,
     Threshold,
 )
 from bitfold.compiler.passes import fold
+from bitfold.compiler.verify import channel_ranges
 
 
 def random_folding(graph: Graph, rng: np.random.Generator, index: float = 0.0) -> Folding:
@@ -49,5 +52,50 @@ def small_cnn(name: str = "cnn") -> Graph:
              Threshold("t1", "c1", rng.integers(5, 12, 6)),
              BinaryDense("fc", "t1", rng.integers(0, 2, (5, 96))),
              ScoreAffine("scores", "fc", np.array([1, 2, 1, 3, 1]), np.array([0, -40, 3, -90, 0])),
+             ArgMax("class", "scores")]
+    return Graph.build(name, nodes, ["class"])
+
+
+def sparse_cnn(sparsity: float, name: str = "sparse cnn") -> Graph:
+    """small_cnn with every layer sparse: each row keeps ``fan_in - round(sparsity * fan_in)``."""
+    rng = np.random.default_rng(int(sparsity * 100))
+
+    def mask(shape):
+        rows, fan_in = shape[0], int(np.prod(shape[1:]))
+        m = np.zeros((rows, fan_in), np.uint8)
+        for r in range(rows):
+            m[r, rng.choice(fan_in, fan_in - round(sparsity * fan_in), replace=False)] = 1
+        return m.reshape(shape)
+
+    graph = small_cnn(name)
+    nodes = []
+    for n in graph.nodes:
+        if isinstance(n, Threshold):  # a threshold inside each channel's (shrunk) range
+            layer = nodes[-1]
+            ranges = channel_ranges(layer, graph.types[layer.input])
+            n = Threshold(n.name, n.input, np.array([rng.integers(lo, hi + 2)
+                                                     for lo, hi, _ in ranges]))
+        if isinstance(n, BinaryDense):
+            n = SparseDense(n.name, n.input, mask(n.weight.shape), rng.integers(0, 2, len(n.weight)))
+        elif n.kind == "BinaryConv2d":
+            n = SparseConv2d(n.name, n.input, mask(n.weight.shape), rng.integers(0, 2, len(n.weight)),
+                             n.kernel, n.stride, n.pad, n.pad_value)
+        nodes.append(n)
+    return Graph.build(name, nodes, list(graph.outputs))
+
+
+def composite_mlp(name: str = "composite mlp") -> Graph:
+    """A dense network on digits-shaped 5-bit input with 2 and 3 composite binary planes."""
+    from bitfold.compiler.ir import CompositeDense
+
+    rng = np.random.default_rng(8)
+    fc0 = CompositeDense("fc0", "input", rng.integers(0, 2, (2, 16, 64)), np.array([256, 101]))
+    lo_hi = channel_ranges(fc0, Graph.build("g", [Input("input", (8, 8, 1), 5), fc0],
+                                            ["fc0"]).types["input"])
+    nodes = [Input("input", (8, 8, 1), 5), fc0,
+             Threshold("t0", "fc0", np.array([rng.integers(lo // 8, hi // 8 + 1)
+                                              for lo, hi, _ in lo_hi])),
+             CompositeDense("fc1", "t0", rng.integers(0, 2, (3, 10, 16)), np.array([256, 77, 5])),
+             ScoreAffine("scores", "fc1", rng.integers(1, 4, 10), rng.integers(-9, 9, 10)),
              ArgMax("class", "scores")]
     return Graph.build(name, nodes, ["class"])

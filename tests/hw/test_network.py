@@ -25,7 +25,7 @@ from bitfold.hw.plan import HardwareError, build_plan
 from bitfold.hw.simulate import simulate_network
 
 from ..compiler.randgraphs import SCHEMES, lowered_graphs, random_inputs
-from .helpers import folded, random_folding, small_cnn
+from .helpers import folded, random_folding, small_cnn, sparse_cnn
 
 
 def scores_node(graph: Graph) -> str:
@@ -166,39 +166,6 @@ def test_random_sparse_networks_in_the_index_layout_are_bit_exact(graph, seed) -
     folding = random_folding(graph, rng, index=0.8)
     x = random_inputs(graph, 5, seed)
     check_network(graph, folding, x, p_idle=0.3, p_stall=0.3, seed=seed)
-
-
-def sparse_cnn(sparsity: float, name: str = "sparse cnn") -> Graph:
-    """small_cnn with every layer sparse: each row keeps ``fan_in - round(sparsity * fan_in)``."""
-    from bitfold.compiler.ir import SparseConv2d, SparseDense
-
-    rng = np.random.default_rng(int(sparsity * 100))
-
-    def mask(shape):
-        rows, fan_in = shape[0], int(np.prod(shape[1:]))
-        m = np.zeros((rows, fan_in), np.uint8)
-        for r in range(rows):
-            m[r, rng.choice(fan_in, fan_in - round(sparsity * fan_in), replace=False)] = 1
-        return m.reshape(shape)
-
-    from bitfold.compiler.ir import Threshold
-    from bitfold.compiler.verify import channel_ranges
-
-    graph = small_cnn(name)
-    nodes = []
-    for n in graph.nodes:
-        if isinstance(n, Threshold):  # a threshold inside each channel's (shrunk) range
-            layer = nodes[-1]
-            ranges = channel_ranges(layer, graph.types[layer.input])
-            n = Threshold(n.name, n.input, np.array([rng.integers(lo, hi + 2)
-                                                     for lo, hi, _ in ranges]))
-        if isinstance(n, BinaryDense):
-            n = SparseDense(n.name, n.input, mask(n.weight.shape), rng.integers(0, 2, len(n.weight)))
-        elif n.kind == "BinaryConv2d":
-            n = SparseConv2d(n.name, n.input, mask(n.weight.shape), rng.integers(0, 2, len(n.weight)),
-                             n.kernel, n.stride, n.pad, n.pad_value)
-        nodes.append(n)
-    return Graph.build(name, nodes, list(graph.outputs))
 
 
 @pytest.mark.parametrize("sparsity,choice", [
