@@ -201,12 +201,14 @@ def hardware_figures(build: str | Path, board: str | None = None,
         latency = sim.get("latency_cycles")
     else:
         cycles, cycles_src, latency = analytic, "analytic (no bit-exact simulation report)", None
-    ours = [(x["pe"], x["simd"]) for x in folding["layers"]]
+    def design(doc: dict[str, Any]) -> list[tuple]:
+        return [(x["pe"], x["simd"], x.get("layout")) for x in doc["layers"]]
+
+    ours = design(folding)
 
     def same_design(report: Path) -> bool:
         built = report.parent / "folding.json"
-        return built.is_file() and [(x["pe"], x["simd"])
-                                    for x in read_json(built)["layers"]] == ours
+        return built.is_file() and design(read_json(built)) == ours
 
     reports = sorted((build / "boards").glob("*/report.json"))
     reports = [p for p in reports if not p.parent.name.endswith("-selftest")]
@@ -385,8 +387,9 @@ def sweep(build: str | Path, device: str = "ecp5", clock_mhz: float = 100.0,
            "layers": [c.name for c in foldings[0].layers], "designs": rows}
     if (build / "folding.json").is_file():
         own = read_json(build / "folding.json")
-        costed = evaluate_folding(graph, {c["name"]: (c["pe"], c["simd"]) for c in own["layers"]},
-                                  clock_mhz, device, own.get("allow_padding", False))
+        choice = {c["name"]: (c["pe"], c["simd"], c.get("layout")) for c in own["layers"]}
+        costed = evaluate_folding(graph, choice, clock_mhz, device,
+                                  own.get("allow_padding", False))
         doc["current"] = {"folding": [[c.pe, c.simd] for c in costed.layers],
                           "fps": costed.fps, "luts": costed.total("luts"),
                           "brams": costed.total("brams")}

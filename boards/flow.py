@@ -74,7 +74,7 @@ def check_fits(graph: Graph, folding: Folding, board: Board) -> Folding:
     Returns the re-costed folding. Raises :class:`BoardFitError` naming the
     exceeded limit and the fastest folding that fits (from ``fold_for_budget``).
     """
-    choice = {c.name: (c.pe, c.simd) for c in folding.layers}
+    choice = {c.name: (c.pe, c.simd, c.layout) for c in folding.layers}
     costed = evaluate_folding(graph, choice, board.clock_mhz, board.family,
                               folding.allow_padding)
     luts, brams = costed.total("luts") + TOP_LUTS, costed.total("brams")
