@@ -45,12 +45,8 @@ def _pct(x: float | None) -> str:
 
 
 def _rtl_accuracy(a: dict[str, Any]) -> float | None:
-    sim = a["sim"]
-    if not sim:
-        return None
-    if sim.get("rtl_accuracy") is not None:
-        return sim["rtl_accuracy"]
-    return None
+    """The accuracy of the classes the RTL produced in simulation (None before there were any)."""
+    return (a["sim"] or {}).get("rtl_accuracy")
 
 
 def _facts(a: dict[str, Any]) -> dict[str, str]:

@@ -289,13 +289,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     build = Path(args.build)
     if args.frames is not None and args.frames < 1:
         raise ValueError(f"--frames must be at least 1, not {args.frames}")
-    frames, _, name = dataset_frames(build, args.frames, args.dataset, args.data_dir)
+    frames, labels, name = dataset_frames(build, args.frames, args.dataset, args.data_dir)
     n = len(frames)
-    report = simulate(build, frames, simulator=args.simulator, stalls=args.stalls, seed=args.seed)
+    report = simulate(build, frames, simulator=args.simulator, stalls=args.stalls, seed=args.seed,
+                      labels=labels)
     cpf = report["cycles_per_frame"]
+    acc = report["rtl_accuracy"]
     print(f"{build}/sim/report.json: {report['frames']} {name} test frames through "
           f"{report['top']} on {args.simulator}{' with random stalls' if args.stalls else ''}: "
-          f"{report['mismatches']} mismatches; "
+          f"{report['mismatches']} mismatches, RTL accuracy "
+          f"{'n/a' if acc is None else f'{acc:.4f}'}; "
           f"{'n/a' if cpf is None else f'{cpf:.1f}'} cycles/frame "
           f"(analytic {report['analytic_cycles_per_frame']}), latency {report['latency_cycles']} "
           f"cycles; {report['wall_s']:.1f}s")

@@ -178,7 +178,8 @@ def dataset_frames(build: str | Path, n: int | None = None, dataset: str | None 
 def simulate(build: str | Path, frames: np.ndarray, *, simulator: str = "icarus",
              stalls: bool = False, p_idle: float = 0.3, p_stall: float = 0.3, seed: int = 0,
              sim_dir: str | Path | None = None, rtl: str | Path | None = None,
-             expected: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+             expected: tuple[np.ndarray, np.ndarray] | None = None,
+             labels: np.ndarray | None = None) -> dict[str, Any]:
     """Run ``frames`` through ``BUILD/rtl`` in an HDL simulator; check every output.
 
     Parameters
@@ -196,6 +197,9 @@ def simulate(build: str | Path, frames: np.ndarray, *, simulator: str = "icarus"
         The Verilog folder (default ``BUILD/rtl``).
     expected : (classes, scores), optional
         Golden outputs; computed with the packed executor when omitted.
+    labels : ndarray, optional
+        The frames' true classes: the report then has ``rtl_accuracy``, the
+        fraction of frames whose class *from the RTL* is the label.
 
     Returns
     -------
@@ -204,7 +208,8 @@ def simulate(build: str | Path, frames: np.ndarray, *, simulator: str = "icarus"
         ``analytic_cycles_per_frame``, ``latency_cycles``, ``simulator``,
         ``wall_s`` (all), ``build_s`` (compiling the design; 0 when up to date),
         ``sim_s`` (the simulator process, cocotb start-up included), ``stream_s``
-        (the testbench streaming the frames), and on a mismatch ``first_mismatch``.
+        (the testbench streaming the frames), ``rtl_accuracy`` (with ``labels``), and on a
+        mismatch ``first_mismatch``.
     """
     build = Path(build)
     rtl = Path(rtl) if rtl is not None else build / "rtl"
@@ -271,7 +276,12 @@ def simulate(build: str | Path, frames: np.ndarray, *, simulator: str = "icarus"
         "stream_s": round(res["sim_wall_s"], 3),
         "frames_per_s": round(res["frames"] / sim_s, 3),
         "cycles_per_s": round(res["cycles"] / sim_s, 1),
+        "rtl_accuracy": None,
     }
+    if labels is not None:  # the RTL's own classes against the labels (X or Z counts as wrong)
+        got = res["classes"]
+        report["rtl_accuracy"] = (sum(c == int(y) for c, y in zip(got, labels, strict=False))
+                                  / len(got)) if got else None
     if res["first_mismatch"] is not None:
         first = res["first_mismatch"]
         report["first_mismatch"] = {

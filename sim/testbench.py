@@ -127,6 +127,7 @@ class Scoreboard:
         self.checked = 0
         self.mismatches = 0
         self.first: dict[str, Any] | None = None
+        self.got: list[int | None] = []  # the RTL's class of each frame (None: X or Z bits)
 
     def check(self, word: int | str) -> None:
         """Check the next output: an integer, or the bit string of a word with X or Z bits."""
@@ -135,6 +136,7 @@ class Scoreboard:
             cls, scores = None, word
         else:
             cls, scores = decode_output(word, self.output)
+        self.got.append(cls)
         if cls != self.classes[i] or scores != self.scores[i]:
             self.mismatches += 1
             if self.first is None:
@@ -215,6 +217,7 @@ async def run_frames(dut) -> None:
         else None,
         "timed_out": board.checked < n,
         "sim_wall_s": wall,
+        "classes": board.got,
     }
     Path(cfg["result"]).write_text(json.dumps(result, indent=2) + "\n")
     assert not result["timed_out"], (

@@ -51,6 +51,7 @@ def test_run_writes_a_report_that_says_what_the_artifacts_say(first_run) -> None
     report = (out / "report.md").read_text()
     assert "| bit-exact | yes: RTL == golden on 6 of 6 frames (icarus" in report
     assert f"golden {100 * golden['accuracy']:.2f}%" in report
+    assert f"RTL {100 * sim['rtl_accuracy']:.2f}% (6 RTL frames)" in report
     bench = read_json(out / "build" / "bench.json")
     fps = f"{bench['hardware']['fps']:,.0f}"
     assert f"| FPGA accelerator (stated clock) | 1 (streaming) | {fps} |" in report

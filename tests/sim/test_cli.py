@@ -26,6 +26,16 @@ def test_simulate_verb_writes_the_report(tmp_path) -> None:
     assert report["simulator"] == "icarus"
     assert report["analytic_cycles_per_frame"] == folding.cycles_per_frame
     assert out.stdout.startswith(f"{build}/sim/report.json: 12 digits test frames")
+    # the RTL's own classes against the labels: equal to the golden model's accuracy here,
+    # since every class matched
+    from bitfold.compiler.serialize import load_graph
+    from bitfold.sim.frames import expected_outputs
+    from bitfold.sim.runner import dataset_frames
+
+    frames, labels, _ = dataset_frames(build, 12)
+    classes, _ = expected_outputs(load_graph(build), frames)
+    assert report["rtl_accuracy"] == float((classes == labels).mean())
+    assert f"RTL accuracy {report['rtl_accuracy']:.4f}" in out.stdout
 
 
 def test_simulate_verb_refuses_in_one_line(tmp_path) -> None:
