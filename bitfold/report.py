@@ -235,5 +235,7 @@ def write_report(out: str | Path) -> Path:
         for name, s in run["stages"].items():
             took = f"{s['seconds']:.1f}" + (" (reused)" if s["reused"] else "")
             lines.append(f"| {name} | {took} | `{s['command']}` |")
+        if "bitstream" in run["stages"]:
+            lines += ["", "The bitstream stage runs in a child process alongside simulate."]
     text = "\n".join(lines) + "\n"
     return atomic_write(out / "report.md", lambda tmp: tmp.write_text(text))
