@@ -87,6 +87,20 @@ def threshold_words(thresholds: np.ndarray, pe: int, acc_width: int) -> tuple[in
                    for row in t.reshape(-1, pe)]
 
 
+def _checked(acc_shape: Shape, lo: int, hi: int, thresholds, mh: int) -> np.ndarray | None:
+    """Refuse an accumulator shape that cannot hold ``lo .. hi`` or thresholds not ``(mh,)``."""
+    a_lo = -(1 << (acc_shape.width - 1)) if acc_shape.signed else 0
+    a_hi = (1 << (acc_shape.width - (1 if acc_shape.signed else 0))) - 1
+    if lo < a_lo or hi > a_hi:
+        raise ValueError(f"acc_shape {acc_shape} cannot hold accumulators {lo}..{hi}")
+    if thresholds is None:
+        return None
+    thresholds = np.asarray(thresholds, dtype=np.int64)
+    if thresholds.shape != (mh,):
+        raise ValueError(f"thresholds must have shape ({mh},), not {thresholds.shape}")
+    return thresholds
+
+
 def _reg(m: Module, value: Value, en: Value, name: str) -> Signal:
     sig = Signal(value.shape(), name=name)
     with m.If(en):
@@ -157,14 +171,7 @@ class MVU(wiring.Component):
         if bipolar and input_bits != 1:
             raise ValueError(f"bipolar input has input_bits=1, not {input_bits!r}")
         lo, hi = accumulator_range(weights, input_bits, bipolar, polarity, plane_scale)
-        a_lo = -(1 << (acc_shape.width - 1)) if acc_shape.signed else 0
-        a_hi = (1 << (acc_shape.width - (1 if acc_shape.signed else 0))) - 1
-        if lo < a_lo or hi > a_hi:
-            raise ValueError(f"acc_shape {acc_shape} cannot hold accumulators {lo}..{hi}")
-        if thresholds is not None:
-            thresholds = np.asarray(thresholds, dtype=np.int64)
-            if thresholds.shape != (mh,):
-                raise ValueError(f"thresholds must have shape ({mh},), not {thresholds.shape}")
+        thresholds = _checked(acc_shape, lo, hi, thresholds, mh)
         self.weights, self.thresholds = weights.astype(np.uint8), thresholds
         self.polarity, self.plane_scale = polarity, plane_scale
         self.planes = 1 if plane_scale is None else len(plane_scale)
@@ -455,14 +462,7 @@ class IndexMVU(MVU):
         k = max(1, int(mask.sum(axis=1).max()))
         acc_shape = Shape.cast(acc_shape)
         lo, hi = accumulator_range(mask, input_bits, bipolar, polarity)
-        a_lo = -(1 << (acc_shape.width - 1)) if acc_shape.signed else 0
-        a_hi = (1 << (acc_shape.width - (1 if acc_shape.signed else 0))) - 1
-        if lo < a_lo or hi > a_hi:
-            raise ValueError(f"acc_shape {acc_shape} cannot hold accumulators {lo}..{hi}")
-        if thresholds is not None:
-            thresholds = np.asarray(thresholds, dtype=np.int64)
-            if thresholds.shape != (mh,):
-                raise ValueError(f"thresholds must have shape ({mh},), not {thresholds.shape}")
+        thresholds = _checked(acc_shape, lo, hi, thresholds, mh)
         self.weights, self.thresholds = mask.astype(np.uint8), thresholds
         self.polarity, self.plane_scale, self.planes = polarity, None, 1
         self.mh, self.mw, self.pe, self.simd, self.kept = mh, mw, pe, simd, k
