@@ -166,17 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="IR + folding -> Verilog accelerator: BUILD/rtl/",
                        description="Build the streaming XNOR-popcount dataflow accelerator of "
-                                   "BUILD's graph at a folding chosen for a frame rate or read "
-                                   "from a file; write BUILD/rtl/ (Verilog core and AXI-Stream "
+                                   "BUILD's graph at a folding chosen for a frame rate or a "
+                                   "LUT/block-RAM budget, or read from a file; write BUILD/rtl/ "
+                                   "(Verilog core and AXI-Stream "
                                    "wrapper, memory files, manifest.json) and BUILD/folding.json.")
     p.add_argument("build", metavar="BUILD", help="build folder written by bitfold compile")
     p.add_argument("--target-fps", type=float, metavar="F", help="frames per second to reach")
-    p.add_argument("--clock-mhz", type=float, metavar="M", help="clock for --target-fps "
-                   "(default: 100)")
+    p.add_argument("--clock-mhz", type=float, metavar="M", help="clock for --target-fps or "
+                   "a budget (default: 100)")
+    p.add_argument("--max-luts", type=int, metavar="N",
+                   help="LUT budget: the fastest folding whose estimate fits")
+    p.add_argument("--max-brams", type=int, metavar="N", help="block RAM budget")
     p.add_argument("--folding", metavar="FILE", help="a folding.json (written by bitfold fold "
                    "or by hand)")
     p.add_argument("--device", default="ecp5", choices=["ecp5", "ice40"],
-                   help="resource model for --target-fps (default: ecp5)")
+                   help="resource model for --target-fps or a budget (default: ecp5)")
     p.set_defaults(func=verbs.cmd_generate)
 
     p = sub.add_parser("simulate", help="RTL simulation vs the golden model: BUILD/sim/report.json",

@@ -267,9 +267,8 @@ def run_pipeline(args, say: Callable[[str], None] = print) -> dict[str, Any]:
     else:
         share = LUT_SHARE[board.family]
         luts = args.max_luts if args.max_luts is not None else int(board.luts * share)
-        fold = [["fold", b, "--max-luts", str(luts), "--max-brams", str(board.brams),
-                 "--device", board.family, "--clock-mhz", repr(board.clock_mhz)],
-                ["generate", b, "--folding", str(build / "folding.json")]]
+        fold = [["generate", b, "--max-luts", str(luts), "--max-brams", str(board.brams),
+                 "--device", board.family, "--clock-mhz", repr(board.clock_mhz)]]
     graph = [build / "graph.json", build / "tensors.npz"]
     board_dir = build / "boards" / board.name
     sim = ["simulate", b, "--simulator", args.simulator]

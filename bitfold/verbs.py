@@ -176,21 +176,31 @@ def cmd_fold(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bitfold.compiler.folding import fold_for_fps, folding_table, read_folding
+    from bitfold.compiler.folding import (
+        fold_for_budget,
+        fold_for_fps,
+        folding_table,
+        read_folding,
+    )
     from bitfold.compiler.serialize import load_graph
     from bitfold.hw.generate import generate
 
     build = Path(args.build)
     graph = load_graph(build)
-    if bool(args.folding) == (args.target_fps is not None):
-        raise ValueError("give exactly one of --target-fps F (with --clock-mhz M) or "
-                         "--folding FILE")
+    budget = args.max_luts is not None or args.max_brams is not None
+    if sum([bool(args.folding), args.target_fps is not None, budget]) != 1:
+        raise ValueError("give exactly one of --target-fps F (with --clock-mhz M), "
+                         "--max-luts/--max-brams N, or --folding FILE")
+    clock = 100.0 if args.clock_mhz is None else args.clock_mhz
     if args.folding:
         if args.clock_mhz is not None:
-            raise ValueError("--clock-mhz goes with --target-fps; a folding file has its own clock")
+            raise ValueError("--clock-mhz goes with --target-fps or a budget; a folding file has "
+                             "its own clock")
         folding = read_folding(args.folding, graph)
+    elif budget:
+        folding = fold_for_budget(graph, args.max_luts, args.max_brams, clock_mhz=clock,
+                                  device=args.device)
     else:
-        clock = 100.0 if args.clock_mhz is None else args.clock_mhz
         folding = fold_for_fps(graph, args.target_fps, clock_mhz=clock, device=args.device)
     doc = generate(build, graph, folding)
     print(folding_table(folding), end="")

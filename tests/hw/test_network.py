@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bitfold.compiler.folding import evaluate_folding, fold_for_fps
+from bitfold.compiler.folding import evaluate_folding, fold_for_budget, fold_for_fps
 from bitfold.compiler.golden import run_reference
 from bitfold.compiler.ir import BinaryDense, Graph, Input, ScoreAffine
 from bitfold.compiler.serialize import save_graph
@@ -128,6 +128,15 @@ def test_generate_verb_writes_rtl_and_manifest(tmp_path) -> None:
     out = subprocess.run(cli, capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.startswith("bitfold generate: error: give exactly one of --target-fps")
+    # a LUT budget picks the fastest folding whose estimate fits, as bitfold fold does
+    out = subprocess.run([*cli, "--max-luts", "400", "--device", "ice40"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    chosen = json.loads((tmp_path / "folding.json").read_text())
+    best = fold_for_budget(graph, 400, None, 100.0, "ice40")
+    assert [(x["pe"], x["simd"]) for x in chosen["layers"]] == [(c.pe, c.simd)
+                                                                for c in best.layers]
+    assert chosen["totals"]["luts"] <= 400
 
 
 @pytest.mark.parametrize("choice", [
