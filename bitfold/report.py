@@ -40,6 +40,17 @@ def collect(out: str | Path) -> dict[str, Any]:
     }
 
 
+def _quantizer(cfg: dict[str, Any]) -> str:
+    """`` / sparse 0.5`` and the like for a run that is not plain binary (else empty)."""
+    q = cfg.get("quantizer") or "binary"
+    if q == "sparse":
+        return f" / sparse {cfg.get('sparsity')}"
+    if q == "composite":
+        low = f", low-rank {cfg['low_rank']}" if cfg.get("low_rank") else ""
+        return f" / composite K={cfg.get('bases')}{low}"
+    return ""
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
@@ -114,7 +125,7 @@ def summary_lines(out: str | Path) -> list[str]:
     stages = a["run"].get("stages", {})
     reused = sum(s["reused"] for s in stages.values())
     head = (f"bitfold run: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}, "
-            f"{cfg.get('param', '?')} / alpha {cfg.get('alpha', '?')}, "
+            f"{cfg.get('param', '?')} / alpha {cfg.get('alpha', '?')}{_quantizer(cfg)}, "
             f"{a['run'].get('wall_s', 0):.0f} s"
             + (f" ({reused} of {len(stages)} stages reused)" if reused else ""))
     facts = _facts(a)
@@ -195,7 +206,7 @@ def write_report(out: str | Path) -> Path:
     a = collect(out)
     cfg, metrics, fold, run = a["config"] or {}, a["metrics"], a["folding"], a["run"]
     lines = [f"# bitfold run: {cfg.get('model')} on {cfg.get('dataset')}", ""]
-    lines += [f"{cfg.get('param')} parametrization, alpha {cfg.get('alpha')}, "
+    lines += [f"{cfg.get('param')} parametrization, alpha {cfg.get('alpha')}{_quantizer(cfg)}, "
               f"{cfg.get('epochs')} epochs, seed {cfg.get('seed')}; whole run "
               f"{run.get('wall_s', 0):.0f} s (load average {run.get('load_average')}).", "",
               "| | |", "|---|---|"]
