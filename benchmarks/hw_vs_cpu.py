@@ -41,17 +41,13 @@ def measure(name: str, run: str, board_name: str, max_luts: int | None, frames: 
     b = str(build)
     luts = max_luts or int(board.luts * LUT_SHARE[board.family])
     t0 = time.perf_counter()
-    if bench_only:  # the builds and simulations of an earlier run; only the CPU side again
-        step(["bench", b, "--board", board.name, "--quiet"])
-        doc = read_json(build / "bench.json")
-        doc["name"], doc["wall_s"] = name, time.perf_counter() - t0
-        return doc
-    step(["compile", run, "--out", b])
-    step(["fold", b, "--max-luts", str(luts), "--max-brams", str(board.brams), "--device",
-          board.family, "--clock-mhz", repr(board.clock_mhz)])
-    step(["generate", b, "--folding", str(build / "folding.json")])
-    step(["simulate", b, "--frames", str(frames)])
-    step(["build", b, "--board", board.name, "--quiet"], ok=(0, 3))
+    if not bench_only:  # else the builds and simulations of an earlier run are reused
+        step(["compile", run, "--out", b])
+        step(["fold", b, "--max-luts", str(luts), "--max-brams", str(board.brams), "--device",
+              board.family, "--clock-mhz", repr(board.clock_mhz)])
+        step(["generate", b, "--folding", str(build / "folding.json")])
+        step(["simulate", b, "--frames", str(frames)])
+        step(["build", b, "--board", board.name, "--quiet"], ok=(0, 3))
     step(["bench", b, "--board", board.name, "--quiet"])
     doc = read_json(build / "bench.json")
     doc["name"], doc["wall_s"] = name, time.perf_counter() - t0

@@ -66,10 +66,16 @@ def _rate(call: Callable[[], Any], frames: int, min_s: float, repeats: int) -> f
     return frames / best
 
 
-def _tiled(x: np.ndarray, n: int) -> np.ndarray:
-    """The first ``n`` frames of ``x``, repeated when ``x`` has fewer."""
+def _tiled(x, n: int):
+    """The first ``n`` frames of ``x`` (an array or a tensor), repeated when ``x`` has fewer."""
     reps = -(-n // len(x))
-    return np.concatenate([x] * reps)[:n] if reps > 1 else x[:n]
+    if reps == 1:
+        return x[:n]
+    if isinstance(x, np.ndarray):
+        return np.concatenate([x] * reps)[:n]
+    import torch
+
+    return torch.cat([x] * reps)[:n]
 
 
 def float_twin(model, config, data):
@@ -169,9 +175,7 @@ def cpu_baselines(build: str | Path, frames: int = 512, batches: tuple[int, ...]
             if name not in runners:
                 continue
             for b in batches:
-                x = inputs[name]
-                xb = (x.repeat((-(-b // len(x)),) + (1,) * (x.dim() - 1))[:b]
-                      if hasattr(x, "dim") else _tiled(x, b))
+                xb = _tiled(inputs[name], b)
                 fn = runners[name]
                 fps = _rate(lambda fn=fn, xb=xb: fn(xb), b, min_s, repeats)
                 rows.append({"name": name, "batch": b, "fps": fps, "latency_ms": 1e3 * b / fps})

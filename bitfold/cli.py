@@ -65,6 +65,22 @@ def _param_options(p: argparse.ArgumentParser, grid: bool = False) -> None:
                    help="composite: hidden dense layers become two binary matrices of rank R")
 
 
+def _folding_options(p: argparse.ArgumentParser) -> None:
+    """BUILD and the ways to choose a folding, shared by ``fold`` and ``generate``."""
+    p.add_argument("build", metavar="BUILD", help="build folder written by bitfold compile")
+    p.add_argument("--target-fps", type=float, metavar="F", help="frames per second to reach")
+    p.add_argument("--clock-mhz", type=float, metavar="M",
+                   help="clock for --target-fps or a budget (default: 100; a --folding FILE "
+                        "has its own)")
+    p.add_argument("--max-luts", type=int, metavar="N",
+                   help="LUT budget: the fastest folding whose estimate fits")
+    p.add_argument("--max-brams", type=int, metavar="N", help="block RAM budget")
+    p.add_argument("--folding", metavar="FILE",
+                   help="a folding.json (written by bitfold fold or by hand), checked and costed")
+    p.add_argument("--device", default="ecp5", choices=["ecp5", "ice40"],
+                   help="resource model (default: ecp5)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bitfold",
@@ -151,15 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Pick a folding for a target frame rate or the fastest one "
                                    "within a LUT/block-RAM budget, or check a hand-written one; "
                                    "write BUILD/folding.json with cycles and estimates.")
-    p.add_argument("build", metavar="BUILD", help="build folder written by bitfold compile")
-    p.add_argument("--target-fps", type=float, metavar="F", help="frames per second to reach")
-    p.add_argument("--clock-mhz", type=float, metavar="M",
-                   help="clock (default: 100, or the one in --folding FILE)")
-    p.add_argument("--max-luts", type=int, metavar="N", help="LUT budget (fastest that fits)")
-    p.add_argument("--max-brams", type=int, metavar="N", help="block RAM budget")
-    p.add_argument("--folding", metavar="FILE", help="check and cost a hand-written folding")
-    p.add_argument("--device", default="ecp5", choices=["ecp5", "ice40"],
-                   help="resource model (default: ecp5)")
+    _folding_options(p)
     p.add_argument("--allow-padding", action="store_true",
                    help="allow PE/SIMD that do not divide the layer (padded last fold)")
     p.set_defaults(func=verbs.cmd_fold)
@@ -170,17 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "LUT/block-RAM budget, or read from a file; write BUILD/rtl/ "
                                    "(Verilog core and AXI-Stream "
                                    "wrapper, memory files, manifest.json) and BUILD/folding.json.")
-    p.add_argument("build", metavar="BUILD", help="build folder written by bitfold compile")
-    p.add_argument("--target-fps", type=float, metavar="F", help="frames per second to reach")
-    p.add_argument("--clock-mhz", type=float, metavar="M", help="clock for --target-fps or "
-                   "a budget (default: 100)")
-    p.add_argument("--max-luts", type=int, metavar="N",
-                   help="LUT budget: the fastest folding whose estimate fits")
-    p.add_argument("--max-brams", type=int, metavar="N", help="block RAM budget")
-    p.add_argument("--folding", metavar="FILE", help="a folding.json (written by bitfold fold "
-                   "or by hand)")
-    p.add_argument("--device", default="ecp5", choices=["ecp5", "ice40"],
-                   help="resource model for --target-fps or a budget (default: ecp5)")
+    _folding_options(p)
     p.set_defaults(func=verbs.cmd_generate)
 
     p = sub.add_parser("simulate", help="RTL simulation vs the golden model: BUILD/sim/report.json",

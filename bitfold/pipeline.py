@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -96,13 +97,8 @@ class Stage:
         return {self._rel(str(p)): _sha(p) for p in files}
 
     def shell(self) -> str:
-        return " && ".join("bitfold " + " ".join(_quote(a) for a in c) for c in self.commands)
-
-
-def _quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
+        return " && ".join("bitfold " + " ".join(shlex.quote(a) for a in c)
+                           for c in self.commands)
 
 
 class _Stamps:
@@ -113,8 +109,7 @@ class _Stamps:
         self.doc: dict[str, Any] = {"schema": STAMPS_SCHEMA, "stages": {}}
         if self.path.is_file() and not force:
             try:
-                doc = read_json(self.path, schema=STAMPS_SCHEMA)
-                self.doc = doc
+                self.doc = read_json(self.path, schema=STAMPS_SCHEMA)
             except ArtifactError:
                 pass  # an old or broken record: every stage runs again
 

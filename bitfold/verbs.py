@@ -140,33 +140,32 @@ def cmd_golden(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_fold(args: argparse.Namespace) -> int:
-    from bitfold.compiler.folding import (
-        fold_for_budget,
-        fold_for_fps,
-        folding_table,
-        read_folding,
-        write_folding,
-    )
-    from bitfold.compiler.serialize import load_graph
+def _choose_folding(args: argparse.Namespace, graph):
+    """The folding ``fold`` and ``generate`` ask for: a file, a frame rate, or a LUT/BRAM budget."""
+    from bitfold.compiler.folding import fold_for_budget, fold_for_fps, read_folding
 
-    graph = load_graph(args.build)
     chosen = [bool(args.folding), args.target_fps is not None,
               args.max_luts is not None or args.max_brams is not None]
     if sum(chosen) != 1:
         raise ValueError("give exactly one of --target-fps F, --max-luts/--max-brams N, "
                          "or --folding FILE")
-    clock = 100.0 if args.clock_mhz is None else args.clock_mhz
-    common = dict(clock_mhz=clock, device=args.device, allow_padding=args.allow_padding)
     if args.folding:
         if args.clock_mhz is not None:
             raise ValueError("--clock-mhz goes with --target-fps or a budget; a folding file has "
                              "its own clock")
-        folding = read_folding(args.folding, graph)
-    elif args.target_fps is not None:
-        folding = fold_for_fps(graph, args.target_fps, **common)
-    else:
-        folding = fold_for_budget(graph, args.max_luts, args.max_brams, **common)
+        return read_folding(args.folding, graph)
+    common = dict(clock_mhz=100.0 if args.clock_mhz is None else args.clock_mhz,
+                  device=args.device, allow_padding=getattr(args, "allow_padding", False))
+    if args.target_fps is not None:
+        return fold_for_fps(graph, args.target_fps, **common)
+    return fold_for_budget(graph, args.max_luts, args.max_brams, **common)
+
+
+def cmd_fold(args: argparse.Namespace) -> int:
+    from bitfold.compiler.folding import folding_table, write_folding
+    from bitfold.compiler.serialize import load_graph
+
+    folding = _choose_folding(args, load_graph(args.build))
     path = write_folding(args.build, folding)
     print(folding_table(folding), end="")
     print(f"written: {path}")
@@ -176,32 +175,13 @@ def cmd_fold(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bitfold.compiler.folding import (
-        fold_for_budget,
-        fold_for_fps,
-        folding_table,
-        read_folding,
-    )
+    from bitfold.compiler.folding import folding_table
     from bitfold.compiler.serialize import load_graph
     from bitfold.hw.generate import generate
 
     build = Path(args.build)
     graph = load_graph(build)
-    budget = args.max_luts is not None or args.max_brams is not None
-    if sum([bool(args.folding), args.target_fps is not None, budget]) != 1:
-        raise ValueError("give exactly one of --target-fps F (with --clock-mhz M), "
-                         "--max-luts/--max-brams N, or --folding FILE")
-    clock = 100.0 if args.clock_mhz is None else args.clock_mhz
-    if args.folding:
-        if args.clock_mhz is not None:
-            raise ValueError("--clock-mhz goes with --target-fps or a budget; a folding file has "
-                             "its own clock")
-        folding = read_folding(args.folding, graph)
-    elif budget:
-        folding = fold_for_budget(graph, args.max_luts, args.max_brams, clock_mhz=clock,
-                                  device=args.device)
-    else:
-        folding = fold_for_fps(graph, args.target_fps, clock_mhz=clock, device=args.device)
+    folding = _choose_folding(args, graph)
     doc = generate(build, graph, folding)
     print(folding_table(folding), end="")
     print(f"written: {build}/rtl/ ({', '.join(doc['files'])}, manifest.json), {build}/folding.json")
