@@ -87,7 +87,8 @@ def _out_width(plan: Plan) -> int:
 
 
 def _memories(plan: Plan) -> dict[str, MemoryContext]:
-    from .mvu import index_words, threshold_words, weight_words
+    from .index_mvu import index_words
+    from .mvu import threshold_words, weight_words
 
     mems = {}
     for stage in plan.stages:

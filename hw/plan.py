@@ -46,7 +46,7 @@ from bitfold.compiler.ir import (
     mvu_matrix,
 )
 
-from .mvu import vector_beats
+from .index_mvu import vector_beats
 from .names import class_bits, sanitize
 from .swu import window_order
 

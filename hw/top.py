@@ -11,7 +11,8 @@ from amaranth.hdl import Module, Shape, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .mvu import MVU, IndexMVU
+from .index_mvu import IndexMVU
+from .mvu import MVU
 from .plan import Plan, Stage
 from .pool import MaxPool
 from .score import ScoreArgMax

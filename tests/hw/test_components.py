@@ -250,7 +250,7 @@ def _sparse_mask(rng: np.random.Generator, mh: int, mw: int, density: float,
 ])
 def test_index_mvu_matches_golden_sparse_dense(mh, mw, density, equal, pe, simd, in_elems,
                                                bits, thr, stall) -> None:
-    from bitfold.hw.mvu import IndexMVU
+    from bitfold.hw.index_mvu import IndexMVU
 
     rng = np.random.default_rng(mh * 1000 + mw * 10 + simd + bits)
     n = 6
@@ -284,7 +284,7 @@ def test_index_mvu_matches_golden_sparse_dense(mh, mw, density, equal, pe, simd,
 
 def test_index_layout_memory_is_what_the_cost_model_counts() -> None:
     from bitfold.compiler.cost import DEVICES, LayerShape, layer_cost
-    from bitfold.hw.mvu import IndexMVU
+    from bitfold.hw.index_mvu import IndexMVU
 
     rng = np.random.default_rng(5)
     for equal in (True, False):
