@@ -96,8 +96,7 @@ def float_twin(model, config, data):
     for name, layer in binary_layers(twin):
         with torch.no_grad():
             layer.weight.copy_(layers[name].real_weight())
-        if layer.input_mode == "binary":
-            layer.binarize_input = torch.nn.functional.hardtanh
+        layer.activation = "hardtanh"  # as in the float baseline (--quantizer float)
     return twin.eval().requires_grad_(False)
 
 

@@ -57,9 +57,19 @@ def _param_options(p: argparse.ArgumentParser, grid: bool = False) -> None:
                    help="start from the real weights of a checkpoint or a --param dense run")
     g.add_argument("--quantizer", default="binary", choices=QUANTIZERS,
                    help="binary: alpha*sign(W) (default); sparse: {0, b} per channel at "
-                        "--sparsity; composite: --bases K binary planes")
+                        "--sparsity; composite: --bases K binary planes; float: real weights "
+                        "and hard-tanh activations, a baseline to compare accuracy with; it "
+                        "cannot be compiled")
     g.add_argument("--sparsity", type=float, metavar="S",
                    help="fraction of zero weights per output channel (sparse)")
+    g.add_argument("--sparse-group", type=int, metavar="G",
+                   help="sparse: keep exactly (1-S)*G of every G consecutive inputs (N:G "
+                        "structured sparsity, e.g. --sparsity 0.75 --sparse-group 4 is 1:4), so "
+                        "the hardware stores and computes only the kept ones")
+    g.add_argument("--sparse-first-layer", action="store_true",
+                   help="sparse: sparsify the first layer too; by default it stays binary, "
+                        "since {0, b} weights on unsigned pixels can only add them up (no "
+                        "contrast) and the network learns far worse")
     g.add_argument("--bases", type=int, metavar="K", help="binary planes per weight (composite)")
     g.add_argument("--low-rank", type=int, metavar="R",
                    help="composite: hidden dense layers become two binary matrices of rank R")

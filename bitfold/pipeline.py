@@ -247,6 +247,10 @@ def run_pipeline(args, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or reuse) every stage for ``args`` (the ``bitfold run`` options); return run.json."""
     from bitfold.boards.targets import get_board
 
+    if getattr(args, "quantizer", "binary") == "float":
+        raise ValueError("--quantizer float trains the float baseline, which has no binary form "
+                         "to compile or build; train it with bitfold train --quantizer float, or "
+                         "run without --quantizer float")
     out = Path(args.out or f"runs/run-{args.model}-{args.dataset}")
     board = get_board(args.board)
     if args.target_fps is not None and args.max_luts is not None:

@@ -44,10 +44,14 @@ def _quantizer(cfg: dict[str, Any]) -> str:
     """`` / sparse 0.5`` and the like for a run that is not plain binary (else empty)."""
     q = cfg.get("quantizer") or "binary"
     if q == "sparse":
-        return f" / sparse {cfg.get('sparsity')}"
+        group = cfg.get("sparse_group")
+        nm = f" ({round((1 - cfg['sparsity']) * group)}:{group})" if group else ""
+        return f" / sparse {cfg.get('sparsity')}{nm}"
     if q == "composite":
         low = f", low-rank {cfg['low_rank']}" if cfg.get("low_rank") else ""
         return f" / composite K={cfg.get('bases')}{low}"
+    if q == "float":
+        return " / float baseline (real weights)"
     return ""
 
 

@@ -29,6 +29,8 @@ def _config(args: argparse.Namespace, **overrides):
         init_from=args.init_from, device=args.device,
         quantizer=getattr(args, "quantizer", "binary"), sparsity=getattr(args, "sparsity", None),
         bases=getattr(args, "bases", None), low_rank=getattr(args, "low_rank", None),
+        sparse_group=getattr(args, "sparse_group", None),
+        sparse_first=getattr(args, "sparse_first_layer", False),
     )
     fields.update(overrides)
     return TrainConfig(**fields)

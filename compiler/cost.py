@@ -37,15 +37,35 @@ calibrate them:
     two LUT4s), so it skips zeros: ``NF * K / SIMD`` cycles per vector.
     ``SIMD`` divides ``K``.
 
+  - ``"group"``: when the mask has structure, ``N`` kept inputs at most in every
+    group of ``G`` consecutive columns (``--sparse-group G`` trains exactly
+    that; :func:`group_structure` finds the ``G`` that stores it smallest), each
+    group stores ``N`` positions of ``log2 G`` bits (one more for a valid bit when
+    some group keeps fewer), ``MH * MW / G * N`` slots: half a bit a weight at
+    1:2 and at 1:4. ``SIMD`` groups a cycle, so a row takes ``MW / (G SIMD)``
+    cycles with ``SIMD * N`` terms, each gathered through a ``G``-to-1 multiplexer
+    from the input word: zeros are skipped and memory and LUTs shrink with the
+    sparsity. Offered only when it is smaller than the mask. ``SIMD`` divides ``MW / G``.
+
   The information in a row with density ``d`` is ``MW * H(d)`` bits (``H``
   the binary entropy), so at 50% sparsity the mask is already the smallest
   form; positions are smaller than the mask only below a density of
   ``1 / ceil(log2 MW)`` (above 87.5% sparsity for ``MW = 256``), and the
   gather multiplexers make the index layout cheaper in LUTs than the mask at
   equal cycles only at still higher sparsity. The folding prices both and
-  takes the cheaper. Composite layers: ``K`` times the XNOR-popcount lanes, ``K``
-  constant shift-and-add combiners, ``K`` times the weight bits (one
-  ``K * PE * SIMD``-wide memory).
+  takes the cheaper.
+* Composite layers (``K`` binary planes, ``K`` times the weight bits) have two
+  layouts, chosen per layer by the folding:
+
+  - ``"dense"``: the planes as parallel lanes: ``K`` times the XNOR-popcount
+    lanes and adder trees, ``K`` constant shift-and-add combiners, one
+    ``K * PE * SIMD``-wide, ``NF * SF``-deep memory; ``NF * SF`` cycles per vector.
+  - ``"serial"``: the planes bit-serial through one set of lanes
+    (``bitfold.hw.serial_mvu``): ``K`` cycles per word position, so
+    ``NF * SF * K`` cycles per vector; one adder tree, ``K`` constant products
+    of its sum and a ``K``-to-1 multiplexer selecting the plane's (registered:
+    ``acc_bits`` flip-flops), an accumulator even when ``SF = 1``, and a
+    ``PE * SIMD``-wide, ``NF * SF * K``-deep memory (never constants).
 * Buffers: a dense MVU with ``NF > 1`` re-reads its input vector (``MW`` inputs);
   a convolution's sliding window keeps ``k`` padded rows of its input.
   Up to ``lutram_max_bits`` in LUT RAM (16 bits a LUT), beyond in block RAM.
@@ -75,7 +95,10 @@ __all__ = [
     "LayerShape",
     "ResourceModel",
     "StageCost",
+    "GROUP_SIZES",
     "adder_tree_luts",
+    "group_slot_bits",
+    "group_structure",
     "index_bits",
     "layer_cost",
     "mux_luts",
@@ -117,10 +140,13 @@ class LayerShape:
     acc_bits: int
     buffer_inputs: int  # inputs held by the sliding window (conv) or the vector buffer (dense)
     scheme: str = "binary"  # "binary" | "sparse" | "composite"
-    planes: int = 1  # composite: K weight planes, each a parallel XNOR-popcount lane
+    planes: int = 1  # composite: K weight planes (parallel or serial XNOR-popcount lanes)
     density: float = 1.0  # sparse: fraction of non-zero weights
     nnz: int = 0  # sparse: the most non-zero weights in a row (K); 0 otherwise
     ragged: bool = False  # sparse: some row has fewer than ``nnz`` non-zeros (padded slots)
+    group: int = 0  # sparse: group size G of the group layout (0: the mask has no such structure)
+    group_kept: int = 0  # sparse: the most kept inputs in a group of G (N of N:G)
+    group_ragged: bool = False  # sparse: some group keeps fewer than ``group_kept``
 
 
 @dataclass(frozen=True)
@@ -143,7 +169,7 @@ class LayerCost:
     weight_memory: str  # "constant" | "lutrom" | "bram"
     acc_bits: int
     buffer_bits: int
-    layout: str = "dense"  # "dense" (binary, composite) | "mask" | "index" (sparse)
+    layout: str = "dense"  # "dense" (binary, composite) | "serial" (composite) | "mask" | "index" (sparse)
 
 
 @dataclass(frozen=True)
@@ -186,12 +212,53 @@ def index_slot_bits(layer: LayerShape, simd: int) -> int:
 
 def layouts(layer: LayerShape) -> tuple[str, ...]:
     """The weight layouts a layer can be built with."""
-    return ("mask", "index") if layer.scheme == "sparse" else ("dense",)
+    if layer.scheme == "sparse":
+        return ("mask", "index") + (("group",) if layer.group else ())
+    return ("dense", "serial") if layer.scheme == "composite" else ("dense",)
 
 
 def columns(layer: LayerShape, layout: str) -> int:
-    """What ``SIMD`` folds: the inputs per row (``MW``), or the kept ones (``K``) when indexed."""
-    return layer.nnz if layout == "index" else layer.mw
+    """What ``SIMD`` folds: the inputs per row (``MW``), the kept ones (``K``) when indexed,
+    or the groups (``MW / G``) in the group layout."""
+    if layout == "index":
+        return layer.nnz
+    if layout == "group":
+        return layer.mw // layer.group
+    return layer.mw
+
+
+GROUP_SIZES = (2, 4, 8, 16)  # group sizes the group layout tries
+
+
+def group_slot_bits(group: int, ragged: bool) -> int:
+    """Bits of one slot of the group layout: a position in the group, and a valid bit if padded."""
+    return max(1, (group - 1).bit_length()) + (1 if ragged else 0)
+
+
+def group_structure(mask) -> tuple[int, int, bool]:
+    """``(G, N, ragged)`` of the group layout that stores ``mask`` (``(mh, mw)`` 0/1) in the
+    fewest bits, or ``(0, 0, False)`` when no group size beats the mask's one bit a weight.
+
+    Groups are ``G`` consecutive columns; ``N`` is the most kept inputs in any group, and
+    ``ragged`` says some group keeps fewer (its last slots are padding). A mask trained with
+    ``--sparse-group G`` at sparsity ``S`` has exactly ``N = (1 - S) G`` in every group:
+    ``N log2(G) / G`` bits a weight, half a bit at 1:2 and at 1:4.
+    """
+    import numpy as np
+
+    mask = np.asarray(mask)
+    mh, mw = mask.shape
+    best, best_bits = (0, 0, False), mh * mw
+    for g in GROUP_SIZES:
+        if mw % g or g > mw:
+            continue
+        counts = mask.reshape(mh, mw // g, g).sum(axis=2)
+        n = max(1, int(counts.max()))
+        ragged = bool(counts.min() < n)
+        bits = mh * (mw // g) * n * group_slot_bits(g, ragged)
+        if bits < best_bits:
+            best, best_bits = (g, n, ragged), bits
+    return best
 
 
 def mvu_layers(graph: Graph) -> list[LayerShape]:
@@ -212,13 +279,14 @@ def mvu_layers(graph: Graph) -> list[LayerShape]:
             pixels, buffer = 1, mw
         scheme = "sparse" if isinstance(node, SparseDense | SparseConv2d) else \
             "composite" if isinstance(node, CompositeDense | CompositeConv2d) else "binary"
-        density, nnz, ragged = 1.0, 0, False
+        density, nnz, ragged, group = 1.0, 0, False, (0, 0, False)
         if scheme == "sparse":
             rows = planes[0].sum(axis=1)
             density, nnz = float(planes.mean()), max(1, int(rows.max()))
             ragged = bool(rows.min() < nnz)
+            group = group_structure(planes[0])
         out.append(LayerShape(node.name, conv, mh, mw, pixels, bits, t_out.bits, buffer,
-                              scheme, k, density, nnz, ragged))
+                              scheme, k, density, nnz, ragged, *group))
     return out
 
 
@@ -244,7 +312,8 @@ def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
                layout: str | None = None) -> LayerCost:
     """Cycles and resources of ``layer`` at ``(pe, simd)``; legality is checked elsewhere.
 
-    ``layout`` is a sparse layer's weight layout, ``"mask"`` (the default) or ``"index"``.
+    ``layout`` is a sparse layer's weight layout, ``"mask"`` (the default) or ``"index"``,
+    or a composite layer's, ``"dense"`` (the default: parallel planes) or ``"serial"``.
     """
     if layout is None:
         layout = layouts(layer)[0]
@@ -252,8 +321,12 @@ def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
         raise ValueError(f"layer {layer.name!r} ({layer.scheme}) has no layout {layout!r}")
     if layout == "index":
         return _index_cost(layer, pe, simd, model)
+    if layout == "group":
+        return _group_cost(layer, pe, simd, model)
     nf, sf = math.ceil(layer.mh / pe), math.ceil(layer.mw / simd)
-    constant = nf * sf == 1
+    serial = layout == "serial"  # composite: one set of lanes, the K planes one a cycle
+    passes = layer.planes if serial else 1
+    constant = nf * sf * passes == 1
     terms = simd
     if layer.scheme == "sparse" and constant:  # constant zeros of the mask are pruned
         terms = max(1, math.ceil(layer.density * simd))
@@ -262,21 +335,24 @@ def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
         compute = xnor + adder_tree_luts(terms, 1)
     else:
         compute = terms * layer.input_bits + adder_tree_luts(terms, layer.input_bits + 1)
-    compute *= layer.planes  # composite: K parallel XNOR-popcount lanes ...
+    compute *= 1 if serial else layer.planes  # composite: K parallel XNOR-popcount lanes ...
     if layer.planes > 1:  # ... combined by constant shift-and-add (about one adder a plane)
         compute += layer.planes * layer.acc_bits
+    if serial:  # ... or one lane's sum times the plane's constant: a K:1 mux of the products
+        compute += mux_luts(layer.planes, layer.acc_bits)
     if layer.scheme == "sparse" and nf > 1:  # the polarity ROM, one bit per neuron and fold
         compute += math.ceil(nf / model.lut_rom_depth)
-    acc = layer.acc_bits if sf > 1 else 0
+    acc = layer.acc_bits if sf * passes > 1 else 0
     thr_rom = layer.acc_bits * math.ceil(nf / model.lut_rom_depth) if nf > 1 else 0
     per_pe = compute + acc + layer.acc_bits + thr_rom
-    kind, mem_luts, brams = _memory(pe * simd * layer.planes, nf * sf, model)
+    kind, mem_luts, brams = _memory(pe * simd * layer.planes // passes, nf * sf * passes, model)
     buffer_bits = layer.buffer_inputs * layer.input_bits if (layer.conv or nf > 1) else 0
     buf_luts, buf_brams = _buffer(buffer_bits, model)
     return LayerCost(
         name=layer.name, pe=pe, simd=simd, mh=layer.mh, mw=layer.mw, nf=nf, sf=sf,
-        pixels=layer.pixels, cycles=nf * sf * layer.pixels,
-        luts=pe * per_pe + mem_luts + buf_luts, ffs=pe * (acc + 1),
+        pixels=layer.pixels, cycles=nf * sf * passes * layer.pixels,
+        luts=pe * per_pe + mem_luts + buf_luts,
+        ffs=pe * (acc + 1 + (layer.acc_bits if serial else 0)),  # serial: the scaled sum
         brams=brams + buf_brams, weight_bits=layer.planes * layer.mh * layer.mw,
         weight_memory=kind,
         acc_bits=layer.acc_bits, buffer_bits=buffer_bits, layout=layout)
@@ -307,6 +383,37 @@ def _index_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel) -> 
         luts=pe * per_pe + mem_luts + buf_luts, ffs=pe * (acc + 1) + vector_bits,
         brams=brams + buf_brams, weight_bits=layer.mh * layer.nnz * slot, weight_memory=kind,
         acc_bits=layer.acc_bits, buffer_bits=window_bits + vector_bits, layout="index")
+
+
+def _group_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel) -> LayerCost:
+    """The group layout of a sparse layer (see the module docstring)."""
+    g, n = layer.group, layer.group_kept
+    nf, sf = math.ceil(layer.mh / pe), math.ceil(layer.mw / (g * simd))
+    constant = nf * sf == 1
+    slot = group_slot_bits(g, layer.group_ragged)
+    bits = layer.input_bits
+    terms = simd * n
+    if constant:  # constant positions: every term is a wire (and a constant polarity)
+        per_term = 0 if bits == 1 else bits
+    elif bits == 1 and g == 2 and not layer.group_ragged:
+        per_term = 1  # xnor(mux(sel, x0, x1), polarity): four inputs, one LUT4
+    else:  # a G:1 multiplexer, then valid & xnor(x, polarity) / conditional negation
+        per_term = mux_luts(g, bits) + (1 if bits == 1 else bits)
+    compute = terms * per_term + adder_tree_luts(terms, 1 if bits == 1 else bits + 1)
+    if nf > 1:
+        compute += math.ceil(nf / model.lut_rom_depth)  # the polarity ROM
+    acc = layer.acc_bits if sf > 1 else 0
+    thr_rom = layer.acc_bits * math.ceil(nf / model.lut_rom_depth) if nf > 1 else 0
+    per_pe = compute + acc + layer.acc_bits + thr_rom
+    kind, mem_luts, brams = _memory(pe * terms * slot, nf * sf, model)
+    buffer_bits = layer.buffer_inputs * bits if (layer.conv or nf > 1) else 0
+    buf_luts, buf_brams = _buffer(buffer_bits, model)
+    return LayerCost(
+        name=layer.name, pe=pe, simd=simd, mh=layer.mh, mw=layer.mw, nf=nf, sf=sf,
+        pixels=layer.pixels, cycles=nf * sf * layer.pixels,
+        luts=pe * per_pe + mem_luts + buf_luts, ffs=pe * (acc + 1),
+        brams=brams + buf_brams, weight_bits=layer.mh * (layer.mw // g) * n * slot,
+        weight_memory=kind, acc_bits=layer.acc_bits, buffer_bits=buffer_bits, layout="group")
 
 
 def other_stages(graph: Graph, model: ResourceModel) -> list[StageCost]:

@@ -20,8 +20,15 @@ and :func:`read_folding` checks it against the graph.
 A sparse layer has two weight layouts (``bitfold.compiler.cost``): ``"mask"``
 (``SIMD`` inputs per cycle, ``SIMD`` divides ``MW``) and ``"index"`` (``SIMD``
 kept inputs gathered per cycle, ``SIMD`` divides the most non-zeros in a row,
-``K``). A layer entry may name one (``"layout": "index"``; default ``"mask"``);
-the optimizers price both and take the cheaper.
+``K``), and when its mask has N:G structure ``"group"`` (``SIMD`` groups of
+``G`` inputs per cycle, ``SIMD`` divides ``MW / G``; never padded). A layer
+entry may name one (``"layout": "index"``; default ``"mask"``); the optimizers
+price them all and take the cheapest.
+
+A composite layer (``K`` binary planes) has two: ``"dense"`` (the default; the
+planes as ``K`` parallel lanes, ``NF * SF`` cycles per vector) and ``"serial"``
+(one set of lanes taking the planes one a cycle, ``NF * SF * K`` cycles, about
+``1 / K`` of the adder trees); binary layers have only ``"dense"``.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ from .cost import (
     other_stages,
 )
 from .errors import FoldingError
-from .ir import Graph
+from .ir import MVU_KINDS, Graph
 
 __all__ = [
     "FOLDING_SCHEMA",
@@ -80,14 +87,20 @@ def _summary(values: list[int]) -> str:
 
 def check_layer(layer: LayerShape, pe: Any, simd: Any, allow_padding: bool,
                 layout: Any = None) -> None:
-    """Raise :class:`FoldingError` naming the layer and legal values if ``(pe, simd)`` is not."""
+    """Raise :class:`FoldingError` naming the layer and legal values if ``(pe, simd)`` or
+    ``layout`` (``"serial"`` only for composite layers) is not."""
     if layout is None:
         layout = layouts(layer)[0]
     if layout not in layouts(layer):
+        hint = " ('serial' is for composite layers)" if layout == "serial" else ""
         raise FoldingError(f"layer {layer.name!r}: layout={layout!r} is illegal; a "
-                           f"{layer.scheme} layer has {' or '.join(map(repr, layouts(layer)))}")
+                           f"{layer.scheme} layer has {' or '.join(map(repr, layouts(layer)))}"
+                           f"{hint}")
     inputs = ("kept inputs per output (non-zeros of the fullest row)" if layout == "index"
+              else f"groups of {layer.group} inputs per output" if layout == "group"
               else "inputs per output")
+    if layout == "group":
+        allow_padding = False
     for what, value, n, role in (("pe", pe, layer.mh, "output channels"),
                                  ("simd", simd, columns(layer, layout), inputs)):
         ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= n and \
@@ -156,8 +169,8 @@ def _fifos(graph: Graph, costs: dict[str, LayerCost], model: ResourceModel) -> t
     """One FIFO after every stage that feeds another: producer word width, fixed depth."""
     out = []
     for node in graph.nodes[:-1]:
-        if node.kind in ("BinaryDense", "BinaryConv2d"):
-            continue  # the MVU's threshold or score unit streams on
+        if isinstance(node, MVU_KINDS):
+            continue  # the MVU's threshold or score unit streams on (sparse, composite too)
         t = graph.types[node.name]
         producer = costs.get(node.inputs[0]) if node.inputs else None
         lanes = producer.pe if producer is not None else (t.shape[-1] if t.shape else 1)
@@ -206,7 +219,8 @@ class _Options:
         costs = [layer_cost(layer, pe, simd, model, layout)
                  for layout in layouts(layer)
                  for pe in legal_values(layer.mh, allow_padding)
-                 for simd in legal_values(columns(layer, layout), allow_padding)]
+                 for simd in legal_values(columns(layer, layout),
+                                          allow_padding and layout != "group")]
         costs.sort(key=lambda c: c.cycles)
         self.cycles = [c.cycles for c in costs]
         self.best: list[LayerCost] = []
@@ -321,7 +335,7 @@ def write_folding(build: str | Path, folding: Folding) -> Path:
 def read_folding(path: str | Path, graph: Graph) -> Folding:
     """Read a folding (written by bitfold or by hand) and check it against ``graph``.
 
-    Only ``layers[*].name/pe/simd`` (and a sparse layer's optional ``layout``) and the
+    Only ``layers[*].name/pe/simd`` (and a sparse or composite layer's optional ``layout``) and the
     optional ``clock_mhz``, ``device``, ``allow_padding`` are read; cycles and estimates
     are recomputed.
     """

@@ -1,7 +1,8 @@
 """bitfold.hw: the streaming XNOR-popcount dataflow accelerator (DESIGN.md §5).
 
 Amaranth components that talk through ``amaranth.lib.stream`` interfaces
-(:mod:`.mvu`, :mod:`.index_mvu`, :mod:`.swu`, :mod:`.pool`, :mod:`.score`, :mod:`.streams`), the
+(:mod:`.mvu`; sparse layers' :mod:`.index_mvu` and :mod:`.group_mvu`; composite layers'
+bit-serial :mod:`.serial_mvu`; :mod:`.swu`, :mod:`.pool`, :mod:`.score`, :mod:`.streams`), the
 plan of a network's stages from the IR and a folding (:mod:`.plan`), the
 dataflow top (:mod:`.top`), Verilog and wrapper emission (:mod:`.generate`) and
 an ``amaranth.sim`` driver for whole networks (:mod:`.simulate`). Nothing here

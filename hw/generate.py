@@ -87,6 +87,7 @@ def _out_width(plan: Plan) -> int:
 
 
 def _memories(plan: Plan) -> dict[str, MemoryContext]:
+    from .group_mvu import group_words
     from .index_mvu import index_words
     from .mvu import threshold_words, weight_words
 
@@ -106,6 +107,23 @@ def _memories(plan: Plan) -> dict[str, MemoryContext]:
                 f"{stage.node} kept-input positions: slot p*{simd}+s ({slot} bits: {ib}-bit "
                 f"position{valid}) of address nf*{sf}+sf is kept input sf*{simd}+s of neuron "
                 f"nf*{pe}+p", pe * simd * slot, words)
+        elif p.get("layout") == "group":
+            g = p["group"]
+            n, slot, ragged, words = group_words(p["weights"], g, pe, simd)
+            sf = len(words) // nf
+            valid = ", then a valid bit" if ragged else ""
+            mems[f"{stage.name}_groups.mem"] = _memory(
+                f"{stage.node} kept positions in groups of {g}: slot (p*{simd}+s)*{n}+j "
+                f"({slot} bits: the position in the group{valid}) of address nf*{sf}+sf is "
+                f"kept input j of group sf*{simd}+s of neuron nf*{pe}+p", pe * simd * n * slot,
+                words)
+        elif p.get("layout") == "serial":
+            from .serial_mvu import serial_weight_words
+
+            mems[f"{stage.name}_weights.mem"] = _memory(
+                f"{stage.node} weights, planes serial: bit p*{simd}+s of address "
+                f"(nf*{sf}+sf)*{planes}+k is plane k (of {planes}), neuron nf*{pe}+p, input "
+                f"sf*{simd}+s", pe * simd, serial_weight_words(p["weights"], pe, simd))
         else:
             words = weight_words(p["weights"], pe, simd)
             what = "mask" if p.get("polarity") is not None else "weights"
@@ -182,7 +200,11 @@ def _weight_kind(stage) -> str:
     columns = p["weights"].shape[-1]
     if p.get("layout") == "index":
         columns = max(1, int(p["weights"].sum(axis=1).max()))
+    elif p.get("layout") == "group":
+        columns = p["weights"].shape[-1] // p["group"]
     depth = (p["weights"].shape[-2] // p["pe"]) * (columns // p["simd"])
+    if p.get("layout") == "serial":  # one word per plane
+        depth *= p["weights"].shape[0]
     return weight_memory_kind(depth)
 
 

@@ -11,7 +11,9 @@ where every binary layer may also be sparse or composite (``SparseDense``,
 into another dense layer (a low-rank pair). A sparse layer folded in the index
 layout becomes an :class:`~.mvu.IndexMVU`, which takes its input vector (or
 window) in words of ``in_elems`` elements, as few as load one vector within its
-``NF * SF`` compute cycles.
+``NF * SF`` compute cycles; in the group layout, a :class:`~.group_mvu.GroupMVU`, which
+takes ``SIMD`` groups of ``G`` inputs a word. A composite layer folded in the serial layout becomes
+a :class:`~.serial_mvu.SerialCompositeMVU` (its ``K`` planes one a cycle).
 
 A convolution becomes a sliding-window unit plus an MVU; every edge between
 stages gets a width converter (when the word sizes differ) and a FIFO. A FIFO
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bitfold.compiler.cost import group_structure
 from bitfold.compiler.folding import Folding
 from bitfold.compiler.golden import pad_bit
 from bitfold.compiler.ir import (
@@ -169,13 +172,14 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 3) -> Plan:
         pe, simd = cost.pe, cost.simd
         weights = mvu_matrix(nxt)  # (planes, mh, mw)
         index = cost.layout == "index"
+        group = group_structure(weights[0])[0] if cost.layout == "group" else 0
         if index and max(1, int(weights[0].sum(axis=1).max())) % simd:
             raise HardwareError("padded foldings (pe or simd not dividing the layer) are not "
                                 "supported by the generator yet; fold without --allow-padding")
-        in_elems = simd
+        in_elems = simd * group if group else simd  # the group layout takes SIMD groups of G
         if isinstance(nxt, CONV_KINDS):
             h, w, c = t.shape
-            lanes = _mvu_simd_lanes(nxt.kernel, c, simd)
+            lanes = _mvu_simd_lanes(nxt.kernel, c, in_elems)
             if index:  # whole window columns, as few as load a window in time
                 lanes = next(n for n in range(1, nxt.kernel + 1)
                              if nxt.kernel % n == 0 and nxt.kernel // n <= cost.nf * cost.sf)
@@ -196,8 +200,12 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 3) -> Plan:
                 if not isinstance(nxt, CONV_KINDS):
                     in_elems = vector_beats(weights.shape[-1], cost.nf * cost.sf)
                 params.update(layout="index", in_elems=in_elems)
+            elif group:
+                params.update(layout="group", group=group)
         elif isinstance(nxt, CompositeDense | CompositeConv2d):
             params.update(weights=weights, plane_scale=[int(v) for v in nxt.plane_scale])
+            if cost.layout == "serial":  # one set of lanes, the K planes one a cycle
+                params["layout"] = "serial"
         depth = max(fifo_min, weights.shape[-1] // in_elems + 2)
         if isinstance(after, DENSE_KINDS):  # a low-rank pair: integers into the next layer
             if isinstance(nxt, CONV_KINDS) or t_acc.signed:

@@ -11,11 +11,13 @@ from amaranth.hdl import Module, Shape, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .group_mvu import GroupMVU
 from .index_mvu import IndexMVU
 from .mvu import MVU
 from .plan import Plan, Stage
 from .pool import MaxPool
 from .score import ScoreArgMax
+from .serial_mvu import SerialCompositeMVU
 from .streams import StreamFIFO, WidthConverter
 from .swu import SlidingWindow
 
@@ -33,6 +35,16 @@ def stage_component(stage: Stage) -> wiring.Component:
         return IndexMVU(p["weights"], p["pe"], p["simd"], _shape(p["acc_bits"], p["acc_signed"]),
                         polarity=p["polarity"], thresholds=p["thresholds"],
                         input_bits=p["input_bits"], bipolar=p["bipolar"], in_elems=p["in_elems"])
+    if stage.kind == "mvu" and p.get("layout") == "group":
+        return GroupMVU(p["weights"], p["group"], p["pe"], p["simd"],
+                        _shape(p["acc_bits"], p["acc_signed"]), polarity=p["polarity"],
+                        thresholds=p["thresholds"], input_bits=p["input_bits"],
+                        bipolar=p["bipolar"])
+    if stage.kind == "mvu" and p.get("layout") == "serial":
+        return SerialCompositeMVU(p["weights"], p["pe"], p["simd"],
+                                  _shape(p["acc_bits"], p["acc_signed"]),
+                                  plane_scale=p["plane_scale"], thresholds=p["thresholds"],
+                                  input_bits=p["input_bits"], bipolar=p["bipolar"])
     if stage.kind == "mvu":
         return MVU(p["weights"], p["pe"], p["simd"], _shape(p["acc_bits"], p["acc_signed"]),
                    thresholds=p["thresholds"], input_bits=p["input_bits"], bipolar=p["bipolar"],

@@ -185,7 +185,8 @@ def export_network(model: nn.Module, input_bits: int, input_scale: float,
     ------
     ExportError
         If the model is not a plain feed-forward binary network (e.g.
-        ``resnet18``'s real-valued shortcuts), naming the layer and why.
+        ``resnet18``'s real-valued shortcuts, or the float baseline), naming
+        the layer and why.
     """
     if not isinstance(model, BinaryNet):
         raise ExportError(f"{name} ({type(model).__name__}) cannot be lowered to hardware yet: "
@@ -195,6 +196,9 @@ def export_network(model: nn.Module, input_bits: int, input_scale: float,
     for child_name, mod in model.body.named_children():
         qual = f"body.{child_name}"
         if isinstance(mod, BinaryLayer):
+            if mod.is_float:
+                raise ExportError(f"{qual}: a layer of the float baseline (real weights, hard-tanh "
+                                  "input) has no binary form; train without --quantizer float")
             q = quantized_weight(mod)
             if isinstance(mod, BinaryConv2d):
                 steps.append(ExportedBinaryLayer(qual, "conv2d", input_mode=mod.input_mode,

@@ -5,6 +5,10 @@ unsigned multi-bit input) and uses ``weight``, which after
 :func:`parametrize_model` is ``alpha * sign(reconstruction)``. Padding of binary
 feature maps uses a constant binary value (default -1, DESIGN.md §3), applied
 explicitly so training and hardware agree exactly.
+
+The float baseline (``quantizer="float"``) is the same network with the sign
+replaced: real weights (the reconstruction as is) and ``activation =
+"hardtanh"`` on every input the binary network binarizes.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ __all__ = [
 ]
 
 INPUT_MODES = ("binary", "multibit")
+_WEIGHT_QUANTIZERS = (BinarizeWeight, *QUANTIZER_LINKS)
 
 
 class BinaryLayer(nn.Module):
@@ -57,7 +62,17 @@ class BinaryLayer(nn.Module):
     input_mode : {"binary", "multibit"}
         ``binary`` binarizes the input with :func:`sign_ste`; ``multibit``
         takes unsigned multi-bit input as is (the first layer).
+
+    Attributes
+    ----------
+    activation : {"sign", "hardtanh"}
+        What a ``binary`` input goes through: :func:`sign_ste` (the binary
+        network), or ``hardtanh`` in the float baseline (set by
+        :func:`parametrize_model` with ``quantizer="float"``; a module
+        attribute, not saved in the state_dict).
     """
+
+    activation = "sign"
 
     def __init__(self, weight_shape: tuple[int, ...], input_mode: str) -> None:
         super().__init__()
@@ -69,7 +84,17 @@ class BinaryLayer(nn.Module):
         nn.init.uniform_(self.weight, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
 
     def binarize_input(self, x: Tensor) -> Tensor:
-        return sign_ste(x) if self.input_mode == "binary" else x
+        if self.input_mode != "binary":
+            return x
+        return F.hardtanh(x) if self.activation == "hardtanh" else sign_ste(x)
+
+    def _activation_repr(self) -> str:
+        return ", activation=hardtanh" if self.is_float and self.input_mode == "binary" else ""
+
+    @property
+    def is_float(self) -> bool:
+        """Whether the layer is part of the float baseline (hard-tanh input, real weights)."""
+        return self.activation == "hardtanh"
 
     @property
     def quantizer(self) -> nn.Module | None:
@@ -88,16 +113,17 @@ class BinaryLayer(nn.Module):
         return chain[-1] if isinstance(chain[-1], BinarizeWeight) else None
 
     def real_weight(self) -> Tensor:
-        """The real-valued reconstruction before binarization."""
+        """The real-valued reconstruction before binarization (the weight itself in a float model)."""
         if not parametrize.is_parametrized(self, "weight"):
             return self.weight
         chain = self.parametrizations.weight
+        links = list(chain)
         if chain.is_tensor:
             w = chain.original
-            links = list(chain)[:-1]
         else:
-            w = chain[0](*(getattr(chain, f"original{i}") for i in range(chain.ntensors)))
-            links = list(chain)[1:-1]
+            w = links.pop(0)(*(getattr(chain, f"original{i}") for i in range(chain.ntensors)))
+        if links and isinstance(links[-1], _WEIGHT_QUANTIZERS):
+            links.pop()  # the binarizer or quantizer; a float model's chain has none
         for link in links:
             w = link(w)
         return w
@@ -124,7 +150,8 @@ class BinaryLinear(BinaryLayer):
         return F.linear(x, self.weight)
 
     def extra_repr(self) -> str:
-        return f"{self.in_features}, {self.out_features}, input_mode={self.input_mode}"
+        return (f"{self.in_features}, {self.out_features}, input_mode={self.input_mode}"
+                + self._activation_repr())
 
 
 class BinaryConv2d(BinaryLayer):
@@ -158,7 +185,7 @@ class BinaryConv2d(BinaryLayer):
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, padding={self.padding}, pad_value={self.pad_value}, "
-            f"input_mode={self.input_mode}"
+            f"input_mode={self.input_mode}{self._activation_repr()}"
         )
 
 
@@ -175,10 +202,25 @@ def low_rank_layers(model: nn.Module, rank: int | None) -> list[BinaryLayer]:
             and m.input_mode == "binary" and rank < min(m.in_features, m.out_features)]
 
 
+def _flattened_channels(model: nn.Module) -> dict[int, int]:
+    """``{id(layer): C}`` for each dense layer that takes a flattened ``(C, H, W)`` map: the
+    first dense layer after a convolution (``C`` its output channels)."""
+    out, channels = {}, None
+    for _, layer in binary_layers(model):
+        if isinstance(layer, BinaryConv2d):
+            channels = layer.out_channels
+        elif channels is not None:
+            if layer.in_features % channels == 0:
+                out[id(layer)] = channels
+            channels = None
+    return out
+
+
 def parametrize_model(
     model: nn.Module, param: str = "dense", alpha: str = "analytic",
     rank: float | None = None, quantizer: str = "binary", sparsity: float | None = None,
-    bases: int | None = None, low_rank: int | None = None,
+    bases: int | None = None, low_rank: int | None = None, sparse_group: int | None = None,
+    sparse_first: bool = False,
 ) -> nn.Module:
     """Parametrize every binary layer's weight: factorize, then binarize (or quantize).
 
@@ -186,6 +228,9 @@ def parametrize_model(
     (``right_inverse``), so a float model loaded beforehand becomes a
     factorized binary one. For ``holistic-tucker`` the groups of same-shaped
     layers are registered on the model as ``model.factor_groups``.
+    ``quantizer="float"`` builds the float baseline instead: the factorization
+    only (the reconstruction is the weight; nothing at all with ``dense``) and
+    hard-tanh in place of sign on the layers' inputs (``alpha`` does not apply).
 
     Parameters
     ----------
@@ -194,14 +239,21 @@ def parametrize_model(
     rank : float, optional
         Fraction of each mode's size kept (svd, tucker, holistic-tucker); for
         ``cp`` an integer rank. Full rank when omitted.
-    quantizer : {"binary", "sparse", "composite"}
+    quantizer : {"binary", "sparse", "composite", "float"}
         The last link: ``alpha * sign(W)`` (:class:`BinarizeWeight`),
         :class:`SparseWeight` at ``sparsity`` or :class:`CompositeWeight` with
-        ``bases`` planes (``bitfold.train.quantizers``).
+        ``bases`` planes (``bitfold.train.quantizers``); none for ``float``.
     low_rank : int, optional
         Composite only: dense layers with binary input and ``low_rank <
         min(C_out, fan_in)`` become :class:`LowRankWeight` (their whole
         chain; they take no part in the factorization).
+    sparse_group : int, optional
+        Sparse only: N:G structured masks (:func:`~bitfold.train.quantizers.quantize_sparse`),
+        grouped along input channels (the first dense layer after a convolution: the
+        flattened map's channels), where they divide.
+    sparse_first : bool
+        Sparse only: the first layer (unsigned multi-bit input) too. By default it stays
+        ``alpha * sign(W)``: ``{0, b}`` weights can only add up non-negative pixels.
     """
     if param not in PARAMS:
         raise ValueError(f"param must be one of {PARAMS}, not {param!r}")
@@ -235,10 +287,15 @@ def parametrize_model(
             else:
                 link = CPWeight(shape, None if rank is None else int(rank))
             parametrize.register_parametrization(layer, "weight", link)
+    flattened = _flattened_channels(model)
     for layer in layers:
+        if quantizer == "float":
+            layer.activation = "hardtanh"
+            continue
         w = layer.weight.detach()
-        if quantizer == "sparse":
-            link: nn.Module = SparseWeight(alpha, w, sparsity)
+        if quantizer == "sparse" and (sparse_first or layer.input_mode == "binary"):
+            link: nn.Module = SparseWeight(alpha, w, sparsity, sparse_group,
+                                           flattened.get(id(layer)))
         elif quantizer == "composite":
             link = CompositeWeight(alpha, w, bases)
         else:

@@ -19,9 +19,15 @@ and every forward pass returns exactly what the compiler represents in integers:
   it owns its latent factors (it is the whole chain of its layer).
 
 The gradients are straight-through estimators: clipped identity, as for sign.
+
+``float`` (:func:`check_quantizer` accepts it) is no link at all: the float
+baseline keeps the real reconstruction as its weight and uses hard-tanh for
+sign (:func:`~bitfold.train.layers.parametrize_model`); it has no binary form.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +43,8 @@ __all__ = [
     "LowRankWeight",
     "SparseWeight",
     "check_quantizer",
+    "check_sparse_group",
+    "groupable",
     "greedy_planes",
     "mask_ste",
     "nonzeros",
@@ -95,7 +103,55 @@ def nonzeros(fan_in: int, sparsity: float) -> int:
     return max(1, fan_in - round(sparsity * fan_in))
 
 
-def quantize_sparse(w: Tensor, sparsity: float, direction: Tensor | None = None
+def _grouped(w: Tensor, group: int, channels: int | None = None) -> Tensor:
+    """``w`` as ``(C_out, groups, G)``: ``G`` consecutive input channels at one kernel
+    position of a convolution, or ``G`` consecutive inputs of a dense layer -- of a dense
+    layer fed by a flattened ``(channels, H, W)`` map, ``G`` consecutive channels at one
+    pixel. The IR's columns are ``(ky, kx, C_in)`` and ``(H, W, C)``, so a group is
+    consecutive in hardware too."""
+    if w.dim() == 4:
+        w = w.permute(0, 2, 3, 1)
+    elif channels:
+        w = w.reshape(w.shape[0], channels, -1).permute(0, 2, 1)
+    return w.reshape(w.shape[0], -1, group)
+
+
+def _ungrouped(g: Tensor, like: Tensor, channels: int | None = None) -> Tensor:
+    if like.dim() == 4:
+        c_out, c_in, kh, kw = like.shape
+        return g.reshape(c_out, kh, kw, c_in).permute(0, 3, 1, 2)
+    if channels:
+        return g.reshape(like.shape[0], -1, channels).permute(0, 2, 1).reshape(like.shape)
+    return g.reshape(like.shape)
+
+
+def groupable(shape: tuple[int, ...], group: int, channels: int | None = None) -> bool:
+    """Whether a weight of ``shape`` splits into groups of ``group``: a convolution's input
+    channels, a flattened map's ``channels`` or a dense layer's fan-in divisible by it."""
+    if len(shape) == 4:
+        return shape[1] % group == 0
+    if channels:
+        return channels % group == 0 and shape[1] % channels == 0
+    return math.prod(shape[1:]) % group == 0
+
+
+def check_sparse_group(sparsity: float | None, group: int | None) -> None:
+    """Raise ``ValueError`` unless ``--sparse-group G`` keeps a whole number of every ``G``."""
+    if group is None:
+        return
+    if sparsity is None:
+        raise ValueError("--sparse-group applies to --quantizer sparse only")
+    if not isinstance(group, int) or group < 2 or group & (group - 1):
+        raise ValueError(f"--sparse-group must be a power of two >= 2, not {group!r}")
+    kept = (1 - sparsity) * group
+    if abs(kept - round(kept)) > 1e-6 or round(kept) < 1:
+        raise ValueError(f"--sparsity {sparsity} keeps {kept:g} of every {group} weights; choose "
+                         f"a sparsity that is a multiple of 1/{group} below 1 (e.g. "
+                         f"{1 - 1 / group:g})")
+
+
+def quantize_sparse(w: Tensor, sparsity: float, direction: Tensor | None = None,
+                    group: int | None = None, channels: int | None = None
                     ) -> tuple[Tensor, Tensor]:
     """Optimal ``{0, b}`` quantization of each row (output channel) at a fixed sparsity.
 
@@ -108,6 +164,11 @@ def quantize_sparse(w: Tensor, sparsity: float, direction: Tensor | None = None
     direction : Tensor, optional
         Per-row sign forcing the choice (``+1``: largest values), e.g. the sign
         of a learned scale.
+    group : int, optional
+        N:G structured sparsity: exactly ``N = (1 - S) G`` kept in every group of
+        ``G`` (see :func:`_grouped`); the same argument keeps each group's ``N``
+        largest (or smallest), ``b`` their mean over the row. ``channels``: the
+        dense layer takes a flattened map of that many channels.
 
     Returns
     -------
@@ -116,17 +177,23 @@ def quantize_sparse(w: Tensor, sparsity: float, direction: Tensor | None = None
         shape, and the per-row direction (+-1) that chose it: raising
         ``direction * w`` is what brings a value into the mask.
     """
-    rows = _rows(w)
-    k = nonzeros(rows.shape[1], sparsity)
+    if group is not None:
+        check_sparse_group(sparsity, group)
+        rows = _grouped(w, group, channels)  # (C_out, groups, G): top-k per group
+        k = round((1 - sparsity) * group)
+    else:
+        rows = _rows(w)[:, None, :]  # one group: the whole row
+        k = nonzeros(rows.shape[2], sparsity)
     if direction is None:
-        top = rows.detach().topk(k, dim=1).values.mean(dim=1)
-        bottom = (-rows.detach()).topk(k, dim=1).values.mean(dim=1)
+        top = rows.detach().topk(k, dim=2).values.mean(dim=(1, 2))
+        bottom = (-rows.detach()).topk(k, dim=2).values.mean(dim=(1, 2))
         direction = torch.where(top.abs() >= bottom.abs(), 1.0, -1.0).to(rows.dtype)
-    direction = torch.where(direction >= 0, 1.0, -1.0).to(rows.dtype).reshape(-1, 1)
-    idx = (rows.detach() * direction).topk(k, dim=1).indices
-    mask = torch.zeros_like(rows).scatter_(1, idx, 1.0)
-    b = (rows * mask).sum(dim=1) / k
-    return b, mask.reshape(w.shape), direction.reshape(-1)
+    direction = torch.where(direction >= 0, 1.0, -1.0).to(rows.dtype).reshape(-1, 1, 1)
+    idx = (rows.detach() * direction).topk(k, dim=2).indices
+    mask = torch.zeros_like(rows).scatter_(2, idx, 1.0)
+    b = (rows * mask).sum(dim=(1, 2)) / (k * rows.shape[1])
+    mask = _ungrouped(mask, w, channels) if group is not None else mask.reshape(w.shape)
+    return b, mask, direction.reshape(-1)
 
 
 def quantize_domain(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -203,11 +270,18 @@ class SparseWeight(nn.Module):
     chooses the direction; ``none``: ``b_c = 1``, the largest values kept.
     """
 
-    def __init__(self, alpha: str, weight: Tensor, sparsity: float) -> None:
+    def __init__(self, alpha: str, weight: Tensor, sparsity: float,
+                 group: int | None = None, channels: int | None = None) -> None:
         super().__init__()
         nonzeros(_rows(weight).shape[1], sparsity)  # checks sparsity
         self.sparsity = float(sparsity)
-        b, _, direction = quantize_sparse(weight.detach(), self.sparsity)
+        # N:G groups where the weight splits into them (a first convolution of 1 or 3
+        # channels does not; it stays unstructured, and its fan-in is small)
+        self.group = group if group is not None and \
+            groupable(tuple(weight.shape), group, channels) else None
+        self.channels = channels
+        b, _, direction = quantize_sparse(weight.detach(), self.sparsity, group=self.group,
+                                          channels=channels)
         self.scale = _Scale(alpha, b)
         # Kept values: the largest (+1) or smallest (-1) per channel, the closed form's choice at
         # initialization (a choice re-made every step flips channels back and forth).
@@ -217,7 +291,8 @@ class SparseWeight(nn.Module):
     def quantize(self, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(b, mask, direction)`` of the real weight ``w``: see :func:`quantize_sparse`."""
         direction = self.scale.alpha.detach() if self.scale.mode == "learned" else self.direction
-        b, mask, direction = quantize_sparse(w, self.sparsity, direction)
+        b, mask, direction = quantize_sparse(w, self.sparsity, direction, self.group,
+                                             self.channels)
         return self.scale.value(b), mask, direction
 
     def forward(self, w: Tensor) -> Tensor:
@@ -314,7 +389,10 @@ class LowRankWeight(nn.Module):
 
 def check_quantizer(quantizer: str, sparsity: float | None, bases: int | None,
                     low_rank: int | None) -> None:
-    """Raise ``ValueError`` naming the option when a quantizer's options do not fit together."""
+    """Raise ``ValueError`` naming the option when a quantizer's options do not fit together.
+
+    ``float`` takes none of them (``--sparsity``, ``--bases``, ``--low-rank``).
+    """
     if quantizer not in QUANTIZERS:
         raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS)}, not {quantizer!r}")
     if quantizer == "sparse":

@@ -60,8 +60,8 @@ from .export import (
 )
 from .quantizers import FRAC_BITS
 
-__all__ = ["build_test_set", "explain_disagreements", "lower", "lower_run", "nchw_to_ir",
-           "read_provenance", "torch_predictions", "torch_trace"]
+__all__ = ["build_test_set", "check_compilable", "explain_disagreements", "lower", "lower_run",
+           "nchw_to_ir", "read_provenance", "torch_predictions", "torch_trace"]
 
 
 class _Lowering:
@@ -226,15 +226,39 @@ def lower(net: ExportedNetwork) -> tuple[Graph, dict[str, str]]:
     return state.finish(), state.sources
 
 
+def check_compilable(run_dir: str | Path, quantizer: str | None) -> None:
+    """Refuse a run of the float baseline (``--quantizer float``): it has no binary form.
+
+    Raises
+    ------
+    ArtifactError
+        One line naming the run and what to do instead.
+    """
+    if quantizer == "float":
+        raise ArtifactError(f"{run_dir} was trained with --quantizer float (the float baseline); "
+                            "it has no binary form to compile: train without --quantizer float")
+
+
+def _saved_quantizer(run_dir: str | Path) -> str | None:
+    """The quantizer ``RUN/config.json`` names; None when it is missing or broken."""
+    try:
+        return read_json(Path(run_dir) / "config.json").get("quantizer")
+    except ArtifactError:  # the checkpoint's own config decides in lower_run
+        return None
+
+
 def lower_run(run_dir: str | Path) -> tuple[Graph, dict[str, Any]]:
     """Load a trained run, export and lower it; return the pre-fold graph and its provenance.
 
     The provenance (for ``BUILD/compile.json``) names the run, its data set and
     the torch module behind every IR node; the graph itself holds no paths.
+    A float-baseline run is refused (:func:`check_compilable`) before anything is loaded.
     """
     from .trainer import load_run
 
+    check_compilable(run_dir, _saved_quantizer(run_dir))  # early: before the data set loads
     model, config, data = load_run(run_dir)
+    check_compilable(run_dir, config.quantizer)
     net = export_network(model, data.input_bits, data.input_scale, name=config.model)
     graph, sources = lower(net)
     return graph, {

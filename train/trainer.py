@@ -35,7 +35,7 @@ from .factorize import PARAMS
 from .layers import parametrize_model
 from .models import MODELS, build_model
 from .quant import ALPHA_MODES
-from .quantizers import check_quantizer
+from .quantizers import check_quantizer, check_sparse_group
 
 __all__ = ["SCHEMA", "TrainConfig", "evaluate", "load_run", "train"]
 
@@ -56,6 +56,8 @@ class TrainConfig:
     sparsity: float | None = None
     bases: int | None = None
     low_rank: int | None = None
+    sparse_group: int | None = None
+    sparse_first: bool = False
     optimizer: str = "adam"
     lr: float = 1e-2
     weight_decay: float = 0.0
@@ -84,6 +86,9 @@ class TrainConfig:
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, not {self.lr!r}")
         check_quantizer(self.quantizer, self.sparsity, self.bases, self.low_rank)
+        check_sparse_group(self.sparsity, self.sparse_group)
+        if self.sparse_first and self.quantizer != "sparse":
+            raise ValueError("--sparse-first-layer applies to --quantizer sparse only")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -94,6 +99,8 @@ class TrainConfig:
         unknown = set(data) - names
         if unknown:
             raise ArtifactError(f"unknown config keys {sorted(unknown)}")
+        if data.get("quantizer") == "sparse" and "sparse_first" not in data:
+            data = {**data, "sparse_first": True}  # sparse runs before the option: every layer
         return cls(**data)
 
 
@@ -132,7 +139,8 @@ def make_model(config: TrainConfig, data: Dataset) -> nn.Module:
     if config.init_from:
         _load_float_weights(model, config.init_from)
     return parametrize_model(model, config.param, config.alpha, config.rank, config.quantizer,
-                             config.sparsity, config.bases, config.low_rank)
+                             config.sparsity, config.bases, config.low_rank,
+                             sparse_group=config.sparse_group, sparse_first=config.sparse_first)
 
 
 def load_run(run_dir: str | Path, map_location: str = "cpu") -> tuple[nn.Module, TrainConfig, Dataset]:

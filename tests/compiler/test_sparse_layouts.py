@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bitfold.compiler.cost import DEVICES, columns, layer_cost, mvu_layers
+from bitfold.compiler.cost import DEVICES, columns, layer_cost, layouts, mvu_layers
 from bitfold.compiler.errors import FoldingError
 from bitfold.compiler.folding import (
     evaluate_folding,
@@ -71,7 +71,7 @@ def test_each_layout_is_cheaper_in_its_regime_and_the_optimizer_prices_both() ->
         f = fold_for_fps(graph, 1e6, clock_mhz=budget)
         for layer, chosen in zip(layers, f.layers, strict=True):
             options = [layer_cost(layer, pe, simd, DEVICES["ecp5"], layout)
-                       for layout in ("mask", "index")
+                       for layout in layouts(layer)
                        for pe in legal_values(layer.mh, False)
                        for simd in legal_values(columns(layer, layout), False)]
             assert chosen.cycles <= budget
@@ -95,3 +95,60 @@ def test_layouts_round_trip_and_illegal_ones_are_refused(tmp_path) -> None:
     with pytest.raises(FoldingError, match=r"layer 'fc1': layout='index' is illegal; a binary "
                                            r"layer has 'dense'"):
         read_folding(hand, binary)
+
+
+def _grouped_graph(group: int = 4, kept: int = 1) -> Graph:
+    """fc0 and fc1 keep ``kept`` of every ``group`` inputs (N:G, as --sparse-group trains)."""
+    rng = np.random.default_rng(1)
+
+    def mask(rows, fan_in):
+        m = np.zeros((rows, fan_in // group, group), np.uint8)
+        for r in range(rows):
+            for g in range(fan_in // group):
+                m[r, g, rng.choice(group, kept, replace=False)] = 1
+        return m.reshape(rows, fan_in)
+
+    nodes = [Input("x", (64,), 1, signed=True),
+             SparseDense("fc0", "x", mask(32, 64), rng.integers(0, 2, 32)),
+             Threshold("t0", "fc0", rng.integers(0, 3, 32)),
+             SparseDense("fc1", "t0", mask(8, 32), rng.integers(0, 2, 8)),
+             ScoreAffine("scores", "fc1", np.ones(8, np.int64), np.zeros(8, np.int64)),
+             ArgMax("class", "scores")]
+    return Graph.build("grouped", nodes, ["class"])
+
+
+@pytest.mark.parametrize("group,kept", [(2, 1), (4, 1), (8, 2)])
+def test_group_layout_of_structured_masks_shrinks_memory_cycles_and_luts(group, kept) -> None:
+    graph = _grouped_graph(group, kept)
+    layers = mvu_layers(graph)
+    assert [(layer.group, layer.group_kept, layer.group_ragged) for layer in layers] == \
+        [(group, kept, False)] * 2
+    assert layouts(layers[0]) == ("mask", "index", "group")
+    assert layouts(mvu_layers(_graph())[1]) == ("mask", "index")  # unstructured: no group layout
+    # the same terms a cycle (8 per neuron): the group layout needs G/N fewer cycles ...
+    grp = evaluate_folding(graph, {"fc0": (4, 8 // kept, "group"), "fc1": (2, 8 // kept, "group")})
+    mask = evaluate_folding(graph, {"fc0": (4, 8), "fc1": (2, 8)})
+    for g, m in zip(grp.layers, mask.layers, strict=True):
+        assert g.cycles * group == m.cycles * kept
+        assert g.weight_bits == m.weight_bits * kept * (group - 1).bit_length() // group
+    # ... and at equal cycles fewer LUTs
+    grp = evaluate_folding(graph, {"fc0": (4, 2, "group"), "fc1": (2, 1, "group")})
+    mask = evaluate_folding(graph, {"fc0": (4, 2 * group), "fc1": (2, group)})
+    for g, m in zip(grp.layers, mask.layers, strict=True):
+        assert g.cycles == m.cycles and g.luts < m.luts
+
+
+def test_the_optimizer_takes_the_group_layout_and_it_round_trips(tmp_path) -> None:
+    graph = _grouped_graph(4, 1)
+    f = fold_for_fps(graph, 1e6, clock_mhz=16)
+    assert [c.layout for c in f.layers] == ["group", "group"]
+    write_folding(tmp_path, f)
+    back = read_folding(tmp_path / "folding.json", graph)
+    assert [(c.pe, c.simd, c.layout) for c in back.layers] == \
+        [(c.pe, c.simd, c.layout) for c in f.layers]
+    with pytest.raises(FoldingError, match=r"layer 'fc0': simd=3 is illegal; simd must divide "
+                                           r"the 16 groups of 4 inputs per output"):
+        evaluate_folding(graph, {"fc0": (4, 3, "group"), "fc1": (1, 1)}, allow_padding=True)
+    with pytest.raises(FoldingError, match=r"layer 'fc1': layout='group' is illegal; a sparse "
+                                           r"layer has 'mask' or 'index'"):
+        evaluate_folding(_graph(), {"fc0": (4, 1), "fc1": (2, 4, "group")})

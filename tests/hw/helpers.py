@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bitfold.compiler.cost import mvu_layers
+from bitfold.compiler.cost import columns, layouts, mvu_layers
 from bitfold.compiler.folding import Folding, evaluate_folding, legal_values
 from bitfold.compiler.ir import (
     ArgMax,
@@ -22,15 +22,21 @@ from bitfold.compiler.passes import fold
 from bitfold.compiler.verify import channel_ranges
 
 
-def random_folding(graph: Graph, rng: np.random.Generator, index: float = 0.0) -> Folding:
+def random_folding(graph: Graph, rng: np.random.Generator, index: float = 0.0,
+                   group: float = 0.0) -> Folding:
     """A random legal (unpadded) folding of every binary layer.
 
-    A sparse layer takes the index layout with probability ``index``.
+    A sparse layer takes the index layout with probability ``index``, else its group
+    layout (when it has one) with probability ``group``.
     """
     choice = {}
     for layer in mvu_layers(graph):
-        layout = "index" if layer.scheme == "sparse" and rng.random() < index else None
-        cols = layer.nnz if layout == "index" else layer.mw
+        layout = None
+        if layer.scheme == "sparse" and rng.random() < index:
+            layout = "index"
+        elif layer.scheme == "sparse" and layer.group and rng.random() < group:
+            layout = "group"
+        cols = columns(layer, layout or layouts(layer)[0])
         choice[layer.name] = (int(rng.choice(legal_values(layer.mh, False))),
                               int(rng.choice(legal_values(cols, False))), layout)
     return evaluate_folding(graph, choice)
@@ -56,12 +62,28 @@ def small_cnn(name: str = "cnn") -> Graph:
     return Graph.build(name, nodes, ["class"])
 
 
-def sparse_cnn(sparsity: float, name: str = "sparse cnn") -> Graph:
-    """small_cnn with every layer sparse: each row keeps ``fan_in - round(sparsity * fan_in)``."""
+def group_mask(rng: np.random.Generator, rows: int, fan_in: int, group: int, kept: int,
+               ragged: bool = False) -> np.ndarray:
+    """An N:G mask: ``kept`` of every ``group`` consecutive columns (``ragged``: 0 .. ``kept``)."""
+    m = np.zeros((rows, fan_in // group, group), np.uint8)
+    for r in range(rows):
+        for g in range(fan_in // group):
+            n = int(rng.integers(0, kept + 1)) if ragged else kept
+            m[r, g, rng.choice(group, n, replace=False)] = 1
+    return m.reshape(rows, fan_in)
+
+
+def sparse_cnn(sparsity: float, name: str = "sparse cnn", group: int | None = None) -> Graph:
+    """small_cnn with every layer sparse: each row keeps ``fan_in - round(sparsity * fan_in)``;
+    with ``group``, exactly ``(1 - sparsity) * group`` of every ``group`` consecutive columns
+    (input channels of a convolution) where they divide, as ``--sparse-group`` trains."""
     rng = np.random.default_rng(int(sparsity * 100))
 
     def mask(shape):
         rows, fan_in = shape[0], int(np.prod(shape[1:]))
+        if group and shape[-1] % group == 0:
+            return group_mask(rng, rows, fan_in, group, round((1 - sparsity) * group)
+                              ).reshape(shape)
         m = np.zeros((rows, fan_in), np.uint8)
         for r in range(rows):
             m[r, rng.choice(fan_in, fan_in - round(sparsity * fan_in), replace=False)] = 1

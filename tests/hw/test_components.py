@@ -297,3 +297,70 @@ def test_index_layout_memory_is_what_the_cost_model_counts() -> None:
         assert cost.weight_bits == dut.weight_width * len(dut.weight_words())
         assert cost.weight_memory == dut.weight_memory and cost.sf == dut.sf
         assert dut.slot_bits == 6 + (0 if equal else 1)  # ceil(log2 40) bits, valid bit if ragged
+
+
+@pytest.mark.parametrize("stall", STALLS)
+@pytest.mark.parametrize("mh,mw,group,kept,ragged,pe,simd,bits,thr", [
+    (8, 16, 4, 1, False, 2, 2, 1, True),     # 1:4, NF=4, SF=2
+    (6, 16, 2, 1, False, 3, 4, 1, False),    # 1:2, SF=2, integer output
+    (4, 32, 8, 3, True, 2, 1, 1, True),      # ragged groups: valid bits
+    (4, 12, 4, 2, False, 2, 3, 5, True),     # multi-bit input, SF=1
+    (3, 16, 4, 1, True, 3, 4, 4, False),     # NF * SF == 1: constant positions, padding pruned
+    (10, 64, 16, 4, False, 5, 2, 1, True),
+])
+def test_group_mvu_matches_golden_sparse_dense(mh, mw, group, kept, ragged, pe, simd, bits, thr,
+                                               stall) -> None:
+    from bitfold.hw.group_mvu import GroupMVU
+
+    from .helpers import group_mask
+
+    rng = np.random.default_rng(mh * 1000 + mw * 10 + group + bits)
+    n = 6
+    bipolar = bits == 1
+    mask = group_mask(rng, mh, mw, group, kept, ragged)
+    polarity = rng.integers(0, 2, mh)
+    node = SparseDense("fc", "x", mask, polarity)
+    t_in = TensorType((mw,), 1, True) if bipolar else TensorType((mw,), bits, False)
+    x = rng.integers(0, 2 if bipolar else 1 << bits, (n, mw))
+    acc = golden.binary_dense(node, x, t_in)
+    lo, hi = accumulator_range(mask, bits, bipolar, polarity)
+    shape = unsigned(max(1, hi.bit_length())) if lo >= 0 else \
+        signed(max(hi.bit_length(), (-lo - 1).bit_length()) + 1)
+    thresholds = rng.integers(acc.min(), acc.max() + 2, mh) if thr else None
+    dut = GroupMVU(mask, group, pe, simd, shape, polarity=polarity, thresholds=thresholds,
+                   input_bits=bits, bipolar=bipolar)
+    counts = mask.reshape(mh, -1, group).sum(axis=2)
+    assert dut.kept == max(1, counts.max()) and dut.ragged == (counts.min() < dut.kept)
+    nf_sf = (mh // pe) * dut.sf
+    assert dut.sf * simd * group == mw  # SIMD groups of G inputs a cycle
+    run = run_stream(dut, _words(x, simd * group, bits), n * mh // pe, p_idle=stall[0],
+                     p_stall=stall[1], seed=7)
+    if thr:
+        want, got = (acc >= thresholds).astype(int), _elems(run.outputs, pe, 1)
+    else:
+        want, got = acc, _elems(run.outputs, pe, shape.width, shape.signed)
+    assert got == want.ravel().tolist()
+    if stall == (0.0, 0.0):  # one vector every NF * SF cycles
+        assert run.out_cycles[-1] - run.out_cycles[mh // pe - 1] == (n - 1) * nf_sf
+
+
+def test_group_layout_memory_is_what_the_cost_model_counts() -> None:
+    from bitfold.compiler.cost import DEVICES, LayerShape, group_structure, layer_cost
+    from bitfold.hw.group_mvu import GroupMVU
+
+    from .helpers import group_mask
+
+    rng = np.random.default_rng(6)
+    for group, kept, ragged in ((4, 1, False), (2, 1, False), (8, 1, True)):
+        mask = group_mask(rng, 12, 64, group, kept, ragged)
+        g, n, rag = group_structure(mask)
+        assert g == group and n == max(1, mask.reshape(12, -1, group).sum(2).max())
+        dut = GroupMVU(mask, g, 4, 2, unsigned(7), polarity=np.ones(12))
+        shape = LayerShape("fc", False, 12, 64, 1, 1, 7, 64, "sparse", 1, float(mask.mean()),
+                           int(mask.sum(1).max()), False, g, n, rag)
+        cost = layer_cost(shape, dut.pe, dut.simd, DEVICES["ecp5"], "group")
+        assert cost.weight_bits == dut.weight_width * len(dut.weight_words())
+        assert cost.weight_memory == dut.weight_memory and cost.sf == dut.sf
+        assert cost.weight_bits < 12 * 64  # smaller than the mask, or there is no group layout
+    assert group_structure(group_mask(rng, 12, 64, 8, 2, True)) == (0, 0, False)  # 1 bit/weight
+    assert group_structure(rng.integers(0, 2, (12, 64))) == (0, 0, False)  # no structure

@@ -1,4 +1,4 @@
-"""Sparse (mask and index layouts) and composite binary networks in cocotb, bit-exact vs golden.
+"""Sparse (mask, index, group layouts) and composite (parallel, serial) networks in cocotb.
 
 Small generated networks through their Verilog in Icarus: every class and score
 equals the golden model's, and the measured cycles per frame equal
@@ -23,7 +23,12 @@ CASES = {
                        {"c0": (2, 3, "index"), "c1": (3, 4, "index"), "fc": (5, 8, "index")}),
     "sparse75-mixed": (lambda: sparse_cnn(0.75, "sparse75"),
                        {"c0": (4, 6, "mask"), "c1": (6, 2, "index"), "fc": (5, 24, "index")}),
+    "sparse50-1:2-group": (lambda: sparse_cnn(0.5, "sparse50 1:2", group=2),
+                           {"c0": (2, 3, "group"), "c1": (3, 4, "group"), "fc": (5, 8, "group")}),
+    "sparse75-1:4-group": (lambda: sparse_cnn(0.75, "sparse75 1:4", group=4),
+                           {"c0": (4, 6, "mask"), "c1": (2, 1, "group"), "fc": (5, 2, "group")}),
     "composite": (composite_mlp, {"fc0": (4, 16), "fc1": (2, 8)}),
+    "composite-serial": (composite_mlp, {"fc0": (4, 16, "serial"), "fc1": (2, 8, "serial")}),
 }
 
 
@@ -53,3 +58,11 @@ def test_sparse_and_composite_networks_are_bit_exact_in_icarus(case, tmp_path) -
 @pytest.mark.ci
 def test_sparse_index_layout_is_bit_exact_in_icarus(tmp_path) -> None:
     _run("sparse50-index", tmp_path, 24)
+
+
+def test_composite_serial_layout_is_bit_exact_in_icarus(tmp_path) -> None:
+    _run("composite-serial", tmp_path, 16)
+
+
+def test_sparse_group_layout_is_bit_exact_in_icarus(tmp_path) -> None:
+    _run("sparse75-1:4-group", tmp_path, 16)

@@ -41,7 +41,9 @@ def _rows(w: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("sparsity", [0.5, 0.75])
 def test_sparse_weights_lie_in_zero_b_at_the_target_sparsity(param, alpha, sparsity):
     model = _model(param, alpha, quantizer="sparse", sparsity=sparsity)
-    for _, layer in binary_layers(model):
+    layers = binary_layers(model)
+    assert layers[0][1].binarizer is not None  # the first layer stays binary by default
+    for _, layer in layers[1:]:
         rows = _rows(layer.weight)
         fan_in = rows.shape[1]
         nz = rows != 0
@@ -166,6 +168,11 @@ def test_parametrizations_refuse_bad_options():
     (dict(quantizer="sparse", sparsity=0.5, low_rank=4), r"^--low-rank applies to --quantizer "
                                                         r"composite only"),
     (dict(quantizer="ternary"), r"^quantizer must be one of binary, sparse, composite"),
+    (dict(quantizer="sparse", sparsity=0.7, sparse_group=4),
+     r"^--sparsity 0.7 keeps 1.2 of every 4 weights; choose a sparsity that is a multiple of 1/4"),
+    (dict(quantizer="sparse", sparsity=0.5, sparse_group=3), r"^--sparse-group must be a power"),
+    (dict(quantizer="composite", bases=2, sparse_group=4), r"^--sparse-group applies to "
+                                                          r"--quantizer sparse only"),
 ])
 def test_config_refuses_options_that_do_not_fit(options, message):
     with pytest.raises(ValueError, match=message):
@@ -209,3 +216,63 @@ def test_quantized_mlp_learns_digits_and_reloads(tmp_path, quant):
     with torch.no_grad():
         pred = model(data.x_test.float() * data.input_scale).argmax(1)
     assert float((pred == data.y_test).float().mean()) == pytest.approx(metrics["test_accuracy"])
+
+
+@pytest.mark.parametrize("sparsity,group", [(0.5, 2), (0.75, 4), (0.75, 8)])
+def test_sparse_group_keeps_n_of_every_g_and_is_optimal_per_group(sparsity, group):
+    torch.manual_seed(0)
+    kept = round((1 - sparsity) * group)
+    w = torch.randn(6, 32)
+    b, mask, direction = quantize_sparse(w, sparsity, group=group)
+    assert torch.equal(mask.reshape(6, -1, group).sum(2), torch.full((6, 32 // group), kept * 1.0))
+    # per group the kept ones are the N largest in the chosen direction; b their mean
+    d = direction[:, None, None] * w.reshape(6, -1, group)
+    kept_min = torch.where(mask.reshape(d.shape) > 0, d, torch.inf).amin(2)
+    dropped_max = torch.where(mask.reshape(d.shape) > 0, -torch.inf, d).amax(2)
+    assert (kept_min >= dropped_max).all()
+    assert torch.allclose(b, (w * mask).sum(1) / mask.sum(1))
+    # a convolution groups consecutive input channels at each kernel position (the IR's order)
+    wc = torch.randn(4, 8, 3, 3)
+    _, mc, _ = quantize_sparse(wc, sparsity, group=group)
+    assert torch.equal(mc.permute(0, 2, 3, 1).reshape(4, -1, group).sum(2),
+                       torch.full((4, 9 * 8 // group), kept * 1.0))
+
+
+def test_sparse_group_reaches_the_layers_and_ungroupable_layers_stay_unstructured():
+    args = build_parser().parse_args(["train", "--model", "cnn-digits", "--quantizer", "sparse",
+                                      "--sparsity", "0.75", "--sparse-group", "4"])
+    config = _config(args)
+    assert config.sparse_group == 4
+    model = parametrize_model(build_model("cnn-digits", (1, 8, 8), 10, 0.0), "dense", "learned",
+                              quantizer="sparse", sparsity=0.75, sparse_group=4)
+    layers = binary_layers(model)
+    assert layers[0][1].quantizer is None  # the first layer stays binary
+    assert all(layer.quantizer.group == 4 for _, layer in layers[1:])
+    model = parametrize_model(build_model("cnn-digits", (1, 8, 8), 10, 0.0), "dense", "learned",
+                              quantizer="sparse", sparsity=0.75, sparse_group=4,
+                              sparse_first=True)
+    groups = [layer.quantizer.group for _, layer in binary_layers(model)]
+    assert groups[0] is None and all(g == 4 for g in groups[1:])  # 1 input channel: no groups
+
+
+def test_sparse_leaves_the_first_layer_binary_unless_asked_and_old_runs_keep_theirs(tmp_path):
+    def links(**kw):
+        model = parametrize_model(build_model("sfc", (1, 28, 28), 10, 0.0), "dense", "learned",
+                                  quantizer="sparse", sparsity=0.5, **kw)
+        return [type(layer.parametrizations.weight[-1]).__name__
+                for _, layer in binary_layers(model)]
+
+    # {0, b} weights on unsigned pixels only add them up: the first layer stays binary
+    assert links() == ["BinarizeWeight"] + ["SparseWeight"] * 3
+    assert links(sparse_first=True) == ["SparseWeight"] * 4
+    args = build_parser().parse_args(["train", "--quantizer", "sparse", "--sparsity", "0.5",
+                                      "--sparse-first-layer"])
+    assert _config(args).sparse_first is True
+    with pytest.raises(ValueError, match=r"^--sparse-first-layer applies to --quantizer sparse"):
+        TrainConfig(sparse_first=True)
+    # a sparse run saved before the option existed sparsified every layer, and reloads so
+    old = TrainConfig(quantizer="sparse", sparsity=0.5).to_dict()
+    del old["sparse_first"], old["sparse_group"]
+    assert TrainConfig.from_dict(old).sparse_first is True
+    assert TrainConfig.from_dict({**old, "quantizer": "binary", "sparsity": None}).sparse_first \
+        is False

@@ -18,13 +18,15 @@ from bitfold.train.trainer import TrainConfig, make_model, train
 from .test_to_ir import compiled, digits, frames  # noqa: F401 - digits is a fixture
 
 QUANT = {
-    "sparse50": dict(quantizer="sparse", sparsity=0.5),
-    "sparse75": dict(quantizer="sparse", sparsity=0.75),
+    "sparse50": dict(quantizer="sparse", sparsity=0.5, sparse_first=True),
+    "sparse75": dict(quantizer="sparse", sparsity=0.75, sparse_first=True),
+    "sparse75-1:4": dict(quantizer="sparse", sparsity=0.75, sparse_group=4),
     "composite2": dict(quantizer="composite", bases=2),
     "composite3": dict(quantizer="composite", bases=3),
     "lowrank": dict(quantizer="composite", bases=2, low_rank=6),
 }
-KINDS = {"sparse50": "Sparse", "sparse75": "Sparse", "composite2": "Composite",
+KINDS = {"sparse50": "Sparse", "sparse75": "Sparse", "sparse75-1:4": "Sparse",
+         "composite2": "Composite",
          "composite3": "Composite", "lowrank": "Binary"}
 
 
@@ -36,7 +38,8 @@ def randomized(name: str, data, quant: dict, seed: int = 0) -> torch.nn.Module:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for _, layer in binary_layers(model):
-            alpha = layer.quantizer.scale.alpha
+            alpha = layer.quantizer.scale.alpha if layer.quantizer is not None else \
+                layer.binarizer.alpha  # a sparse network's first layer stays binary
             sign = torch.where(torch.rand(alpha.shape, generator=g) < 1 / 3, -1.0, 1.0)
             alpha.copy_(sign * (0.2 + torch.rand(alpha.shape, generator=g)))
             if hasattr(layer.quantizer, "ratio"):
@@ -91,3 +94,22 @@ def test_cli_compile_and_golden_on_quantized_runs(tmp_path, quant, capsys) -> No
     assert report["agreement"] == 1.0 and report["reference_check"]["identical"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert report["accuracy"] == pytest.approx(metrics["test_accuracy"])
+
+
+@pytest.mark.parametrize("name", ["mlp-digits", "cnn-digits"])
+def test_sparse_group_training_compiles_to_the_group_layout(digits, name) -> None:  # noqa: F811
+    from bitfold.compiler.cost import layouts, mvu_layers
+
+    model = randomized(name, digits, QUANT["sparse75-1:4"])
+    _, graph, _ = compiled(model, digits)
+    layers = mvu_layers(graph)
+    grouped = [layer.quantizer is not None and layer.quantizer.group is not None
+               for _, layer in binary_layers(model)]
+    # the first layer stays binary; every other one (also the dense one after the flatten)
+    # is 1:4 in hardware order
+    assert grouped == [False] + [True] * (len(layers) - 1)
+    assert layers[0].scheme == "binary"
+    for layer, g in zip(layers, grouped, strict=True):
+        if g:  # every 4 consecutive hardware columns keep exactly 1: half a bit a weight
+            assert (layer.group, layer.group_kept, layer.group_ragged) == (4, 1, False)
+            assert "group" in layouts(layer)

@@ -1,0 +1,142 @@
+"""A sparse layer's MVU in the group layout: N kept inputs of every G, as positions in the group.
+
+A mask trained with ``--sparse-group G`` keeps exactly ``N`` inputs in every
+group of ``G`` consecutive columns (N:G structured sparsity), so each group
+needs only ``N`` positions of ``log2 G`` bits: half a bit a weight at 1:2 and
+at 1:4, where the mask layout (:class:`~bitfold.hw.mvu.MVU`) needs one and the
+index layout (:class:`~bitfold.hw.index_mvu.IndexMVU`) several. The unit takes
+``SIMD`` groups (``SIMD * G`` inputs) a cycle and skips the zeros: each of a
+lane's ``SIMD * N`` terms picks its input from its group's ``G`` through a
+small multiplexer, so the adder trees are ``N / G`` the mask layout's at the
+same cycles, and the memory shrinks with them (``compiler/cost.py`` prices it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Shape, Value, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from bitfold.compiler.cost import group_slot_bits
+
+from .mvu import MVU, _checked, accumulator_range, weight_memory_kind
+from .streams import check_positive
+
+__all__ = ["GroupMVU", "group_words"]
+
+
+def group_words(mask: np.ndarray, group: int, pe: int, simd: int
+                ) -> tuple[int, int, bool, list[int]]:
+    """``(kept N, slot bits, ragged, words)`` of a sparse layer's group layout.
+
+    Group ``g`` of row ``r`` holds columns ``g*G .. g*G + G - 1``; its kept
+    positions in the group, ascending, fill slots ``0 .. N - 1`` (``N`` the most
+    kept in any group, at least 1), padding last, each slot a position then a
+    valid bit when some group keeps fewer than ``N``. Row ``nf*pe + p``, group
+    ``sf*simd + s``, slot ``j`` is at address ``nf*SF + sf`` (``SF = MW / (G simd)``),
+    bits ``((p*simd + s)*N + j) * slot``.
+    """
+    mask = np.asarray(mask)
+    mh, mw = mask.shape
+    if group < 2 or group & (group - 1) or mw % group:
+        raise ValueError(f"group must be a power of two >= 2 dividing the {mw} inputs, "
+                         f"not {group!r}")
+    groups = mask.reshape(mh, mw // group, group)
+    counts = groups.sum(axis=2)
+    n = max(1, int(counts.max()))
+    ragged = bool(counts.min() < n)
+    slot = group_slot_bits(group, ragged)
+    pos_bits = slot - (1 if ragged else 0)
+    if mh % pe or (mw // group) % simd:
+        raise ValueError(f"pe must divide {mh} and simd the {mw // group} groups, "
+                         f"not pe={pe!r}, simd={simd!r}")
+    nf, sf = mh // pe, mw // group // simd
+    words = [0] * (nf * sf)
+    for r in range(mh):
+        f, p = divmod(r, pe)
+        for g in range(mw // group):
+            a, s = divmod(g, simd)
+            for j, pos in enumerate(np.flatnonzero(groups[r, g])):
+                value = int(pos) | ((1 << pos_bits) if ragged else 0)
+                words[f * sf + a] |= value << (((p * simd + s) * n + j) * slot)
+    return n, slot, ragged, words
+
+
+class GroupMVU(MVU):
+    """A sparse layer's MVU in the group layout (:func:`group_words`): it skips zeros.
+
+    Parameters are :class:`MVU`'s for a sparse layer (``mask``, ``polarity``) and
+    ``group`` (G). The input word is ``SIMD * G`` elements; a vector takes
+    ``NF * MW / (G SIMD)`` cycles. Every term is ``valid & xnor(x, polarity)``
+    (multi-bit input: ``+-x`` or 0) of the input its slot selects; the input
+    buffer, adder trees, accumulators and thresholds are :class:`MVU`'s.
+    """
+
+    def __init__(self, mask: np.ndarray, group: int, pe: int, simd: int, acc_shape: Shape, *,
+                 polarity: np.ndarray, thresholds: np.ndarray | None = None,
+                 input_bits: int = 1, bipolar: bool = True, levels_per_stage: int = 3) -> None:
+        mask = np.asarray(mask)
+        if mask.ndim != 2 or mask.size == 0 or not np.isin(mask, (0, 1)).all():
+            raise ValueError(f"mask must be a non-empty 2-D array of bits, not shape {mask.shape}")
+        check_positive(pe=pe, simd=simd, input_bits=input_bits, levels_per_stage=levels_per_stage)
+        mh, mw = mask.shape
+        polarity = np.asarray(polarity).astype(np.uint8)
+        if polarity.shape != (mh,):
+            raise ValueError(f"polarity must have shape ({mh},), not {polarity.shape}")
+        if bipolar and input_bits != 1:
+            raise ValueError(f"bipolar input has input_bits=1, not {input_bits!r}")
+        self.kept, self.slot_bits, self.ragged, self._words = group_words(mask, group, pe, simd)
+        self.group = group
+        acc_shape = Shape.cast(acc_shape)
+        lo, hi = accumulator_range(mask, input_bits, bipolar, polarity)
+        thresholds = _checked(acc_shape, lo, hi, thresholds, mh)
+        self.weights, self.thresholds = mask.astype(np.uint8), thresholds
+        self.polarity, self.plane_scale, self.planes = polarity, None, 1
+        self.mh, self.mw, self.pe, self.simd = mh, mw, pe, simd
+        self.nf, self.sf = mh // pe, mw // group // simd
+        self.input_bits, self.bipolar, self.acc_shape = input_bits, bipolar, acc_shape
+        self.levels_per_stage = levels_per_stage
+        self.weight_memory = weight_memory_kind(self.nf * self.sf)
+        self.weight_width = pe * simd * self.kept * self.slot_bits
+        out_shape = unsigned(pe) if thresholds is not None else unsigned(pe * acc_shape.width)
+        wiring.Component.__init__(self, {
+            "i_stream": In(stream.Signature(unsigned(simd * group * input_bits))),
+            "o_stream": Out(stream.Signature(out_shape)),
+        })
+
+    def weight_words(self) -> list[int]:
+        """Slot memory words (:func:`group_words`)."""
+        return self._words
+
+    def _term(self, x: Value, valid: Value, pol: Value) -> Value:
+        if self.bipolar:
+            return valid & ~(x ^ pol)
+        return Mux(valid, Mux(pol, x, -x), 0)
+
+    def _lanes(self, m: Module, x: Value, w: Value, nf: Value) -> list[list[Value]]:
+        g, bits, n = self.group, self.input_bits, self.kept
+        pos_bits = self.slot_bits - (1 if self.ragged else 0)
+        pols = self._polarity(m, nf)
+        constant = self.weight_memory == "constant"
+        lanes = []
+        for p in range(self.pe):
+            terms = []
+            for s in range(self.simd):
+                xs = x[s * g * bits:(s + 1) * g * bits]
+                for j in range(n):
+                    at = ((p * self.simd + s) * n + j) * self.slot_bits
+                    if constant:  # fixed positions: wires, and padding is no term at all
+                        slot = (self._words[0] >> at) & ((1 << self.slot_bits) - 1)
+                        if self.ragged and not slot >> pos_bits:
+                            continue
+                        pos = slot & ((1 << pos_bits) - 1)
+                        terms.append(self._term(xs[pos * bits:(pos + 1) * bits], Const(1, 1),
+                                                pols[p]))
+                        continue
+                    slot = w[at:at + self.slot_bits]
+                    valid = slot[pos_bits] if self.ragged else Const(1, 1)
+                    terms.append(self._term(xs.word_select(slot[:pos_bits], bits), valid,
+                                            pols[p]))
+            lanes.append(terms or [Const(0, 1)])
+        return lanes

@@ -1,0 +1,123 @@
+"""A composite layer's MVU with its ``K`` binary planes bit-serial: one set of lanes, ``K`` passes.
+
+The parallel unit (:class:`~bitfold.hw.mvu.MVU` with ``plane_scale``) gives every
+plane its own ``PE x SIMD`` XNOR-popcount lanes and adder trees; this one has a
+single set and spends ``K`` cycles on each weight word position ``(nf, sf)``,
+cycle ``k`` counting plane ``k``'s bits and accumulating ``plane_scale[k]``
+times the sum. It takes ``K`` times the cycles (``NF * SF * K`` per vector) for
+about ``1 / K`` of the adder trees; the folding (``compiler.cost``, layout
+``"serial"``) prices both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value, unsigned
+from amaranth.lib import memory
+
+from .mvu import MVU, _reg, weight_memory_kind, weight_words
+
+__all__ = ["SerialCompositeMVU", "serial_weight_words"]
+
+
+def serial_weight_words(weights: np.ndarray, pe: int, simd: int) -> list[int]:
+    """Weight words of ``(K, mh, mw)`` planes, plane-major per word position.
+
+    Plane ``k`` of position ``nf*SF + sf`` is at address ``(nf*SF + sf)*K + k``,
+    bit ``p*simd + s`` (as :func:`~bitfold.hw.mvu.weight_words` of one plane).
+    """
+    planes = [weight_words(plane, pe, simd) for plane in np.asarray(weights)]
+    return [w for words in zip(*planes, strict=True) for w in words]
+
+
+class SerialCompositeMVU(MVU):
+    """A composite layer's MVU processing its ``K`` planes one after another.
+
+    Parameters are :class:`~bitfold.hw.mvu.MVU`'s, with ``weights`` of shape
+    ``(K, mh, mw)`` and ``plane_scale`` required. For each word position
+    ``(nf, sf)`` the unit spends ``K`` cycles: cycle ``k`` reads plane ``k``'s
+    ``PE * SIMD`` weight bits (a ``PE * SIMD``-wide, ``NF * SF * K``-deep memory,
+    :func:`serial_weight_words`) and the same input word, and the accumulator
+    adds ``plane_scale[k]`` times the adder tree's sum (one of ``K`` constant
+    products, selected by the plane, registered). In the first fold the input
+    word is read from the stream on all ``K`` cycles and taken (``ready``) on the
+    last; later folds read the input buffer, as :class:`MVU`'s do. An
+    accumulation starts at ``sf == 0, k == 0`` and ends at
+    ``sf == SF - 1, k == K - 1``, so one output vector takes ``NF * SF * K`` cycles.
+    """
+
+    def __init__(self, weights: np.ndarray, pe: int, simd: int, acc_shape: Shape, *,
+                 plane_scale: np.ndarray, thresholds: np.ndarray | None = None,
+                 input_bits: int = 1, bipolar: bool = True, levels_per_stage: int = 3) -> None:
+        if plane_scale is None:
+            raise ValueError("a serial composite MVU needs plane_scale")
+        super().__init__(weights, pe, simd, acc_shape, thresholds=thresholds,
+                         input_bits=input_bits, bipolar=bipolar,
+                         levels_per_stage=levels_per_stage, plane_scale=plane_scale)
+        self.weight_memory = weight_memory_kind(self.nf * self.sf * self.planes)
+        self.weight_width = pe * simd
+
+    def weight_words(self) -> list[int]:
+        """Weight memory words (:func:`serial_weight_words`): address ``(nf*SF + sf)*K + k``."""
+        return serial_weight_words(self.weights, self.pe, self.simd)
+
+    def _front(self, m: Module, en: Value) -> tuple[list[list[Value]], Value]:
+        """Counters ``nf, sf, k`` (``k`` innermost), plane ``k``'s weights and the input word."""
+        nf_n, sf_n, k_n = self.nf, self.sf, self.planes
+        depth = nf_n * sf_n * k_n
+        i = self.i_stream
+
+        # stage 0: counters; the first fold reads the stream (taken on the last plane),
+        # later ones the buffer
+        k = Signal(range(k_n))
+        sf = Signal(range(sf_n))
+        nf = Signal(range(nf_n))
+        addr = Signal(range(depth))
+        first_fold = nf == 0
+        last_plane = k == k_n - 1
+        active = first_fold & i.valid | ~first_fold
+        go = en & active
+        m.d.comb += i.ready.eq(en & first_fold & last_plane)
+        with m.If(go):
+            m.d.sync += [k.eq(Mux(last_plane, 0, k + 1)),
+                         addr.eq(Mux(addr == depth - 1, 0, addr + 1))]
+            with m.If(last_plane):
+                m.d.sync += sf.eq(Mux(sf == sf_n - 1, 0, sf + 1))
+                with m.If(sf == sf_n - 1):
+                    m.d.sync += nf.eq(Mux(nf == nf_n - 1, 0, nf + 1))
+
+        # stage 1: weights and input word; ctl: valid, first, last, fold, plane
+        w = self._weights(m, addr, en)
+        x_in = _reg(m, i.payload, en, "x_in")
+        ctl = Cat(active, (sf == 0) & (k == 0), (sf == sf_n - 1) & last_plane, nf, k)
+        ctl1 = _reg(m, ctl, en, "ctl1")
+        if nf_n > 1:
+            m.submodules.inbuf = buf = memory.Memory(shape=unsigned(len(i.payload)), depth=sf_n,
+                                                     init=[])
+            wr, rd = buf.write_port(), buf.read_port()
+            m.d.comb += [wr.addr.eq(sf), wr.data.eq(i.payload),
+                         wr.en.eq(go & first_fold & last_plane),
+                         rd.addr.eq(sf), rd.en.eq(en)]
+            from_stream = _reg(m, first_fold, en, "from_stream")
+            x = Mux(from_stream, x_in, rd.data)
+        else:
+            x = x_in
+        return [self._terms(x, w, p) for p in range(self.pe)], ctl1
+
+    def _tree(self, m: Module, lanes: list[list[Value]], ctl: Value, en: Value
+              ) -> tuple[list[Value], Value]:
+        """:class:`MVU`'s adder trees, then ``plane_scale[k] * sum`` (registered) per lane."""
+        sums, ctl = super()._tree(m, lanes, ctl, en)
+        nf_bits = Shape.cast(range(self.nf)).width
+        plane = ctl[3 + nf_bits:]
+        scaled = []
+        for p, s in enumerate(sums):
+            value = s * self.plane_scale[0]
+            for k in range(1, self.planes):
+                value = Mux(plane == k, s * self.plane_scale[k], value)
+            scaled.append(_reg(m, value, en, f"scaled{p}"))
+        return scaled, _reg(m, ctl, en, "scaled_ctl")
+
+    def _combine(self, sums: list[Value]) -> list[Value]:
+        """The planes are scaled one a cycle in :meth:`_tree` and added by the accumulator."""
+        return sums
