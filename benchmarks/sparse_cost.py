@@ -7,8 +7,10 @@ with every row keeping ``fan_in - round(S * fan_in)`` inputs (as the trainer's
 inputs' positions, gathered) and the folding's own choice per layer (``auto``):
 the weight memory bits, and at each cycles-per-frame budget the cheapest
 folding's estimated LUTs, flip-flops and block RAMs (ECP5). Sparsity 0 is the
-binary network (the mask all ones). Estimates only: no board build calibrates
-them yet.
+binary network (the mask all ones). ``group`` rows are the same sparsity with N:G
+structure (``--sparse-group G``, the ``G`` of 2, 4, 8, 16 that stores it
+smallest) in the group layout. Estimates only; ``benchmarks/quantizer_table.py``
+builds the trained networks.
 
     .venv/bin/python -m benchmarks.sparse_cost --budgets 256 1024 4096
 """
@@ -17,19 +19,40 @@ from __future__ import annotations
 
 import argparse
 
-from bitfold.compiler.cost import DEVICES, LayerShape, columns, layer_cost, layouts
+from bitfold.compiler.cost import (
+    DEVICES,
+    GROUP_SIZES,
+    LayerShape,
+    columns,
+    group_slot_bits,
+    layer_cost,
+    layouts,
+)
 
 SFC = [("fc0", 784, 256, 8), ("fc1", 256, 256, 1), ("fc2", 256, 256, 1), ("fc3", 256, 10, 1)]
 
 
-def layers(sparsity: float) -> list[LayerShape]:
+def nm_group(sparsity: float) -> tuple[int, int]:
+    """``(G, N)`` of the smallest N:G structure at ``sparsity`` (``(0, 0)`` if none beats the mask)."""
+    best, best_bits = (0, 0), 1.0
+    for g in GROUP_SIZES:
+        n = (1 - sparsity) * g
+        if abs(n - round(n)) < 1e-9 and round(n) >= 1:
+            bits = round(n) * group_slot_bits(g, False) / g
+            if bits < best_bits:
+                best, best_bits = (g, round(n)), bits
+    return best
+
+
+def layers(sparsity: float, structured: bool = False) -> list[LayerShape]:
+    g, n = nm_group(sparsity) if structured else (0, 0)
     out = []
     for name, fan_in, rows, bits in SFC:
         nnz = fan_in - round(sparsity * fan_in)
         top = (1 << bits) - 1
         acc_bits = nnz.bit_length() if bits == 1 else (nnz * top).bit_length() + 1
         out.append(LayerShape(name, False, rows, fan_in, 1, bits, acc_bits, fan_in, "sparse", 1,
-                              nnz / fan_in, nnz, False))
+                              nnz / fan_in, nnz, False, g, n, False))
     return out
 
 
@@ -60,8 +83,12 @@ def main() -> None:
           " | ".join(f"{b} cyc: LUTs / FFs / BRAMs" for b in args.budgets) + " |")
     print("|---" * (3 + len(args.budgets)) + "|")
     for s in args.sparsity:
-        ls = layers(s)
-        for name, allowed in (("mask", ("mask",)), ("index", ("index",)), ("auto", None)):
+        g, n = nm_group(s)
+        rows = [("mask", ("mask",), False), ("index", ("index",), False), ("auto", None, False)]
+        if g:
+            rows += [(f"group {n}:{g}", ("group",), True), (f"auto {n}:{g}", None, True)]
+        for name, allowed, structured in rows:
+            ls = layers(s, structured)
             cells = []
             bits = 0
             for budget in args.budgets:

@@ -46,7 +46,8 @@ def _quantizer(cfg: dict[str, Any]) -> str:
     if q == "sparse":
         group = cfg.get("sparse_group")
         nm = f" ({round((1 - cfg['sparsity']) * group)}:{group})" if group else ""
-        return f" / sparse {cfg.get('sparsity')}{nm}"
+        first = ", first layer too" if cfg.get("sparse_first") else ""
+        return f" / sparse {cfg.get('sparsity')}{nm}{first}"
     if q == "composite":
         low = f", low-rank {cfg['low_rank']}" if cfg.get("low_rank") else ""
         return f" / composite K={cfg.get('bases')}{low}"

@@ -173,3 +173,15 @@ def test_float_twin_keeps_the_trained_model_working(first_run) -> None:
     for (_, a), (_, b) in zip(binary_layers(model), binary_layers(twin), strict=True):
         assert torch.equal(a.real_weight().detach(), b.weight)
     assert not np.allclose(real.numpy(), before.numpy())  # real weights, not the binary ones
+
+
+def test_the_report_names_the_quantizer_and_its_structure() -> None:
+    from bitfold.report import _quantizer
+
+    assert _quantizer({"quantizer": "binary"}) == ""
+    assert _quantizer({"quantizer": "sparse", "sparsity": 0.75, "sparse_group": 4}) == \
+        " / sparse 0.75 (1:4)"
+    assert _quantizer({"quantizer": "sparse", "sparsity": 0.5, "sparse_group": None,
+                       "sparse_first": True}) == " / sparse 0.5, first layer too"
+    assert _quantizer({"quantizer": "composite", "bases": 2, "low_rank": 64}) == \
+        " / composite K=2, low-rank 64"
