@@ -28,6 +28,7 @@ COMMON = ["--model", "sfc", "--param", "dense", "--alpha", "learned", "--lr", "2
 VARIANTS = {
     "float": ["--quantizer", "float"],
     "binary": ["--quantizer", "binary"],
+    "domain": ["--quantizer", "domain"],
     "sparse50": ["--quantizer", "sparse", "--sparsity", "0.5"],
     "sparse75": ["--quantizer", "sparse", "--sparsity", "0.75"],
     "sparse50-1:2": ["--quantizer", "sparse", "--sparsity", "0.5", "--sparse-group", "2"],

@@ -57,9 +57,10 @@ def _param_options(p: argparse.ArgumentParser, grid: bool = False) -> None:
                    help="start from the real weights of a checkpoint or a --param dense run")
     g.add_argument("--quantizer", default="binary", choices=QUANTIZERS,
                    help="binary: alpha*sign(W) (default); sparse: {0, b} per channel at "
-                        "--sparsity; composite: --bases K binary planes; float: real weights "
-                        "and hard-tanh activations, a baseline to compare accuracy with; it "
-                        "cannot be compiled")
+                        "--sparsity; composite: --bases K binary planes; domain: {a, b} per "
+                        "channel (every layer; an offset plus a scaled binary weight); float: "
+                        "real weights and hard-tanh activations, a baseline to compare "
+                        "accuracy with; it cannot be compiled")
     g.add_argument("--sparsity", type=float, metavar="S",
                    help="fraction of zero weights per output channel (sparse)")
     g.add_argument("--sparse-group", type=int, metavar="G",

@@ -51,6 +51,8 @@ def _quantizer(cfg: dict[str, Any]) -> str:
     if q == "composite":
         low = f", low-rank {cfg['low_rank']}" if cfg.get("low_rank") else ""
         return f" / composite K={cfg.get('bases')}{low}"
+    if q == "domain":
+        return " / domain {a, b}"
     if q == "float":
         return " / float baseline (real weights)"
     return ""

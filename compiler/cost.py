@@ -66,6 +66,13 @@ calibrate them:
     of its sum and a ``K``-to-1 multiplexer selecting the plane's (registered:
     ``acc_bits`` flip-flops), an accumulator even when ``SF = 1``, and a
     ``PE * SIMD``-wide, ``NF * SF * K``-deep memory (never constants).
+* Domain layers (``{a, b}`` weights: binary signs, a per-neuron offset, a scale)
+  are binary layers plus one adder tree per MVU summing the input word (the
+  input's popcount on bipolar input), and per PE a multiply of that sum by the
+  neuron's offset (``offset_bits * sum_bits`` LUTs; a constant multiply, about
+  ``acc_bits``, when ``NF == 1``), the scale's constant multiply and an adder
+  (``2 * acc_bits``), and an offset ROM (``offset_bits * ceil(NF / 16)`` LUTs)
+  when ``NF > 1``.
 * Buffers: a dense MVU with ``NF > 1`` re-reads its input vector (``MW`` inputs);
   a convolution's sliding window keeps ``k`` padded rows of its input.
   Up to ``lutram_max_bits`` in LUT RAM (16 bits a LUT), beyond in block RAM.
@@ -81,6 +88,8 @@ from .ir import (
     MVU_KINDS,
     CompositeConv2d,
     CompositeDense,
+    DomainConv2d,
+    DomainDense,
     Graph,
     MaxPool2d,
     ScoreAffine,
@@ -139,7 +148,7 @@ class LayerShape:
     input_bits: int  # 1 for bipolar input
     acc_bits: int
     buffer_inputs: int  # inputs held by the sliding window (conv) or the vector buffer (dense)
-    scheme: str = "binary"  # "binary" | "sparse" | "composite"
+    scheme: str = "binary"  # "binary" | "sparse" | "composite" | "domain"
     planes: int = 1  # composite: K weight planes (parallel or serial XNOR-popcount lanes)
     density: float = 1.0  # sparse: fraction of non-zero weights
     nnz: int = 0  # sparse: the most non-zero weights in a row (K); 0 otherwise
@@ -147,6 +156,7 @@ class LayerShape:
     group: int = 0  # sparse: group size G of the group layout (0: the mask has no such structure)
     group_kept: int = 0  # sparse: the most kept inputs in a group of G (N of N:G)
     group_ragged: bool = False  # sparse: some group keeps fewer than ``group_kept``
+    offset_bits: int = 0  # domain: bits of a neuron's offset (two's complement); 0 otherwise
 
 
 @dataclass(frozen=True)
@@ -278,7 +288,11 @@ def mvu_layers(graph: Graph) -> list[LayerShape]:
         else:
             pixels, buffer = 1, mw
         scheme = "sparse" if isinstance(node, SparseDense | SparseConv2d) else \
-            "composite" if isinstance(node, CompositeDense | CompositeConv2d) else "binary"
+            "composite" if isinstance(node, CompositeDense | CompositeConv2d) else \
+            "domain" if isinstance(node, DomainDense | DomainConv2d) else "binary"
+        offset_bits = 0
+        if scheme == "domain":
+            offset_bits = max(2, int(abs(node.offset).max(initial=0)).bit_length() + 1)
         density, nnz, ragged, group = 1.0, 0, False, (0, 0, False)
         if scheme == "sparse":
             rows = planes[0].sum(axis=1)
@@ -286,7 +300,7 @@ def mvu_layers(graph: Graph) -> list[LayerShape]:
             ragged = bool(rows.min() < nnz)
             group = group_structure(planes[0])
         out.append(LayerShape(node.name, conv, mh, mw, pixels, bits, t_out.bits, buffer,
-                              scheme, k, density, nnz, ragged, *group))
+                              scheme, k, density, nnz, ragged, *group, offset_bits))
     return out
 
 
@@ -342,6 +356,14 @@ def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
         compute += mux_luts(layer.planes, layer.acc_bits)
     if layer.scheme == "sparse" and nf > 1:  # the polarity ROM, one bit per neuron and fold
         compute += math.ceil(nf / model.lut_rom_depth)
+    shared = 0  # LUTs of the whole MVU, not per PE
+    if layer.scheme == "domain":  # the input-sum tree, the offset multiply and the combine
+        shared = adder_tree_luts(simd, layer.input_bits)
+        sum_bits = (simd * ((1 << layer.input_bits) - 1)).bit_length()
+        compute += 2 * layer.acc_bits + (layer.offset_bits * sum_bits if nf > 1
+                                         else layer.acc_bits)
+        if nf > 1:  # the offset ROM
+            compute += layer.offset_bits * math.ceil(nf / model.lut_rom_depth)
     acc = layer.acc_bits if sf * passes > 1 else 0
     thr_rom = layer.acc_bits * math.ceil(nf / model.lut_rom_depth) if nf > 1 else 0
     per_pe = compute + acc + layer.acc_bits + thr_rom
@@ -351,7 +373,7 @@ def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
     return LayerCost(
         name=layer.name, pe=pe, simd=simd, mh=layer.mh, mw=layer.mw, nf=nf, sf=sf,
         pixels=layer.pixels, cycles=nf * sf * passes * layer.pixels,
-        luts=pe * per_pe + mem_luts + buf_luts,
+        luts=pe * per_pe + shared + mem_luts + buf_luts,
         ffs=pe * (acc + 1 + (layer.acc_bits if serial else 0)),  # serial: the scaled sum
         brams=brams + buf_brams, weight_bits=layer.planes * layer.mh * layer.mw,
         weight_memory=kind,

@@ -27,6 +27,8 @@ from .ir import (
     BinaryDense,
     CompositeConv2d,
     CompositeDense,
+    DomainConv2d,
+    DomainDense,
     Graph,
     MaxPool2d,
     Node,
@@ -116,6 +118,10 @@ def layer_rows(node: Node, rows: np.ndarray, t_in: TensorType) -> np.ndarray:
     if isinstance(node, CompositeDense | CompositeConv2d):
         return sum(int(m) * _accumulate(w, rows, t_in.bipolar)
                    for m, w in zip(node.plane_scale, planes, strict=True))
+    if isinstance(node, DomainDense | DomainConv2d):
+        # scale * A + offset * X; X the input's sum (bipolar: the number of +1 bits)
+        x_sum = rows.sum(axis=1, dtype=np.int64)[:, None]
+        return node.scale * _accumulate(planes[0], rows, t_in.bipolar) + node.offset * x_sum
     return _accumulate(planes[0], rows, t_in.bipolar)
 
 
@@ -195,6 +201,8 @@ KERNELS: dict[type[Node], Callable[[Node, np.ndarray, TensorType], np.ndarray]] 
     SparseConv2d: binary_conv2d,
     CompositeDense: binary_dense,
     CompositeConv2d: binary_conv2d,
+    DomainDense: binary_dense,
+    DomainConv2d: binary_conv2d,
     Threshold: threshold,
     MaxPool2d: max_pool2d,
     ScoreAffine: score_affine,

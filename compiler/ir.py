@@ -43,6 +43,8 @@ __all__ = [
     "CompositeConv2d",
     "CompositeDense",
     "DENSE_KINDS",
+    "DomainConv2d",
+    "DomainDense",
     "Graph",
     "Input",
     "MVU_KINDS",
@@ -344,22 +346,74 @@ class CompositeConv2d(Node):
                                                     "plane_scale": ("int64", 1)}
 
 
+def _integer_scale(node: Node) -> None:
+    """A domain layer's ``scale`` as a Python int (numpy integers too); anything else is refused."""
+    if isinstance(node.scale, bool) or not isinstance(node.scale, int | np.integer):
+        raise IRError(f"{node.name}.scale must be an integer, not {node.scale!r}")
+    object.__setattr__(node, "scale", int(node.scale))
+
+
+@dataclass(frozen=True, eq=False)
+class DomainDense(Node):
+    """General binary domain ``{a, b}`` per output: ``w = d (s + offset / scale)``, ``s`` +-1.
+
+    ``weight`` bits ``(C_out, fan_in)`` are ``s`` (1 means +1), ``offset`` int64
+    ``(C_out,)`` each row's offset and ``scale`` a positive integer (Schiavone et al.'s
+    domain ``{a, b}`` is ``d (+-1 + offset / scale)``). The output is
+    ``scale * A_i + offset[i] * X``: ``A_i`` the :class:`BinaryDense` accumulator of
+    row ``i`` and ``X`` the sum of the input (bipolar: ``popcount(x)``, the number of
+    +1 inputs; multi-bit: ``sum_i x_i``).
+    """
+
+    input: str = ""
+    weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
+    offset: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    scale: int = 1
+    ARRAYS: ClassVar[dict[str, tuple[str, int]]] = {"weight": ("bits", 2),
+                                                    "offset": ("int64", 1)}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _integer_scale(self)
+
+
+@dataclass(frozen=True, eq=False)
+class DomainConv2d(Node):
+    """:class:`DomainDense` over the windows of a padded map (padding counts in ``A`` and ``X``)."""
+
+    input: str = ""
+    weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1, 0), np.uint8))
+    offset: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    scale: int = 1
+    kernel: int = 1
+    stride: int = 1
+    pad: int = 0
+    pad_value: int = -1
+    ARRAYS: ClassVar[dict[str, tuple[str, int]]] = {"weight": ("bits", 4),
+                                                    "offset": ("int64", 1)}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _integer_scale(self)
+
+
 NODE_KINDS: dict[str, type[Node]] = {cls.__name__: cls for cls in (
     Input, BinaryDense, BinaryConv2d, Threshold, MaxPool2d, ScoreAffine, ArgMax,
-    AffineSign, AffineArgMax, SparseDense, SparseConv2d, CompositeDense, CompositeConv2d)}
+    AffineSign, AffineArgMax, SparseDense, SparseConv2d, CompositeDense, CompositeConv2d,
+    DomainDense, DomainConv2d)}
 FOLDED_KINDS = frozenset({"Input", "BinaryDense", "BinaryConv2d", "Threshold", "MaxPool2d",
                           "ScoreAffine", "ArgMax", "SparseDense", "SparseConv2d",
-                          "CompositeDense", "CompositeConv2d"})
-DENSE_KINDS = (BinaryDense, SparseDense, CompositeDense)
-CONV_KINDS = (BinaryConv2d, SparseConv2d, CompositeConv2d)
+                          "CompositeDense", "CompositeConv2d", "DomainDense", "DomainConv2d"})
+DENSE_KINDS = (BinaryDense, SparseDense, CompositeDense, DomainDense)
+CONV_KINDS = (BinaryConv2d, SparseConv2d, CompositeConv2d, DomainConv2d)
 MVU_KINDS = DENSE_KINDS + CONV_KINDS
 
 
 def mvu_matrix(node: Node) -> np.ndarray:
     """A binary layer's weight bits as matrices, ``(planes, C_out, fan_in)``.
 
-    One plane for binary layers (the weight) and sparse ones (the mask); ``K``
-    for composite ones. Convolution windows are flattened ``(k, k, C_in)`` row-major.
+    One plane for binary layers (the weight), domain ones (the signs) and sparse
+    ones (the mask); ``K`` for composite ones. Convolution windows are flattened ``(k, k, C_in)`` row-major.
     """
     if isinstance(node, SparseDense | SparseConv2d):
         w = node.mask[None]

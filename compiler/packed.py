@@ -14,7 +14,9 @@ compare the two on thousands of random graphs.
   ``sum_i (w_i ? x_i : -x_i) = sum_q 2^q (2 popcount(x_q & w) - popcount(x_q))``.
 * Sparse layers count the masked inputs equal to the row's polarity,
   ``popcount(x & mask)`` or ``nnz - popcount(x & mask)``; composite layers add
-  their planes' accumulators times the integer plane scales.
+  their planes' accumulators times the integer plane scales; domain layers
+  ``scale`` times the binary accumulator plus each row's offset times the
+  input's sum.
 * Convolutions gather each ``(k, k, C_in)`` window (im2col) and reuse the above.
 """
 
@@ -38,6 +40,8 @@ from .ir import (
     BinaryDense,
     CompositeConv2d,
     CompositeDense,
+    DomainConv2d,
+    DomainDense,
     Graph,
     MaxPool2d,
     ScoreAffine,
@@ -156,8 +160,26 @@ class _CompositeMvu:
         return sum(m * mvu(rows) for m, mvu in zip(self.scales, self.planes, strict=True))
 
 
-def _mvu_of(node, t_in: TensorType, bit_serial: bool) -> _Mvu | _SparseMvu | _CompositeMvu:
+@dataclass(frozen=True)
+class _DomainMvu:
+    """A domain layer: ``scale`` times the binary :class:`_Mvu` accumulator plus
+    ``offset`` times the input's sum (bipolar: its number of 1 bits)."""
+
+    signs: _Mvu
+    scale: int
+    offset: np.ndarray
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        x_sum = rows.sum(axis=1, dtype=np.int64)[:, None]
+        return self.scale * self.signs(rows) + self.offset[None, :] * x_sum
+
+
+def _mvu_of(node, t_in: TensorType, bit_serial: bool
+            ) -> _Mvu | _SparseMvu | _CompositeMvu | _DomainMvu:
     planes = mvu_matrix(node)
+    if isinstance(node, DomainDense | DomainConv2d):
+        return _DomainMvu(_Mvu.of(planes[0], t_in, bit_serial), int(node.scale),
+                          np.asarray(node.offset, dtype=np.int64))
     if isinstance(node, SparseDense | SparseConv2d):
         return _SparseMvu.of(planes[0], node.polarity, t_in)
     if isinstance(node, CompositeDense | CompositeConv2d):
@@ -184,7 +206,7 @@ class PackedExecutor:
             raise CompilerError(f"graph {graph.name!r} is not folded (has {', '.join(kinds)}); "
                                 "run compiler.passes.fold first")
         self.graph = graph
-        self._mvus: dict[str, _Mvu | _SparseMvu | _CompositeMvu] = {}
+        self._mvus: dict[str, _Mvu | _SparseMvu | _CompositeMvu | _DomainMvu] = {}
         for node in graph.nodes:
             if isinstance(node, MVU_KINDS):
                 self._mvus[node.name] = _mvu_of(node, graph.types[node.input], bit_serial)

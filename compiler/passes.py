@@ -29,6 +29,8 @@ from .ir import (
     ArgMax,
     CompositeConv2d,
     CompositeDense,
+    DomainConv2d,
+    DomainDense,
     Graph,
     Node,
     ScoreAffine,
@@ -76,12 +78,18 @@ def exact_threshold(slope: float, offset: float, lo: int, hi: int,
 
 
 def _negated(node: Node, rows: np.ndarray) -> Node:
-    """Negate output channels ``rows``: flip their weight bits (a sparse row: its polarity)."""
+    """Negate output channels ``rows``: flip their weight bits (a sparse row: its polarity;
+    a domain row: its bits and its offset)."""
     if isinstance(node, SparseDense | SparseConv2d):
         polarity = node.polarity.copy()
         polarity[rows] = 1 - polarity[rows]
         return dataclasses.replace(node, polarity=polarity)
     weight = node.weight.copy()
+    if isinstance(node, DomainDense | DomainConv2d):  # scale (F - A) - m X = scale F - acc
+        offset = node.offset.copy()
+        offset[rows] = -offset[rows]
+        weight[rows] = 1 - weight[rows]
+        return dataclasses.replace(node, weight=weight, offset=offset)
     if isinstance(node, CompositeDense | CompositeConv2d):
         weight[:, rows] = 1 - weight[:, rows]
     else:

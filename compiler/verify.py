@@ -22,6 +22,8 @@ from .ir import (
     BinaryDense,
     CompositeConv2d,
     CompositeDense,
+    DomainConv2d,
+    DomainDense,
     Graph,
     Input,
     MaxPool2d,
@@ -35,7 +37,7 @@ from .ir import (
     mvu_matrix,
 )
 
-__all__ = ["channel_ranges", "infer_types", "value_ranges", "verify"]
+__all__ = ["channel_ranges", "domain_range", "infer_types", "value_ranges", "verify"]
 
 
 def _fail(graph: str, node: Node, msg: str) -> IRError:
@@ -57,6 +59,8 @@ def channel_ranges(node: Node, t: TensorType) -> list[tuple[int, int, int]]:
     planes = mvu_matrix(node)
     fan_in = planes.shape[2]
     top = 1 if t.bipolar else t.hi
+    if isinstance(node, DomainDense | DomainConv2d):
+        return [domain_range(fan_in, node.scale, int(m), top, t.bipolar) for m in node.offset]
     if isinstance(node, SparseDense | SparseConv2d):
         out = []
         for nnz, pol in zip(planes[0].sum(axis=1), node.polarity, strict=True):
@@ -69,6 +73,23 @@ def channel_ranges(node: Node, t: TensorType) -> list[tuple[int, int, int]]:
     bound = fan_in * top * scale
     one = (0, bound, bound) if t.bipolar else (-bound, bound, 0)
     return [one] * planes.shape[1]
+
+
+def domain_range(fan_in: int, scale: int, offset: int, top: int,
+                 bipolar: bool) -> tuple[int, int, int]:
+    """``(lo, hi, mirror)`` of a domain row's accumulator ``scale * A + offset * X``.
+
+    One input position adds ``scale [x = w] + offset [x = 1]`` (bipolar: ``0`` or
+    ``scale + offset`` where ``w = 1``, ``scale`` or ``offset`` where ``w = 0``) or
+    ``(offset +- scale) x`` (multi-bit, ``x`` in ``0 .. top``). The range is the same
+    for every row of a given offset: ``fan_in`` times an interval holding every
+    position's values and 0, so every partial sum (a hardware accumulator between
+    words) lies in it too, and negating the row (its bits and its offset) maps it
+    onto ``mirror - range`` exactly (``mirror = scale * fan_in`` bipolar, 0 multi-bit).
+    """
+    if bipolar:
+        return (fan_in * min(0, offset), fan_in * (scale + max(0, offset)), fan_in * scale)
+    return (fan_in * top * min(0, offset - scale), fan_in * top * max(0, offset + scale), 0)
 
 
 def _mvu(g: str, node: Node, t: TensorType, fan_in: int, c_out: int,
@@ -88,6 +109,12 @@ def _mvu(g: str, node: Node, t: TensorType, fan_in: int, c_out: int,
         if k != node.weight.shape[0] or k < 1 or (node.plane_scale < 1).any():
             raise _fail(g, node, f"plane_scale {node.plane_scale.tolist()} must hold one "
                                  f"positive integer per weight plane ({node.weight.shape[0]})")
+    if isinstance(node, DomainDense | DomainConv2d):
+        if node.offset.shape != (c_out,):
+            raise _fail(g, node, f"offset has {len(node.offset)} entries, expected {c_out} "
+                                 "(one per output)")
+        if node.scale < 1:
+            raise _fail(g, node, f"scale must be a positive integer, not {node.scale!r}")
     ranges = channel_ranges(node, t)
     lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
     return int_type(out_shape, lo, hi), (lo, hi)
@@ -210,6 +237,7 @@ def _infer_argmax(g: str, node: ArgMax | AffineArgMax, t: TensorType, rng) -> In
 _INFER = {Input: _infer_input, BinaryDense: _infer_dense, BinaryConv2d: _infer_conv,
           SparseDense: _infer_dense, SparseConv2d: _infer_conv,
           CompositeDense: _infer_dense, CompositeConv2d: _infer_conv,
+          DomainDense: _infer_dense, DomainConv2d: _infer_conv,
           Threshold: _infer_threshold, MaxPool2d: _infer_pool, AffineSign: _infer_sign,
           ScoreAffine: _infer_scores, ArgMax: _infer_argmax, AffineArgMax: _infer_argmax}
 

@@ -89,7 +89,7 @@ def _out_width(plan: Plan) -> int:
 def _memories(plan: Plan) -> dict[str, MemoryContext]:
     from .group_mvu import group_words
     from .index_mvu import index_words
-    from .mvu import threshold_words, weight_words
+    from .mvu import offset_words, threshold_words, weight_words
 
     mems = {}
     for stage in plan.stages:
@@ -131,6 +131,12 @@ def _memories(plan: Plan) -> dict[str, MemoryContext]:
                 f"{stage.node} {what}: bit k*{pe * simd}+p*{simd}+s of address nf*{sf}+sf is "
                 f"plane k (of {planes}), neuron nf*{pe}+p, input sf*{simd}+s",
                 planes * pe * simd, words)
+        if p.get("offset") is not None:
+            width, owords = offset_words(p["offset"], pe)
+            mems[f"{stage.name}_offsets.mem"] = _memory(
+                f"{stage.node} domain offsets (times the input's sum; the binary accumulator "
+                f"times {p['offset_scale']}): {width}-bit two's complement per neuron, "
+                f"fold nf (of {nf}) at address nf", pe * width, owords)
         if p["thresholds"] is not None:
             width, twords = threshold_words(p["thresholds"], pe, p["acc_bits"])
             mems[f"{stage.name}_thresholds.mem"] = _memory(

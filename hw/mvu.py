@@ -15,6 +15,10 @@ Bipolar input (``input_bits == 1``): the term is ``xnor(x, w)`` and the
 accumulator a popcount. Unsigned multi-bit input (the first layer): the term
 is ``+x`` where the weight bit is 1 and ``-x`` where it is 0.
 
+A domain layer (``offset``) has one more adder tree, shared by the ``pe``
+neurons, summing the input word's elements (bipolar: its bits), and each neuron
+adds ``offset_scale * sum_p + offset[n] * sum_x`` to its accumulator.
+
 The whole pipeline advances together (``en``) whenever its output register is
 empty or being read, so nothing is lost or duplicated under backpressure.
 """
@@ -26,10 +30,12 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, 
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from bitfold.compiler.verify import domain_range
+
 from .streams import check_positive
 
-__all__ = ["MVU", "FirstLayerMVU", "accumulator_range", "threshold_words", "weight_memory_kind",
-           "weight_words"]
+__all__ = ["MVU", "FirstLayerMVU", "accumulator_range", "offset_words", "threshold_words",
+           "weight_memory_kind", "weight_words"]
 
 LUTROM_MAX_DEPTH = 64  # the cost model's ResourceModel.lutrom_max_depth
 
@@ -62,10 +68,16 @@ def weight_words(weights: np.ndarray, pe: int, simd: int) -> list[int]:
 
 def accumulator_range(weights: np.ndarray, input_bits: int, bipolar: bool,
                       polarity: np.ndarray | None = None,
-                      plane_scale: np.ndarray | None = None) -> tuple[int, int]:
+                      plane_scale: np.ndarray | None = None,
+                      offset: np.ndarray | None = None,
+                      offset_scale: int = 1) -> tuple[int, int]:
     """The exact range of an MVU's accumulators (as ``compiler.verify.channel_ranges``)."""
     top = 1 if bipolar else (1 << input_bits) - 1
     weights = np.asarray(weights)
+    if offset is not None:  # a domain layer: every partial sum lies in its row's range
+        ranges = [domain_range(weights.shape[-1], offset_scale, int(m), top, bipolar)
+                  for m in offset]
+        return min(r[0] for r in ranges), max(r[1] for r in ranges)
     if polarity is not None:
         nnz = weights.sum(axis=1) * top
         if bipolar:
@@ -85,6 +97,16 @@ def threshold_words(thresholds: np.ndarray, pe: int, acc_width: int) -> tuple[in
     mask = (1 << width) - 1
     return width, [int(sum((int(v) & mask) << (p * width) for p, v in enumerate(row)))
                    for row in t.reshape(-1, pe)]
+
+
+def offset_words(offset, pe: int) -> tuple[int, list[int]]:
+    """``(bits per offset, words)`` of a domain layer's offsets: fold ``nf`` at address ``nf``,
+    neuron ``nf*pe + p`` at bits ``p*width ..``, two's complement."""
+    offset = [int(v) for v in offset]
+    width = max(2, max(abs(v) for v in offset).bit_length() + 1)
+    mask = (1 << width) - 1
+    return width, [int(sum((v & mask) << (p * width) for p, v in enumerate(offset[i:i + pe])))
+                   for i in range(0, len(offset), pe)]
 
 
 def _checked(acc_shape: Shape, lo: int, hi: int, thresholds, mh: int) -> np.ndarray | None:
@@ -139,12 +161,24 @@ class MVU(wiring.Component):
         ``(K, mh, mw)``; the ``K`` planes run as parallel lanes sharing each
         weight word, and their adder trees' sums are combined by constant
         shift-and-add, ``sum_k plane_scale[k] * sum_k``, before the accumulator.
+    offset : sequence of int, optional
+        A domain layer (``compiler.ir.DomainDense``): per neuron ``n`` the
+        accumulator is ``offset_scale * A_n + offset[n] * X``, ``A_n`` the binary
+        accumulator and ``X`` the input's sum (bipolar: its number of 1 bits), from
+        one extra adder tree over the input word; the offsets come from a ROM read
+        by the neuron fold (constants when ``NF == 1``).
+    offset_scale : int
+        The positive ``scale`` of a domain layer.
     """
+
+    offset: list[int] | None = None  # a domain layer's offsets (units not built by __init__: none)
+    offset_scale: int = 1
 
     def __init__(self, weights: np.ndarray, pe: int, simd: int, acc_shape: Shape, *,
                  thresholds: np.ndarray | None = None, input_bits: int = 1, bipolar: bool = True,
                  levels_per_stage: int = 3, polarity: np.ndarray | None = None,
-                 plane_scale: np.ndarray | None = None) -> None:
+                 plane_scale: np.ndarray | None = None, offset: np.ndarray | None = None,
+                 offset_scale: int = 1) -> None:
         weights = np.asarray(weights)
         ndim = 3 if plane_scale is not None else 2
         if weights.ndim != ndim or weights.size == 0 or not np.isin(weights, (0, 1)).all():
@@ -158,6 +192,17 @@ class MVU(wiring.Component):
             polarity = np.asarray(polarity).astype(np.uint8)
             if polarity.shape != (mh,):
                 raise ValueError(f"polarity must have shape ({mh},), not {polarity.shape}")
+        if offset is not None:
+            if polarity is not None or plane_scale is not None:
+                raise ValueError("a domain layer (offset) is neither sparse nor composite")
+            offset = [int(v) for v in np.asarray(offset).reshape(-1)]
+            if len(offset) != mh:
+                raise ValueError(f"offset must have {mh} entries (one per neuron), not "
+                                 f"{len(offset)}")
+            if isinstance(offset_scale, bool) or not isinstance(offset_scale, int | np.integer) \
+                    or offset_scale < 1:
+                raise ValueError(f"offset_scale must be a positive integer, not {offset_scale!r}")
+            offset_scale = int(offset_scale)
         if plane_scale is not None:
             plane_scale = [int(m) for m in plane_scale]
             if len(plane_scale) != weights.shape[0] or min(plane_scale) < 1:
@@ -170,10 +215,12 @@ class MVU(wiring.Component):
         acc_shape = Shape.cast(acc_shape)
         if bipolar and input_bits != 1:
             raise ValueError(f"bipolar input has input_bits=1, not {input_bits!r}")
-        lo, hi = accumulator_range(weights, input_bits, bipolar, polarity, plane_scale)
+        lo, hi = accumulator_range(weights, input_bits, bipolar, polarity, plane_scale, offset,
+                                   offset_scale)
         thresholds = _checked(acc_shape, lo, hi, thresholds, mh)
         self.weights, self.thresholds = weights.astype(np.uint8), thresholds
         self.polarity, self.plane_scale = polarity, plane_scale
+        self.offset, self.offset_scale = offset, offset_scale
         self.planes = 1 if plane_scale is None else len(plane_scale)
         self.mh, self.mw, self.pe, self.simd = mh, mw, pe, simd
         self.nf, self.sf = mh // pe, mw // simd
@@ -252,12 +299,36 @@ class MVU(wiring.Component):
         m.d.comb += rd.addr.eq(nf)
         return [rd.data[p] for p in range(self.pe)]
 
+    def _offsets(self, m: Module, nf: Value) -> list[Value]:
+        """Each lane's domain offset for fold ``nf`` (constants when ``NF == 1``)."""
+        width, words = offset_words(self.offset, self.pe)
+        if self.nf == 1:
+            return [Const(int(v), signed(width)) for v in self.offset]
+        m.submodules.offsets = mem = memory.Memory(shape=unsigned(self.pe * width),
+                                                   depth=self.nf, init=words)
+        rd = mem.read_port(domain="comb")
+        m.d.comb += rd.addr.eq(nf)
+        return [rd.data.word_select(p, width).as_signed() for p in range(self.pe)]
+
     def _lanes(self, m: Module, x: Value, w: Value, nf: Value) -> list[list[Value]]:
-        """The terms of every adder tree: ``pe`` lanes per plane, plane-major."""
+        """The terms of every adder tree: ``pe`` lanes per plane, plane-major; a domain
+        layer's input-sum lane last."""
         width = self.pe * self.simd
         pols = self._polarity(m, nf) if self.polarity is not None else [None] * self.pe
-        return [self._terms(x, w[k * width:(k + 1) * width], p, pols[p])
-                for k in range(self.planes) for p in range(self.pe)]
+        lanes = [self._terms(x, w[k * width:(k + 1) * width], p, pols[p])
+                 for k in range(self.planes) for p in range(self.pe)]
+        if self.offset is not None:  # the input's elements (bipolar: its bits)
+            b = self.input_bits
+            lanes.append([x[s] if self.bipolar else x[s * b:(s + 1) * b]
+                          for s in range(self.simd)])
+        return lanes
+
+    def _domain(self, m: Module, sums: list[Value], nf: Value) -> list[Value]:
+        """``offset_scale * sum_p + offset[p] * sum_x`` per lane (``sum_x`` the last lane)."""
+        offsets = self._offsets(m, nf)
+        x_sum = sums[-1]
+        return [s * self.offset_scale + off * x_sum
+                for s, off in zip(sums[:-1], offsets, strict=True)]
 
     def _combine(self, sums: list[Value]) -> list[Value]:
         """Composite planes: ``sum_k plane_scale[k] * plane k's sum`` per lane (constant multiplies)."""
@@ -343,9 +414,9 @@ class MVU(wiring.Component):
         """Adder trees, accumulation over ``SF`` cycles, thresholds, the output register."""
         o = self.o_stream
         sums, ctl = self._tree(m, lanes, ctl1, en)
-        sums = self._combine(sums)
         nf_bits = Shape.cast(range(self.nf)).width
         valid, first, last, nfi = ctl[0], ctl[1], ctl[2], ctl[3:3 + nf_bits]
+        sums = self._combine(sums) if self.offset is None else self._domain(m, sums, nfi)
         accs, totals = [], []
         for p, s in enumerate(sums):
             acc = Signal(self.acc_shape, name=f"acc{p}")

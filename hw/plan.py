@@ -6,8 +6,8 @@ it and ``manifest.json`` describes it. Supported graphs are chains::
     Input -> [ (BinaryConv2d | BinaryDense) -> Threshold -> MaxPool2d? ]*
           -> BinaryDense -> ScoreAffine -> ArgMax
 
-where every binary layer may also be sparse or composite (``SparseDense``,
-``CompositeConv2d``, ...), and a dense layer may feed its popcounts straight
+where every binary layer may also be sparse, composite or domain (``SparseDense``,
+``CompositeConv2d``, ``DomainDense``, ...), and a dense layer may feed its popcounts straight
 into another dense layer (a low-rank pair). A sparse layer folded in the index
 layout becomes an :class:`~.mvu.IndexMVU`, which takes its input vector (or
 window) in words of ``in_elems`` elements, as few as load one vector within its
@@ -39,6 +39,8 @@ from bitfold.compiler.ir import (
     ArgMax,
     CompositeConv2d,
     CompositeDense,
+    DomainConv2d,
+    DomainDense,
     Graph,
     Input,
     MaxPool2d,
@@ -202,6 +204,8 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 3) -> Plan:
                 params.update(layout="index", in_elems=in_elems)
             elif group:
                 params.update(layout="group", group=group)
+        elif isinstance(nxt, DomainDense | DomainConv2d):
+            params.update(offset=[int(v) for v in nxt.offset], offset_scale=int(nxt.scale))
         elif isinstance(nxt, CompositeDense | CompositeConv2d):
             params.update(weights=weights, plane_scale=[int(v) for v in nxt.plane_scale])
             if cost.layout == "serial":  # one set of lanes, the K planes one a cycle

@@ -12,6 +12,6 @@ MODEL_NAMES = ("mlp-digits", "cnn-digits", "tfc", "sfc", "lfc", "cnv", "resnet18
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "npz", "synthetic", "synthetic-pose")
 PARAMS = ("dense", "svd", "tucker", "holistic-tucker", "cp")
 ALPHA_MODES = ("none", "analytic", "learned")
-QUANTIZERS = ("binary", "sparse", "composite", "float")  # float: the real-valued baseline
+QUANTIZERS = ("binary", "sparse", "composite", "domain", "float")  # float: the real-valued baseline
 OPTIMIZERS = ("adam", "rmsprop")
 SCHEDULES = ("cosine", "step", "none")

@@ -17,7 +17,7 @@ from torch import nn
 from .layers import BinaryConv2d, BinaryLayer, BinaryLinear
 from .models import BinaryNet
 from .quant import binary_sign
-from .quantizers import LowRankWeight, SparseWeight
+from .quantizers import DomainWeight, LowRankWeight, SparseWeight
 
 __all__ = [
     "ExportError",
@@ -57,9 +57,10 @@ class ExportedBinaryLayer:
     stride: int = 1
     pad: int = 0
     pad_value: int = -1
-    scheme: str = "binary"  # "binary" | "sparse" | "composite" | "lowrank"
+    scheme: str = "binary"  # "binary" | "sparse" | "composite" | "lowrank" | "domain"
     plane_scale: np.ndarray | None = None
     inner: np.ndarray | None = None
+    offset: np.ndarray | None = None
 
     def effective_weight(self) -> np.ndarray:
         """The real weight torch uses, ``alpha`` included (float64).
@@ -68,11 +69,16 @@ class ExportedBinaryLayer:
         ``weight`` the 0/1 mask. ``composite``: ``weight`` holds ``K`` +-1 planes
         and ``plane_scale`` their integer scales over ``2**FRAC_BITS``:
         ``alpha * sum_k plane_scale[k] / 2**FRAC_BITS * weight[k]``.
-        ``lowrank``: ``alpha * weight @ inner`` (both +-1).
+        ``lowrank``: ``alpha * weight @ inner`` (both +-1). ``domain``: ``weight`` +-1 and
+        ``offset`` the integer row offsets: ``alpha * (weight + offset / 2**FRAC_BITS)``.
         """
         from .quantizers import FRAC_BITS
 
-        if self.scheme == "composite":
+        if self.scheme == "domain":
+            off = self.offset.astype(np.float64) / (1 << FRAC_BITS)
+            combined = self.weight.astype(np.float64) + \
+                off.reshape((-1,) + (1,) * (self.weight.ndim - 1))
+        elif self.scheme == "composite":
             combined = np.tensordot(self.plane_scale / (1 << FRAC_BITS),
                                     self.weight.astype(np.float64), axes=1)
         elif self.scheme == "lowrank":
@@ -167,6 +173,11 @@ def quantized_weight(layer: BinaryLayer) -> dict:
         return {"scheme": "lowrank", "weight": a.to(torch.int8).numpy(),
                 "inner": b.to(torch.int8).numpy(), "alpha": alpha.double().numpy()}
     real = layer.real_weight().detach()
+    if isinstance(link, DomainWeight):
+        d, s, m = link.quantize(real)
+        return {"scheme": "domain", "weight": s.to(torch.int8).numpy(),
+                "alpha": d.detach().double().numpy(),
+                "offset": m.detach().to(torch.int64).numpy()}
     if isinstance(link, SparseWeight):
         b, mask, _ = link.quantize(real)
         return {"scheme": "sparse", "weight": mask.to(torch.int8).numpy(),

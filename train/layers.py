@@ -33,6 +33,7 @@ from .quant import BinarizeWeight, sign_ste
 from .quantizers import (
     QUANTIZER_LINKS,
     CompositeWeight,
+    DomainWeight,
     LowRankWeight,
     SparseWeight,
     check_quantizer,
@@ -239,10 +240,11 @@ def parametrize_model(
     rank : float, optional
         Fraction of each mode's size kept (svd, tucker, holistic-tucker); for
         ``cp`` an integer rank. Full rank when omitted.
-    quantizer : {"binary", "sparse", "composite", "float"}
+    quantizer : {"binary", "sparse", "composite", "domain", "float"}
         The last link: ``alpha * sign(W)`` (:class:`BinarizeWeight`),
-        :class:`SparseWeight` at ``sparsity`` or :class:`CompositeWeight` with
-        ``bases`` planes (``bitfold.train.quantizers``); none for ``float``.
+        :class:`SparseWeight` at ``sparsity``, :class:`CompositeWeight` with
+        ``bases`` planes or :class:`DomainWeight` (every layer, the first too)
+        (``bitfold.train.quantizers``); none for ``float``.
     low_rank : int, optional
         Composite only: dense layers with binary input and ``low_rank <
         min(C_out, fan_in)`` become :class:`LowRankWeight` (their whole
@@ -298,6 +300,8 @@ def parametrize_model(
                                            flattened.get(id(layer)))
         elif quantizer == "composite":
             link = CompositeWeight(alpha, w, bases)
+        elif quantizer == "domain":  # every layer, the first too: {a, b} can be signed
+            link = DomainWeight(alpha, w)
         else:
             link = BinarizeWeight(alpha, w)
         parametrize.register_parametrization(layer, "weight", link)

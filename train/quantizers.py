@@ -9,6 +9,10 @@ and every forward pass returns exactly what the compiler represents in integers:
   positions and one real value ``b_c``. The closed-form optimum for a real row
   (:func:`quantize_sparse`) keeps the largest (or the smallest) values and sets
   ``b`` to their mean. :func:`quantize_domain` is the general ``{a, b}`` case.
+* :class:`DomainWeight` -- the general binary domain ``{a, b}`` per output channel
+  (:func:`quantize_domain`'s closed form), written as an offset plus a scaled
+  binary weight, ``d_c (s + m_c / 2**FRAC_BITS)`` with ``s`` +-1 and an integer
+  offset ``m_c``, so a layer is a popcount plus a multiple of its input's popcount.
 * :class:`CompositeWeight` -- CBDNet's ``W ~ sum_k alpha_k B_k``: ``K`` binary
   planes from greedy residual binarization, combined as
   ``alpha_c * sum_k (m_k / 2**FRAC_BITS) B_k`` with per-layer integer plane
@@ -40,6 +44,7 @@ __all__ = [
     "QUANTIZER_LINKS",
     "QUANTIZERS",
     "CompositeWeight",
+    "DomainWeight",
     "LowRankWeight",
     "SparseWeight",
     "check_quantizer",
@@ -51,6 +56,7 @@ __all__ = [
     "quantize_domain",
     "quantize_sparse",
     "round_ste",
+    "split_ste",
 ]
 
 FRAC_BITS = 8  # fractional bits of the composite plane scales the IR stores
@@ -86,6 +92,25 @@ class _MaskSTE(torch.autograd.Function):
 def mask_ste(w: Tensor, mask: Tensor) -> Tensor:
     """``mask`` (0/1) in the forward pass, a straight-through gradient to ``w``."""
     return _MaskSTE.apply(w, mask)
+
+
+class _SplitSTE(torch.autograd.Function):
+    """``+1`` where ``upper`` else ``-1`` forward; clipped identity backward (as for sign)."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, upper: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(w)
+        return (2 * upper - 1).to(w.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: D102
+        (w,) = ctx.saved_tensors
+        return grad * (w.abs() <= 1).to(grad.dtype), None
+
+
+def split_ste(w: Tensor, upper: Tensor) -> Tensor:
+    """``+-1`` by the 0/1 split ``upper`` in the forward pass, a straight-through gradient to ``w``."""
+    return _SplitSTE.apply(w, upper)
 
 
 def round_ste(x: Tensor) -> Tensor:
@@ -304,6 +329,63 @@ class SparseWeight(nn.Module):
         return w
 
 
+class DomainWeight(nn.Module):
+    """``d_c (s + m_c / 2**FRAC_BITS)``: the general binary domain ``{a_c, b_c}`` per channel.
+
+    Every forward pass takes the closed-form optimum of :func:`quantize_domain`
+    (the split ``upper`` and ``a_c <= b_c``, recomputed differentiably as the means
+    of the two sides) and writes it as an offset plus a scaled binary weight:
+    ``s = +1`` where ``upper`` else ``-1`` (straight-through), the half-gap
+    ``d_c = (b_c - a_c) / 2`` and the centre ``c_c = (a_c + b_c) / 2`` as the integer
+    ``m_c = round(2**FRAC_BITS c_c / d_c)`` (``|m_c| <= MAX_OFFSET``).
+    ``alpha`` decides the scale in place of ``d_c``: ``analytic`` (``d_c`` itself),
+    ``learned`` (a parameter initialized to it) or ``none`` (1); ``m_c`` always comes
+    from the closed form. The result is exactly what the compiler represents
+    (``compiler.ir.DomainDense``: ``scale = 2**FRAC_BITS``, ``offset = m``).
+
+    Like the split, ``m_c`` is re-derived from the latent weights every step and
+    passes no gradient to them: straight through ``round`` (``round_ste``) it would
+    add every weight of a row a share of the row's summed gradient, amplified by
+    ``1 / d_c``, and on sfc/MNIST (3 epochs, learned alpha) training reached 0.930
+    test accuracy with that gradient against 0.961 without it.
+    """
+
+    MAX_OFFSET = 1 << (FRAC_BITS + 4)
+    MIN_GAP = 1e-8  # half-gaps below it (constant rows) are taken as it
+
+    def __init__(self, alpha: str, weight: Tensor) -> None:
+        super().__init__()
+        a, b, _ = self.closed_form(weight.detach())
+        self.scale = _Scale(alpha, (b - a) / 2)
+
+    @staticmethod
+    def closed_form(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(a, b, upper)`` of :func:`quantize_domain`, ``a`` and ``b`` differentiable in ``w``."""
+        _, _, upper = quantize_domain(w)
+        rows, up = _rows(w), _rows(upper)
+        n_hi = up.sum(dim=1)
+        n_lo = rows.shape[1] - n_hi
+        b = (rows * up).sum(dim=1) / n_hi.clamp_min(1)
+        a = (rows * (1 - up)).sum(dim=1) / n_lo.clamp_min(1)
+        return torch.where(n_lo > 0, a, b), b, upper
+
+    def quantize(self, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(scale d (C_out,), s of w's shape (+-1), integer offsets m (C_out,) as floats)``."""
+        a, b, upper = self.closed_form(w)
+        gap = (b - a) / 2
+        centre = (a + b) / 2
+        m = torch.round(centre.detach() / gap.detach().clamp_min(self.MIN_GAP)
+                        * (1 << FRAC_BITS)).clamp(-self.MAX_OFFSET, self.MAX_OFFSET)
+        return self.scale.value(gap), split_ste(w, upper), m
+
+    def forward(self, w: Tensor) -> Tensor:
+        d, s, m = self.quantize(w)
+        return _per_channel(d, w) * (s + _per_channel(m, w) / (1 << FRAC_BITS))
+
+    def right_inverse(self, w: Tensor) -> Tensor:
+        return w
+
+
 class CompositeWeight(nn.Module):
     """``alpha_c * sum_k (m_k / 2**FRAC_BITS) B_k``: ``K`` greedy residual binary planes.
 
@@ -412,4 +494,4 @@ def check_quantizer(quantizer: str, sparsity: float | None, bases: int | None,
             raise ValueError(f"--low-rank must be a positive integer, not {low_rank!r}")
 
 
-QUANTIZER_LINKS = (SparseWeight, CompositeWeight, LowRankWeight)
+QUANTIZER_LINKS = (SparseWeight, CompositeWeight, LowRankWeight, DomainWeight)

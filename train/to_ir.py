@@ -4,7 +4,8 @@
 pre-fold IR graph (``compiler.ir``) without rounding anything that matters:
 
 * A binary layer becomes ``BinaryDense`` / ``BinaryConv2d`` with its sign bits
-  (bit 1 = +1). Conv weights go from torch's ``(C_out, C_in, k, k)`` to the IR's
+  (bit 1 = +1); sparse, composite and domain layers their own kinds. Conv
+  weights go from torch's ``(C_out, C_in, k, k)`` to the IR's
   ``(C_out, k, k, C_in)``; a dense layer after a flatten of a ``(C, H, W)`` map
   gets its columns permuted from torch's channel-major order to the IR's
   ``(H, W, C)`` order.
@@ -40,6 +41,8 @@ from bitfold.compiler.ir import (
     BinaryDense,
     CompositeConv2d,
     CompositeDense,
+    DomainConv2d,
+    DomainDense,
     Graph,
     Input,
     MaxPool2d,
@@ -124,6 +127,9 @@ class _Lowering:
             elif step.scheme == "composite":
                 node = CompositeConv2d(self.layer, self.cur, ir_planes, step.plane_scale,
                                        **geometry)
+            elif step.scheme == "domain":
+                node = DomainConv2d(self.layer, self.cur, ir_planes[0], step.offset,
+                                    1 << FRAC_BITS, **geometry)
             else:
                 node = BinaryConv2d(self.layer, self.cur, ir_planes[0], **geometry)
             oh = (h + 2 * step.pad - step.kernel) // step.stride + 1
@@ -142,6 +148,9 @@ class _Lowering:
                 node = SparseDense(self.layer, self.cur, cols(planes[0]), np.ones(c_out, np.uint8))
             elif step.scheme == "composite":
                 node = CompositeDense(self.layer, self.cur, cols(planes), step.plane_scale)
+            elif step.scheme == "domain":
+                node = DomainDense(self.layer, self.cur, cols(planes[0]), step.offset,
+                                   1 << FRAC_BITS)
             elif step.scheme == "lowrank":  # popcounts of the inner matrix, read as integers
                 inner = BinaryDense(f"{self.layer}_inner", self.cur,
                                     cols((step.inner > 0).astype(np.uint8)))
@@ -161,6 +170,12 @@ class _Lowering:
                 n_in: int) -> tuple[np.ndarray, np.ndarray]:
         """``alpha * dot(x, W)`` as ``slope * acc + offset`` on the IR node's accumulator."""
         alpha = step.alpha.astype(np.float64)
+        if step.scheme == "domain":  # acc = S A + m X, W = alpha (s + m / S), S = 2^FRAC_BITS
+            alpha = alpha / (1 << FRAC_BITS)
+            if step.input_mode == "multibit":  # alpha (A + m/S X) = alpha / S acc
+                return alpha * self.net.input_scale, np.zeros_like(alpha)
+            # alpha (2A - F + m/S (2X - F)) = alpha / S (2 acc - F (S + m))
+            return 2.0 * alpha, -alpha * (n_in * ((1 << FRAC_BITS) + step.offset.astype(np.int64)))
         if step.scheme == "composite":  # acc = sum_k m_k acc_k, W = alpha sum_k m_k / 2^F B_k
             alpha = alpha / (1 << FRAC_BITS)
             n_in = n_in * int(np.sum(step.plane_scale))

@@ -185,3 +185,4 @@ def test_the_report_names_the_quantizer_and_its_structure() -> None:
                        "sparse_first": True}) == " / sparse 0.5, first layer too"
     assert _quantizer({"quantizer": "composite", "bases": 2, "low_rank": 64}) == \
         " / composite K=2, low-rank 64"
+    assert _quantizer({"quantizer": "domain"}) == " / domain {a, b}"

@@ -18,6 +18,8 @@ from bitfold.compiler.ir import (
     BinaryDense,
     CompositeConv2d,
     CompositeDense,
+    DomainConv2d,
+    DomainDense,
     Graph,
     Input,
     MaxPool2d,
@@ -51,7 +53,7 @@ def _affine(rng: np.random.Generator, c: int, lo: int, hi: int) -> tuple[np.ndar
     return slope, offset
 
 
-SCHEMES = ("binary", "sparse", "composite", "lowrank")
+SCHEMES = ("binary", "sparse", "composite", "lowrank", "domain")
 
 
 def _weights(rng: np.random.Generator, scheme: str, shape: tuple[int, ...]) -> dict:
@@ -64,11 +66,17 @@ def _weights(rng: np.random.Generator, scheme: str, shape: tuple[int, ...]) -> d
         k = int(rng.integers(1, 4))
         return {"weight": rng.integers(0, 2, (k, *shape)),
                 "plane_scale": rng.integers(1, 300, k)}
+    if scheme == "domain":
+        scale = int(rng.choice([1, 3, 256]))
+        return {"weight": rng.integers(0, 2, shape), "scale": scale,
+                "offset": rng.integers(-2 * scale, 2 * scale + 1, shape[0])}
     return {"weight": rng.integers(0, 2, shape)}
 
 
-_DENSE = {"binary": BinaryDense, "sparse": SparseDense, "composite": CompositeDense}
-_CONV = {"binary": BinaryConv2d, "sparse": SparseConv2d, "composite": CompositeConv2d}
+_DENSE = {"binary": BinaryDense, "sparse": SparseDense, "composite": CompositeDense,
+          "domain": DomainDense}
+_CONV = {"binary": BinaryConv2d, "sparse": SparseConv2d, "composite": CompositeConv2d,
+         "domain": DomainConv2d}
 
 
 def _range(node: Node, shape: tuple[int, ...], bipolar: bool, hi: int) -> tuple[int, int]:

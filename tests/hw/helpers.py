@@ -121,3 +121,26 @@ def composite_mlp(name: str = "composite mlp") -> Graph:
              ScoreAffine("scores", "fc1", rng.integers(1, 4, 10), rng.integers(-9, 9, 10)),
              ArgMax("class", "scores")]
     return Graph.build(name, nodes, ["class"])
+
+
+def domain_cnn(name: str = "domain cnn") -> Graph:
+    """small_cnn with every layer in the general binary domain: signs, an offset per neuron
+    (both signs, beyond +-scale too) and scale 256; the multi-bit input is padded with 5."""
+    from bitfold.compiler.ir import DomainConv2d, DomainDense
+
+    rng = np.random.default_rng(12)
+    graph = small_cnn(name)
+    nodes = []
+    for n in graph.nodes:
+        if isinstance(n, Threshold):  # a threshold inside each channel's range
+            layer = nodes[-1]
+            ranges = channel_ranges(layer, graph.types[layer.input])
+            n = Threshold(n.name, n.input, np.array([rng.integers(lo // 4, hi // 4 + 2)
+                                                     for lo, hi, _ in ranges]))
+        if isinstance(n, BinaryDense):
+            n = DomainDense(n.name, n.input, n.weight, rng.integers(-600, 600, len(n.weight)), 256)
+        elif n.kind == "BinaryConv2d":
+            n = DomainConv2d(n.name, n.input, n.weight, rng.integers(-600, 600, len(n.weight)),
+                             256, n.kernel, n.stride, n.pad, n.pad_value)
+        nodes.append(n)
+    return Graph.build(name, nodes, list(graph.outputs))

@@ -17,6 +17,7 @@ from bitfold.compiler.ir import (
     BinaryConv2d,
     BinaryDense,
     CompositeDense,
+    DomainDense,
     MaxPool2d,
     ScoreAffine,
     SparseDense,
@@ -187,7 +188,7 @@ def test_constructors_refuse_bad_arguments(make, match) -> None:
 
 
 @pytest.mark.parametrize("stall", STALLS)
-@pytest.mark.parametrize("scheme", ["sparse", "composite"])
+@pytest.mark.parametrize("scheme", ["sparse", "composite", "domain"])
 @pytest.mark.parametrize("mh,mw,pe,simd,bits,thr", [
     (8, 12, 2, 3, 1, True), (6, 10, 6, 10, 1, False), (6, 10, 6, 10, 1, True),
     (4, 9, 1, 1, 5, True), (4, 9, 2, 9, 3, False), (3, 20, 3, 4, 8, True),
@@ -203,6 +204,12 @@ def test_sparse_and_composite_mvus_match_golden(scheme, mh, mw, pe, simd, bits, 
         node = SparseDense("fc", "x", mask, polarity)
         kw = dict(polarity=polarity)
         weights = mask
+    elif scheme == "domain":  # offsets of both signs, beyond +-scale too
+        weights = rng.integers(0, 2, (mh, mw))
+        offset = rng.integers(-700, 700, mh)
+        scale = 256 if mh % 2 == 0 else 3
+        node = DomainDense("fc", "x", weights, offset, scale)
+        kw = dict(offset=offset, offset_scale=scale)
     else:
         weights = rng.integers(0, 2, (3, mh, mw))
         plane_scale = [256, 77, 5]

@@ -1,4 +1,4 @@
-"""Sparse (mask, index, group layouts) and composite (parallel, serial) networks in cocotb.
+"""Sparse (mask, index, group layouts), composite (parallel, serial) and domain networks in cocotb.
 
 Small generated networks through their Verilog in Icarus: every class and score
 equals the golden model's, and the measured cycles per frame equal
@@ -15,7 +15,7 @@ from bitfold.hw.plan import build_plan
 from bitfold.hw.simulate import simulate_network
 from bitfold.sim.runner import simulate
 
-from ..hw.helpers import composite_mlp, sparse_cnn
+from ..hw.helpers import composite_mlp, domain_cnn, sparse_cnn
 from .conftest import make_build, need
 
 CASES = {
@@ -29,6 +29,7 @@ CASES = {
                            {"c0": (4, 6, "mask"), "c1": (2, 1, "group"), "fc": (5, 2, "group")}),
     "composite": (composite_mlp, {"fc0": (4, 16), "fc1": (2, 8)}),
     "composite-serial": (composite_mlp, {"fc0": (4, 16, "serial"), "fc1": (2, 8, "serial")}),
+    "domain": (domain_cnn, {"c0": (2, 3), "c1": (3, 4), "fc": (5, 8)}),
 }
 
 
@@ -66,3 +67,7 @@ def test_composite_serial_layout_is_bit_exact_in_icarus(tmp_path) -> None:
 
 def test_sparse_group_layout_is_bit_exact_in_icarus(tmp_path) -> None:
     _run("sparse75-1:4-group", tmp_path, 16)
+
+
+def test_domain_layers_are_bit_exact_in_icarus(tmp_path) -> None:
+    _run("domain", tmp_path, 16)

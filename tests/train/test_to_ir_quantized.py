@@ -24,10 +24,11 @@ QUANT = {
     "composite2": dict(quantizer="composite", bases=2),
     "composite3": dict(quantizer="composite", bases=3),
     "lowrank": dict(quantizer="composite", bases=2, low_rank=6),
+    "domain": dict(quantizer="domain"),
 }
 KINDS = {"sparse50": "Sparse", "sparse75": "Sparse", "sparse75-1:4": "Sparse",
          "composite2": "Composite",
-         "composite3": "Composite", "lowrank": "Binary"}
+         "composite3": "Composite", "lowrank": "Binary", "domain": "Domain"}
 
 
 def randomized(name: str, data, quant: dict, seed: int = 0) -> torch.nn.Module:
