@@ -380,6 +380,14 @@ def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
         acc_bits=layer.acc_bits, buffer_bits=buffer_bits, layout=layout)
 
 
+def _sparse_per_pe(layer: LayerShape, compute: int, nf: int, acc: int,
+                   model: ResourceModel) -> int:
+    """LUTs of one PE of a sparse unit: its terms and tree (``compute``), the polarity ROM,
+    the accumulator, the threshold comparator and the threshold ROM."""
+    roms = math.ceil(nf / model.lut_rom_depth) * (1 + layer.acc_bits) if nf > 1 else 0
+    return compute + acc + layer.acc_bits + roms
+
+
 def _index_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel) -> LayerCost:
     """The index layout of a sparse layer (see the module docstring)."""
     nf, sf = math.ceil(layer.mh / pe), math.ceil(layer.nnz / simd)
@@ -390,11 +398,8 @@ def _index_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel) -> 
     gather = mux_luts(2 if constant else 2 * layer.mw, bits)
     term = 1 if bits == 1 else bits  # valid & xnor(x, polarity) / conditional negation
     compute = simd * (gather + term) + adder_tree_luts(simd, 1 if bits == 1 else bits + 1)
-    if nf > 1:
-        compute += math.ceil(nf / model.lut_rom_depth)  # the polarity ROM
     acc = layer.acc_bits if sf > 1 else 0
-    thr_rom = layer.acc_bits * math.ceil(nf / model.lut_rom_depth) if nf > 1 else 0
-    per_pe = compute + acc + layer.acc_bits + thr_rom
+    per_pe = _sparse_per_pe(layer, compute, nf, acc, model)
     kind, mem_luts, brams = _memory(pe * simd * slot, nf * sf, model)
     vector_bits = 2 * layer.mw * bits  # the double-buffered input vector, in flip-flops
     window_bits = layer.buffer_inputs * bits if layer.conv else 0
@@ -422,11 +427,8 @@ def _group_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel) -> 
     else:  # a G:1 multiplexer, then valid & xnor(x, polarity) / conditional negation
         per_term = mux_luts(g, bits) + (1 if bits == 1 else bits)
     compute = terms * per_term + adder_tree_luts(terms, 1 if bits == 1 else bits + 1)
-    if nf > 1:
-        compute += math.ceil(nf / model.lut_rom_depth)  # the polarity ROM
     acc = layer.acc_bits if sf > 1 else 0
-    thr_rom = layer.acc_bits * math.ceil(nf / model.lut_rom_depth) if nf > 1 else 0
-    per_pe = compute + acc + layer.acc_bits + thr_rom
+    per_pe = _sparse_per_pe(layer, compute, nf, acc, model)
     kind, mem_luts, brams = _memory(pe * terms * slot, nf * sf, model)
     buffer_bits = layer.buffer_inputs * bits if (layer.conv or nf > 1) else 0
     buf_luts, buf_brams = _buffer(buffer_bits, model)

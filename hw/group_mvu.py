@@ -20,8 +20,8 @@ from amaranth.lib.wiring import In, Out
 
 from bitfold.compiler.cost import group_slot_bits
 
+from .index_mvu import checked_mask
 from .mvu import MVU, _checked, accumulator_range, weight_memory_kind
-from .streams import check_positive
 
 __all__ = ["GroupMVU", "group_words"]
 
@@ -78,16 +78,9 @@ class GroupMVU(MVU):
     def __init__(self, mask: np.ndarray, group: int, pe: int, simd: int, acc_shape: Shape, *,
                  polarity: np.ndarray, thresholds: np.ndarray | None = None,
                  input_bits: int = 1, bipolar: bool = True, levels_per_stage: int = 3) -> None:
-        mask = np.asarray(mask)
-        if mask.ndim != 2 or mask.size == 0 or not np.isin(mask, (0, 1)).all():
-            raise ValueError(f"mask must be a non-empty 2-D array of bits, not shape {mask.shape}")
-        check_positive(pe=pe, simd=simd, input_bits=input_bits, levels_per_stage=levels_per_stage)
+        mask, polarity = checked_mask(mask, polarity, pe=pe, simd=simd, input_bits=input_bits,
+                                      bipolar=bipolar, levels_per_stage=levels_per_stage)
         mh, mw = mask.shape
-        polarity = np.asarray(polarity).astype(np.uint8)
-        if polarity.shape != (mh,):
-            raise ValueError(f"polarity must have shape ({mh},), not {polarity.shape}")
-        if bipolar and input_bits != 1:
-            raise ValueError(f"bipolar input has input_bits=1, not {input_bits!r}")
         self.kept, self.slot_bits, self.ragged, self._words = group_words(mask, group, pe, simd)
         self.group = group
         acc_shape = Shape.cast(acc_shape)

@@ -15,7 +15,22 @@ from amaranth.lib.wiring import In, Out
 from .mvu import MVU, _checked, _reg, accumulator_range, weight_memory_kind
 from .streams import check_positive
 
-__all__ = ["IndexMVU", "index_words", "vector_beats"]
+__all__ = ["IndexMVU", "checked_mask", "index_words", "vector_beats"]
+
+
+def checked_mask(mask: np.ndarray, polarity: np.ndarray, *, bipolar: bool, input_bits: int,
+                 **positive: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sparse unit's ``(mask, polarity)`` as arrays; ``ValueError`` naming what is wrong."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or mask.size == 0 or not np.isin(mask, (0, 1)).all():
+        raise ValueError(f"mask must be a non-empty 2-D array of bits, not shape {mask.shape}")
+    check_positive(input_bits=input_bits, **positive)
+    polarity = np.asarray(polarity).astype(np.uint8)
+    if polarity.shape != (mask.shape[0],):
+        raise ValueError(f"polarity must have shape ({mask.shape[0]},), not {polarity.shape}")
+    if bipolar and input_bits != 1:
+        raise ValueError(f"bipolar input has input_bits=1, not {input_bits!r}")
+    return mask, polarity
 
 
 def index_words(mask: np.ndarray, pe: int, simd: int) -> tuple[int, int, list[int]]:
@@ -86,16 +101,9 @@ class IndexMVU(MVU):
                  polarity: np.ndarray, thresholds: np.ndarray | None = None, input_bits: int = 1,
                  bipolar: bool = True, levels_per_stage: int = 3,
                  in_elems: int | None = None) -> None:
-        mask = np.asarray(mask)
-        if mask.ndim != 2 or mask.size == 0 or not np.isin(mask, (0, 1)).all():
-            raise ValueError(f"mask must be a non-empty 2-D array of bits, not shape {mask.shape}")
-        check_positive(pe=pe, simd=simd, input_bits=input_bits, levels_per_stage=levels_per_stage)
+        mask, polarity = checked_mask(mask, polarity, pe=pe, simd=simd, input_bits=input_bits,
+                                      bipolar=bipolar, levels_per_stage=levels_per_stage)
         mh, mw = mask.shape
-        polarity = np.asarray(polarity).astype(np.uint8)
-        if polarity.shape != (mh,):
-            raise ValueError(f"polarity must have shape ({mh},), not {polarity.shape}")
-        if bipolar and input_bits != 1:
-            raise ValueError(f"bipolar input has input_bits=1, not {input_bits!r}")
         self.index_bits, self.slot_bits, self._words = index_words(mask, pe, simd)
         self.ragged = self.slot_bits > self.index_bits
         k = max(1, int(mask.sum(axis=1).max()))
