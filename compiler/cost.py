@@ -354,8 +354,6 @@ def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
         compute += layer.planes * layer.acc_bits
     if serial:  # ... or one lane's sum times the plane's constant: a K:1 mux of the products
         compute += mux_luts(layer.planes, layer.acc_bits)
-    if layer.scheme == "sparse" and nf > 1:  # the polarity ROM, one bit per neuron and fold
-        compute += math.ceil(nf / model.lut_rom_depth)
     shared = 0  # LUTs of the whole MVU, not per PE
     if layer.scheme == "domain":  # the input-sum tree, the offset multiply and the combine
         shared = adder_tree_luts(simd, layer.input_bits)
@@ -365,8 +363,7 @@ def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
         if nf > 1:  # the offset ROM
             compute += layer.offset_bits * math.ceil(nf / model.lut_rom_depth)
     acc = layer.acc_bits if sf * passes > 1 else 0
-    thr_rom = layer.acc_bits * math.ceil(nf / model.lut_rom_depth) if nf > 1 else 0
-    per_pe = compute + acc + layer.acc_bits + thr_rom
+    per_pe = _per_pe(layer, compute, nf, acc, model)
     kind, mem_luts, brams = _memory(pe * simd * layer.planes // passes, nf * sf * passes, model)
     buffer_bits = layer.buffer_inputs * layer.input_bits if (layer.conv or nf > 1) else 0
     buf_luts, buf_brams = _buffer(buffer_bits, model)
@@ -380,12 +377,14 @@ def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
         acc_bits=layer.acc_bits, buffer_bits=buffer_bits, layout=layout)
 
 
-def _sparse_per_pe(layer: LayerShape, compute: int, nf: int, acc: int,
-                   model: ResourceModel) -> int:
-    """LUTs of one PE of a sparse unit: its terms and tree (``compute``), the polarity ROM,
-    the accumulator, the threshold comparator and the threshold ROM."""
-    roms = math.ceil(nf / model.lut_rom_depth) * (1 + layer.acc_bits) if nf > 1 else 0
-    return compute + acc + layer.acc_bits + roms
+def _per_pe(layer: LayerShape, compute: int, nf: int, acc: int, model: ResourceModel) -> int:
+    """LUTs of one PE: its terms and trees (``compute``), the accumulator (``acc``), the
+    threshold comparator, and when ``NF > 1`` the threshold ROM and a sparse layer's polarity
+    ROM (one bit per neuron and fold)."""
+    if nf == 1:
+        return compute + acc + layer.acc_bits
+    rom_bits = layer.acc_bits + (1 if layer.scheme == "sparse" else 0)
+    return compute + acc + layer.acc_bits + rom_bits * math.ceil(nf / model.lut_rom_depth)
 
 
 def _index_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel) -> LayerCost:
@@ -399,7 +398,7 @@ def _index_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel) -> 
     term = 1 if bits == 1 else bits  # valid & xnor(x, polarity) / conditional negation
     compute = simd * (gather + term) + adder_tree_luts(simd, 1 if bits == 1 else bits + 1)
     acc = layer.acc_bits if sf > 1 else 0
-    per_pe = _sparse_per_pe(layer, compute, nf, acc, model)
+    per_pe = _per_pe(layer, compute, nf, acc, model)
     kind, mem_luts, brams = _memory(pe * simd * slot, nf * sf, model)
     vector_bits = 2 * layer.mw * bits  # the double-buffered input vector, in flip-flops
     window_bits = layer.buffer_inputs * bits if layer.conv else 0
@@ -428,7 +427,7 @@ def _group_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel) -> 
         per_term = mux_luts(g, bits) + (1 if bits == 1 else bits)
     compute = terms * per_term + adder_tree_luts(terms, 1 if bits == 1 else bits + 1)
     acc = layer.acc_bits if sf > 1 else 0
-    per_pe = _sparse_per_pe(layer, compute, nf, acc, model)
+    per_pe = _per_pe(layer, compute, nf, acc, model)
     kind, mem_luts, brams = _memory(pe * terms * slot, nf * sf, model)
     buffer_bits = layer.buffer_inputs * bits if (layer.conv or nf > 1) else 0
     buf_luts, buf_brams = _buffer(buffer_bits, model)

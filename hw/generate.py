@@ -153,6 +153,7 @@ def _memory(title: str, width: int, words: list[int]) -> MemoryContext:
 def manifest(plan: Plan, folding: Folding, files: list[str]) -> dict[str, Any]:
     """The ``manifest.json`` document of a generated accelerator."""
     in_width = plan.in_elems * plan.stages[0].in_bits
+    cost = {c.name: c for c in folding.layers}  # each MVU's layout and weight memory
     return {
         "schema": MANIFEST_SCHEMA,
         "graph": plan.graph,
@@ -191,27 +192,10 @@ def manifest(plan: Plan, folding: Folding, files: list[str]) -> dict[str, Any]:
         "bottleneck": folding.bottleneck,
         "stages": [{"name": s.name, "kind": s.kind, "node": s.node, "in_elems": s.in_elems,
                     "out_elems": s.out_elems, "fifo_depth": s.fifo_depth,
-                    **({"weight_memory": _weight_kind(s),
-                        "layout": s.params.get("layout", "mask" if s.params.get("polarity")
-                                               is not None else "dense")}
-                       if s.kind == "mvu" else {})}
+                    **({"weight_memory": cost[s.node].weight_memory,
+                        "layout": cost[s.node].layout} if s.kind == "mvu" else {})}
                    for s in plan.stages],
     }
-
-
-def _weight_kind(stage) -> str:
-    from .mvu import weight_memory_kind
-
-    p = stage.params
-    columns = p["weights"].shape[-1]
-    if p.get("layout") == "index":
-        columns = max(1, int(p["weights"].sum(axis=1).max()))
-    elif p.get("layout") == "group":
-        columns = p["weights"].shape[-1] // p["group"]
-    depth = (p["weights"].shape[-2] // p["pe"]) * (columns // p["simd"])
-    if p.get("layout") == "serial":  # one word per plane
-        depth *= p["weights"].shape[0]
-    return weight_memory_kind(depth)
 
 
 def generate(build: str | Path, graph: Graph, folding: Folding) -> dict[str, Any]:

@@ -73,8 +73,6 @@ class GroupMVU(MVU):
     buffer, adder trees, accumulators and thresholds are :class:`MVU`'s.
     """
 
-    offset = None  # not a domain layer (MVU's general-domain offsets)
-
     def __init__(self, mask: np.ndarray, group: int, pe: int, simd: int, acc_shape: Shape, *,
                  polarity: np.ndarray, thresholds: np.ndarray | None = None,
                  input_bits: int = 1, bipolar: bool = True, levels_per_stage: int = 3) -> None:

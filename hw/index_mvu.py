@@ -95,8 +95,6 @@ class IndexMVU(MVU):
     once its last gather has moved on, so the unit never reads a half-written bank.
     """
 
-    offset = None  # not a domain layer (MVU's general-domain offsets)
-
     def __init__(self, mask: np.ndarray, pe: int, simd: int, acc_shape: Shape, *,
                  polarity: np.ndarray, thresholds: np.ndarray | None = None, input_bits: int = 1,
                  bipolar: bool = True, levels_per_stage: int = 3,

@@ -34,8 +34,8 @@ from bitfold.compiler.verify import domain_range
 
 from .streams import check_positive
 
-__all__ = ["MVU", "FirstLayerMVU", "accumulator_range", "offset_words", "threshold_words",
-           "weight_memory_kind", "weight_words"]
+__all__ = ["MVU", "FirstLayerMVU", "accumulator_range", "fold_words", "offset_words",
+           "threshold_words", "weight_memory_kind", "weight_words"]
 
 LUTROM_MAX_DEPTH = 64  # the cost model's ResourceModel.lutrom_max_depth
 
@@ -90,23 +90,27 @@ def accumulator_range(weights: np.ndarray, input_bits: int, bipolar: bool,
     return (0, bound) if bipolar else (-bound, bound)
 
 
+def fold_words(values, pe: int, width: int) -> list[int]:
+    """A per-neuron ROM's words: fold ``nf`` at address ``nf``, neuron ``nf*pe + p`` at bits
+    ``p*width ..``, two's complement (thresholds, polarities, domain offsets)."""
+    mask = (1 << width) - 1
+    v = [int(x) for x in np.asarray(values).reshape(-1)]
+    return [sum((x & mask) << (p * width) for p, x in enumerate(v[i:i + pe]))
+            for i in range(0, len(v), pe)]
+
+
 def threshold_words(thresholds: np.ndarray, pe: int, acc_width: int) -> tuple[int, list[int]]:
-    """``(bits per threshold, words)``: fold ``nf`` at address ``nf``, two's complement."""
+    """``(bits per threshold, words)`` (:func:`fold_words`)."""
     t = np.asarray(thresholds, dtype=np.int64)
     width = max(acc_width + 2, int(np.abs(t).max()).bit_length() + 1)
-    mask = (1 << width) - 1
-    return width, [int(sum((int(v) & mask) << (p * width) for p, v in enumerate(row)))
-                   for row in t.reshape(-1, pe)]
+    return width, fold_words(t, pe, width)
 
 
 def offset_words(offset, pe: int) -> tuple[int, list[int]]:
-    """``(bits per offset, words)`` of a domain layer's offsets: fold ``nf`` at address ``nf``,
-    neuron ``nf*pe + p`` at bits ``p*width ..``, two's complement."""
+    """``(bits per offset, words)`` of a domain layer's offsets (:func:`fold_words`)."""
     offset = [int(v) for v in offset]
     width = max(2, max(abs(v) for v in offset).bit_length() + 1)
-    mask = (1 << width) - 1
-    return width, [int(sum((v & mask) << (p * width) for p, v in enumerate(offset[i:i + pe])))
-                   for i in range(0, len(offset), pe)]
+    return width, fold_words(offset, pe, width)
 
 
 def _checked(acc_shape: Shape, lo: int, hi: int, thresholds, mh: int) -> np.ndarray | None:
@@ -255,16 +259,23 @@ class MVU(wiring.Component):
         m.d.comb += [rd.addr.eq(addr), rd.en.eq(en)]
         return rd.data
 
-    def _threshold(self, m: Module, nf: Value) -> list[Value]:
-        width, words = threshold_words(self.thresholds, self.pe, self.acc_shape.width)
-        tshape = signed(width)
+    def _fold_rom(self, m: Module, name: str, values, shape: Shape, nf: Value) -> list[Value]:
+        """Each lane's value for fold ``nf`` of a per-neuron ROM (:func:`fold_words`), read
+        combinationally; constants when ``NF == 1``."""
+        values = [int(v) for v in np.asarray(values).reshape(-1)]
         if self.nf == 1:
-            return [Const(int(t), tshape) for t in self.thresholds]
-        m.submodules.thresholds = mem = memory.Memory(
-            shape=unsigned(self.pe * tshape.width), depth=self.nf, init=words)
+            return [Const(v, shape) for v in values]
+        m.submodules[name] = mem = memory.Memory(shape=unsigned(self.pe * shape.width),
+                                                 depth=self.nf,
+                                                 init=fold_words(values, self.pe, shape.width))
         rd = mem.read_port(domain="comb")
         m.d.comb += rd.addr.eq(nf)
-        return [rd.data.word_select(p, tshape.width).as_signed() for p in range(self.pe)]
+        lanes = [rd.data.word_select(p, shape.width) for p in range(self.pe)]
+        return [v.as_signed() for v in lanes] if shape.signed else lanes
+
+    def _threshold(self, m: Module, nf: Value) -> list[Value]:
+        width, _ = threshold_words(self.thresholds, self.pe, self.acc_shape.width)
+        return self._fold_rom(m, "thresholds", self.thresholds, signed(width), nf)
 
     # ---------------------------------------------------------------- datapath
 
@@ -289,26 +300,12 @@ class MVU(wiring.Component):
 
     def _polarity(self, m: Module, nf: Value) -> list[Value]:
         """Each lane's polarity bit for fold ``nf`` (constants when ``NF == 1``)."""
-        rows = self.polarity.reshape(self.nf, self.pe)
-        if self.nf == 1:
-            return [Const(int(v), 1) for v in rows[0]]
-        words = [int(sum(int(v) << p for p, v in enumerate(row))) for row in rows]
-        m.submodules.polarity = mem = memory.Memory(shape=unsigned(self.pe), depth=self.nf,
-                                                    init=words)
-        rd = mem.read_port(domain="comb")
-        m.d.comb += rd.addr.eq(nf)
-        return [rd.data[p] for p in range(self.pe)]
+        return self._fold_rom(m, "polarity", self.polarity, unsigned(1), nf)
 
     def _offsets(self, m: Module, nf: Value) -> list[Value]:
         """Each lane's domain offset for fold ``nf`` (constants when ``NF == 1``)."""
-        width, words = offset_words(self.offset, self.pe)
-        if self.nf == 1:
-            return [Const(int(v), signed(width)) for v in self.offset]
-        m.submodules.offsets = mem = memory.Memory(shape=unsigned(self.pe * width),
-                                                   depth=self.nf, init=words)
-        rd = mem.read_port(domain="comb")
-        m.d.comb += rd.addr.eq(nf)
-        return [rd.data.word_select(p, width).as_signed() for p in range(self.pe)]
+        width, _ = offset_words(self.offset, self.pe)
+        return self._fold_rom(m, "offsets", self.offset, signed(width), nf)
 
     def _lanes(self, m: Module, x: Value, w: Value, nf: Value) -> list[list[Value]]:
         """The terms of every adder tree: ``pe`` lanes per plane, plane-major; a domain

@@ -42,6 +42,37 @@ def _elems(words: list[int], per_word: int, bits: int, is_signed: bool = False) 
     return [e for w in words for e in unpack(w, per_word, bits, is_signed)]
 
 
+def _dense_case(rng: np.random.Generator, node, weights: np.ndarray, bits: int, thr: bool,
+                n: int, **kw):
+    """``n`` random input vectors of a dense layer ``node``, its golden accumulators, the
+    narrowest accumulator shape (:func:`accumulator_range` of ``weights`` and ``kw``) and, with
+    ``thr``, random thresholds in the accumulators' range."""
+    mh, mw = weights.shape[-2:]
+    bipolar = bits == 1
+    t_in = TensorType((mw,), 1, True) if bipolar else TensorType((mw,), bits, False)
+    x = rng.integers(0, 2 if bipolar else 1 << bits, (n, mw))
+    acc = golden.binary_dense(node, x, t_in)
+    lo, hi = accumulator_range(weights, bits, bipolar, **kw)
+    shape = unsigned(max(1, hi.bit_length())) if lo >= 0 else \
+        signed(max(hi.bit_length(), (-lo - 1).bit_length()) + 1)
+    thresholds = rng.integers(acc.min(), acc.max() + 2, mh) if thr else None
+    return x, acc, shape, thresholds
+
+
+def _check_stream(dut, x, acc, shape, thresholds, per_word: int, bits: int, stall):
+    """Stream ``x`` through ``dut`` (``per_word`` elements a word) under ``stall``; assert its
+    outputs are the golden accumulators or threshold bits; return the run."""
+    mh, pe = len(acc[0]), dut.pe
+    run = run_stream(dut, _words(x, per_word, bits), len(x) * mh // pe, p_idle=stall[0],
+                     p_stall=stall[1], seed=7)
+    if thresholds is not None:
+        want, got = (acc >= thresholds).astype(int), _elems(run.outputs, pe, 1)
+    else:
+        want, got = acc, _elems(run.outputs, pe, shape.width, shape.signed)
+    assert got == want.ravel().tolist()
+    return run
+
+
 @pytest.mark.parametrize("stall", STALLS)
 @pytest.mark.parametrize("mh,mw,pe,simd,bits,thr", [
     (8, 12, 2, 3, 1, True), (6, 10, 6, 10, 1, False), (16, 64, 4, 16, 1, True),
@@ -215,22 +246,10 @@ def test_sparse_and_composite_mvus_match_golden(scheme, mh, mw, pe, simd, bits, 
         plane_scale = [256, 77, 5]
         node = CompositeDense("fc", "x", weights, plane_scale)
         kw = dict(plane_scale=plane_scale)
-    t_in = TensorType((mw,), 1, True) if bipolar else TensorType((mw,), bits, False)
-    x = rng.integers(0, 2 if bipolar else 1 << bits, (n, mw))
-    acc = golden.binary_dense(node, x, t_in)
-    lo, hi = accumulator_range(weights, bits, bipolar, **kw)
-    shape = unsigned(hi.bit_length()) if lo >= 0 else \
-        signed(max(hi.bit_length(), (-lo - 1).bit_length()) + 1)
-    thresholds = rng.integers(acc.min(), acc.max() + 2, mh) if thr else None
+    x, acc, shape, thresholds = _dense_case(rng, node, weights, bits, thr, n, **kw)
     dut = MVU(weights, pe, simd, shape, thresholds=thresholds, input_bits=bits,
               bipolar=bipolar, **kw)
-    run = run_stream(dut, _words(x, simd, bits), n * mh // pe, p_idle=stall[0],
-                     p_stall=stall[1], seed=7)
-    if thr:
-        want, got = (acc >= thresholds).astype(int), _elems(run.outputs, pe, 1)
-    else:
-        want, got = acc, _elems(run.outputs, pe, shape.width, shape.signed)
-    assert got == want.ravel().tolist()
+    _check_stream(dut, x, acc, shape, thresholds, simd, bits, stall)
 
 
 def _sparse_mask(rng: np.random.Generator, mh: int, mw: int, density: float,
@@ -265,26 +284,14 @@ def test_index_mvu_matches_golden_sparse_dense(mh, mw, density, equal, pe, simd,
     mask = _sparse_mask(rng, mh, mw, density, equal)
     polarity = rng.integers(0, 2, mh)
     node = SparseDense("fc", "x", mask, polarity)
-    t_in = TensorType((mw,), 1, True) if bipolar else TensorType((mw,), bits, False)
-    x = rng.integers(0, 2 if bipolar else 1 << bits, (n, mw))
-    acc = golden.binary_dense(node, x, t_in)
-    lo, hi = accumulator_range(mask, bits, bipolar, polarity)
-    shape = unsigned(max(1, hi.bit_length())) if lo >= 0 else \
-        signed(max(hi.bit_length(), (-lo - 1).bit_length()) + 1)
-    thresholds = rng.integers(acc.min(), acc.max() + 2, mh) if thr else None
+    x, acc, shape, thresholds = _dense_case(rng, node, mask, bits, thr, n, polarity=polarity)
     dut = IndexMVU(mask, pe, simd, shape, polarity=polarity, thresholds=thresholds,
                    input_bits=bits, bipolar=bipolar, in_elems=in_elems)
     assert dut.ragged == (mask.sum(1).min() < max(1, mask.sum(1).max()))
     nf_sf = (mh // pe) * dut.sf
     assert dut.sf * simd == max(1, mask.sum(1).max())  # cycles follow the kept inputs
     assert mw // dut.in_elems <= nf_sf
-    run = run_stream(dut, _words(x, dut.in_elems, bits), n * mh // pe, p_idle=stall[0],
-                     p_stall=stall[1], seed=7)
-    if thr:
-        want, got = (acc >= thresholds).astype(int), _elems(run.outputs, pe, 1)
-    else:
-        want, got = acc, _elems(run.outputs, pe, shape.width, shape.signed)
-    assert got == want.ravel().tolist()
+    run = _check_stream(dut, x, acc, shape, thresholds, dut.in_elems, bits, stall)
     if stall == (0.0, 0.0):  # one vector every NF * SF cycles: loading overlaps computing
         assert run.out_cycles[-1] - run.out_cycles[mh // pe - 1] == (n - 1) * nf_sf
 
@@ -327,26 +334,14 @@ def test_group_mvu_matches_golden_sparse_dense(mh, mw, group, kept, ragged, pe, 
     mask = group_mask(rng, mh, mw, group, kept, ragged)
     polarity = rng.integers(0, 2, mh)
     node = SparseDense("fc", "x", mask, polarity)
-    t_in = TensorType((mw,), 1, True) if bipolar else TensorType((mw,), bits, False)
-    x = rng.integers(0, 2 if bipolar else 1 << bits, (n, mw))
-    acc = golden.binary_dense(node, x, t_in)
-    lo, hi = accumulator_range(mask, bits, bipolar, polarity)
-    shape = unsigned(max(1, hi.bit_length())) if lo >= 0 else \
-        signed(max(hi.bit_length(), (-lo - 1).bit_length()) + 1)
-    thresholds = rng.integers(acc.min(), acc.max() + 2, mh) if thr else None
+    x, acc, shape, thresholds = _dense_case(rng, node, mask, bits, thr, n, polarity=polarity)
     dut = GroupMVU(mask, group, pe, simd, shape, polarity=polarity, thresholds=thresholds,
                    input_bits=bits, bipolar=bipolar)
     counts = mask.reshape(mh, -1, group).sum(axis=2)
     assert dut.kept == max(1, counts.max()) and dut.ragged == (counts.min() < dut.kept)
     nf_sf = (mh // pe) * dut.sf
     assert dut.sf * simd * group == mw  # SIMD groups of G inputs a cycle
-    run = run_stream(dut, _words(x, simd * group, bits), n * mh // pe, p_idle=stall[0],
-                     p_stall=stall[1], seed=7)
-    if thr:
-        want, got = (acc >= thresholds).astype(int), _elems(run.outputs, pe, 1)
-    else:
-        want, got = acc, _elems(run.outputs, pe, shape.width, shape.signed)
-    assert got == want.ravel().tolist()
+    run = _check_stream(dut, x, acc, shape, thresholds, simd * group, bits, stall)
     if stall == (0.0, 0.0):  # one vector every NF * SF cycles
         assert run.out_cycles[-1] - run.out_cycles[mh // pe - 1] == (n - 1) * nf_sf
 
