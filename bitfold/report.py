@@ -91,8 +91,11 @@ def _facts(a: dict[str, Any]) -> dict[str, str]:
                                  f"{sim['analytic_cycles_per_frame']} analytic; first-frame "
                                  f"latency {sim['latency_cycles']} cycles")
     if brd:
-        facts["Fmax"] = (f"{brd['fmax_mhz']:g} MHz on {brd['board']} ({brd['device']}); board "
-                         f"clock {brd['target_mhz']:g} MHz, timing "
+        clock = brd.get("clock_mhz", brd["target_mhz"])
+        source = (f"PLL from the {brd['oscillator_mhz']:g} MHz oscillator" if brd.get("pll")
+                  else "the board oscillator")
+        facts["Fmax"] = (f"{brd['fmax_mhz']:g} MHz on {brd['board']} ({brd['device']}); clock "
+                         f"{clock:g} MHz ({source}), timing "
                          f"{'met' if brd['timing_met'] else 'NOT met'}")
         util = brd.get("utilization", {})
         lut_cap = next((v["available"] for k, v in util.items()
@@ -108,8 +111,8 @@ def _facts(a: dict[str, Any]) -> dict[str, str]:
     if bench:
         hw, cpu = bench["hardware"], bench["cpu"]
         line = f"{hw['fps']:,.0f} frames/s at {hw['clock_mhz']:g} MHz"
-        if hw.get("fps_board_clock"):
-            line += f" ({hw['fps_board_clock']:,.0f} at the board's {hw['board_clock_mhz']:g} MHz)"
+        if hw.get("fps_at_fmax"):
+            line += f" ({hw['fps_at_fmax']:,.0f} at Fmax {hw['fmax_mhz']:g} MHz)"
         facts["hardware"] = line
         parts = []
         for name, label in (("torch-float", "torch float"), ("torch-binary", "torch binary"),

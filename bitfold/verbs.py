@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 __all__ = [
-    "cmd_ablate", "cmd_bench", "cmd_boards", "cmd_build", "cmd_compile", "cmd_fold", "cmd_generate",
-    "cmd_golden", "cmd_infer", "cmd_run", "cmd_simulate", "cmd_train",
+    "cmd_ablate", "cmd_bench", "cmd_boards", "cmd_build", "cmd_compile", "cmd_fold",
+    "cmd_generate", "cmd_golden", "cmd_import", "cmd_infer", "cmd_run", "cmd_simulate", "cmd_train",
 ]
 
 
@@ -85,6 +85,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from bitfold.interop.verbs import cmd_import as run
+
+    return run(args)
+
+
 def cmd_golden(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -105,6 +111,10 @@ def cmd_golden(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be at least 1, not {args.limit}")
     graph = load_graph(build)
     prov = read_provenance(build)
+    if prov.get("source") == "onnx":  # imported: golden against qonnx's execution, not torch
+        from bitfold.interop.verbs import golden_imported
+
+        return golden_imported(args, build, prov)
     run = args.run or prov.get("run")
     model = None
     if not args.no_torch:
@@ -213,28 +223,34 @@ def _selftest_frames(build, dataset: str | None, data_dir: str | None, n: int):
 def cmd_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bitfold.boards.flow import build_board
+    from bitfold.boards.flow import board_clock, build_board
     from bitfold.boards.targets import get_board
 
     board = get_board(args.board)
     build = Path(args.build)
     if args.frames < 1:
         raise ValueError(f"--frames must be at least 1, not {args.frames}")
+    board_clock(board, args.clock_mhz)  # a clock the board cannot make: refused before any work
     selftest = (_selftest_frames(build, args.dataset, args.data_dir, args.frames)
                 if args.selftest else None)
     report = build_board(build, board, folding_path=args.folding, selftest=selftest,
-                         seed=args.seed, do_build=not args.no_build, progress=not args.quiet)
+                         seed=args.seed, do_build=not args.no_build, progress=not args.quiet,
+                         clock_mhz=args.clock_mhz)
     out = build / "boards" / (board.name + ("-selftest" if args.selftest else ""))
     if args.no_build:
-        print(f"{out}/: elaborated ({report['top']} top); run {out}/build.sh to build")
+        print(f"{out}/: elaborated ({report['top']} top, {report['clock_mhz']:g} MHz); run "
+              f"{out}/build.sh to build")
         return 0
+    source = (f"PLL from the {report['oscillator_mhz']:g} MHz oscillator" if report["pll"]
+              else "the oscillator")
     print(f"{out}/{report['bitstream']}: {report['luts']} LUTs, {report['ffs']} FFs, "
-          f"{report['brams']} block RAMs, Fmax {report['fmax_mhz']:g} MHz "
-          f"(target {report['target_mhz']:g}), built in {report['build_s']:.0f}s")
+          f"{report['brams']} block RAMs, clock {report['clock_mhz']:g} MHz ({source}), Fmax "
+          f"{report['fmax_mhz']:g} MHz, built in {report['build_s']:.0f}s")
     if not report["timing_met"]:
         print(f"bitfold build: warning: timing NOT met on {board.name}: Fmax "
-              f"{report['fmax_mhz']:g} MHz < the board clock {report['target_mhz']:g} MHz; "
-              f"the bitstream may not work (fold less, or pipeline)", file=sys.stderr)
+              f"{report['fmax_mhz']:g} MHz < the clock {report['clock_mhz']:g} MHz; "
+              f"the bitstream may not work (fold less, or pass a lower --clock-mhz)",
+              file=sys.stderr)
         return 3
     return 0
 
@@ -244,6 +260,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from bitfold.artifacts import read_json
     from bitfold.boards.host import BridgeFormat, infer_serial, read_selftest
 
     build = Path(args.build)
@@ -254,10 +271,12 @@ def cmd_infer(args: argparse.Namespace) -> int:
         if not args.board:
             raise ValueError("--selftest needs --board NAME (for its clock)")
         board = get_board(args.board)
-        rec = read_selftest(args.port, BAUD, board.clock_mhz * 1e6, timeout=args.timeout)
+        built = build / "boards" / f"{board.name}-selftest" / "clock.json"
+        mhz = read_json(built)["clock_mhz"] if built.is_file() else board.clock_mhz
+        rec = read_selftest(args.port, BAUD, mhz * 1e6, timeout=args.timeout)
         print(f"{args.port}: self-test {'PASS' if rec['passed'] else 'FAIL'}: "
               f"{rec['mismatches']} of {rec['frames']} frames differ; {rec['cycles']} cycles, "
-              f"{rec['fps']:,.0f} frames/s measured at {board.clock_mhz:g} MHz")
+              f"{rec['fps']:,.0f} frames/s measured at {mhz:g} MHz")
         return 0 if rec["passed"] else 1
     boards = sorted(p.parent.name for p in (build / "boards").glob("*/bridge.json"))
     name = args.board or (boards[0] if len(boards) == 1 else None)

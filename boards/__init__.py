@@ -5,4 +5,4 @@
 (:mod:`.host`). Submodules are imported on use (nothing heavy here).
 """
 
-__all__ = ["flow", "host", "targets", "tops", "uart"]
+__all__ = ["flow", "host", "pll", "targets", "tops", "uart"]

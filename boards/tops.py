@@ -211,14 +211,23 @@ def parse_record(record: bytes, clock_hz: float) -> dict:
 
 
 class BoardTop(wiring.Component):
-    """A tested top (:class:`UARTBridge` or :class:`SelfTest`) on a board's pins."""
+    """A tested top (:class:`UARTBridge` or :class:`SelfTest`) on a board's pins.
 
-    def __init__(self, inner: wiring.Component, board) -> None:
-        self.inner, self.board = inner, board
+    With a ``pll`` (a :class:`~.pll.PLLConfig`) the ``sync`` domain runs from the
+    PLL (:func:`~.pll.pll_domain`); without one, from the board oscillator (the
+    platform's default clock).
+    """
+
+    def __init__(self, inner: wiring.Component, board, pll=None) -> None:
+        self.inner, self.board, self.pll = inner, board, pll
         super().__init__({})
 
     def elaborate(self, platform) -> Module:
         m = Module()
+        if self.pll is not None:
+            from .pll import pll_domain
+
+            pll_domain(m, platform, self.pll)
         m.submodules.inner = inner = self.inner
         uart = platform.request("uart", 0)
         m.d.comb += [inner.rx.eq(uart.rx.i), uart.tx.o.eq(inner.tx)]

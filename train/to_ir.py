@@ -309,6 +309,10 @@ def build_test_set(build: str | Path, dataset: str | None = None, data_dir: str 
     The recorded data folder is used unless ``data_dir`` is given or another data set is named.
     """
     prov = read_provenance(build) if provenance is None else provenance
+    if prov.get("source") == "onnx":  # bitfold import: test split only, pixels encoded for the IR
+        from bitfold.interop.check import imported_dataset
+
+        return imported_dataset(build, prov, dataset, data_dir)
     name = dataset or prov.get("dataset")
     if name is None:
         raise ArtifactError(f"{build}: no compile.json names the data set; pass --dataset")

@@ -1,0 +1,51 @@
+"""Bench and the run report use the clock the bitstream runs at, with Fmax beside it."""
+
+from __future__ import annotations
+
+import shutil
+
+from bitfold.artifacts import read_json, write_json
+from bitfold.bench import hardware_figures
+from bitfold.report import _facts
+from tests.boards.helpers import tiny_build
+
+BOARD = {"schema": 1, "board": "icebreaker", "device": "iCE40UP5K", "luts": 900, "ffs": 300,
+         "brams": 1, "fmax_mhz": 40.2, "clock_mhz": 38.25, "target_mhz": 38.25,
+         "oscillator_mhz": 12.0, "clock_source": "pll", "timing_met": True,
+         "pll": {"primitive": "SB_PLL40_PAD", "output_mhz": 38.25},
+         "estimate": {"luts": 400, "brams": 1}, "utilization": {}}
+
+
+def _built(tmp_path, report: dict):
+    build = tiny_build(tmp_path)
+    out = build / "boards" / "icebreaker"
+    out.mkdir(parents=True)
+    shutil.copy(build / "folding.json", out / "folding.json")
+    write_json(out / "report.json", report)
+    return build
+
+
+def test_frames_per_second_are_at_the_bitstream_clock(tmp_path) -> None:
+    build = _built(tmp_path, BOARD)
+    cycles = read_json(build / "folding.json")["totals"]["cycles_per_frame"]
+    hw = hardware_figures(build)
+    assert hw["clock_mhz"] == 38.25 and hw["fmax_mhz"] == 40.2
+    assert hw["fps"] == 38.25e6 / cycles and hw["fps_at_fmax"] == 40.2e6 / cycles
+    assert hw["clock_source"] == "the icebreaker bitstream's clock (PLL; nextpnr Fmax 40.2 MHz)"
+
+
+def test_a_report_from_before_the_pll_still_reads(tmp_path) -> None:
+    old = {k: v for k, v in BOARD.items()
+           if k not in ("clock_mhz", "oscillator_mhz", "clock_source", "pll")}
+    hw = hardware_figures(_built(tmp_path, {**old, "target_mhz": 12.0}))
+    assert hw["clock_mhz"] == 12.0 and "(oscillator;" in hw["clock_source"]
+
+
+def test_the_run_report_names_the_clock_and_fmax(tmp_path) -> None:
+    hw = hardware_figures(_built(tmp_path, BOARD))
+    facts = _facts({"golden": None, "sim": None, "folding": None, "board": BOARD,
+                    "bench": {"hardware": hw, "cpu": {"best": {}, "rows": [], "threads": 2}}})
+    assert facts["Fmax"] == ("40.2 MHz on icebreaker (iCE40UP5K); clock 38.25 MHz (PLL from the "
+                             "12 MHz oscillator), timing met")
+    assert facts["hardware"] == (f"{hw['fps']:,.0f} frames/s at 38.25 MHz "
+                                 f"({hw['fps_at_fmax']:,.0f} at Fmax 40.2 MHz)")
