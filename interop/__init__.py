@@ -1,0 +1,1 @@
+"""Interchange with ONNX: QONNX / FINN-ONNX import into the IR, export of the IR to QONNX."""
