@@ -180,29 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="signed width of the integer class scores (default: 32)")
     p.set_defaults(func=verbs.cmd_import)
 
-    p = sub.add_parser("import", help="a QONNX / FINN-ONNX binary network -> the IR (BUILD/)",
-                       description="Lower a QONNX or FINN-ONNX binary network (W1A1, binary or "
-                                   "multi-bit input, dense and conv) into the integer IR: "
-                                   "thresholds settled by the model's own float32 arithmetic, "
-                                   "class scores as in compile. With --dataset, report the "
-                                   "golden model against qonnx's execution frame by frame "
-                                   "(BUILD/golden.json). An unsupported node is a one-line "
-                                   "error and nothing is written.")
-    p.add_argument("model", metavar="MODEL.onnx", help="QONNX or FINN-ONNX model file")
-    p.add_argument("--out", metavar="BUILD", help="build folder (default: build/MODEL-NAME)")
-    p.add_argument("--dataset", help="test set to compare golden and qonnx on (as in train; npz "
-                   "needs only test.npz)")
-    p.add_argument("--data-dir", help="folder holding the dataset's files")
-    p.add_argument("--input-scale", default="1/255", metavar="S",
-                   help="the model's input is pixel * S, in float32 (default: 1/255, as "
-                        "torchvision's ToTensor)")
-    p.add_argument("--input-bits", type=int, default=8, metavar="B",
-                   help="pixels are 0 .. 2**B - 1 (default: 8)")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N test frames")
-    p.add_argument("--score-bits", type=int, default=32,
-                   help="signed width of the integer class scores (default: 32)")
-    p.set_defaults(func=verbs.cmd_import)
-
     p = sub.add_parser("golden", help="golden-model accuracy and torch agreement",
                        description="Run the golden model (packed executor, cross-checked with the "
                                    "reference interpreter) on a test set; compare with the torch "

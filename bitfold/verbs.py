@@ -91,12 +91,6 @@ def cmd_import(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def cmd_import(args: argparse.Namespace) -> int:
-    from bitfold.interop.verbs import cmd_import as run
-
-    return run(args)
-
-
 def cmd_golden(args: argparse.Namespace) -> int:
     from pathlib import Path
 
