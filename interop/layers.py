@@ -226,8 +226,11 @@ def acc_step(imp: Any, node: Any, x: _Acc) -> Any:
     if op in ARITH_OPS or op == "BatchNormalization":
         if op == "Div" and imp.const(node.input[0]) is not None:
             raise UnsupportedNodeError(node, "dividing by a tensor is not an affine map")
-        operands = [None if imp.const(i) is None else per_channel(node, imp.const(i), x.shape)
-                    for i in node.input]
+        if op == "BatchNormalization":  # scale, bias, mean, var: one value per channel (axis 1)
+            operands = [None, *(_bn_param(node, imp.const(i), x.shape[0]) for i in node.input[1:5])]
+        else:
+            operands = [None if imp.const(i) is None else per_channel(node, imp.const(i), x.shape)
+                        for i in node.input]
         steps = [*x.chain.steps, Step(node, operands)]
         return _Acc(x.ir, Chain(x.chain.mul, x.chain.add, steps), x.shape, tensor=node.output[0])
     if op == "MaxPool":
@@ -240,6 +243,13 @@ def acc_step(imp: Any, node: Any, x: _Acc) -> Any:
     if op in FINAL_OPS:
         return _Final(x, node)
     return None
+
+
+def _bn_param(node: Any, value: np.ndarray | None, channels: int) -> np.ndarray:
+    if value is None or np.size(value) != channels:
+        raise UnsupportedNodeError(node, f"its parameters must be {channels} constants, one per "
+                                   "channel")
+    return np.asarray(value, np.float32).reshape(-1)
 
 
 def _quantize(imp: Any, node: Any, x: _Acc) -> _Act:
