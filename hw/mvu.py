@@ -12,8 +12,16 @@ each, 1 means +1) or as integers. One output vector takes exactly
 first, which read it instead of the stream.
 
 Bipolar input (``input_bits == 1``): the term is ``xnor(x, w)`` and the
-accumulator a popcount. Unsigned multi-bit input (the first layer): the term
-is ``+x`` where the weight bit is 1 and ``-x`` where it is 0.
+accumulator a popcount; the first adder level is written as logic (a half adder
+of two XNORs is two LUT4s), later levels are carry-chain adders. Unsigned
+multi-bit input (the first layer): the exact sum of ``w ? x : -x`` is computed
+as ``2 * sum(w & x) - sum(x)``: every lane adds only its gated inputs (no
+negation, unsigned adders), and one adder tree per unit, shared by the ``pe``
+lanes, sums the input word.
+
+Thresholds are clamped to the accumulator's range (which leaves ``acc >= T``
+unchanged) and sized to it, and read from a synchronous ROM one stage ahead of
+the comparison.
 
 A domain layer (``offset``) has one more adder tree, shared by the ``pe``
 neurons, summing the input word's elements (bipolar: its bits), and each neuron
@@ -100,10 +108,20 @@ def fold_words(values, pe: int, width: int) -> list[int]:
 
 
 def threshold_words(thresholds: np.ndarray, pe: int, acc_width: int) -> tuple[int, list[int]]:
-    """``(bits per threshold, words)`` (:func:`fold_words`)."""
+    """``(bits per threshold, words)`` (:func:`fold_words`): as few bits as the values need.
+
+    The compiler's thresholds lie in ``lo .. hi + 1`` of the accumulator's range
+    (``compiler.passes.exact_threshold``), so they are sized to that range. ``acc_width``
+    is kept for callers; the width does not depend on it.
+    """
     t = np.asarray(thresholds, dtype=np.int64)
-    width = max(acc_width + 2, int(np.abs(t).max()).bit_length() + 1)
+    width = max(2, *(signed_bits(int(v)) for v in (t.min(), t.max())))
     return width, fold_words(t, pe, width)
+
+
+def signed_bits(value: int) -> int:
+    """Bits of the smallest two's-complement shape holding ``value``."""
+    return (value if value >= 0 else -value - 1).bit_length() + 1
 
 
 def offset_words(offset, pe: int) -> tuple[int, list[int]]:
@@ -125,6 +143,30 @@ def _checked(acc_shape: Shape, lo: int, hi: int, thresholds, mh: int) -> np.ndar
     if thresholds.shape != (mh,):
         raise ValueError(f"thresholds must have shape ({mh},), not {thresholds.shape}")
     return thresholds
+
+
+def _as_signed(v: Value) -> Value:
+    """``v`` as a signed value of the same numeric value (one more bit when unsigned)."""
+    return v if v.shape().signed else Cat(v, Const(0, 1)).as_signed()
+
+
+def _add(m: Module, a: Value, b: Value) -> Value:
+    """``a + b``; unsigned operands of at most two bits as logic, not a carry chain.
+
+    The first two levels of a popcount add 1- and 2-bit values: as logic, each sum
+    bit is one LUT4 of at most four inputs (the first level's XNORs included), where
+    a carry chain would spend a carry cell on every bit.
+    """
+    if a.shape().signed or b.shape().signed or max(len(a), len(b)) > 2:
+        total = a + b
+        out = Signal(total.shape(), attrs={"keep": 1})
+        m.d.comb += out.eq(total)
+        return out
+    if len(a) == 1 and len(b) == 1:
+        return Cat(a ^ b, a & b)
+    a, b = Cat(a, Const(0, 2 - len(a))), Cat(b, Const(0, 2 - len(b)))
+    c0 = a[0] & b[0]
+    return Cat(a[0] ^ b[0], a[1] ^ b[1] ^ c0, (a[1] & b[1]) | (c0 & (a[1] ^ b[1])))
 
 
 def _reg(m: Module, value: Value, en: Value, name: str) -> Signal:
@@ -177,6 +219,7 @@ class MVU(wiring.Component):
 
     offset: list[int] | None = None  # a domain layer's offsets (units not built by __init__: none)
     offset_scale: int = 1
+    shared_input_sum: bool = False  # multi-bit input: gated terms and one input-sum lane
 
     def __init__(self, weights: np.ndarray, pe: int, simd: int, acc_shape: Shape, *,
                  thresholds: np.ndarray | None = None, input_bits: int = 1, bipolar: bool = True,
@@ -230,6 +273,7 @@ class MVU(wiring.Component):
         self.nf, self.sf = mh // pe, mw // simd
         self.input_bits, self.bipolar, self.acc_shape = input_bits, bipolar, acc_shape
         self.levels_per_stage = levels_per_stage
+        self.shared_input_sum = not bipolar and polarity is None
         self.weight_memory = weight_memory_kind(self.nf * self.sf)
         self.weight_width = pe * simd * self.planes
         out_shape = unsigned(pe) if thresholds is not None else unsigned(pe * acc_shape.width)
@@ -259,23 +303,30 @@ class MVU(wiring.Component):
         m.d.comb += [rd.addr.eq(addr), rd.en.eq(en)]
         return rd.data
 
-    def _fold_rom(self, m: Module, name: str, values, shape: Shape, nf: Value) -> list[Value]:
-        """Each lane's value for fold ``nf`` of a per-neuron ROM (:func:`fold_words`), read
-        combinationally; constants when ``NF == 1``."""
+    def _fold_rom(self, m: Module, name: str, values, shape: Shape, nf: Value,
+                  en: Value | None = None) -> list[Value]:
+        """Each lane's value for fold ``nf`` of a per-neuron ROM (:func:`fold_words`); constants
+        when ``NF == 1``. Read combinationally, or with ``en`` synchronously: the values of
+        the ``nf`` of this cycle appear in the next cycle the pipeline advances."""
         values = [int(v) for v in np.asarray(values).reshape(-1)]
         if self.nf == 1:
             return [Const(v, shape) for v in values]
         m.submodules[name] = mem = memory.Memory(shape=unsigned(self.pe * shape.width),
                                                  depth=self.nf,
                                                  init=fold_words(values, self.pe, shape.width))
-        rd = mem.read_port(domain="comb")
+        if en is None:
+            rd = mem.read_port(domain="comb")
+        else:
+            rd = mem.read_port()
+            m.d.comb += rd.en.eq(en)
         m.d.comb += rd.addr.eq(nf)
         lanes = [rd.data.word_select(p, shape.width) for p in range(self.pe)]
         return [v.as_signed() for v in lanes] if shape.signed else lanes
 
-    def _threshold(self, m: Module, nf: Value) -> list[Value]:
+    def _threshold(self, m: Module, nf: Value, en: Value) -> list[Value]:
+        """Each lane's threshold of the fold that is ``nf`` this cycle, from the next advance on."""
         width, _ = threshold_words(self.thresholds, self.pe, self.acc_shape.width)
-        return self._fold_rom(m, "thresholds", self.thresholds, signed(width), nf)
+        return self._fold_rom(m, "thresholds", self.thresholds, signed(width), nf, en)
 
     # ---------------------------------------------------------------- datapath
 
@@ -296,6 +347,8 @@ class MVU(wiring.Component):
         if self.bipolar:
             xnor = ~(x ^ wp)
             return [xnor[s] for s in range(self.simd)]
+        if self.shared_input_sum:  # w & x; the lane's sum becomes 2 S - X after the tree
+            return [xs[s] & wp[s].replicate(b) for s in range(self.simd)]
         return [Mux(wp[s], xs[s], -xs[s]) for s in range(self.simd)]
 
     def _polarity(self, m: Module, nf: Value) -> list[Value]:
@@ -314,7 +367,7 @@ class MVU(wiring.Component):
         pols = self._polarity(m, nf) if self.polarity is not None else [None] * self.pe
         lanes = [self._terms(x, w[k * width:(k + 1) * width], p, pols[p])
                  for k in range(self.planes) for p in range(self.pe)]
-        if self.offset is not None:  # the input's elements (bipolar: its bits)
+        if self.offset is not None or self.shared_input_sum:  # the input's elements
             b = self.input_bits
             lanes.append([x[s] if self.bipolar else x[s * b:(s + 1) * b]
                           for s in range(self.simd)])
@@ -351,10 +404,10 @@ class MVU(wiring.Component):
         lanes = [t + [Const(0, 1)] * (longest - len(t)) for t in lanes]
         level = 0
         while len(lanes[0]) > 1:
-            lanes = [[t[i] + t[i + 1] if i + 1 < len(t) else t[i] for i in range(0, len(t), 2)]
-                     for t in lanes]
+            lanes = [[_add(m, t[i], t[i + 1]) if i + 1 < len(t) else t[i]
+                      for i in range(0, len(t), 2)] for t in lanes]
             level += 1
-            if level % self.levels_per_stage == 0 and len(lanes[0]) > 1:
+            if level % self.levels_per_stage == 0 or len(lanes[0]) == 1:
                 lanes = [[_reg(m, v, en, f"tree{level}_p{p}_{i}") for i, v in enumerate(t)]
                          for p, t in enumerate(lanes)]
                 ctl = _reg(m, ctl, en, f"tree{level}_ctl")
@@ -373,19 +426,25 @@ class MVU(wiring.Component):
         return Cat(active, sf == 0, sf == self.sf - 1, nf)
 
     def _front(self, m: Module, en: Value) -> tuple[list[list[Value]], Value]:
-        """Fold counters, weights and inputs: every lane's terms and their control word."""
+        """Fold counters, weights and inputs: every lane's terms and their control word.
+
+        With one neuron fold the input word goes straight into the lanes. With more,
+        input vectors are written into one bank of a two-bank buffer while the folds
+        read the other, so the next vector streams in during the ``NF * SF`` compute
+        cycles and no FIFO in front needs to hold a vector.
+        """
         nf_n, sf_n = self.nf, self.sf
         i = self.i_stream
-
-        # stage 0: fold counters; the first fold reads the stream, later ones the buffer
         sf = Signal(range(sf_n))
         nf = Signal(range(nf_n))
         addr = Signal(range(nf_n * sf_n))
-        first_fold = nf == 0
-        active = first_fold & i.valid | ~first_fold
-        go = en & active
-        m.d.comb += i.ready.eq(en & first_fold)
-        with m.If(go):
+        if nf_n == 1:
+            active = i.valid
+            m.d.comb += i.ready.eq(en)
+            x = _reg(m, i.payload, en, "x_in")
+        else:
+            active, x = self._input_banks(m, en, sf, nf)
+        with m.If(en & active):  # stage 0: fold counters
             m.d.sync += [sf.eq(Mux(sf == sf_n - 1, 0, sf + 1)),
                          addr.eq(Mux(addr == nf_n * sf_n - 1, 0, addr + 1))]
             with m.If(sf == sf_n - 1):
@@ -393,19 +452,41 @@ class MVU(wiring.Component):
 
         # stage 1: weights and input word
         w = self._weights(m, addr, en)
-        x_in = _reg(m, i.payload, en, "x_in")
         ctl1 = _reg(m, self._ctl(active, sf, nf), en, "ctl1")
-        if nf_n > 1:
-            m.submodules.inbuf = buf = memory.Memory(shape=unsigned(len(i.payload)), depth=sf_n,
-                                                     init=[])
-            wr, rd = buf.write_port(), buf.read_port()
-            m.d.comb += [wr.addr.eq(sf), wr.data.eq(i.payload), wr.en.eq(go & first_fold),
-                         rd.addr.eq(sf), rd.en.eq(en)]
-            from_stream = _reg(m, first_fold, en, "from_stream")
-            x = Mux(from_stream, x_in, rd.data)
-        else:
-            x = x_in
         return self._lanes(m, x, w, ctl1[3:3 + len(nf)]), ctl1
+
+    def _input_banks(self, m: Module, en: Value, sf: Value, nf: Value) -> tuple[Value, Value]:
+        """The two-bank input buffer: ``(the read bank is full, its word at sf next cycle)``.
+
+        The writer fills the free bank word by word; the reader (the fold counters)
+        frees its bank as it reads the vector's last word, and toggles the read bank.
+        """
+        i, sf_n = self.i_stream, self.sf
+        # a bank per half of the address space (address = bank, sf): no adder on either side
+        m.submodules.inbuf = buf = memory.Memory(shape=unsigned(len(i.payload)),
+                                                 depth=2 << len(sf), init=[])
+        wr, rd = buf.write_port(), buf.read_port()
+        full = [Signal(name=f"full{b}") for b in range(2)]
+        wr_bank, rd_bank = Signal(), Signal()
+        wr_sf = Signal(range(sf_n))
+        m.d.comb += [i.ready.eq(~Mux(wr_bank, full[1], full[0])),
+                     wr.addr.eq(Cat(wr_sf, wr_bank)), wr.data.eq(i.payload),
+                     wr.en.eq(i.valid & i.ready),
+                     rd.addr.eq(Cat(sf, rd_bank)), rd.en.eq(en)]
+        active = Mux(rd_bank, full[1], full[0])
+        done = en & active & (sf == sf_n - 1) & (nf == self.nf - 1)  # the vector's last read
+        with m.If(wr.en):
+            m.d.sync += wr_sf.eq(Mux(wr_sf == sf_n - 1, 0, wr_sf + 1))
+            with m.If(wr_sf == sf_n - 1):
+                m.d.sync += wr_bank.eq(~wr_bank)
+        for b in range(2):  # the writer fills only a free bank, the reader frees only a full one
+            with m.If(wr.en & (wr_sf == sf_n - 1) & (wr_bank == b)):
+                m.d.sync += full[b].eq(1)
+            with m.If(done & (rd_bank == b)):
+                m.d.sync += full[b].eq(0)
+        with m.If(done):
+            m.d.sync += rd_bank.eq(~rd_bank)
+        return active, rd.data
 
     def _back(self, m: Module, lanes: list[list[Value]], ctl1: Value, en: Value) -> None:
         """Adder trees, accumulation over ``SF`` cycles, thresholds, the output register."""
@@ -413,6 +494,10 @@ class MVU(wiring.Component):
         sums, ctl = self._tree(m, lanes, ctl1, en)
         nf_bits = Shape.cast(range(self.nf)).width
         valid, first, last, nfi = ctl[0], ctl[1], ctl[2], ctl[3:3 + nf_bits]
+        if self.shared_input_sum:  # sum(w ? x : -x) = 2 sum(w & x) - sum(x)
+            x_sum = _as_signed(sums[-1])
+            sums = [(_as_signed(v) << 1) - x_sum for v in sums[:-1]] + \
+                ([sums[-1]] if self.offset is not None else [])
         sums = self._combine(sums) if self.offset is None else self._domain(m, sums, nfi)
         accs, totals = [], []
         for p, s in enumerate(sums):
@@ -423,14 +508,13 @@ class MVU(wiring.Component):
             accs.append(acc)
             totals.append(total)
         done = _reg(m, valid & last, en, "done")
-        nf_done = _reg(m, nfi, en, "nf_done")
         tot = [_reg(m, t, en, f"tot{p}") for p, t in enumerate(totals)]
 
         if self.thresholds is None:
             m.d.comb += [o.valid.eq(done),
                          o.payload.eq(Cat(*[t[:self.acc_shape.width] for t in tot]))]
             return
-        thr = self._threshold(m, nf_done)
+        thr = self._threshold(m, nfi, en)  # read with the totals, ready beside them
         out_valid = _reg(m, done, en, "out_valid")
         out_bits = _reg(m, Cat(*[t >= th for t, th in zip(tot, thr, strict=True)]), en, "out_bits")
         m.d.comb += [o.valid.eq(out_valid), o.payload.eq(out_bits)]

@@ -56,6 +56,7 @@ class SerialCompositeMVU(MVU):
                          levels_per_stage=levels_per_stage, plane_scale=plane_scale)
         self.weight_memory = weight_memory_kind(self.nf * self.sf * self.planes)
         self.weight_width = pe * simd
+        self.shared_input_sum = False  # its lanes take +-x terms (no input-sum lane)
 
     def weight_words(self) -> list[int]:
         """Weight memory words (:func:`serial_weight_words`): address ``(nf*SF + sf)*K + k``."""
