@@ -3,8 +3,9 @@
 The format comes from ``BUILD/boards/NAME/bridge.json`` (written by ``bitfold
 build``): every input beat is ``in_bytes`` bytes little-endian holding
 ``in_elems`` elements of ``in_bits`` bits (element ``i`` at bit ``i*in_bits``);
-every result is ``out_bytes`` bytes little-endian, the class in the low
-``class_bits`` bits, then ``classes`` signed scores of ``score_bits`` bits.
+every result is ``out_bytes`` bytes: the ``classes`` scores, class 0 first,
+each ``score_bytes`` bytes little-endian two's complement (``score_bits``
+significant), then the class index in ``class_bytes`` bytes little-endian.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from bitfold.artifacts import read_json, write_json
 __all__ = ["BRIDGE_SCHEMA", "BridgeFormat", "HostError", "decode_result", "encode_frame",
            "infer_serial", "read_selftest"]
 
-BRIDGE_SCHEMA = 1
+BRIDGE_SCHEMA = 2  # 2: results are the scores, then the class
 
 
 class HostError(ValueError):
@@ -46,8 +47,16 @@ class BridgeFormat:
         return (self.in_elems * self.in_bits + 7) // 8
 
     @property
+    def score_bytes(self) -> int:
+        return (self.score_bits + 7) // 8
+
+    @property
+    def class_bytes(self) -> int:
+        return (self.class_bits + 7) // 8
+
+    @property
     def out_bytes(self) -> int:
-        return (self.class_bits + self.classes * self.score_bits + 7) // 8
+        return self.classes * self.score_bytes + self.class_bytes
 
     @classmethod
     def from_plan(cls, plan, baud: int, clock_mhz: float) -> BridgeFormat:
@@ -86,12 +95,13 @@ def decode_result(fmt: BridgeFormat, data: bytes) -> tuple[int, list[int]]:
     """``(class, scores)`` from one result's bytes."""
     if len(data) != fmt.out_bytes:
         raise ValueError(f"a result is {fmt.out_bytes} bytes, not {len(data)}")
-    word = int.from_bytes(data, "little")
-    cls = word & ((1 << fmt.class_bits) - 1) if fmt.class_bits else 0
+    sb, mask = fmt.score_bits, (1 << fmt.score_bits) - 1
     scores = []
     for i in range(fmt.classes):
-        v = (word >> (fmt.class_bits + i * fmt.score_bits)) & ((1 << fmt.score_bits) - 1)
-        scores.append(v - (1 << fmt.score_bits) if v >> (fmt.score_bits - 1) else v)
+        v = int.from_bytes(data[i * fmt.score_bytes:(i + 1) * fmt.score_bytes], "little") & mask
+        scores.append(v - (1 << sb) if v >> (sb - 1) else v)
+    cls = int.from_bytes(data[fmt.classes * fmt.score_bytes:], "little") & \
+        ((1 << fmt.class_bits) - 1)
     return cls, scores
 
 

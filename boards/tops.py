@@ -2,8 +2,9 @@
 
 * :class:`UARTBridge`: the host sends a frame as its input beats, each beat
   ``ceil(in_width / 8)`` bytes little-endian (``manifest.json``'s beat format);
-  the board answers one result word per frame, ``ceil(out_width / 8)`` bytes
-  little-endian (class index in the low bits, then the signed scores).
+  the board answers each frame with its scores, class 0 first, each
+  ``ceil(score_bits / 8)`` bytes little-endian two's complement, then the class
+  index in ``ceil(class_bits / 8)`` bytes (:class:`Serializer`).
   A byte FIFO holds one whole frame, so the host may send the next frame while
   the core works on the last (``bitfold infer`` waits for each result anyway);
   a host that streams faster than results go back overruns it.
@@ -19,12 +20,13 @@ simulate without a platform; :class:`BoardTop` requests a board's resources.
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from bitfold.hw.plan import Plan
+from bitfold.hw.score import result_layout
 from bitfold.hw.streams import StreamFIFO
 from bitfold.hw.top import Dataflow
 
@@ -65,29 +67,38 @@ class Deserializer(wiring.Component):
 
 
 class Serializer(wiring.Component):
-    """``width``-bit words in, bytes out, least significant byte first."""
+    """Result beats in (:func:`~bitfold.hw.score.result_layout`), bytes out.
 
-    def __init__(self, width: int) -> None:
-        self.width = width
-        super().__init__({"i_stream": In(stream.Signature(width)),
+    Every beat goes out as its score, ``ceil(score_bits / 8)`` bytes little-endian
+    (sign-extended); a frame's last beat is followed by its class index,
+    ``ceil(class_bits / 8)`` bytes. It holds one beat, as a shift register of
+    those bytes, and takes the next when the last byte has gone.
+    """
+
+    def __init__(self, score_bits: int, class_bits: int) -> None:
+        self.score_bits, self.class_bits = score_bits, class_bits
+        super().__init__({"i_stream": In(stream.Signature(result_layout(score_bits, class_bits))),
                           "o_stream": Out(stream.Signature(8))})
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        n = nbytes(self.width)
-        buf = Signal(8 * n)
-        left = Signal(range(n + 1))
-        m.d.comb += [self.o_stream.payload.eq(buf[:8]), self.o_stream.valid.eq(left != 0),
-                     self.i_stream.ready.eq(left == 0)]
-        with m.If(self.o_stream.valid & self.o_stream.ready):
+        ns, nc = nbytes(self.score_bits), nbytes(self.class_bits)
+        i, o = self.i_stream, self.o_stream
+        buf = Signal(8 * (ns + nc))
+        left = Signal(range(ns + nc + 1))
+        score = Signal(signed(8 * ns))
+        m.d.comb += [score.eq(i.payload.score), o.payload.eq(buf[:8]), o.valid.eq(left != 0),
+                     i.ready.eq(left == 0)]
+        with m.If(o.valid & o.ready):
             m.d.sync += [buf.eq(buf >> 8), left.eq(left - 1)]
-        with m.If(self.i_stream.valid & self.i_stream.ready):
-            m.d.sync += [buf.eq(self.i_stream.payload), left.eq(n)]
+        with m.If(i.valid & i.ready):
+            m.d.sync += [buf.eq(Cat(score, i.payload.argmax)),
+                         left.eq(Mux(i.payload.last, ns + nc, ns))]
         return m
 
 
 class UARTBridge(wiring.Component):
-    """Frames in over ``rx``, one result word per frame out over ``tx``."""
+    """Frames in over ``rx``; per frame its scores, then its class, out over ``tx``."""
 
     rx: In(1, init=1)
     tx: Out(1, init=1)
@@ -102,7 +113,7 @@ class UARTBridge(wiring.Component):
         m.submodules.uart_rx = urx = UARTRx(self.divisor)
         m.submodules.uart_tx = utx = UARTTx(self.divisor)
         m.submodules.des = des = Deserializer(len(core.i_stream.payload))
-        m.submodules.ser = ser = Serializer(len(core.o_stream.payload))
+        m.submodules.ser = ser = Serializer(self.plan.score_bits, self.plan.class_bits)
         frame_bytes = nbytes(len(core.i_stream.payload)) * self.plan.beats_per_frame
         m.submodules.rx_fifo = fifo = StreamFIFO(8, frame_bytes + 1)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
@@ -170,9 +181,10 @@ class SelfTest(wiring.Component):
             m.d.sync += sent.eq(sent + 1)
         with m.If(~self.done):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-        with m.If(core.o_stream.valid & core.o_stream.ready):
+        # a frame is done at its last result beat, whose argmax is its class
+        with m.If(core.o_stream.valid & core.o_stream.ready & core.o_stream.payload.last):
             m.d.sync += got.eq(got + 1)
-            cls = core.o_stream.payload[:max(self.plan.class_bits, 1)]
+            cls = core.o_stream.payload.argmax
             with m.If((cls != rd_class.data) & (self.mismatches != 255)):
                 m.d.sync += self.mismatches.eq(self.mismatches + 1)
 

@@ -11,7 +11,13 @@ Writes, for a graph whose sanitized top name is ``TOP``:
   ``$readmemh`` form (the core has them built in; these are for inspection and
   other flows);
 * ``manifest.json``: ports, input beat format, output format, folding,
-  expected cycles per frame, stages and files.
+  expected cycles per frame, stages and files (:func:`read_manifest` reads it
+  back and refuses a manifest of another schema).
+
+The output is narrow: per frame, ``classes`` beats of ``score_bits + class_bits``
+bits, class 0 first. Beat ``c`` holds score ``c`` (signed) in the low bits and
+the index of the highest score among classes ``0 .. c`` above it; ``m_axis_tlast``
+marks the frame's last beat, whose index is the frame's class.
 """
 
 from __future__ import annotations
@@ -22,15 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bitfold.artifacts import atomic_write, write_json
+from bitfold.artifacts import ArtifactError, atomic_write, read_json, write_json
 from bitfold.compiler.folding import Folding, write_folding
 from bitfold.compiler.ir import Graph
 
 from .plan import Plan, build_plan
 
-__all__ = ["MANIFEST_SCHEMA", "generate", "manifest", "render", "verilog_core"]
+__all__ = ["MANIFEST_SCHEMA", "generate", "manifest", "read_manifest", "render", "verilog_core"]
 
-MANIFEST_SCHEMA = 1
+MANIFEST_SCHEMA = 2  # 2: the narrow output, one beat per class with tlast
 TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -83,7 +89,19 @@ def verilog_core(plan: Plan) -> str:
 
 
 def _out_width(plan: Plan) -> int:
-    return plan.class_bits + plan.classes * plan.score_bits
+    return plan.score_bits + plan.class_bits
+
+
+def read_manifest(rtl: str | Path) -> dict[str, Any]:
+    """``RTL/manifest.json``; refuses one of another schema (from an older ``bitfold generate``)."""
+    path = Path(rtl) / "manifest.json"
+    doc = read_json(path)
+    if doc.get("schema") != MANIFEST_SCHEMA:
+        build = Path(rtl).parent
+        raise ArtifactError(f"{path}: manifest schema {doc.get('schema')!r}, this bitfold reads "
+                            f"{MANIFEST_SCHEMA} (the output format changed); rerun `bitfold "
+                            f"generate {build}`")
+    return doc
 
 
 def _memories(plan: Plan) -> dict[str, MemoryContext]:
@@ -167,6 +185,7 @@ def manifest(plan: Plan, folding: Folding, files: list[str]) -> dict[str, Any]:
             "s_axis_tvalid": {"direction": "in", "width": 1},
             "s_axis_tready": {"direction": "out", "width": 1},
             "m_axis_tdata": {"direction": "out", "width": _out_width(plan)},
+            "m_axis_tlast": {"direction": "out", "width": 1},
             "m_axis_tvalid": {"direction": "out", "width": 1},
             "m_axis_tready": {"direction": "in", "width": 1},
         },
@@ -181,10 +200,13 @@ def manifest(plan: Plan, folding: Folding, files: list[str]) -> dict[str, Any]:
                      "tdata[i*element_bits +: element_bits]; bipolar elements as bits (1 = +1)",
         },
         "output": {
-            "beats_per_frame": 1,
-            "class": {"lsb": 0, "bits": plan.class_bits},
-            "scores": {"lsb": plan.class_bits, "bits": plan.score_bits, "count": plan.classes,
-                       "signed": True, "order": "class 0 first"},
+            "beats_per_frame": plan.classes,
+            "score": {"lsb": 0, "bits": plan.score_bits, "signed": True},
+            "class": {"lsb": plan.score_bits, "bits": plan.class_bits},
+            "last": "m_axis_tlast",
+            "order": "beat c carries score c (class 0 first) and the index of the highest of "
+                     "scores 0..c (ties to the lowest); m_axis_tlast marks the last beat, "
+                     "whose index is the frame's class",
         },
         "folding": {"clock_mhz": folding.clock_mhz, "device": folding.device,
                     "layers": plan.folding},

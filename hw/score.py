@@ -1,25 +1,100 @@
-"""The output stage: integer class scores ``scale[c] * acc[c] + bias[c]`` and their argmax."""
+"""The output stage: integer class scores ``scale[c] * acc[c] + bias[c]`` and their argmax.
+
+The unit streams its result out narrow, one beat per class (:func:`result_layout`):
+beat ``c`` carries score ``c`` as soon as it is computed and the argmax of the
+scores so far, so the beat of the last class carries the frame's class and
+``last``. No register holds all scores, and the output takes one beat per input
+accumulator: ``classes`` beats per frame, the score unit's own rate in the
+compiler's cycle model, so the output never becomes the bottleneck.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Array, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .names import class_bits
 
-__all__ = ["ScoreArgMax"]
+__all__ = ["ScoreArgMax", "fit_shape", "result_layout", "score_widths"]
+
+
+def result_layout(score_bits: int, cbits: int) -> data.StructLayout:
+    """One output beat: ``score`` (signed), ``argmax`` (the running class index), ``last``.
+
+    Bits ``[0, score_bits)`` are the score, the next ``cbits`` the index, the top
+    bit ``last`` (set on the beat of the last class).
+    """
+    return data.StructLayout({"score": signed(score_bits), "argmax": unsigned(cbits),
+                              "last": unsigned(1)})
+
+
+def fit_shape(lo: int, hi: int) -> Shape:
+    """The narrowest shape holding every integer in ``lo .. hi`` (unsigned if ``lo >= 0``)."""
+    if lo >= 0:
+        return unsigned(max(1, hi.bit_length()))
+    return signed(max(hi.bit_length(), (-lo - 1).bit_length()) + 1)
+
+
+def _range(shape: Shape) -> tuple[int, int]:
+    if shape.signed:
+        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
+    return 0, (1 << shape.width) - 1
+
+
+def score_widths(scale: Sequence[int], bias: Sequence[int], acc_shape: Shape,
+                 score_bits: int) -> tuple[int, Shape, Shape, int]:
+    """The datapath of :class:`ScoreArgMax`: shift, multiplier operand, product and sum widths.
+
+    The scales share ``2**shift`` (their common trailing zeros), so the multiplier
+    takes ``scale >> shift``. The sum is exact over the accumulator's range but
+    never wider than ``score_bits`` (every score fits them, so arithmetic modulo
+    ``2**sum_bits`` is exact); the product is no wider than the sum for the same
+    reason.
+
+    Returns
+    -------
+    shift : int
+    operand : Shape
+        The shifted scale constants.
+    product : Shape
+        ``acc * (scale >> shift)``.
+    sum_bits : int
+        Signed bits of ``scale * acc + bias``.
+    """
+    lo, hi = _range(Shape.cast(acc_shape))
+    shift = min(((v & -v).bit_length() - 1 for v in scale if v), default=0)
+    op = [v >> shift for v in scale]
+    ends = [v * a for v in op for a in (lo, hi)]
+    sums = [(v << shift) * a + b for v, b in zip(op, bias, strict=True) for a in (lo, hi)]
+    sum_bits = min(score_bits, fit_shape(min(sums + [-1]), max(sums)).width)
+    product = fit_shape(min(ends + [0]), max(ends))
+    if product.width + shift > sum_bits:
+        product = signed(max(1, sum_bits - shift))
+    return shift, fit_shape(min(op + [0]), max(op)), product, sum_bits
+
+
+def _rom(values: list[int], shape: Shape, index: Signal):
+    """``values[index]``: constants selected by a class index (a constant for one class)."""
+    if len(values) == 1:
+        return Const(values[0], shape)
+    return Array(Const(v, shape) for v in values)[index]
 
 
 class ScoreArgMax(wiring.Component):
-    """Scores and argmax of a vector of accumulators, one class per cycle.
+    """Scores and argmax of a vector of accumulators, one class per cycle, one beat per class.
 
     Input: one accumulator (``acc_shape``) per word, ``classes`` words per frame.
-    Output: one word per frame, the class index (lowest of tied maxima) in the
-    low ``class_bits(classes)`` bits, then the ``classes`` scores of
-    ``score_bits`` signed bits each, class 0 first.
+    Output: one :func:`result_layout` beat per input word: the score of that
+    class (``score_bits`` signed bits, class 0 first), the index of the highest
+    score so far (lowest of tied maxima) and ``last`` on the frame's last class.
+
+    A pipeline of four registers that all advance unless the output stalls: the
+    accumulator with its class's (shifted) scale, the product (a DSP multiplier
+    where the device has one), the sum with the class's bias, then the compare
+    and select into the output register.
     """
 
     def __init__(self, scale: Sequence[int], bias: Sequence[int], acc_shape: Shape,
@@ -35,37 +110,47 @@ class ScoreArgMax(wiring.Component):
         self.acc_shape = Shape.cast(acc_shape)
         self.score_bits = score_bits
         self.cbits = class_bits(self.classes)
+        self.widths = score_widths(scale, bias, self.acc_shape, score_bits)
         super().__init__({
             "i_stream": In(stream.Signature(self.acc_shape)),
-            "o_stream": Out(stream.Signature(unsigned(self.cbits + self.classes * score_bits))),
+            "o_stream": Out(stream.Signature(result_layout(score_bits, self.cbits))),
         })
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        n, sb = self.classes, self.score_bits
+        n = self.classes
         i, o = self.i_stream, self.o_stream
-        wide = max(sb, max(abs(v) for v in self.scale + self.bias).bit_length() + 1)
-        scale = Array(Const(v, signed(wide)) for v in self.scale)
-        bias = Array(Const(v, signed(wide)) for v in self.bias)
-        c = Signal(range(n))
-        best = Signal(signed(sb))
-        best_c = Signal(self.cbits)
-        scores = [Signal(signed(sb), name=f"score{k}") for k in range(n)]
-        score = Signal(signed(sb))
-        m.d.comb += score.eq(scale[c] * i.payload + bias[c])
-        take = (c == 0) | (score > best)
-        new_best_c = Mux(take, c, best_c)
-        en = ~o.valid | o.ready
-        m.d.comb += i.ready.eq(en)
-        with m.If(o.valid & o.ready):
-            m.d.sync += o.valid.eq(0)
-        with m.If(i.valid & en):
-            m.d.sync += [c.eq(Mux(c == n - 1, 0, c + 1)), best.eq(Mux(take, score, best)),
-                         best_c.eq(new_best_c)]
-            for k in range(n):
-                with m.If(c == k):
-                    m.d.sync += scores[k].eq(score)
-            with m.If(c == n - 1):
-                m.d.sync += [o.valid.eq(1),
-                             o.payload.eq(Cat(new_best_c, *scores[:-1], score))]
+        shift, op_shape, prod_shape, sb = self.widths
+        en = Signal()  # every register advances unless the output holds a word not taken
+        m.d.comb += [en.eq(~o.valid | o.ready), i.ready.eq(en)]
+        count = Signal(range(n))
+        valid = [Signal(name=f"valid{k}") for k in range(3)]
+        cls = [Signal(range(n), name=f"cls{k}") for k in range(3)]
+        acc, operand = Signal(self.acc_shape), Signal(op_shape)
+        prod, total = Signal(prod_shape), Signal(signed(sb))
+        ops = [v >> shift for v in self.scale]
+        # the bias modulo 2**sb: the sum is exact modulo 2**sb and every score fits sb bits
+        biases = [(v + (1 << (sb - 1))) % (1 << sb) - (1 << (sb - 1)) for v in self.bias]
+        with m.If(en):
+            with m.If(i.valid):
+                m.d.sync += count.eq(Mux(count == n - 1, 0, count + 1))
+            m.d.sync += [valid[0].eq(i.valid), valid[1].eq(valid[0]), valid[2].eq(valid[1]),
+                         cls[0].eq(count), cls[1].eq(cls[0]), cls[2].eq(cls[1]),
+                         acc.eq(i.payload), operand.eq(_rom(ops, op_shape, count)),
+                         prod.eq(acc * operand),
+                         total.eq((prod << shift) + _rom(biases, signed(sb), cls[1]))]
+        self._select(m, en, valid[2], cls[2], total)
         return m
+
+    def _select(self, m: Module, en: Signal, valid: Signal, cls: Signal, total: Signal) -> None:
+        """Compare the registered sum with the best so far; load the output register."""
+        o = self.o_stream
+        best, best_cls = Signal.like(total), Signal.like(cls)
+        take = (cls == 0) | (total > best)
+        new_cls = Mux(take, cls, best_cls)
+        with m.If(en):
+            m.d.sync += o.valid.eq(valid)
+            with m.If(valid):
+                m.d.sync += [best.eq(Mux(take, total, best)), best_cls.eq(new_cls),
+                             o.payload.score.eq(total), o.payload.argmax.eq(new_cls),
+                             o.payload.last.eq(cls == self.classes - 1)]

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["StreamRun", "pack", "run_stream", "unpack"]
+__all__ = ["NetworkRun", "StreamRun", "decode_beats", "pack", "run_stream", "simulate_network",
+           "unpack"]
 
 
 def pack(elems: Sequence[int] | np.ndarray, bits: int) -> int:
@@ -71,8 +72,12 @@ def run_stream(dut, inputs: Sequence[int], n_out: int, *, p_idle: float = 0.0,
     inputs = list(inputs)
     if max_cycles is None:
         max_cycles = 1000 + 20 * (len(inputs) + n_out) * (1 + int(10 * max(p_idle, p_stall)))
+    from amaranth.hdl import Value
+
     run = StreamRun([], [], [], 0)
     i_s, o_s = dut.i_stream, dut.o_stream
+    # payloads as integers, also where they are data.Layout views
+    i_payload, o_payload = Value.cast(i_s.payload), Value.cast(o_s.payload)
 
     async def bench(ctx) -> None:
         k = 0
@@ -85,13 +90,13 @@ def run_stream(dut, inputs: Sequence[int], n_out: int, *, p_idle: float = 0.0,
             ready = not (p_stall and rng.random() < p_stall)
             ctx.set(i_s.valid, valid)
             if valid:
-                ctx.set(i_s.payload, inputs[k])
+                ctx.set(i_payload, inputs[k])
             ctx.set(o_s.ready, ready)
             if valid and ctx.get(i_s.ready):
                 run.in_cycles.append(cycle)
                 k += 1
             if ready and ctx.get(o_s.valid):
-                run.outputs.append(ctx.get(o_s.payload))
+                run.outputs.append(ctx.get(o_payload))
                 run.out_cycles.append(cycle)
             await ctx.tick()
             cycle += 1
@@ -117,10 +122,15 @@ def run_stream(dut, inputs: Sequence[int], n_out: int, *, p_idle: float = 0.0,
 
 @dataclass
 class NetworkRun:
-    """Results of :func:`simulate_network`: per frame class and scores, and timing."""
+    """Results of :func:`simulate_network`: per frame class and scores, and timing.
+
+    ``out_cycles`` holds the cycle of each frame's last result beat; ``last``
+    each beat's ``last`` flag, frame by frame (``(N, classes)``).
+    """
 
     classes: np.ndarray
     scores: np.ndarray
+    last: np.ndarray
     out_cycles: list[int]
     cycles: int
 
@@ -130,6 +140,20 @@ class NetworkRun:
         if len(t) < 2:
             raise ValueError(f"need at least {skip + 2} frames to measure a steady state")
         return (t[-1] - t[0]) / (len(t) - 1)
+
+
+def decode_beats(words: Sequence[int], classes: int, score_bits: int,
+                 class_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames from result beats (:func:`~.score.result_layout`, ``classes`` per frame).
+
+    Returns each frame's class (the argmax of its last beat), scores and ``last`` flags.
+    """
+    beats = np.asarray(words, dtype=object).reshape(-1, classes)
+    scores = [[unpack(int(w), 1, score_bits, signed=True)[0] for w in row] for row in beats]
+    cls = [(int(row[-1]) >> score_bits) & ((1 << class_bits) - 1) for row in beats]
+    last = [[int(w) >> (score_bits + class_bits) & 1 for w in row] for row in beats]
+    return (np.array(cls, dtype=np.int64), np.array(scores, dtype=np.int64).reshape(-1, classes),
+            np.array(last, dtype=bool).reshape(-1, classes))
 
 
 def simulate_network(plan, frames: np.ndarray, *, p_idle: float = 0.0, p_stall: float = 0.0,
@@ -144,12 +168,10 @@ def simulate_network(plan, frames: np.ndarray, *, p_idle: float = 0.0, p_stall: 
     inputs = [pack(beat, plan.input_bits) for f in frames for beat in plan.frame_beats(f)]
     dut = Dataflow(plan)
     slack = plan.cycles_per_frame * (len(frames) + 4) * (1 + int(10 * max(p_idle, p_stall)))
-    run = run_stream(dut, inputs, len(frames), p_idle=p_idle, p_stall=p_stall, seed=seed,
-                     max_cycles=10_000 + 4 * slack + 20 * len(inputs))
-    classes, scores = [], []
-    cb, sb = plan.class_bits, plan.score_bits
-    for word in run.outputs:
-        classes.append(word & ((1 << cb) - 1))
-        scores.append(unpack(word >> cb, plan.classes, sb, signed=True))
-    return NetworkRun(np.array(classes), np.array(scores, dtype=np.int64), run.out_cycles,
+    n_out = len(frames) * plan.classes
+    run = run_stream(dut, inputs, n_out, p_idle=p_idle, p_stall=p_stall, seed=seed,
+                     max_cycles=10_000 + 4 * slack + 20 * (len(inputs) + n_out))
+    classes, scores, last = decode_beats(run.outputs, plan.classes, plan.score_bits,
+                                         plan.class_bits)
+    return NetworkRun(classes, scores, last, run.out_cycles[plan.classes - 1::plan.classes],
                       run.cycles)

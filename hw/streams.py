@@ -1,4 +1,4 @@
-"""Stream plumbing: element-vector width converters and FIFOs.
+"""Stream plumbing: element-vector width converters, FIFOs and a skid buffer.
 
 Every stream between bitfold stages carries a *word* of ``n`` elements of
 ``bits`` bits each; element ``i`` occupies payload bits ``[i*bits, (i+1)*bits)``
@@ -14,7 +14,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["StreamFIFO", "WidthConverter", "check_positive"]
+__all__ = ["SkidBuffer", "StreamFIFO", "WidthConverter", "check_positive"]
 
 
 def check_positive(**values: int) -> None:
@@ -117,3 +117,45 @@ class StreamFIFO(wiring.Component):
         ]
         return m
 
+
+
+class SkidBuffer(wiring.Component):
+    """A 2-deep skid buffer: full throughput, registered ``ready`` and registered data.
+
+    The output register drives ``o_stream``; a second (skid) register catches
+    the word that arrives in the cycle the consumer stalls, since the producer
+    only sees ``ready`` fall one cycle later. ``i_stream.ready`` is "the skid
+    register is empty", a flip-flop, so neither side's ``ready`` reaches the
+    other through logic: the buffer cuts the combinational handshake path that
+    a plain pipeline register leaves. It moves one word per cycle under
+    continuous flow and holds at most two.
+
+    Parameters
+    ----------
+    width : int
+        Payload bits.
+    """
+
+    def __init__(self, width: int) -> None:
+        check_positive(width=width)
+        self.width = width
+        super().__init__({
+            "i_stream": In(stream.Signature(unsigned(width))),
+            "o_stream": Out(stream.Signature(unsigned(width))),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        i, o = self.i_stream, self.o_stream
+        skid = Signal(self.width)
+        skid_valid = Signal()
+        m.d.comb += i.ready.eq(~skid_valid)
+        i_fire = i.valid & ~skid_valid
+        with m.If(~o.valid | o.ready):  # the output register takes a word (or empties)
+            with m.If(skid_valid):
+                m.d.sync += [o.payload.eq(skid), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [o.payload.eq(i.payload), o.valid.eq(i_fire)]
+        with m.Elif(i_fire):  # the consumer stalls: the word in flight goes to the skid
+            m.d.sync += [skid.eq(i.payload), skid_valid.eq(1)]
+        return m

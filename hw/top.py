@@ -2,7 +2,9 @@
 
 Stages are joined in stream order; each edge gets a
 :class:`~.streams.WidthConverter` when the producer's and consumer's word sizes
-differ, then a :class:`~.streams.StreamFIFO` with the plan's depth.
+differ, then a :class:`~.streams.StreamFIFO` with the plan's depth, or a
+:class:`~.streams.SkidBuffer` where that depth is at most 2 (the edge only
+decouples the two stages' handshakes).
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from amaranth.lib.wiring import In, Out
 from .group_mvu import GroupMVU
 from .index_mvu import IndexMVU
 from .mvu import MVU
-from .plan import Plan, Stage
+from .plan import HardwareError, Plan, Stage
 from .pool import MaxPool
-from .score import ScoreArgMax
+from .score import ScoreArgMax, result_layout
 from .serial_mvu import SerialCompositeMVU
-from .streams import StreamFIFO, WidthConverter
+from .streams import SkidBuffer, StreamFIFO, WidthConverter
 from .swu import SlidingWindow
 
 __all__ = ["Dataflow", "stage_component"]
@@ -61,21 +63,34 @@ def stage_component(stage: Stage) -> wiring.Component:
 
 
 class Dataflow(wiring.Component):
-    """A whole network: input words in (``plan.in_elems`` elements), one result word per frame out.
+    """A whole network: input words in (``plan.in_elems`` elements), ``plan.classes`` beats out.
 
-    The output word is the class index in the low ``plan.class_bits`` bits, then
-    the ``plan.classes`` scores (``plan.score_bits`` signed bits each).
+    Each frame's result is ``plan.classes`` :func:`~.score.result_layout` beats,
+    class 0 first: beat ``c`` is score ``c`` (``plan.score_bits`` signed bits),
+    the argmax of scores ``0 .. c`` and ``last`` (set on the final beat, whose
+    argmax is the frame's class). That is one beat per cycle of the score unit,
+    whose ``classes`` cycles per frame the folding's cycle model already counts,
+    so the output never sets the pace.
+
+    Raises
+    ------
+    HardwareError
+        When ``plan.cycles_per_frame`` is below ``plan.classes`` (a plan not from
+        :func:`~.plan.build_plan`: the output would be the bottleneck).
     """
 
     def __init__(self, plan: Plan) -> None:
         if not isinstance(plan, Plan):
             raise TypeError(f"plan must be a Plan, not {type(plan).__name__}")
+        if plan.cycles_per_frame < plan.classes:
+            raise HardwareError(f"plan {plan.graph!r}: {plan.cycles_per_frame} cycles per frame "
+                                f"cannot stream its {plan.classes} result beats (one per class "
+                                f"and cycle); fold for at least {plan.classes} cycles per frame")
         self.plan = plan
         first = plan.stages[0]
         super().__init__({
             "i_stream": In(stream.Signature(unsigned(first.in_elems * first.in_bits))),
-            "o_stream": Out(stream.Signature(unsigned(plan.class_bits +
-                                                      plan.classes * plan.score_bits))),
+            "o_stream": Out(stream.Signature(result_layout(plan.score_bits, plan.class_bits))),
         })
 
     def elaborate(self, platform) -> Module:
@@ -89,7 +104,9 @@ class Dataflow(wiring.Component):
                     m.submodules[f"{stage.name}_conv"] = conv
                     wiring.connect(m, src, conv.i_stream)
                     src = conv.o_stream
-                fifo = StreamFIFO(stage.in_elems * stage.in_bits, stage.fifo_depth)
+                width = stage.in_elems * stage.in_bits
+                fifo = SkidBuffer(width) if stage.fifo_depth <= 2 else \
+                    StreamFIFO(width, stage.fifo_depth)
                 m.submodules[f"{stage.name}_fifo"] = fifo
                 wiring.connect(m, src, fifo.i_stream)
                 src = fifo.o_stream

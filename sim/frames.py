@@ -7,13 +7,14 @@ never needs the compiler, the dataset or torch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Vectors", "decode_output", "expected_outputs", "pack_beats"]
+__all__ = ["Vectors", "decode_beat", "decode_output", "expected_outputs", "pack_beats"]
 
 
 def pack_beats(frames: np.ndarray, elements_per_beat: int, element_bits: int) -> list[int]:
@@ -37,16 +38,24 @@ def pack_beats(frames: np.ndarray, elements_per_beat: int, element_bits: int) ->
     return [int.from_bytes(row.tobytes(), "little") for row in packed]
 
 
-def decode_output(word: int, output: dict[str, Any]) -> tuple[int, list[int]]:
-    """Class index and scores of one output beat (``manifest["output"]``)."""
-    cls = (word >> output["class"]["lsb"]) & ((1 << output["class"]["bits"]) - 1)
-    sc = output["scores"]
-    bits, mask = sc["bits"], (1 << sc["bits"]) - 1
-    scores = []
-    for i in range(sc["count"]):
-        v = (word >> (sc["lsb"] + i * bits)) & mask
-        scores.append(v - (1 << bits) if sc["signed"] and v >> (bits - 1) else v)
-    return int(cls), scores
+def decode_beat(word: int, output: dict[str, Any]) -> tuple[int, int]:
+    """Score and class index of one output beat (``manifest["output"]``)."""
+    sc, cl = output["score"], output["class"]
+    v = (word >> sc["lsb"]) & ((1 << sc["bits"]) - 1)
+    score = v - (1 << sc["bits"]) if sc["signed"] and v >> (sc["bits"] - 1) else v
+    return int(score), int((word >> cl["lsb"]) & ((1 << cl["bits"]) - 1))
+
+
+def decode_output(words: Sequence[int], output: dict[str, Any]) -> tuple[int, list[int]]:
+    """Class index and scores of one frame from its output beats (``manifest["output"]``).
+
+    A frame is ``output["beats_per_frame"]`` beats, one per class, class 0 first;
+    the class is the index on the last beat.
+    """
+    if len(words) != output["beats_per_frame"]:
+        raise ValueError(f"a frame is {output['beats_per_frame']} output beats, not {len(words)}")
+    beats = [decode_beat(w, output) for w in words]
+    return beats[-1][1], [score for score, _ in beats]
 
 
 def expected_outputs(graph, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,8 +11,6 @@ import re
 import shutil
 from pathlib import Path
 
-from bitfold.artifacts import read_json
-
 __all__ = ["flip_weight_bit"]
 
 
@@ -24,7 +22,9 @@ def flip_weight_bit(rtl: str | Path, out: str | Path, stage: str, address: int =
     Returns ``out``.
     """
     rtl, out = Path(rtl), Path(out)
-    manifest = read_json(rtl / "manifest.json", 1)
+    from bitfold.hw.generate import read_manifest
+
+    manifest = read_manifest(rtl)
     mvus = [s["name"] for s in manifest["stages"] if s["kind"] == "mvu"]
     if stage not in mvus:
         raise ValueError(f"no MVU stage {stage!r}; the design has {', '.join(mvus)}")

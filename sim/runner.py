@@ -220,7 +220,9 @@ def simulate(build: str | Path, frames: np.ndarray, *, simulator: str = "icarus"
     if not (rtl / "manifest.json").is_file():
         raise SimulationError(f"{rtl}: no manifest.json; run `bitfold generate {build} "
                               "--target-fps F` first")
-    manifest = read_json(rtl / "manifest.json", 1)
+    from bitfold.hw.generate import read_manifest
+
+    manifest = read_manifest(rtl)
     frames = np.asarray(frames)
     shape = tuple(manifest["input"]["shape"])
     if frames.ndim < 1 or len(frames) < 1 or frames.shape[1:] != shape:

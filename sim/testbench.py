@@ -89,61 +89,80 @@ class AxisSource:
 
 
 class AxisSink:
-    """Takes ``m_axis_*`` beats, applying backpressure when ``pause`` says so."""
+    """Takes ``m_axis_*`` beats (data and ``tlast``), applying backpressure when ``pause`` says so."""
 
     def __init__(self, dut, pause: Iterator[bool]) -> None:
         self.tdata, self.tvalid, self.tready = dut.m_axis_tdata, dut.m_axis_tvalid, dut.m_axis_tready
+        self.tlast = dut.m_axis_tlast
         self.pause = pause
         self.ready = False
-        self.words: list[int | str] = []
         self.cycles: list[int] = []
         self.tready.value = 0
 
-    def step(self, cycle: int) -> int | str | None:
-        """The beat taken in ``cycle - 1`` (or ``None``); drive ready for ``cycle``.
+    def step(self, cycle: int) -> tuple[int | str, int | str] | None:
+        """The beat ``(tdata, tlast)`` taken in ``cycle - 1`` (or ``None``); drive ready for ``cycle``.
 
-        A beat with X or Z bits comes back as its bit string.
+        A value with X or Z bits comes back as its bit string.
         """
-        word = None
+        beat = None
         if self.ready and int(self.tvalid.value):
-            v = self.tdata.value
-            word = v.to_unsigned() if v.is_resolvable else str(v)  # X or Z bits: a mismatch
-            self.words.append(word)
+            beat = (_value(self.tdata.value), _value(self.tlast.value))
             self.cycles.append(cycle - 1)
         ready = not next(self.pause)
         if ready != self.ready:
             self.tready.value = int(ready)
             self.ready = ready
-        return word
+        return beat
+
+
+def _value(v) -> int | str:
+    """A ``LogicArray`` or (a 1-bit signal's) ``Logic`` as an integer; X or Z bits as a string."""
+    if not v.is_resolvable:
+        return str(v)  # a mismatch
+    return v.to_unsigned() if hasattr(v, "to_unsigned") else int(v)
 
 
 class Scoreboard:
-    """Compares each output beat, in order, with the golden class and scores."""
+    """Compares each frame's output beats, in order, with the golden class and scores.
+
+    A frame is ``output["beats_per_frame"]`` beats (one per class); its class is
+    the index on the last beat, and ``tlast`` must be set on that beat only.
+    """
 
     def __init__(self, vectors: Vectors, output: dict[str, Any]) -> None:
         self.classes = vectors.classes.tolist()
         self.scores = vectors.scores.tolist()
         self.output = output
+        self.per_frame = output["beats_per_frame"]
+        self.beats: list[tuple[int | str, int | str]] = []  # of the frame being received
         self.checked = 0
         self.mismatches = 0
         self.first: dict[str, Any] | None = None
         self.got: list[int | None] = []  # the RTL's class of each frame (None: X or Z bits)
 
-    def check(self, word: int | str) -> None:
-        """Check the next output: an integer, or the bit string of a word with X or Z bits."""
-        i = self.checked
-        if isinstance(word, str):
-            cls, scores = None, word
+    def check(self, beat: tuple[int | str, int | str]) -> bool:
+        """Take the next beat ``(tdata, tlast)``; check the frame it completes. Returns whether it did."""
+        self.beats.append(beat)
+        if len(self.beats) < self.per_frame:
+            return False
+        i, words = self.checked, [w for w, _ in self.beats]
+        last = [t for _, t in self.beats]
+        self.beats = []
+        if any(isinstance(w, str) for w in words):
+            cls, scores = None, [w if isinstance(w, str) else None for w in words]
         else:
-            cls, scores = decode_output(word, self.output)
+            cls, scores = decode_output(words, self.output)
         self.got.append(cls)
-        if cls != self.classes[i] or scores != self.scores[i]:
+        want_last = [0] * (self.per_frame - 1) + [1]
+        if cls != self.classes[i] or scores != self.scores[i] or last != want_last:
             self.mismatches += 1
             if self.first is None:
                 self.first = {"frame": i,
-                              "expected": {"class": self.classes[i], "scores": self.scores[i]},
-                              "got": {"class": cls, "scores": scores}}
+                              "expected": {"class": self.classes[i], "scores": self.scores[i],
+                                           "tlast": want_last},
+                              "got": {"class": cls, "scores": scores, "tlast": last}}
         self.checked += 1
+        return True
 
 
 def steady_cycles_per_frame(out_cycles: list[int], skip: int = 2) -> float | None:
@@ -184,13 +203,15 @@ async def run_frames(dut) -> None:
     limit = cfg["max_cycles"]
     skip = cfg["p_idle"] <= 0 and cfg["p_stall"] <= 0
     ready_rises, valid_rises = RisingEdge(source.tready), RisingEdge(sink.tvalid)
+    frame_cycles: list[int] = []  # the cycle of each frame's last beat
     while board.checked < n and cycle < limit:
         await edge
         cycle = (get_sim_time() - t0) // period
         took = source.step(cycle)
-        word = sink.step(cycle)
-        if word is not None:
-            board.check(word)
+        beat = sink.step(cycle)
+        if beat is not None:
+            if board.check(beat):
+                frame_cycles.append(sink.cycles[-1])
         elif skip and not took:
             # nothing happened at this edge: if no handshake is possible in the cycle
             # it started either, sleep until tready or tvalid rises (the next edge
@@ -212,8 +233,8 @@ async def run_frames(dut) -> None:
         "first_mismatch": board.first,
         "beats_sent": source.sent,
         "cycles": cycle,
-        "cycles_per_frame": steady_cycles_per_frame(sink.cycles),
-        "latency_cycles": (sink.cycles[0] - first_in) if sink.cycles and first_in is not None
+        "cycles_per_frame": steady_cycles_per_frame(frame_cycles),
+        "latency_cycles": (frame_cycles[0] - first_in) if frame_cycles and first_in is not None
         else None,
         "timed_out": board.checked < n,
         "sim_wall_s": wall,

@@ -18,7 +18,7 @@ from .helpers import tiny_folding, tiny_graph
 
 
 def _board_model(fd: int, fmt: BridgeFormat, graph, frames: int) -> None:
-    """Read frames from the master side; answer each with its golden class and scores."""
+    """Read frames from the master side; answer each with its golden scores, then its class."""
     per_frame = fmt.in_bytes * fmt.beats_per_frame
     for _ in range(frames):
         data = b""
@@ -31,10 +31,9 @@ def _board_model(fd: int, fmt: BridgeFormat, graph, frames: int) -> None:
                       for i in range(fmt.in_elems)]
         x = np.array(elems).reshape(1, *fmt.input_shape)
         ref = run_reference(graph, x)
-        word = int(ref["class"][0])
-        for i, s in enumerate(ref["scores"][0].tolist()):
-            word |= (s & ((1 << fmt.score_bits) - 1)) << (fmt.class_bits + i * fmt.score_bits)
-        os.write(fd, word.to_bytes(fmt.out_bytes, "little"))
+        out = b"".join(s.to_bytes(fmt.score_bytes, "little", signed=True)
+                       for s in ref["scores"][0].tolist())
+        os.write(fd, out + int(ref["class"][0]).to_bytes(fmt.class_bytes, "little"))
 
 
 def test_infer_serial_sends_frames_and_decodes_results() -> None:

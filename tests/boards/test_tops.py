@@ -7,10 +7,10 @@ import pytest
 from amaranth.sim import Simulator
 
 from bitfold.boards.host import BridgeFormat, decode_result, encode_frame
-from bitfold.boards.tops import RECORD_BYTES, SelfTest, UARTBridge, parse_record
+from bitfold.boards.tops import RECORD_BYTES, SelfTest, Serializer, UARTBridge, parse_record
 from bitfold.compiler.golden import run_reference
 from bitfold.hw.plan import build_plan
-from bitfold.hw.simulate import pack
+from bitfold.hw.simulate import pack, run_stream
 
 from .helpers import tiny_folding, tiny_graph, uart_receive, uart_send
 
@@ -114,6 +114,25 @@ def test_uart_bridge_buffers_a_frame_sent_back_to_back() -> None:
     assert [c for c, _ in got] == run_reference(graph, x)["class"].tolist()
 
 
+@pytest.mark.parametrize("score_bits,class_bits", [(8, 2), (12, 4), (17, 9)])
+def test_serializer_sends_each_score_then_the_class_after_the_last(score_bits, class_bits) -> None:
+    rng = np.random.default_rng(score_bits)
+    classes, frames = 3, 6
+    scores = rng.integers(-(1 << (score_bits - 1)), 1 << (score_bits - 1), (frames, classes))
+    index = rng.integers(0, 1 << class_bits, (frames, classes))
+    last = np.arange(classes) == classes - 1
+    beats = [int(s) & ((1 << score_bits) - 1) | int(c) << score_bits |
+             int(t) << (score_bits + class_bits)
+             for s, c, t in zip(scores.ravel(), index.ravel(), np.tile(last, frames), strict=True)]
+    ns, nc = (score_bits + 7) // 8, (class_bits + 7) // 8
+    want = b"".join(b"".join(int(s).to_bytes(ns, "little", signed=True) for s in row_s) +
+                    int(row_c[-1]).to_bytes(nc, "little")
+                    for row_s, row_c in zip(scores, index, strict=True))
+    run = run_stream(Serializer(score_bits, class_bits), beats, len(want), p_idle=0.3,
+                     p_stall=0.4, seed=score_bits)
+    assert bytes(run.outputs) == want
+
+
 def test_selftest_refuses_a_wrong_number_of_beats() -> None:
     graph = tiny_graph()
     plan = build_plan(graph, tiny_folding(graph))
@@ -124,8 +143,10 @@ def test_selftest_refuses_a_wrong_number_of_beats() -> None:
 def test_encode_decode_round_trip() -> None:
     fmt = BridgeFormat((2, 2, 1), 2, 4, 2, 2, 3, 8, 115200, 12.0)
     assert encode_frame(fmt, np.array([1, 2, 15, 3])) == bytes([0x21, 0x3F])
-    assert decode_result(fmt, (2 | (0xFF << 2) | (5 << 10) | (0x80 << 18)).to_bytes(4, "little")
-                         ) == (2, [-1, 5, -128])
+    assert fmt.out_bytes == 4  # three 1-byte scores, then the class
+    assert decode_result(fmt, bytes([0xFF, 0x05, 0x80, 0x02])) == (2, [-1, 5, -128])
+    with pytest.raises(ValueError, match=r"^a result is 4 bytes, not 3$"):
+        decode_result(fmt, bytes(3))
     with pytest.raises(ValueError, match=r"^a frame has 4 elements"):
         encode_frame(fmt, np.zeros(5))
 

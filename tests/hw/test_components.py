@@ -25,9 +25,9 @@ from bitfold.compiler.ir import (
 )
 from bitfold.hw.mvu import MVU, FirstLayerMVU, accumulator_range
 from bitfold.hw.pool import MaxPool
-from bitfold.hw.score import ScoreArgMax
+from bitfold.hw.score import ScoreArgMax, score_widths
 from bitfold.hw.simulate import pack, run_stream, unpack
-from bitfold.hw.streams import StreamFIFO, WidthConverter
+from bitfold.hw.streams import SkidBuffer, StreamFIFO, WidthConverter
 from bitfold.hw.swu import SlidingWindow, window_order
 
 STALLS = [(0.0, 0.0), (0.35, 0.4)]
@@ -156,28 +156,62 @@ def test_max_pool_matches_golden(h, w, c, k, s, stall) -> None:
         assert run.in_cycles[-1] - run.in_cycles[0] == x[..., 0].size - 1
 
 
+def _score_case(rng: np.random.Generator, classes: int, acc_shape, scale, bias, n: int):
+    """``n`` random accumulator vectors (the first three tied), golden scores and classes."""
+    lo, hi = (-(1 << (acc_shape.width - 1)), (1 << (acc_shape.width - 1)) - 1) \
+        if acc_shape.signed else (0, (1 << acc_shape.width) - 1)
+    acc = rng.integers(lo, hi + 1, (n, classes))
+    acc[:3] = rng.integers(0, 2, (3, classes))  # ties: lowest index wins
+    acc[3] = hi  # the extremes of the range
+    acc[4] = lo
+    node = ScoreAffine("scores", "acc", np.asarray(scale), np.asarray(bias))
+    t = TensorType((classes,), acc_shape.width, acc_shape.signed)
+    scores = golden.score_affine(node, acc, t)
+    return acc, scores, golden.arg_max(None, scores, t)
+
+
+def _running_argmax(scores: np.ndarray) -> list[int]:
+    """Per beat: the index of the highest score so far in its frame (lowest of ties)."""
+    return [int(np.argmax(row[:k + 1])) for row in scores for k in range(len(row))]
+
+
 @pytest.mark.parametrize("stall", STALLS)
-@pytest.mark.parametrize("classes,acc_signed", [(10, False), (1, True), (5, True)])
-def test_score_argmax_matches_golden(classes, acc_signed, stall) -> None:
+@pytest.mark.parametrize("classes,acc_signed,scales", [
+    (10, False, (-3, 4)), (1, True, (-3, 4)), (5, True, (-3, 4)), (4, False, (1 << 20, 1 << 21)),
+    (3, True, (-(1 << 12), 1 << 12))])
+def test_score_argmax_streams_every_score_then_the_class(classes, acc_signed, scales,
+                                                         stall) -> None:
     rng = np.random.default_rng(classes)
     n = 12
     acc_shape = signed(9) if acc_signed else unsigned(8)
-    lo, hi = (-256, 255) if acc_signed else (0, 255)
-    acc = rng.integers(lo, hi + 1, (n, classes))
-    acc[:3] = rng.integers(0, 2, (3, classes))  # ties: lowest index wins
-    scale = rng.integers(-3, 4, classes)
+    scale = rng.integers(*scales, classes) * (4 if scales[0] > 0 else 1)  # common factor
     bias = rng.integers(-20, 20, classes)
-    node = ScoreAffine("scores", "acc", scale, bias)
-    t = TensorType((classes,), acc_shape.width, acc_signed)
-    scores = golden.score_affine(node, acc, t)
-    cls = golden.arg_max(None, scores, t)
-    dut = ScoreArgMax(scale, bias, acc_shape, 16)
-    run = run_stream(dut, _words(acc, 1, acc_shape.width), n, p_idle=stall[0],
+    score_bits = max(16, 2 + max(abs(int(s)) for s in scale).bit_length() + acc_shape.width)
+    acc, scores, cls = _score_case(rng, classes, acc_shape, scale, bias, n)
+    dut = ScoreArgMax(scale, bias, acc_shape, score_bits)
+    run = run_stream(dut, _words(acc, 1, acc_shape.width), n * classes, p_idle=stall[0],
                      p_stall=stall[1], seed=9)
-    cb = dut.cbits
-    assert [w & ((1 << cb) - 1) for w in run.outputs] == cls.tolist()
-    got = [unpack(w >> cb, classes, 16, True) for w in run.outputs]
-    assert got == scores.tolist()
+    sb, cb = score_bits, dut.cbits
+    got = [unpack(w, 1, sb, True)[0] for w in run.outputs]
+    assert got == scores.ravel().tolist()
+    assert [(w >> sb) & ((1 << cb) - 1) for w in run.outputs] == _running_argmax(scores)
+    assert [w >> (sb + cb) for w in run.outputs] == \
+        [int(k == classes - 1) for _ in range(n) for k in range(classes)]
+    assert [(w >> sb) & ((1 << cb) - 1) for w in run.outputs[classes - 1::classes]] == \
+        cls.tolist()
+    if stall == (0.0, 0.0):  # one accumulator in and one beat out per cycle
+        assert run.in_cycles[-1] - run.in_cycles[0] == n * classes - 1
+        assert run.out_cycles[-1] - run.out_cycles[0] == n * classes - 1
+
+
+def test_score_widths_shrink_to_the_range() -> None:
+    # 8-bit unsigned accumulators, scales sharing 2**3: a 4-bit multiplier operand
+    shift, operand, product, sum_bits = score_widths([8, 24, 120], [-5, 0, 7], unsigned(8), 32)
+    assert (shift, operand, product.width) == (3, unsigned(4), 12)
+    assert sum_bits == 16  # 120 * 255 + 7 = 30607 needs 16 signed bits
+    # scores that fill score_bits: the product is cut to the sum's width (exact modulo 2**32)
+    shift, operand, product, sum_bits = score_widths([19224381], [-1258729390], unsigned(8), 32)
+    assert (shift, product.width, sum_bits) == (0, 32, 32)
 
 
 @pytest.mark.parametrize("stall", STALLS)
@@ -202,6 +236,49 @@ def test_fifo_passes_every_beat(depth) -> None:
     assert run.outputs == data
 
 
+@pytest.mark.parametrize("stall", [(0.0, 0.0), (0.3, 0.0), (0.0, 0.4), (0.35, 0.4), (0.7, 0.7)])
+def test_skid_buffer_passes_every_beat_once_in_order(stall) -> None:
+    data = list(range(200))
+    run = run_stream(SkidBuffer(8), data, len(data), p_idle=stall[0], p_stall=stall[1], seed=4)
+    assert run.outputs == data
+    if stall == (0.0, 0.0):  # a word per cycle on both sides
+        assert run.in_cycles == list(range(len(data)))
+        assert run.out_cycles == [c + 1 for c in run.in_cycles]
+
+
+def test_skid_buffer_ready_is_registered_and_it_holds_two_words() -> None:
+    from amaranth.sim import Simulator
+
+    dut = SkidBuffer(8)
+    seen = []
+
+    async def bench(ctx) -> None:
+        ctx.set(dut.i_stream.valid, 1)
+        for k in range(6):  # the consumer never takes: two words go in, then ready falls
+            ctx.set(dut.i_stream.payload, 10 + k)
+            readies = []
+            for o_ready in (0, 1, 0):  # ready must not follow o_stream.ready within a cycle
+                ctx.set(dut.o_stream.ready, o_ready)
+                readies.append(ctx.get(dut.i_stream.ready))
+            seen.append(readies[0])
+            assert len(set(readies)) == 1
+            await ctx.tick()
+        ctx.set(dut.i_stream.valid, 0)
+        ctx.set(dut.o_stream.ready, 1)
+        out = []
+        for _ in range(4):
+            if ctx.get(dut.o_stream.valid):
+                out.append(ctx.get(dut.o_stream.payload))
+            await ctx.tick()
+        assert out == [10, 11]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [1, 1, 0, 0, 0, 0]
+
+
 @pytest.mark.parametrize("make,match", [
     (lambda: MVU(np.ones((6, 4)), 4, 2, unsigned(3)), r"^pe must divide the output count 6"),
     (lambda: MVU(np.ones((6, 4)), 2, 3, unsigned(3)), r"^simd must divide the input count 4"),
@@ -210,6 +287,7 @@ def test_fifo_passes_every_beat(depth) -> None:
     (lambda: SlidingWindow(4, 4, 1, 1, 3, lanes=2), r"^lanes must divide the kernel 3"),
     (lambda: SlidingWindow(2, 2, 1, 1, 3), r"^kernel 3 does not fit"),
     (lambda: WidthConverter(0, 2, 1), r"^in_elems must be a positive integer"),
+    (lambda: SkidBuffer(0), r"^width must be a positive integer"),
     (lambda: ScoreArgMax([1], [1, 2], unsigned(3), 8), r"^scale and bias must be"),
 ])
 @pytest.mark.filterwarnings("ignore:.*created but never used")

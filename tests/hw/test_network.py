@@ -38,6 +38,8 @@ def check_network(graph: Graph, folding, x: np.ndarray, **stalls) -> object:
     run = simulate_network(build_plan(graph, folding), x, **stalls)
     np.testing.assert_array_equal(run.classes, ref[graph.outputs[0]])
     np.testing.assert_array_equal(run.scores, ref[scores_node(graph)])
+    classes = run.scores.shape[1]
+    assert run.last.tolist() == [[k == classes - 1 for k in range(classes)]] * len(x)
     return run
 
 
@@ -86,6 +88,48 @@ def test_small_network_meets_the_cycle_model() -> None:
         assert run.steady_cycles_per_frame() == pytest.approx(folding.cycles_per_frame, rel=0.05)
 
 
+def test_score_bound_network_streams_its_results_at_the_score_units_rate() -> None:
+    # fully parallel layers: the score unit (one class a cycle) is the bottleneck, and its
+    # result beats (one per class) keep up with it
+    graph = small_mlp()
+    folding = evaluate_folding(graph, {"fc0": (8, 16), "fc1": (3, 8)})
+    assert folding.cycles_per_frame == 3 and folding.bottleneck == "scores"
+    run = check_network(graph, folding, np.random.default_rng(2).integers(0, 16, (12, 4, 4, 1)))
+    assert run.steady_cycles_per_frame() == 3
+
+
+def test_two_deep_fifos_become_skid_buffers_and_stay_bit_exact() -> None:
+    from dataclasses import replace
+
+    from bitfold.hw.streams import SkidBuffer
+    from bitfold.hw.top import Dataflow
+
+    graph = small_cnn()
+    folding = evaluate_folding(graph, {"c0": (2, 6), "c1": (3, 4), "fc": (5, 8)})
+    plan = build_plan(graph, folding)
+    plan = replace(plan, stages=tuple(replace(s, fifo_depth=2) for s in plan.stages))
+    x = np.random.default_rng(5).integers(0, 8, (6, 6, 6, 2))
+    ref = run_reference(graph, x)
+    for stalls in ({}, {"p_idle": 0.3, "p_stall": 0.3, "seed": 3}):
+        run = simulate_network(plan, x, **stalls)
+        np.testing.assert_array_equal(run.classes, ref[graph.outputs[0]])
+        np.testing.assert_array_equal(run.scores, ref[scores_node(graph)])
+    m = Dataflow(plan).elaborate(None)
+    edges = [s.name for s in plan.stages[1:]]
+    assert all(isinstance(m.submodules[f"{e}_fifo"], SkidBuffer) for e in edges)
+
+
+def test_a_plan_too_fast_for_its_result_beats_is_refused() -> None:
+    from dataclasses import replace
+
+    from bitfold.hw.top import Dataflow
+
+    plan = build_plan(small_mlp(), evaluate_folding(small_mlp(), {"fc0": (8, 16), "fc1": (3, 8)}))
+    with pytest.raises(HardwareError, match=r"^plan 'tiny net/1': 2 cycles per frame cannot "
+                                            r"stream its 3 result beats"):
+        Dataflow(replace(plan, cycles_per_frame=2))
+
+
 def test_same_ir_and_folding_give_byte_identical_verilog(tmp_path) -> None:
     graph = small_mlp()
     folding = evaluate_folding(graph, {"fc0": (4, 8), "fc1": (3, 2)})
@@ -111,9 +155,13 @@ def test_generate_verb_writes_rtl_and_manifest(tmp_path) -> None:
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     man = json.loads((tmp_path / "rtl" / "manifest.json").read_text())
-    assert man["schema"] == 1 and man["top"] == "bitfold_tiny"
+    assert man["schema"] == 2 and man["top"] == "bitfold_tiny"
     assert set(man["ports"]) == {"s_axis_tdata", "s_axis_tvalid", "s_axis_tready",
-                                 "m_axis_tdata", "m_axis_tvalid", "m_axis_tready"}
+                                 "m_axis_tdata", "m_axis_tlast", "m_axis_tvalid", "m_axis_tready"}
+    # the narrow output: one beat per class, score then running class index, tlast
+    assert man["output"]["beats_per_frame"] == 3
+    assert man["ports"]["m_axis_tdata"]["width"] == man["output"]["score"]["bits"] + 2
+    assert man["output"]["class"] == {"lsb": man["output"]["score"]["bits"], "bits": 2}
     assert man["input"]["elements_per_beat"] * man["input"]["beats_per_frame"] == 16
     assert man["expected_cycles_per_frame"] <= 25
     for f in man["files"]:

@@ -51,3 +51,11 @@ def test_simulate_verb_refuses_in_one_line(tmp_path) -> None:
     assert out.returncode == 2
     assert out.stderr.startswith(f"bitfold simulate: error: {tmp_path}/rtl: no manifest.json; "
                                  f"run `bitfold generate {tmp_path} --target-fps F` first")
+    (tmp_path / "rtl").mkdir()
+    (tmp_path / "rtl" / "manifest.json").write_text('{"schema": 1}')
+    out = subprocess.run([*CLI, str(tmp_path), "--dataset", "digits"], capture_output=True,
+                         text=True)
+    assert out.returncode == 2
+    assert out.stderr == (f"bitfold simulate: error: {tmp_path}/rtl/manifest.json: manifest schema "
+                          f"1, this bitfold reads 2 (the output format changed); rerun `bitfold "
+                          f"generate {tmp_path}`\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bitfold.artifacts import ArtifactError
 from bitfold.compiler.serialize import load_graph
 from bitfold.hw.plan import build_plan
 from bitfold.hw.simulate import simulate_network
@@ -90,3 +91,10 @@ def test_mutation_and_simulate_refuse_what_they_cannot_do(mlp_build, tmp_path) -
         simulate(build, np.zeros((2, 64), int), sim_dir=tmp_path)
     with pytest.raises(SimulationError, match=r".*: no manifest.json; run `bitfold generate "):
         simulate(tmp_path, _frames(build, 2), sim_dir=tmp_path / "s")
+    old = tmp_path / "old"
+    (old / "rtl").mkdir(parents=True)
+    (old / "rtl" / "manifest.json").write_text('{"schema": 1}')
+    with pytest.raises(ArtifactError, match=r"^\S+/manifest.json: manifest schema 1, this bitfold "
+                                            r"reads 2 \(the output format changed\); rerun "
+                                            rf"`bitfold generate {old}`$"):
+        simulate(old, _frames(build, 2), sim_dir=tmp_path / "s")
