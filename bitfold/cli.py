@@ -180,6 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="signed width of the integer class scores (default: 32)")
     p.set_defaults(func=verbs.cmd_import)
 
+    p = sub.add_parser("export", help="a RUN or BUILD -> a QONNX model",
+                       description="Write a build's integer network (or a run's, compiled first) "
+                                   "as a QONNX model (BipolarQuant, MatMul/Conv, integer "
+                                   "thresholds, int64 class scores) whose qonnx execution equals "
+                                   "the golden model; with --dataset, check that on every test "
+                                   "frame.")
+    p.add_argument("source", metavar="RUN|BUILD", help="a run (bitfold train) or build folder")
+    p.add_argument("--out", metavar="MODEL.onnx", required=True, help="the QONNX file to write")
+    p.add_argument("--dataset", help="test set to check qonnx against golden on (default: the "
+                   "build's; none: skip)")
+    p.add_argument("--data-dir", help="folder holding the dataset's files")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N test frames")
+    p.add_argument("--no-check", action="store_true", help="write the model only")
+    p.set_defaults(func=verbs.cmd_export)
+
     p = sub.add_parser("golden", help="golden-model accuracy and torch agreement",
                        description="Run the golden model (packed executor, cross-checked with the "
                                    "reference interpreter) on a test set; compare with the torch "

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 __all__ = [
-    "cmd_ablate", "cmd_bench", "cmd_boards", "cmd_build", "cmd_compile", "cmd_fold",
+    "cmd_ablate", "cmd_bench", "cmd_boards", "cmd_build", "cmd_compile", "cmd_export", "cmd_fold",
     "cmd_generate", "cmd_golden", "cmd_import", "cmd_infer", "cmd_run", "cmd_simulate", "cmd_train",
 ]
 
@@ -87,6 +87,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from bitfold.interop.verbs import cmd_import as run
+
+    return run(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bitfold.interop.verbs import cmd_export as run
 
     return run(args)
 

@@ -81,6 +81,8 @@ class Chain:
                     k[i], c[i] = k[i] * m, (c[i] - Fraction(float(mean[i]))) * m + \
                         Fraction(float(beta[i]))
                 continue
+            if op == "Cast":
+                continue
             const = next(o for o in ops if o is not None)
             first = ops[0] is None
             for i in range(self.channels):

@@ -300,7 +300,7 @@ def _supported(x: Any) -> str:
                 "XnorPopcountMatMul, MaxPool, Pad (constant), Reshape/Flatten/Transpose, "
                 "Add/Mul by a scalar")
     return ("supported after a layer: BatchNormalization, Add/Sub/Mul/Div by per-channel "
-            "constants, MaxPool, then BipolarQuant, 1-bit Quant, MultiThreshold (one threshold) "
+            "constants, Cast, MaxPool, then BipolarQuant, 1-bit Quant, MultiThreshold (one threshold) "
             "or Sign; or, after the last layer, the graph output or Softmax/ArgMax/TopK")
 
 

@@ -233,6 +233,9 @@ def acc_step(imp: Any, node: Any, x: _Acc) -> Any:
                         for i in node.input]
         steps = [*x.chain.steps, Step(node, operands)]
         return _Acc(x.ir, Chain(x.chain.mul, x.chain.add, steps), x.shape, tensor=node.output[0])
+    if op == "Cast":  # of exact integers (an exported model's int64 scores): no change of value
+        steps = [*x.chain.steps, Step(node, [None])]
+        return _Acc(x.ir, Chain(x.chain.mul, x.chain.add, steps), x.shape, tensor=node.output[0])
     if op == "MaxPool":
         if len(x.shape) != 3:
             raise UnsupportedNodeError(node, "max pooling needs a feature map")
