@@ -126,8 +126,10 @@ class ScoreArgMax(wiring.Component):
         count = Signal(range(n))
         valid = [Signal(name=f"valid{k}") for k in range(3)]
         cls = [Signal(range(n), name=f"cls{k}") for k in range(3)]
-        acc, operand = Signal(self.acc_shape), Signal(op_shape)
-        prod, total = Signal(prod_shape), Signal(signed(sb))
+        # the datapath has no reset (the valid bits qualify it), so a DSP block can take the
+        # multiplier's operand and product registers in
+        acc, operand = Signal(self.acc_shape, reset_less=True), Signal(op_shape, reset_less=True)
+        prod, total = Signal(prod_shape, reset_less=True), Signal(signed(sb), reset_less=True)
         ops = [v >> shift for v in self.scale]
         # the bias modulo 2**sb: the sum is exact modulo 2**sb and every score fits sb bits
         biases = [(v + (1 << (sb - 1))) % (1 << sb) - (1 << (sb - 1)) for v in self.bias]
