@@ -133,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--simulator", default="icarus", choices=["icarus", "verilator"])
     g.add_argument("--frames", type=int, metavar="N",
                    help="simulate the first N test frames (default: all)")
+    g = p.add_argument_group("bring your own network")
+    g.add_argument("--import", dest="import_model", metavar="MODEL.onnx",
+                   help="import a QONNX / FINN-ONNX binary network instead of training one "
+                        "(bitfold import; --dataset and --data-dir name its test set)")
+    g.add_argument("--input-scale", default="1/255", metavar="S",
+                   help="with --import: the model's input is pixel * S (default: 1/255)")
+    g.add_argument("--input-bits", type=int, default=8, metavar="B",
+                   help="with --import: pixels are 0 .. 2**B - 1 (default: 8)")
     p.add_argument("--force", action="store_true", help="rerun every stage")
     p.set_defaults(func=verbs.cmd_run)
 

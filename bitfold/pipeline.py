@@ -239,6 +239,13 @@ def _train_argv(args) -> list[str]:
     return argv
 
 
+def _import_argv(args, build: str) -> list[str]:
+    """The ``bitfold import`` command of ``bitfold run --import MODEL.onnx``."""
+    argv = ["import", args.import_model, "--out", build, "--dataset", args.dataset,
+            "--input-scale", args.input_scale, "--input-bits", str(args.input_bits)]
+    return argv + (["--data-dir", str(Path(args.data_dir).resolve())] if args.data_dir else [])
+
+
 def _data_files(args) -> list[Path]:
     return [Path(args.data_dir)] if args.data_dir else []
 
@@ -251,7 +258,9 @@ def run_pipeline(args, say: Callable[[str], None] = print) -> dict[str, Any]:
         raise ValueError("--quantizer float trains the float baseline, which has no binary form "
                          "to compile or build; train it with bitfold train --quantizer float, or "
                          "run without --quantizer float")
-    out = Path(args.out or f"runs/run-{args.model}-{args.dataset}")
+    imported = getattr(args, "import_model", None)
+    out = Path(args.out or (f"runs/import-{Path(imported).stem}-{args.dataset}" if imported
+                            else f"runs/run-{args.model}-{args.dataset}"))
     board = get_board(args.board)
     if args.target_fps is not None and args.max_luts is not None:
         raise ValueError("give --target-fps or --max-luts, not both")
@@ -297,12 +306,19 @@ def run_pipeline(args, say: Callable[[str], None] = print) -> dict[str, Any]:
     }
     if args.no_bitstream:
         del stages["bitstream"]
+    if imported:  # bitfold import (which writes golden.json against qonnx) instead of train..golden
+        for name in ("train", "compile", "golden"):
+            del stages[name]
+        stages = {"import": Stage("import", [_import_argv(args, b)],
+                                  [Path(imported), *_data_files(args)],
+                                  [*graph, build / "compile.json", build / "golden.json"]),
+                  **stages}
     for stage in stages.values():
         stage.root = out
     stamps = _Stamps(out, args.force)
     pipe = _Pipeline(out, stamps, say, total=len(stages) + 1)
     t0 = time.perf_counter()
-    for name in ("train", "compile", "golden", "generate"):
+    for name in ("import", "generate") if imported else ("train", "compile", "golden", "generate"):
         pipe.run(stages[name])
     child = None
     log = out / "logs" / "bitstream.log"

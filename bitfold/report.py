@@ -74,10 +74,14 @@ def _facts(a: dict[str, Any]) -> dict[str, str]:
     if g:
         rtl = _rtl_accuracy(a)
         frames = sim["frames"] if sim else None
-        facts["accuracy"] = (f"torch {_pct(g.get('torch_accuracy'))}, golden {_pct(g['accuracy'])}"
+        ref, key = ("qonnx", "onnx_accuracy") if "onnx_accuracy" in g else ("torch", "torch_accuracy")
+        facts["accuracy"] = (f"{ref} {_pct(g.get(key))}, golden {_pct(g['accuracy'])}"
                              f", RTL {_pct(rtl)}"
                              + (f" ({frames} RTL frames)" if frames else "")
                              + f" on the {g['dataset']} test set ({g['frames']} frames)")
+        if g.get("onnx_agreement") is not None:
+            facts["qonnx vs golden"] = (f"agreement {g['onnx_agreement']:.4f} "
+                                        f"({g.get('onnx_disagreement_count', 0)} frames differ)")
         if g.get("agreement") is not None:
             facts["torch vs golden"] = (f"agreement {g['agreement']:.4f} "
                                         f"({g.get('disagreement_count', 0)} frames differ)")
@@ -128,10 +132,19 @@ def _facts(a: dict[str, Any]) -> dict[str, str]:
     return facts
 
 
+def _imported(a: dict[str, Any]) -> dict[str, Any]:
+    """The header fields of a run on an imported network (no training config)."""
+    prov = a["compile"] or {}
+    if prov.get("source") != "onnx":
+        return {}
+    return {"model": Path(prov["onnx"]).name, "dataset": prov.get("dataset"),
+            "param": "imported QONNX", "alpha": "from the model"}
+
+
 def summary_lines(out: str | Path) -> list[str]:
     """The short summary ``bitfold run`` prints at the end."""
     a = collect(out)
-    cfg = a["config"] or {}
+    cfg = a["config"] or _imported(a)
     stages = a["run"].get("stages", {})
     reused = sum(s["reused"] for s in stages.values())
     head = (f"bitfold run: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}, "
@@ -214,10 +227,12 @@ def write_report(out: str | Path) -> Path:
 
     out = Path(out)
     a = collect(out)
-    cfg, metrics, fold, run = a["config"] or {}, a["metrics"], a["folding"], a["run"]
+    cfg, metrics, fold, run = a["config"] or _imported(a), a["metrics"], a["folding"], a["run"]
     lines = [f"# bitfold run: {cfg.get('model')} on {cfg.get('dataset')}", ""]
-    lines += [f"{cfg.get('param')} parametrization, alpha {cfg.get('alpha')}{_quantizer(cfg)}, "
-              f"{cfg.get('epochs')} epochs, seed {cfg.get('seed')}; whole run "
+    about = (f"Imported from {cfg['model']} with bitfold import (no training)" if a["config"] is None
+             and cfg else f"{cfg.get('param')} parametrization, alpha {cfg.get('alpha')}"
+             f"{_quantizer(cfg)}, {cfg.get('epochs')} epochs, seed {cfg.get('seed')}")
+    lines += [f"{about}; whole run "
               f"{run.get('wall_s', 0):.0f} s (load average {run.get('load_average')}).", "",
               "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _facts(a).items()]

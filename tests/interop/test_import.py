@@ -149,3 +149,28 @@ def test_imported_test_set_is_encoded_for_the_ir(tfc_build, mnist_dir):
     assert np.array_equal(frames[..., 0], (pixels[:5, 0] >= 128).astype(frames.dtype))
     assert np.array_equal(labels, y[:5])
     assert np.array_equal(encode_pixels({"lut": [0, 1, 1]}, np.array([2, 0])), [1, 0])
+
+
+def test_run_import_folds_generates_simulates_and_benches(tmp_path, capsys):
+    """bitfold run --import: the pipeline on an imported network with a test-only npz set."""
+    from bitfold.artifacts import read_json
+    from bitfold.sim.runner import available
+
+    if not available("icarus"):
+        pytest.skip("Icarus Verilog not installed")
+
+    path = graphs.mlp(tmp_path / "tiny.onnx", seed=7)
+    data = tmp_path / "data"
+    data.mkdir()
+    np.savez(data / "test.npz", x=_pixels(40, (4, 4), seed=2), y=np.arange(40) % 4)
+    out = tmp_path / "run"
+    assert main(["run", "--import", str(path), "--dataset", "npz", "--data-dir", str(data),
+                 "--no-bitstream", "--frames", "20", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "qonnx vs golden  agreement 1.0000 (0 frames differ)" in text
+    assert "bit-exact        yes: RTL == golden on 20 of 20 frames" in text
+    sim = read_json(out / "build" / "sim" / "report.json")
+    assert sim["frames"] == 20 and sim["mismatches"] == 0
+    assert read_json(out / "build" / "golden.json")["frames"] == 40
+    assert read_json(out / "build" / "bench.json")["hardware"]["fps"] > 0
+    assert "Imported from tiny.onnx with bitfold import" in (out / "report.md").read_text()
