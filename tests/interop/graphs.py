@@ -17,8 +17,11 @@ def node(op: str, inputs: list[str], output: str, **attrs) -> helper.NodeProto:
 
 
 def save(path: Path, nodes: list, constants: dict[str, np.ndarray], in_shape: tuple[int, ...],
-         out: str, out_shape: tuple[int, ...]) -> Path:
-    """Write a model reading ``x`` of ``in_shape`` whose output is tensor ``out``."""
+         out: str, out_shape: tuple[int, ...], datatypes: dict[str, str] | None = None) -> Path:
+    """Write a model reading ``x`` of ``in_shape`` whose output is tensor ``out``.
+
+    ``datatypes`` annotates tensors with qonnx DataTypes (``BINARY`` weights, say).
+    """
     from qonnx.util.basic import qonnx_make_model
 
     inits = [helper.make_tensor(k, TensorProto.FLOAT if v.dtype.kind == "f" else TensorProto.INT64,
@@ -29,9 +32,13 @@ def save(path: Path, nodes: list, constants: dict[str, np.ndarray], in_shape: tu
     model = qonnx_make_model(graph, producer_name="bitfold-tests",
                              opset_imports=[helper.make_opsetid("", 13),
                                             helper.make_opsetid(QONNX, 1)])
-    import onnx
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
 
-    onnx.save(model, str(path))
+    wrapper = ModelWrapper(model)
+    for name, dt in (datatypes or {}).items():
+        wrapper.set_tensor_datatype(name, DataType[dt])
+    wrapper.save(str(path))
     return path
 
 
@@ -45,13 +52,15 @@ def mlp(path: Path, seed: int = 0, hidden: str = "bipolar", extra: str = "") -> 
     ``hidden``: ``bipolar`` (BipolarQuant), ``multithreshold`` (FINN style), ``quant4``
     (a 4-bit activation, refused). ``extra``: ``softmax-middle`` (a Softmax before the
     hidden quantizer), ``residual`` (the second layer's input added back), ``softmax-end``,
-    ``gemm`` (the last layer a Gemm with a bias).
+    ``gemm`` (the last layer a Gemm with a bias), ``ternary`` (a zero weight, refused).
     """
     rng = np.random.default_rng(seed)
     c = {"half": np.array([0.5], np.float32), "one": np.array(1.0, np.float32),
          "w1": signs(rng, (16, 8)), "w2": signs(rng, (8, 4)),
          "g": rng.uniform(-2, 2, 8).astype(np.float32), "b": rng.normal(0, 1, 8).astype(np.float32),
          "mu": rng.normal(0, 2, 8).astype(np.float32), "var": rng.uniform(0.5, 4, 8).astype(np.float32)}
+    if extra == "ternary":
+        c["w1"][0, 0] = 0.0
     nodes = [node("Sub", ["x", "half"], "xs"), node("BipolarQuant", ["xs", "one"], "x1"),
              node("MatMul", ["x1", "w1"], "m1"),
              node("BatchNormalization", ["m1", "g", "b", "mu", "var"], "bn1", epsilon=1e-5)]
@@ -87,3 +96,21 @@ def mlp(path: Path, seed: int = 0, hidden: str = "bipolar", extra: str = "") -> 
         nodes.append(node("Softmax", ["y"], "p", axis=1))
         out = "p"
     return save(path, nodes, c, (1, 16), out, (1, 4))
+
+
+def finn_mlp(path: Path, seed: int = 0) -> Path:
+    """A FINN-streamlined style MLP: binary {0, 1} MultiThreshold outputs, XnorPopcountMatMul."""
+    rng = np.random.default_rng(seed)
+    c = {"t_in": np.array([[0.5]], np.float32),
+         "w1": rng.integers(0, 2, (16, 8)).astype(np.float32),
+         "t1": rng.integers(4, 13, (8, 1)).astype(np.float32) + 0.5 * rng.integers(0, 2, (8, 1)),
+         "w2": rng.integers(0, 2, (8, 4)).astype(np.float32),
+         "s": rng.uniform(0.5, 2, (1, 4)).astype(np.float32),
+         "b": rng.normal(0, 1, (1, 4)).astype(np.float32)}
+    c["t1"] = c["t1"].astype(np.float32)
+    nodes = [node("MultiThreshold", ["x", "t_in"], "x1", out_dtype="BINARY"),
+             node("XnorPopcountMatMul", ["x1", "w1"], "p1"),
+             node("MultiThreshold", ["p1", "t1"], "a1", out_dtype="BINARY"),
+             node("XnorPopcountMatMul", ["a1", "w2"], "p2"),
+             node("Mul", ["p2", "s"], "sc"), node("Add", ["sc", "b"], "y")]
+    return save(path, nodes, c, (1, 16), "y", (1, 4), {"w1": "BINARY", "w2": "BINARY"})

@@ -46,6 +46,18 @@ def test_tiny_graphs_agree_with_qonnx_on_every_frame(tmp_path, hidden, extra):
     assert report["reference_check"]["identical"]
 
 
+def test_finn_streamlined_graph_agrees_with_qonnx_on_every_binary_input(tmp_path):
+    """MultiThreshold to {0, 1} and XnorPopcountMatMul, FINN's streamlined form; thresholds
+    at integers and half-integers, so ties on the popcount are exercised."""
+    model, net = _import(graphs.finn_mlp(tmp_path / "finn.onnx", seed=2))
+    kinds = [n.kind for n in net.graph.nodes]
+    assert kinds.count("BinaryDense") == 2 and kinds.count("Threshold") == 1
+    x1 = ((np.arange(2 ** 16)[:, None] >> np.arange(16)) & 1).astype(np.uint8)
+    pixels = np.where(x1 == 1, 200, 10).astype(np.uint8)
+    report = onnx_agreement(net.graph, model, net.encoding, net.score_tensor, pixels, None, 0)
+    assert report["frames"] == 2 ** 16 and report["onnx_disagreement_count"] == 0
+
+
 def test_hidden_signs_equal_qonnx_on_every_binary_input(tmp_path):
     """All 2**16 binary inputs: every popcount 0..16 of every channel, ties included."""
     path = graphs.mlp(tmp_path / "m.onnx", seed=5)
@@ -68,6 +80,8 @@ def test_hidden_signs_equal_qonnx_on_every_binary_input(tmp_path):
     ("bipolar", "residual", r"^node 'r' \(Add\): it combines 2 computed tensors \(m_sq, bn1\): a "
                             r"residual connection or a branch join, which the IR has not yet; "
                             r"supported: BipolarQuant"),
+    ("bipolar", "ternary", r"^node 'm1' \(MatMul\): its weights take 3 distinct values in some output "
+                           r"channel; bitfold imports binary weights"),
 ])
 def test_unsupported_graphs_are_refused_in_one_line(tmp_path, hidden, extra, pattern):
     path = graphs.mlp(tmp_path / "m.onnx", hidden=hidden, extra=extra)
