@@ -40,7 +40,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.hw_random_networks
 
 lint: setup
-	$(BIN)/ruff check bitfold train compiler hw sim boards tests benchmarks
+	$(BIN)/ruff check bitfold train compiler hw sim boards interop tests benchmarks
 
 clean:
 	rm -rf runs build .pytest_cache
