@@ -90,7 +90,8 @@ def float_twin(model, config, data):
     from bitfold.train.layers import binary_layers
     from bitfold.train.models import build_model
 
-    twin = build_model(config.model, data.input_shape, data.num_outputs, 0.0)
+    twin = build_model(config.model, data.input_shape, data.num_outputs, 0.0,
+                       getattr(model, "input_binarizer", None))
     own = model.state_dict()
     twin.load_state_dict({k: own[k] for k in twin.state_dict() if k in own}, strict=False)
     layers = dict(binary_layers(model))
@@ -110,16 +111,16 @@ def cpu_baselines(build: str | Path, frames: int = 512, batches: tuple[int, ...]
 
     from bitfold.compiler.packed import PackedExecutor
     from bitfold.compiler.serialize import load_graph
-    from bitfold.train.to_ir import build_test_set, nchw_to_ir, read_provenance
+    from bitfold.train.to_ir import build_test_set, encode_frames, nchw_to_ir, read_provenance
 
     build = Path(build)
     graph = load_graph(build)
     prov = read_provenance(build)
     threads = threads or os.cpu_count() or 1
-    data = build_test_set(build, provenance=prov)
+    data = build_test_set(build, provenance=prov, encoded=False)  # torch binarizes its own input
     n = min(frames, len(data.x_test))
     x_int = data.x_test[:n]
-    x_ir = nchw_to_ir(x_int.numpy())
+    x_ir = encode_frames(prov, nchw_to_ir(x_int.numpy()))
     out = graph.outputs[0]
     executor = PackedExecutor(graph)
     pool = ThreadPoolExecutor(threads)

@@ -16,7 +16,7 @@ from bitfold import verbs
 __all__ = ["main"]
 
 
-def _train_options(p: argparse.ArgumentParser) -> None:
+def _train_options(p: argparse.ArgumentParser, run: bool = False) -> None:
     from bitfold.train.catalog import DATASETS, MODEL_NAMES, OPTIMIZERS, SCHEDULES
 
     g = p.add_argument_group("model and data")
@@ -26,6 +26,16 @@ def _train_options(p: argparse.ArgumentParser) -> None:
                         "train.npz and test.npz with uint8 x and class indices y) read --data-dir")
     g.add_argument("--data-dir", help="folder holding the dataset's files")
     g.add_argument("--dropout", type=float, default=0.0)
+    g.add_argument("--input-bits", type=int, metavar="B",
+                   help="1: binarize the input inside the network (+1 where pixel >= "
+                        "--input-threshold, else -1; FINN's SFC/LFC), so the first layer is an "
+                        "XNOR-popcount layer too; default: the data set's multi-bit pixels"
+                        + ("; with --import: the pixels are 0 .. 2**B - 1 (default: 8)"
+                           if run else ""))
+    g.add_argument("--input-threshold", type=int, metavar="T",
+                   help="with --input-bits 1: the smallest pixel that becomes +1 (default: half "
+                        "the data set's full scale, rounded up: 128 for 8-bit images, 8 for the "
+                        "digits' 0..16)")
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
     g.add_argument("--lr", type=float, default=1e-2)
@@ -116,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "OUT/report.md with plots. A stage whose inputs are unchanged "
                                    "is reused. Defaults: the embedded digits data set, mlp-digits, "
                                    "holistic Tucker with learned alpha, icebreaker.")
-    _train_options(p)
+    _train_options(p, run=True)
     _param_options(p)
     p.add_argument("--out", metavar="OUT", help="run folder (default: runs/run-MODEL-DATASET)")
     g = p.add_argument_group("hardware")
@@ -138,9 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import a QONNX / FINN-ONNX binary network instead of training one "
                         "(bitfold import; --dataset and --data-dir name its test set)")
     g.add_argument("--input-scale", default="1/255", metavar="S",
-                   help="with --import: the model's input is pixel * S (default: 1/255)")
-    g.add_argument("--input-bits", type=int, default=8, metavar="B",
-                   help="with --import: pixels are 0 .. 2**B - 1 (default: 8)")
+                   help="with --import: the model's input is pixel * S (default: 1/255; "
+                        "--input-bits B: pixels are 0 .. 2**B - 1, default 8)")
     p.add_argument("--force", action="store_true", help="rerun every stage")
     p.set_defaults(func=verbs.cmd_run)
 

@@ -242,7 +242,8 @@ def _train_argv(args) -> list[str]:
 def _import_argv(args, build: str) -> list[str]:
     """The ``bitfold import`` command of ``bitfold run --import MODEL.onnx``."""
     argv = ["import", args.import_model, "--out", build, "--dataset", args.dataset,
-            "--input-scale", args.input_scale, "--input-bits", str(args.input_bits)]
+            "--input-scale", args.input_scale,
+            "--input-bits", str(8 if args.input_bits is None else args.input_bits)]
     return argv + (["--data-dir", str(Path(args.data_dir).resolve())] if args.data_dir else [])
 
 

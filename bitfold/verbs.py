@@ -31,6 +31,8 @@ def _config(args: argparse.Namespace, **overrides):
         bases=getattr(args, "bases", None), low_rank=getattr(args, "low_rank", None),
         sparse_group=getattr(args, "sparse_group", None),
         sparse_first=getattr(args, "sparse_first_layer", False),
+        input_bits=getattr(args, "input_bits", None),
+        input_threshold=getattr(args, "input_threshold", None),
     )
     fields.update(overrides)
     return TrainConfig(**fields)
@@ -106,6 +108,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
     from bitfold.compiler.serialize import load_graph
     from bitfold.train.to_ir import (
         build_test_set,
+        encode_frames,
         explain_disagreements,
         nchw_to_ir,
         read_provenance,
@@ -132,10 +135,10 @@ def cmd_golden(args: argparse.Namespace) -> int:
         model, config, data = load_run(run)
     name = args.dataset or prov.get("dataset") or (config.dataset if model else None)
     if model is None or name != config.dataset or args.data_dir:
-        data = build_test_set(build, name, args.data_dir, prov)
+        data = build_test_set(build, name, args.data_dir, prov, encoded=False)
     n = len(data.x_test) if args.limit is None else min(args.limit, len(data.x_test))
     x_torch, labels = data.x_test[:n], data.y_test[:n].numpy()
-    x = nchw_to_ir(x_torch.numpy())
+    x = encode_frames(prov, nchw_to_ir(x_torch.numpy()))  # torch binarizes its own input
     torch_pred = None if model is None else torch_predictions(model, x_torch, data.input_scale)
     report, _ = evaluate_golden(graph, x, labels, torch_pred, args.reference_frames)
     report.update(dataset=data.name, split="test", run=run)

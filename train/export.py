@@ -119,7 +119,8 @@ class ExportedNetwork:
     """A network ready for the compiler.
 
     The input is unsigned ``input_bits``-bit integers of ``input_shape``; the
-    first layer sees ``x_int * input_scale``.
+    first layer sees ``x_int * input_scale``, or, with ``input_threshold``, the
+    binarized input: ``+1`` where ``x_int >= input_threshold``, else ``-1``.
     """
 
     model: str
@@ -128,6 +129,7 @@ class ExportedNetwork:
     input_scale: float
     num_classes: int
     steps: tuple[ExportedBinaryLayer | ExportedBatchNorm | ExportedMaxPool | ExportedFlatten, ...]
+    input_threshold: int | None = None
 
 
 def _first_unsupported(model: nn.Module) -> str:
@@ -234,5 +236,7 @@ def export_network(model: nn.Module, input_bits: int, input_scale: float,
             steps.append(ExportedFlatten(qual))
         else:
             raise ExportError(f"{qual}: {type(mod).__name__} has no hardware equivalent")
+    binarizer = model.input_binarizer
     return ExportedNetwork(name, tuple(model.input_shape), input_bits, input_scale,
-                           model.num_outputs, tuple(steps))
+                           model.num_outputs, tuple(steps),
+                           None if binarizer is None else binarizer.threshold)

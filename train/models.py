@@ -8,6 +8,11 @@ sign inside the next binary layer fold into one integer threshold. Max pooling
 sits after the batch norm, which equals OR on the binary maps since sign is
 monotone. The last batch norm produces the class scores.
 
+With ``input_threshold`` (``bitfold train --input-bits 1``) the network
+binarizes its input first, as FINN's SFC/LFC do: :class:`BinarizeInput` gives
+``+1`` where ``pixel >= t`` and ``-1`` elsewhere, and the first layer is an
+ordinary binary-input layer.
+
 ``resnet18`` and ``hourglass`` are the paper's networks with real-valued
 shortcuts, built from the pre-activation basic block of Bulat et al. Fig. 1
 (BN -> sign -> binary conv, real shortcut); they train but are not lowered to
@@ -23,46 +28,84 @@ from torch import Tensor, nn
 
 from .layers import BinaryConv2d, BinaryLinear
 
-__all__ = ["MODELS", "BinaryNet", "build_model"]
+__all__ = ["BINARIZED_INPUT_MODELS", "MODELS", "BinarizeInput", "BinaryNet", "build_model"]
+
+
+class BinarizeInput(nn.Module):
+    """``+1`` where the pixel is at least ``threshold``, ``-1`` elsewhere.
+
+    The module sees pixels already scaled (``pixel * scale``) and cuts halfway
+    between the levels ``threshold - 1`` and ``threshold``, so float rounding of
+    the scaled pixels cannot move a pixel across. It holds no state: the
+    threshold comes from the run's configuration.
+
+    Parameters
+    ----------
+    threshold : int
+        The smallest pixel value that becomes ``+1`` (at least 1).
+    scale : float
+        The data set's input scale (the network's input is ``pixel * scale``).
+    """
+
+    def __init__(self, threshold: int, scale: float) -> None:
+        super().__init__()
+        if threshold < 1:
+            raise ValueError(f"the input threshold must be at least 1, not {threshold!r}")
+        self.threshold, self.scale = int(threshold), float(scale)
+        self.cut = (self.threshold - 0.5) * self.scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        one = torch.ones((), dtype=x.dtype, device=x.device)
+        return torch.where(x >= self.cut, one, -one)
+
+    def extra_repr(self) -> str:
+        return f"pixel >= {self.threshold}"
 
 
 class BinaryNet(nn.Module):
-    """A feed-forward binary network: ``body`` applied to ``x`` (float, already scaled)."""
+    """A feed-forward binary network: ``body`` applied to ``x`` (float, already scaled).
+
+    ``input_binarizer``, when set, binarizes ``x`` before the body.
+    """
 
     hardware = True
 
     def __init__(self, body: nn.Sequential, input_shape: Sequence[int], num_outputs: int) -> None:
         super().__init__()
         self.body = body
+        self.input_binarizer: BinarizeInput | None = None  # a submodule once set
         self.input_shape = tuple(input_shape)
         self.num_outputs = num_outputs
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.input_binarizer is not None:
+            x = self.input_binarizer(x)
         return self.body(x)
 
 
-def _mlp(hidden: Sequence[int], input_shape: Sequence[int], classes: int, dropout: float) -> BinaryNet:
+def _mlp(hidden: Sequence[int], input_shape: Sequence[int], classes: int, dropout: float,
+         first_mode: str = "multibit") -> BinaryNet:
     in_features = int(torch.tensor(input_shape).prod())
     layers: list[nn.Module] = [nn.Flatten()]
     widths = [in_features, *hidden]
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
-        mode = "multibit" if i == 0 else "binary"
+        mode = first_mode if i == 0 else "binary"
         layers += [BinaryLinear(n_in, n_out, mode, dropout=dropout if i else 0.0),
                    nn.BatchNorm1d(n_out)]
     layers += [BinaryLinear(widths[-1], classes, dropout=dropout), nn.BatchNorm1d(classes)]
     return BinaryNet(nn.Sequential(*layers), input_shape, classes)
 
 
-def _conv_bn(c_in: int, c_out: int, padding: int, first: bool = False) -> list[nn.Module]:
-    mode = "multibit" if first else "binary"
+def _conv_bn(c_in: int, c_out: int, padding: int, mode: str = "binary") -> list[nn.Module]:
     return [BinaryConv2d(c_in, c_out, 3, padding=padding, input_mode=mode), nn.BatchNorm2d(c_out)]
 
 
-def cnn_digits(input_shape: Sequence[int], classes: int, dropout: float) -> BinaryNet:
+def cnn_digits(input_shape: Sequence[int], classes: int, dropout: float,
+               first_mode: str = "multibit") -> BinaryNet:
     """Three 3x3 convolutions (32 channels) and one dense layer, for 8x8 inputs."""
     c, h, w = input_shape
     body = nn.Sequential(
-        *_conv_bn(c, 32, 1, first=True),
+        *_conv_bn(c, 32, 1, first_mode),
         *_conv_bn(32, 32, 1), nn.MaxPool2d(2),
         *_conv_bn(32, 32, 1), nn.MaxPool2d(2),
         nn.Flatten(),
@@ -71,11 +114,12 @@ def cnn_digits(input_shape: Sequence[int], classes: int, dropout: float) -> Bina
     return BinaryNet(body, input_shape, classes)
 
 
-def cnv(input_shape: Sequence[int], classes: int, dropout: float) -> BinaryNet:
+def cnv(input_shape: Sequence[int], classes: int, dropout: float,
+        first_mode: str = "multibit") -> BinaryNet:
     """The BNN-PYNQ CNV network (CIFAR-10): 6 unpadded 3x3 convolutions, 3 dense layers."""
     c, h, w = input_shape
     body = nn.Sequential(
-        *_conv_bn(c, 64, 0, first=True), *_conv_bn(64, 64, 0), nn.MaxPool2d(2),
+        *_conv_bn(c, 64, 0, first_mode), *_conv_bn(64, 64, 0), nn.MaxPool2d(2),
         *_conv_bn(64, 128, 0), *_conv_bn(128, 128, 0), nn.MaxPool2d(2),
         *_conv_bn(128, 256, 0), *_conv_bn(256, 256, 0),
         nn.Flatten(),
@@ -183,7 +227,7 @@ class Hourglass(nn.Module):
 
 
 def _fc(hidden: Sequence[int]) -> Callable[..., BinaryNet]:
-    return lambda shape, classes, dropout: _mlp(hidden, shape, classes, dropout)
+    return lambda shape, classes, dropout, **kw: _mlp(hidden, shape, classes, dropout, **kw)
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -198,13 +242,27 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+BINARIZED_INPUT_MODELS = ("mlp-digits", "cnn-digits", "tfc", "sfc", "lfc", "cnv")
+
+
 def build_model(name: str, input_shape: Sequence[int], num_outputs: int,
-                dropout: float = 0.0) -> nn.Module:
-    """Build model ``name`` for inputs of ``input_shape`` (C, H, W) and ``num_outputs``."""
+                dropout: float = 0.0, input_binarizer: BinarizeInput | None = None) -> nn.Module:
+    """Build model ``name`` for inputs of ``input_shape`` (C, H, W) and ``num_outputs``.
+
+    With ``input_binarizer`` the network binarizes its input with it and its first
+    layer takes binary input (only the :data:`BINARIZED_INPUT_MODELS`).
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), not {dropout!r}")
     if name in ("cnn-digits", "cnv", "resnet18", "hourglass") and len(input_shape) != 3:
         raise ValueError(f"model {name!r} needs image input (C, H, W), not shape {tuple(input_shape)}")
-    return MODELS[name](tuple(input_shape), num_outputs, dropout)
+    if input_binarizer is None:
+        return MODELS[name](tuple(input_shape), num_outputs, dropout)
+    if name not in BINARIZED_INPUT_MODELS:
+        raise ValueError(f"--input-bits 1 (binarized input) needs a feed-forward binary model "
+                         f"({', '.join(BINARIZED_INPUT_MODELS)}), not {name!r}")
+    model = MODELS[name](tuple(input_shape), num_outputs, dropout, first_mode="binary")
+    model.input_binarizer = input_binarizer
+    return model

@@ -27,6 +27,7 @@ runs :func:`lower_run`, then the passes). :func:`torch_predictions` and
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,9 @@ from .export import (
 )
 from .quantizers import FRAC_BITS
 
-__all__ = ["build_test_set", "check_compilable", "explain_disagreements", "lower", "lower_run",
-           "nchw_to_ir", "read_provenance", "torch_predictions", "torch_trace"]
+__all__ = ["binarized_input_encoding", "build_test_set", "check_compilable", "encode_frames",
+           "explain_disagreements", "lower", "lower_run", "nchw_to_ir", "read_provenance",
+           "torch_predictions", "torch_trace"]
 
 
 class _Lowering:
@@ -74,9 +76,11 @@ class _Lowering:
         self.net = net
         shape = tuple(net.input_shape)
         ir_shape = (shape[1], shape[2], shape[0]) if len(shape) == 3 else shape
-        self.nodes: list[Node] = [Input("input", ir_shape, net.input_bits, signed=False)]
+        bipolar = net.input_threshold is not None  # binarized in the network: a bipolar Input
+        self.nodes: list[Node] = [Input("input", ir_shape, 1 if bipolar else net.input_bits,
+                                        signed=bipolar)]
         self.cur = "input"
-        self.kind = "input"  # "input" | "acc" (with a pending affine) | "bipolar"
+        self.kind = "bipolar" if bipolar else "input"  # "input" | "acc" (pending affine) | "bipolar"
         self.torch_shape = shape  # the torch tensor's shape at this point, (C, H, W) or (F,)
         self.perm: np.ndarray | None = None  # IR flat index -> torch flat index after a flatten
         self.slope = self.offset = np.zeros(0)
@@ -104,7 +108,7 @@ class _Lowering:
                               "(input_mode='multibit'); sign() of unsigned pixels is always +1")
         if self.kind == "bipolar" and step.input_mode != "binary":
             raise ExportError(f"{step.name}: only the first layer may take multi-bit input; "
-                              "this one follows a binary activation")
+                              "this one follows a binary activation or the binarized input")
         bits = (step.weight > 0).astype(np.uint8)
         planes = bits if step.scheme == "composite" else bits[None]  # (K, C_out, ...)
         c_out = planes.shape[1]
@@ -276,6 +280,8 @@ def lower_run(run_dir: str | Path) -> tuple[Graph, dict[str, Any]]:
     check_compilable(run_dir, config.quantizer)
     net = export_network(model, data.input_bits, data.input_scale, name=config.model)
     graph, sources = lower(net)
+    encoding = ({} if net.input_threshold is None else
+                {"input_encoding": binarized_input_encoding(data.input_bits, net.input_threshold)})
     return graph, {
         "run": str(Path(run_dir).resolve()),
         "model": config.model,
@@ -283,8 +289,36 @@ def lower_run(run_dir: str | Path) -> tuple[Graph, dict[str, Any]]:
         "data_dir": None if config.data_dir is None else str(Path(config.data_dir).resolve()),
         "input_bits": data.input_bits,
         "input_scale": data.input_scale,
+        **encoding,
         "sources": sources,
     }
+
+
+def binarized_input_encoding(pixel_bits: int, threshold: int) -> dict[str, Any]:
+    """``compile.json``'s ``input_encoding`` of a binarized-input run (``--input-bits 1``).
+
+    The table ``bitfold import`` writes for a network that quantizes its input
+    (:func:`bitfold.interop.encoding.encode_pixels` reads it): the IR input bit
+    of every pixel value, 1 (+1) where ``pixel >= threshold``.
+    """
+    return {"kind": "lut", "lut": [int(v >= threshold) for v in range(1 << pixel_bits)],
+            "bipolar": True, "bits": 1, "pixel_bits": pixel_bits, "threshold": threshold,
+            "summary": f"pixel >= {threshold}"}
+
+
+def encode_frames(provenance: dict[str, Any], pixels: np.ndarray) -> np.ndarray:
+    """The IR input of a trained build's test pixels (any layout): encoded where
+    ``compile.json`` records an ``input_encoding`` (binarized input), else as they are.
+
+    An imported build's test set (:func:`build_test_set`) comes encoded already,
+    so its frames pass unchanged.
+    """
+    encoding = provenance.get("input_encoding")
+    if encoding is None or provenance.get("source") == "onnx":
+        return pixels
+    from bitfold.interop.encoding import encode_pixels
+
+    return encode_pixels(encoding, pixels).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- golden: torch side
@@ -303,10 +337,13 @@ def read_provenance(build: str | Path) -> dict[str, Any]:
 
 
 def build_test_set(build: str | Path, dataset: str | None = None, data_dir: str | None = None,
-                   provenance: dict[str, Any] | None = None) -> Dataset:
+                   provenance: dict[str, Any] | None = None, encoded: bool = True) -> Dataset:
     """The data set a build is checked against: ``dataset``, else the one compile.json records.
 
     The recorded data folder is used unless ``data_dir`` is given or another data set is named.
+    The test frames are the IR input's values (:func:`encode_frames`: bits for a
+    binarized input); ``encoded=False`` keeps a trained build's pixels as they
+    are, for torch (an imported build's frames are always encoded).
     """
     prov = read_provenance(build) if provenance is None else provenance
     if prov.get("source") == "onnx":  # bitfold import: test split only, pixels encoded for the IR
@@ -317,7 +354,14 @@ def build_test_set(build: str | Path, dataset: str | None = None, data_dir: str 
     if name is None:
         raise ArtifactError(f"{build}: no compile.json names the data set; pass --dataset")
     same = name == prov.get("dataset")
-    return load_dataset(name, data_dir or (prov.get("data_dir") if same else None))
+    data = load_dataset(name, data_dir or (prov.get("data_dir") if same else None))
+    if not encoded or "input_encoding" not in prov:
+        return data
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(encode_frames(prov, x.numpy()))
+
+    return replace(data, x_train=encode(data.x_train), x_test=encode(data.x_test), input_bits=1,
+                   input_scale=1.0)
 
 
 @torch.no_grad()

@@ -33,18 +33,25 @@ from .catalog import OPTIMIZERS, SCHEDULES
 from .data import DATASETS, Dataset, augment, load_dataset
 from .factorize import PARAMS
 from .layers import parametrize_model
-from .models import MODELS, build_model
+from .models import MODELS, BinarizeInput, build_model
 from .quant import ALPHA_MODES
 from .quantizers import check_quantizer, check_sparse_group
 
-__all__ = ["SCHEMA", "TrainConfig", "evaluate", "load_run", "train"]
+__all__ = ["SCHEMA", "TrainConfig", "evaluate", "input_threshold", "load_run", "train"]
 
 SCHEMA = 1
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a training run (saved as ``RUN/config.json``)."""
+    """Everything that determines a training run (saved as ``RUN/config.json``).
+
+    ``input_bits`` is None (the data set's own multi-bit pixels) or 1: the
+    network binarizes its input, ``+1`` where ``pixel >= input_threshold``
+    (default: half the data set's full scale, see :func:`input_threshold`). Both are
+    left out of the saved dict when None, so runs without them read and write
+    as before.
+    """
 
     model: str = "mlp-digits"
     dataset: str = "digits"
@@ -58,6 +65,8 @@ class TrainConfig:
     low_rank: int | None = None
     sparse_group: int | None = None
     sparse_first: bool = False
+    input_bits: int | None = None
+    input_threshold: int | None = None
     optimizer: str = "adam"
     lr: float = 1e-2
     weight_decay: float = 0.0
@@ -89,9 +98,25 @@ class TrainConfig:
         check_sparse_group(self.sparsity, self.sparse_group)
         if self.sparse_first and self.quantizer != "sparse":
             raise ValueError("--sparse-first-layer applies to --quantizer sparse only")
+        self._check_input()
+
+    def _check_input(self) -> None:
+        if self.input_bits is not None and self.input_bits < 1:
+            raise ValueError(f"--input-bits must be at least 1, not {self.input_bits!r}")
+        if self.input_threshold is not None:
+            if self.input_bits != 1:
+                raise ValueError("--input-threshold applies to --input-bits 1 (binarized input) "
+                                 "only")
+            if self.input_threshold < 1:
+                raise ValueError(f"--input-threshold must be at least 1, not "
+                                 f"{self.input_threshold!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        for name in ("input_bits", "input_threshold"):  # absent unless set: older runs unchanged
+            if out[name] is None:
+                del out[name]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -133,9 +158,44 @@ def _load_float_weights(model: nn.Module, source: str) -> None:
     model.load_state_dict({k: state[k] for k in own})
 
 
+def input_threshold(config: TrainConfig, data: Dataset) -> int | None:
+    """The pixel threshold of a binarized-input run (``--input-bits 1``), else None.
+
+    The default is half the data set's full scale ``S`` (the pixel the network
+    sees as 1.0, ``1 / input_scale``), rounded up: ``(S + 1) // 2``, so 128 for
+    8-bit images (``S = 255``), ``2 ** (b - 1)`` for ``b``-bit npz sets and 8 for
+    the embedded digits (pixels 0..16).
+
+    Raises
+    ------
+    ValueError
+        Where ``--input-bits`` is neither 1 nor the data set's pixel width, or the
+        threshold is not a pixel value of the data set.
+    """
+    if config.input_bits is None or config.input_bits == data.input_bits != 1:
+        return None  # the pixels as they are
+    if config.input_bits != 1:
+        raise ValueError(f"--input-bits {config.input_bits}: {data.name} has {data.input_bits}-bit "
+                         f"pixels; give 1 (binarized input) or {data.input_bits} (the pixels as "
+                         "they are, the default)")
+    top = (1 << data.input_bits) - 1
+    full_scale = round(1 / data.input_scale)
+    t = config.input_threshold if config.input_threshold is not None else (full_scale + 1) // 2
+    if not 1 <= t <= top:
+        raise ValueError(f"--input-threshold {t}: the pixels of {data.name} are 0..{top}; give "
+                         f"a threshold in 1..{top}")
+    return t
+
+
+def _input_binarizer(config: TrainConfig, data: Dataset) -> BinarizeInput | None:
+    t = input_threshold(config, data)
+    return None if t is None else BinarizeInput(t, data.input_scale)
+
+
 def make_model(config: TrainConfig, data: Dataset) -> nn.Module:
     """Build, optionally initialize from float weights, then parametrize the model."""
-    model = build_model(config.model, data.input_shape, data.num_outputs, config.dropout)
+    model = build_model(config.model, data.input_shape, data.num_outputs, config.dropout,
+                        _input_binarizer(config, data))
     if config.init_from:
         _load_float_weights(model, config.init_from)
     return parametrize_model(model, config.param, config.alpha, config.rank, config.quantizer,
@@ -317,7 +377,8 @@ def train(
         if ckpt.get("schema") != SCHEMA:
             raise ArtifactError(f"{path}: checkpoint schema {ckpt.get('schema')!r}, expected {SCHEMA}")
         if ckpt["config"] != config.to_dict():
-            changed = sorted(k for k, v in config.to_dict().items() if ckpt["config"].get(k) != v)
+            now = config.to_dict()
+            changed = sorted(k for k in {*now, *ckpt["config"]} if ckpt["config"].get(k) != now.get(k))
             raise ValueError(f"--resume with a different configuration ({', '.join(changed)}); "
                              f"use the original options or a new --out")
         model.load_state_dict(ckpt["model"])
