@@ -58,6 +58,14 @@ def _quantizer(cfg: dict[str, Any]) -> str:
     return ""
 
 
+def _input(a: dict[str, Any]) -> str:
+    """`` / input pixel >= T`` for a run trained on binarized input (else empty)."""
+    encoding = (a.get("compile") or {}).get("input_encoding")
+    if encoding is None or a.get("config") is None:  # multi-bit, or imported (named elsewhere)
+        return ""
+    return f" / input {encoding['summary']}"
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
@@ -148,7 +156,7 @@ def summary_lines(out: str | Path) -> list[str]:
     stages = a["run"].get("stages", {})
     reused = sum(s["reused"] for s in stages.values())
     head = (f"bitfold run: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}, "
-            f"{cfg.get('param', '?')} / alpha {cfg.get('alpha', '?')}{_quantizer(cfg)}, "
+            f"{cfg.get('param', '?')} / alpha {cfg.get('alpha', '?')}{_quantizer(cfg)}{_input(a)}, "
             f"{a['run'].get('wall_s', 0):.0f} s"
             + (f" ({reused} of {len(stages)} stages reused)" if reused else ""))
     facts = _facts(a)
@@ -231,7 +239,7 @@ def write_report(out: str | Path) -> Path:
     lines = [f"# bitfold run: {cfg.get('model')} on {cfg.get('dataset')}", ""]
     about = (f"Imported from {cfg['model']} with bitfold import (no training)" if a["config"] is None
              and cfg else f"{cfg.get('param')} parametrization, alpha {cfg.get('alpha')}"
-             f"{_quantizer(cfg)}, {cfg.get('epochs')} epochs, seed {cfg.get('seed')}")
+             f"{_quantizer(cfg)}{_input(a)}, {cfg.get('epochs')} epochs, seed {cfg.get('seed')}")
     lines += [f"{about}; whole run "
               f"{run.get('wall_s', 0):.0f} s (load average {run.get('load_average')}).", "",
               "| | |", "|---|---|"]

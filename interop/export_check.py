@@ -26,14 +26,11 @@ def load_source(path: Path, args: Any) -> tuple[Graph, np.ndarray | None, np.nda
         raise ValueError(f"--limit must be at least 1, not {args.limit}")
     if (path / "checkpoint.pt").is_file():
         from bitfold.compiler.passes import fold
-        from bitfold.train.data import load_dataset
         from bitfold.train.to_ir import lower_run
 
         lowered, prov = lower_run(path)
-        graph = fold(lowered)
-        data = None if args.no_check else load_dataset(
-            args.dataset or prov["dataset"], args.data_dir or (
-                prov.get("data_dir") if not args.dataset else None))
+        graph = fold(lowered)  # the run's test set as a build's (a binarized input encoded)
+        data = None if args.no_check else build_test_set(path, args.dataset, args.data_dir, prov)
     elif (path / "graph.json").is_file():
         from bitfold.compiler.serialize import load_graph
 

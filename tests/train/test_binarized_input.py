@@ -36,7 +36,7 @@ def digits():
 def binarized(name: str, data, seed: int = 0, **options) -> torch.nn.Module:
     """An untrained binarized-input model with real batch statistics and mixed-sign alphas."""
     torch.manual_seed(seed)
-    model = make_model(TrainConfig(model=name, dataset="digits", param="dense",
+    model = make_model(TrainConfig(model=name, dataset=data.name, param="dense",
                                    alpha="learned", input_bits=1, **options), data)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -227,3 +227,33 @@ def test_every_stage_reads_the_test_frames_as_bits(trained_build, digits) -> Non
     assert np.array_equal(classes, golden)
     result = cpu_baselines(build, frames=64, batches=(8,), min_s=0.0, repeats=1, threads=1)
     assert result["torch_golden_agreement"] == 1.0  # bitfold bench: torch on pixels, golden on bits
+
+
+def test_mnist_sfc_binarized_at_128_is_exact(mnist_dir) -> None:
+    """8-bit pixels: the default threshold 128, torch == golden on 2,000 MNIST test frames."""
+    data = load_dataset("mnist", mnist_dir)
+    data = replace(data, x_train=data.x_train[:512], y_train=data.y_train[:512])
+    model = binarized("sfc", data)
+    assert model.input_binarizer.threshold == 128
+    graph = fold(lower(export_network(model, data.input_bits, data.input_scale, "sfc"))[0])
+    x_int = data.x_test[:2000]
+    x = (nchw_to_ir(x_int.numpy()) >= 128).astype(np.uint8)
+    classes = run_packed(graph, x)["class"]
+    assert np.array_equal(torch_predictions(model, x_int, data.input_scale), classes)
+    assert len(np.unique(classes)) > 3  # a real test: the frames do not all get one class
+
+
+def test_report_names_the_binarized_input() -> None:
+    from bitfold.report import _input
+    from bitfold.train.to_ir import binarized_input_encoding
+
+    compiled = {"input_encoding": binarized_input_encoding(5, 8)}
+    assert _input({"config": {"model": "m"}, "compile": compiled}) == " / input pixel >= 8"
+    assert _input({"config": {"model": "m"}, "compile": {"model": "m"}}) == ""
+
+
+def test_export_of_a_binarized_run_checks_on_bits(trained_build, tmp_path, capsys) -> None:
+    pytest.importorskip("qonnx")
+    run, _ = trained_build
+    assert main(["export", str(run), "--out", str(tmp_path / "m.onnx"), "--limit", "40"]) == 0
+    assert "== golden on 40 of 40 digits test frames" in capsys.readouterr().out
