@@ -178,9 +178,12 @@ def prepare(out: Path, graph: Graph, folding: Folding, board: Board, seed: int =
     write_json(out / "clock.json", {"schema": 1, **clock.to_json()})
     platform = board.platform()
     nextpnr = f"--seed {int(seed)} --report report_nextpnr.json --timing-allow-fail"
-    bplan = platform.build(top, name="top", build_dir=str(out), do_build=False,
-                           nextpnr_opts=nextpnr,  # -dsp: iCE40 multipliers into SB_MAC16s
-                           **({"synth_opts": "-dsp"} if board.family == "ice40" else {}))
+    from bitfold.hw.generate import without_gc
+
+    with without_gc():
+        bplan = platform.build(top, name="top", build_dir=str(out), do_build=False,
+                               nextpnr_opts=nextpnr,  # -dsp: iCE40 multipliers into SB_MAC16s
+                               **({"synth_opts": "-dsp"} if board.family == "ice40" else {}))
     bplan.extract(str(out))
     exports = "\n".join(f': "${{{var}:={path}}}"; export {var}'
                         for var, path in toolchain_env(board.family, board).items())

@@ -11,11 +11,12 @@ Resources are *estimates* for LUT4 fabrics with block RAM (ECP5: DP16KD,
 iCE40: EBR); the constants live in :class:`ResourceModel` so board reports can
 calibrate them:
 
-* XNOR-popcount: ``SIMD`` LUTs for the XNORs (none when the weights are
-  constants, i.e. ``NF * SF == 1``) plus an adder tree over ``SIMD`` one-bit
-  values (an ``n``-bit adder costs ``n`` LUTs); multi-bit input: ``SIMD *
-  bits`` LUTs of conditional negation and an adder tree over ``bits + 1``-bit
-  values. Per PE.
+* XNOR-popcount: an adder tree over ``SIMD`` one-bit values (an ``n``-bit
+  adder costs ``n`` LUTs; the XNORs fold into the first level's LUTs, whose
+  half adders are logic); multi-bit input: ``2 sum(w & x) - sum(x)``, ``SIMD *
+  bits`` LUTs of AND gates (none when the weights are constants, i.e.
+  ``NF * SF == 1``), an adder tree over ``bits``-bit values and the
+  subtraction per PE, and one tree summing the input word per MVU.
 * Accumulator: ``acc_bits`` LUTs and flip-flops per PE when ``SF > 1``.
 * Threshold: an ``acc_bits`` comparator per PE, thresholds in LUT ROM
   (``acc_bits * ceil(NF / 16)`` LUTs per PE) when ``NF > 1``.
@@ -344,17 +345,23 @@ def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
     terms = simd
     if layer.scheme == "sparse" and constant:  # constant zeros of the mask are pruned
         terms = max(1, math.ceil(layer.density * simd))
-    if layer.input_bits == 1:
-        xnor = 0 if constant else simd  # sparse: mask AND xnor(polarity) is one LUT a term
+    shared = 0  # LUTs of the whole MVU, not per PE
+    if layer.input_bits == 1 and layer.scheme == "sparse":
+        xnor = 0 if constant else simd  # mask AND xnor(polarity) is one LUT a term
         compute = xnor + adder_tree_luts(terms, 1)
-    else:
+    elif layer.input_bits == 1:  # the XNORs fold into the first level's LUTs (an odd one stays)
+        compute = (0 if constant else terms % 2) + adder_tree_luts(terms, 1)
+    elif layer.scheme == "sparse":  # conditional negation of every kept input
         compute = terms * layer.input_bits + adder_tree_luts(terms, layer.input_bits + 1)
+    else:  # 2 sum(w & x) - sum(x): gates, an unsigned tree, the subtraction; one shared sum(x)
+        gates = 0 if constant else terms * layer.input_bits
+        compute = gates + adder_tree_luts(terms, layer.input_bits) + layer.acc_bits
+        shared = adder_tree_luts(simd, layer.input_bits)
     compute *= 1 if serial else layer.planes  # composite: K parallel XNOR-popcount lanes ...
     if layer.planes > 1:  # ... combined by constant shift-and-add (about one adder a plane)
         compute += layer.planes * layer.acc_bits
     if serial:  # ... or one lane's sum times the plane's constant: a K:1 mux of the products
         compute += mux_luts(layer.planes, layer.acc_bits)
-    shared = 0  # LUTs of the whole MVU, not per PE
     if layer.scheme == "domain":  # the input-sum tree, the offset multiply and the combine
         shared = adder_tree_luts(simd, layer.input_bits)
         sum_bits = (simd * ((1 << layer.input_bits) - 1)).bit_length()

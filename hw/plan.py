@@ -16,10 +16,12 @@ takes ``SIMD`` groups of ``G`` inputs a word. A composite layer folded in the se
 a :class:`~.serial_mvu.SerialCompositeMVU` (its ``K`` planes one a cycle).
 
 A convolution becomes a sliding-window unit plus an MVU; every edge between
-stages gets a width converter (when the word sizes differ) and a FIFO. A FIFO
-in front of an MVU holds one whole input vector, so a producer never waits
-while the MVU works through its later neuron folds (the pipeline does not
-stall on itself and meets the analytic cycle model).
+stages gets a width converter (when the word sizes differ) and a FIFO. An MVU
+takes the next input vector into the second bank of its input buffer while it
+works through its neuron folds, so a producer never waits on it and the
+FIFO in front only decouples (a serial composite unit, with one bank, keeps a
+FIFO of one whole vector); the pipeline does not stall on itself and meets the
+analytic cycle model.
 """
 
 from __future__ import annotations
@@ -126,12 +128,12 @@ def _mvu_simd_lanes(kernel: int, c: int, simd: int) -> int:
     return kernel
 
 
-def build_plan(graph: Graph, folding: Folding, fifo_min: int = 3) -> Plan:
+def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
     """Stages, formats and FIFO depths of ``graph`` at ``folding``.
 
     FIFO depths start from the cost model's (``folding.fifos``) and are at least
-    ``fifo_min`` (a ``SyncFIFOBuffered`` of depth 2 moves a word only every other
-    cycle) and, in front of an MVU, one input vector plus two.
+    ``fifo_min``; a depth of 2 is a skid buffer (``hw.streams.SkidBuffer``, a word a
+    cycle). In front of a serial composite MVU the FIFO holds one input vector plus two.
 
     Raises :class:`HardwareError` for graphs outside the supported chain, for
     several inputs/outputs and for padded foldings.
@@ -210,7 +212,10 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 3) -> Plan:
             params.update(weights=weights, plane_scale=[int(v) for v in nxt.plane_scale])
             if cost.layout == "serial":  # one set of lanes, the K planes one a cycle
                 params["layout"] = "serial"
-        depth = max(fifo_min, weights.shape[-1] // in_elems + 2)
+        # the serial unit re-reads a one-bank buffer: its FIFO holds the next vector; every
+        # other MVU takes the next vector into its second bank while it computes
+        depth = max(fifo_min, weights.shape[-1] // in_elems + 2) if cost.layout == "serial" \
+            else fifo_min
         if isinstance(after, DENSE_KINDS):  # a low-rank pair: integers into the next layer
             if isinstance(nxt, CONV_KINDS) or t_acc.signed:
                 raise HardwareError(f"graph {graph.name!r}: {nxt.kind} {nxt.name!r} may feed "
