@@ -125,7 +125,7 @@ class ResourceModel:
     bram_bits: int = 18432
     bram_shapes: tuple[tuple[int, int], ...] = (  # (depth, width) configurations of one block
         (16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
-    lutrom_max_depth: int = 64
+    lutrom_max_depth: int = 16  # a LUT4 is a 16x1 ROM; deeper weights go to block RAM
     lut_rom_depth: int = 16
     lutram_max_bits: int = 4096
     fifo_depth: int = 2

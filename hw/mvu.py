@@ -38,6 +38,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, 
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from bitfold.compiler.cost import ResourceModel
 from bitfold.compiler.verify import domain_range
 
 from .streams import check_positive
@@ -45,7 +46,7 @@ from .streams import check_positive
 __all__ = ["MVU", "FirstLayerMVU", "accumulator_range", "fold_words", "offset_words",
            "threshold_words", "weight_memory_kind", "weight_words"]
 
-LUTROM_MAX_DEPTH = 64  # the cost model's ResourceModel.lutrom_max_depth
+LUTROM_MAX_DEPTH = ResourceModel.lutrom_max_depth  # the default of units built without a folding
 
 
 def weight_memory_kind(depth: int, lutrom_max_depth: int = LUTROM_MAX_DEPTH) -> str:
@@ -215,6 +216,10 @@ class MVU(wiring.Component):
         by the neuron fold (constants when ``NF == 1``).
     offset_scale : int
         The positive ``scale`` of a domain layer.
+    weight_memory : str, optional
+        Where the weights live: ``"constant"`` (one word), ``"lutrom"`` (LUT ROM, its
+        output registered) or ``"bram"`` (block RAM read synchronously); the folding's
+        cost model decides (``LayerCost.weight_memory``); by default chosen by depth.
     """
 
     offset: list[int] | None = None  # a domain layer's offsets (units not built by __init__: none)
@@ -225,7 +230,7 @@ class MVU(wiring.Component):
                  thresholds: np.ndarray | None = None, input_bits: int = 1, bipolar: bool = True,
                  levels_per_stage: int = 3, polarity: np.ndarray | None = None,
                  plane_scale: np.ndarray | None = None, offset: np.ndarray | None = None,
-                 offset_scale: int = 1) -> None:
+                 offset_scale: int = 1, weight_memory: str | None = None) -> None:
         weights = np.asarray(weights)
         ndim = 3 if plane_scale is not None else 2
         if weights.ndim != ndim or weights.size == 0 or not np.isin(weights, (0, 1)).all():
@@ -274,7 +279,7 @@ class MVU(wiring.Component):
         self.input_bits, self.bipolar, self.acc_shape = input_bits, bipolar, acc_shape
         self.levels_per_stage = levels_per_stage
         self.shared_input_sum = not bipolar and polarity is None
-        self.weight_memory = weight_memory_kind(self.nf * self.sf)
+        self.weight_memory = self._weight_memory(weight_memory)
         self.weight_width = pe * simd * self.planes
         out_shape = unsigned(pe) if thresholds is not None else unsigned(pe * acc_shape.width)
         super().__init__({
@@ -283,6 +288,16 @@ class MVU(wiring.Component):
         })
 
     # ---------------------------------------------------------------- memories
+
+    def _weight_memory(self, kind: str | None) -> str:
+        """``kind`` (the folding's choice, ``compiler.cost``) checked, or the default by depth."""
+        depth = self.nf * self.sf
+        if kind is None:
+            return weight_memory_kind(depth)
+        if kind not in ("constant", "lutrom", "bram") or (kind == "constant") != (depth == 1):
+            raise ValueError(f"weight_memory must be 'constant' for one word, else 'lutrom' or "
+                             f"'bram'; not {kind!r} for {depth} words")
+        return kind
 
     def weight_words(self) -> list[int]:
         """Weight memory words: address ``nf*SF + sf``, bit ``p*simd + s``."""

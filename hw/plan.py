@@ -197,7 +197,7 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
         t_acc = graph.types[nxt.name]
         params = dict(weights=weights[0], pe=pe, simd=simd, acc_bits=t_acc.bits,
                       acc_signed=t_acc.signed, input_bits=bits, bipolar=t.bipolar,
-                      thresholds=None)
+                      thresholds=None, weight_memory=cost.weight_memory)
         if isinstance(nxt, SparseDense | SparseConv2d):
             params["polarity"] = np.asarray(nxt.polarity)
             if index:

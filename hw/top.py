@@ -51,7 +51,8 @@ def stage_component(stage: Stage) -> wiring.Component:
         return MVU(p["weights"], p["pe"], p["simd"], _shape(p["acc_bits"], p["acc_signed"]),
                    thresholds=p["thresholds"], input_bits=p["input_bits"], bipolar=p["bipolar"],
                    polarity=p.get("polarity"), plane_scale=p.get("plane_scale"),
-                   offset=p.get("offset"), offset_scale=p.get("offset_scale", 1))
+                   offset=p.get("offset"), offset_scale=p.get("offset_scale", 1),
+                   weight_memory=p.get("weight_memory"))
     if stage.kind == "swu":
         return SlidingWindow(**p)
     if stage.kind == "pool":
