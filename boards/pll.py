@@ -263,7 +263,10 @@ class LockReset(Elaboratable):
             m.d[self.domain] += timer.eq(0)
         with m.Elif(timer != self.hold_cycles):
             m.d[self.domain] += timer.eq(timer + 1)
-        m.d.comb += self.rst.eq(timer != self.hold_cycles)
+        # registered: the reset fans out to the whole design, so no logic may sit before it
+        held = Signal(init=1, reset_less=True)
+        m.d[self.domain] += held.eq(~locked | (timer != self.hold_cycles))
+        m.d.comb += self.rst.eq(held)
         return m
 
 

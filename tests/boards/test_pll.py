@@ -161,13 +161,14 @@ def test_reset_is_held_until_lock_has_lasted() -> None:
     sim.add_testbench(tb)
     sim.run()
     # trace[i] is rst after tick i; lock rises before tick 4 and must pass two synchronizer
-    # stages and then count five cycles: rst falls on the 7th tick with lock high
+    # stages, count five cycles and leave through the reset register: rst falls on the 8th
+    # tick with lock high
     assert trace[:4] == [1] * 4
     first = trace.index(0)
-    assert first == 4 + 2 + 5 - 1 and trace[first:16] == [0] * (16 - first)
-    # lock lost: reset back (after the synchronizer), and held again for the full count
-    assert trace[16 + 2] == 1
-    again = trace.index(0, 18)
-    assert again == 19 + 2 + 5 - 1 and trace[again:] == [0] * (len(trace) - again)
+    assert first == 4 + 2 + 5 and trace[first:16] == [0] * (16 - first)
+    # lock lost: reset back (after the synchronizer and the register), held again in full
+    assert trace[16 + 3] == 1
+    again = trace.index(0, 19)
+    assert again == 19 + 2 + 5 and trace[again:] == [0] * (len(trace) - again)
     with pytest.raises(ValueError, match=r"^hold_cycles must be a positive integer, not 0$"):
         LockReset(0)
