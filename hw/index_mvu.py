@@ -178,7 +178,7 @@ class IndexMVU(MVU):
         # stage 1: positions; gather from the bank (combinationally, so a write may land
         # in the same cycle as the bank's last gather, but not while that gather is held)
         w = self._weights(m, addr, en)
-        ctl1 = _reg(m, Cat(self._ctl(active, sf, nf), rd_bank), en, "ctl1")
+        ctl1 = _reg(m, Cat(self._ctl(active, sf, nf), rd_bank), en, "ctl1", control=True)
         nf_bits = len(nf)
         nf1, bank = ctl1[3:3 + nf_bits], ctl1[3 + nf_bits]
         m.d.comb += held.eq(~en & ctl1[0] & (bank == wr_bank))

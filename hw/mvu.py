@@ -159,19 +159,36 @@ def _add(m: Module, a: Value, b: Value) -> Value:
     a carry chain would spend a carry cell on every bit.
     """
     if a.shape().signed or b.shape().signed or max(len(a), len(b)) > 2:
-        total = a + b
-        out = Signal(total.shape(), attrs={"keep": 1})
-        m.d.comb += out.eq(total)
-        return out
+        return _wire(m, a + b, keep=True)
     if len(a) == 1 and len(b) == 1:
-        return Cat(a ^ b, a & b)
+        return _wire(m, Cat(a ^ b, a & b))
     a, b = Cat(a, Const(0, 2 - len(a))), Cat(b, Const(0, 2 - len(b)))
     c0 = a[0] & b[0]
-    return Cat(a[0] ^ b[0], a[1] ^ b[1] ^ c0, (a[1] & b[1]) | (c0 & (a[1] ^ b[1])))
+    return _wire(m, Cat(a[0] ^ b[0], a[1] ^ b[1] ^ c0, (a[1] & b[1]) | (c0 & (a[1] ^ b[1]))))
 
 
-def _reg(m: Module, value: Value, en: Value, name: str) -> Signal:
-    sig = Signal(value.shape(), name=name)
+def _bits_on_wire(m: Module, bits: list[Value]) -> list[Value]:
+    """One-bit values as the bits of one wire (:func:`_wire`)."""
+    wire = _wire(m, Cat(*bits))
+    return [wire[i] for i in range(len(bits))]
+
+
+def _wire(m: Module, value: Value, keep: bool = False) -> Signal:
+    """``value`` on a wire of its own: later uses read the wire instead of re-emitting the
+    expression (each use of an expression is a copy in the netlist, so a tree of
+    expressions used more than once grows exponentially). ``keep`` stops yosys from
+    merging a chain of additions into one multi-operand adder, which it maps to LUT full
+    adders instead of carry chains."""
+    out = Signal(value.shape(), attrs={"keep": 1} if keep else {})
+    m.d.comb += out.eq(value)
+    return out
+
+
+def _reg(m: Module, value: Value, en: Value, name: str, control: bool = False) -> Signal:
+    """``value`` registered when ``en``; reset only where it is ``control`` (valid bits and
+    the like): datapath registers have no reset, which on the iCE40 (whose flip-flops reset
+    only when enabled) saves a LUT each and keeps the reset's fan-out small."""
+    sig = Signal(value.shape(), name=name, reset_less=not control)
     with m.If(en):
         m.d.sync += sig.eq(value)
     return sig
@@ -345,8 +362,9 @@ class MVU(wiring.Component):
 
     # ---------------------------------------------------------------- datapath
 
-    def _terms(self, x: Value, w: Value, p: int, pol: Value | None = None) -> list[Value]:
-        """The ``simd`` terms of neuron lane ``p`` (of a plane's word ``w``)."""
+    def _terms(self, m: Module, x: Value, w: Value, p: int, pol: Value | None = None
+               ) -> list[Value]:
+        """The ``simd`` terms of neuron lane ``p`` (of a plane's word ``w``), on wires."""
         wp = w.word_select(p, self.simd)
         b = self.input_bits
         xs = [x[s] if self.bipolar else x[s * b:(s + 1) * b] for s in range(self.simd)]
@@ -357,13 +375,15 @@ class MVU(wiring.Component):
             if not keep:
                 return [Const(0, 1)]
             if self.bipolar:
-                return [wp[s] & ~(xs[s] ^ pol) for s in keep]
+                bits = _wire(m, Cat(*[wp[s] & ~(xs[s] ^ pol) for s in keep]))
+                return [bits[i] for i in range(len(keep))]
             return [Mux(wp[s], Mux(pol, xs[s], -xs[s]), 0) for s in keep]
         if self.bipolar:
-            xnor = ~(x ^ wp)
+            xnor = _wire(m, ~(x ^ wp))
             return [xnor[s] for s in range(self.simd)]
         if self.shared_input_sum:  # w & x; the lane's sum becomes 2 S - X after the tree
-            return [xs[s] & wp[s].replicate(b) for s in range(self.simd)]
+            gated = _wire(m, Cat(*[xs[s] & wp[s].replicate(b) for s in range(self.simd)]))
+            return [gated[s * b:(s + 1) * b] for s in range(self.simd)]
         return [Mux(wp[s], xs[s], -xs[s]) for s in range(self.simd)]
 
     def _polarity(self, m: Module, nf: Value) -> list[Value]:
@@ -380,7 +400,7 @@ class MVU(wiring.Component):
         layer's input-sum lane last."""
         width = self.pe * self.simd
         pols = self._polarity(m, nf) if self.polarity is not None else [None] * self.pe
-        lanes = [self._terms(x, w[k * width:(k + 1) * width], p, pols[p])
+        lanes = [self._terms(m, x, w[k * width:(k + 1) * width], p, pols[p])
                  for k in range(self.planes) for p in range(self.pe)]
         if self.offset is not None or self.shared_input_sum:  # the input's elements
             b = self.input_bits
@@ -417,6 +437,8 @@ class MVU(wiring.Component):
         """
         longest = max(len(t) for t in lanes)
         lanes = [t + [Const(0, 1)] * (longest - len(t)) for t in lanes]
+        # one-bit terms feed the logic half adders, which read each input twice: on a wire
+        lanes = [_bits_on_wire(m, t) if all(len(v) == 1 for v in t) else t for t in lanes]
         level = 0
         while len(lanes[0]) > 1:
             lanes = [[_add(m, t[i], t[i + 1]) if i + 1 < len(t) else t[i]
@@ -425,7 +447,7 @@ class MVU(wiring.Component):
             if level % self.levels_per_stage == 0 or len(lanes[0]) == 1:
                 lanes = [[_reg(m, v, en, f"tree{level}_p{p}_{i}") for i, v in enumerate(t)]
                          for p, t in enumerate(lanes)]
-                ctl = _reg(m, ctl, en, f"tree{level}_ctl")
+                ctl = _reg(m, ctl, en, f"tree{level}_ctl", control=True)
         return [t[0] for t in lanes], ctl
 
     def elaborate(self, platform) -> Module:
@@ -467,7 +489,7 @@ class MVU(wiring.Component):
 
         # stage 1: weights and input word
         w = self._weights(m, addr, en)
-        ctl1 = _reg(m, self._ctl(active, sf, nf), en, "ctl1")
+        ctl1 = _reg(m, self._ctl(active, sf, nf), en, "ctl1", control=True)
         return self._lanes(m, x, w, ctl1[3:3 + len(nf)]), ctl1
 
     def _input_banks(self, m: Module, en: Value, sf: Value, nf: Value) -> tuple[Value, Value]:
@@ -516,13 +538,13 @@ class MVU(wiring.Component):
         sums = self._combine(sums) if self.offset is None else self._domain(m, sums, nfi)
         accs, totals = [], []
         for p, s in enumerate(sums):
-            acc = Signal(self.acc_shape, name=f"acc{p}")
+            acc = Signal(self.acc_shape, name=f"acc{p}", reset_less=True)  # restarts at `first`
             total = Mux(first, 0, acc) + s
             with m.If(en & valid):
                 m.d.sync += acc.eq(total)
             accs.append(acc)
             totals.append(total)
-        done = _reg(m, valid & last, en, "done")
+        done = _reg(m, valid & last, en, "done", control=True)
         tot = [_reg(m, t, en, f"tot{p}") for p, t in enumerate(totals)]
 
         if self.thresholds is None:
@@ -530,7 +552,7 @@ class MVU(wiring.Component):
                          o.payload.eq(Cat(*[t[:self.acc_shape.width] for t in tot]))]
             return
         thr = self._threshold(m, nfi, en)  # read with the totals, ready beside them
-        out_valid = _reg(m, done, en, "out_valid")
+        out_valid = _reg(m, done, en, "out_valid", control=True)
         out_bits = _reg(m, Cat(*[t >= th for t, th in zip(tot, thr, strict=True)]), en, "out_bits")
         m.d.comb += [o.valid.eq(out_valid), o.payload.eq(out_bits)]
 

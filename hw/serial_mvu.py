@@ -91,7 +91,7 @@ class SerialCompositeMVU(MVU):
         w = self._weights(m, addr, en)
         x_in = _reg(m, i.payload, en, "x_in")
         ctl = Cat(active, (sf == 0) & (k == 0), (sf == sf_n - 1) & last_plane, nf, k)
-        ctl1 = _reg(m, ctl, en, "ctl1")
+        ctl1 = _reg(m, ctl, en, "ctl1", control=True)
         if nf_n > 1:
             m.submodules.inbuf = buf = memory.Memory(shape=unsigned(len(i.payload)), depth=sf_n,
                                                      init=[])
@@ -99,11 +99,11 @@ class SerialCompositeMVU(MVU):
             m.d.comb += [wr.addr.eq(sf), wr.data.eq(i.payload),
                          wr.en.eq(go & first_fold & last_plane),
                          rd.addr.eq(sf), rd.en.eq(en)]
-            from_stream = _reg(m, first_fold, en, "from_stream")
+            from_stream = _reg(m, first_fold, en, "from_stream", control=True)
             x = Mux(from_stream, x_in, rd.data)
         else:
             x = x_in
-        return [self._terms(x, w, p) for p in range(self.pe)], ctl1
+        return [self._terms(m, x, w, p) for p in range(self.pe)], ctl1
 
     def _tree(self, m: Module, lanes: list[list[Value]], ctl: Value, en: Value
               ) -> tuple[list[Value], Value]:
@@ -117,7 +117,7 @@ class SerialCompositeMVU(MVU):
             for k in range(1, self.planes):
                 value = Mux(plane == k, s * self.plane_scale[k], value)
             scaled.append(_reg(m, value, en, f"scaled{p}"))
-        return scaled, _reg(m, ctl, en, "scaled_ctl")
+        return scaled, _reg(m, ctl, en, "scaled_ctl", control=True)
 
     def _combine(self, sums: list[Value]) -> list[Value]:
         """The planes are scaled one a cycle in :meth:`_tree` and added by the accumulator."""
