@@ -75,7 +75,7 @@ class GroupMVU(MVU):
 
     def __init__(self, mask: np.ndarray, group: int, pe: int, simd: int, acc_shape: Shape, *,
                  polarity: np.ndarray, thresholds: np.ndarray | None = None,
-                 input_bits: int = 1, bipolar: bool = True, levels_per_stage: int = 3) -> None:
+                 input_bits: int = 1, bipolar: bool = True, levels_per_stage: int = 2) -> None:
         mask, polarity = checked_mask(mask, polarity, pe=pe, simd=simd, input_bits=input_bits,
                                       bipolar=bipolar, levels_per_stage=levels_per_stage)
         mh, mw = mask.shape

@@ -245,7 +245,7 @@ class MVU(wiring.Component):
 
     def __init__(self, weights: np.ndarray, pe: int, simd: int, acc_shape: Shape, *,
                  thresholds: np.ndarray | None = None, input_bits: int = 1, bipolar: bool = True,
-                 levels_per_stage: int = 3, polarity: np.ndarray | None = None,
+                 levels_per_stage: int = 2, polarity: np.ndarray | None = None,
                  plane_scale: np.ndarray | None = None, offset: np.ndarray | None = None,
                  offset_scale: int = 1, weight_memory: str | None = None) -> None:
         weights = np.asarray(weights)
@@ -490,6 +490,9 @@ class MVU(wiring.Component):
         # stage 1: weights and input word
         w = self._weights(m, addr, en)
         ctl1 = _reg(m, self._ctl(active, sf, nf), en, "ctl1", control=True)
+        if self.weight_memory == "bram" or nf_n > 1:  # a block RAM's slow output: registered
+            w, x = _reg(m, w, en, "w_q"), _reg(m, x, en, "x_q")
+            ctl1 = _reg(m, ctl1, en, "ctl_q", control=True)
         return self._lanes(m, x, w, ctl1[3:3 + len(nf)]), ctl1
 
     def _input_banks(self, m: Module, en: Value, sf: Value, nf: Value) -> tuple[Value, Value]:
@@ -562,6 +565,6 @@ class FirstLayerMVU(MVU):
 
     def __init__(self, weights: np.ndarray, pe: int, simd: int, acc_shape: Shape,
                  input_bits: int, *, thresholds: np.ndarray | None = None,
-                 levels_per_stage: int = 3) -> None:
+                 levels_per_stage: int = 2) -> None:
         super().__init__(weights, pe, simd, acc_shape, thresholds=thresholds,
                          input_bits=input_bits, bipolar=False, levels_per_stage=levels_per_stage)

@@ -48,7 +48,7 @@ class SerialCompositeMVU(MVU):
 
     def __init__(self, weights: np.ndarray, pe: int, simd: int, acc_shape: Shape, *,
                  plane_scale: np.ndarray, thresholds: np.ndarray | None = None,
-                 input_bits: int = 1, bipolar: bool = True, levels_per_stage: int = 3) -> None:
+                 input_bits: int = 1, bipolar: bool = True, levels_per_stage: int = 2) -> None:
         if plane_scale is None:
             raise ValueError("a serial composite MVU needs plane_scale")
         super().__init__(weights, pe, simd, acc_shape, thresholds=thresholds,
