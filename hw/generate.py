@@ -128,7 +128,7 @@ def read_manifest(rtl: str | Path) -> dict[str, Any]:
 def _memories(plan: Plan) -> dict[str, MemoryContext]:
     from .group_mvu import group_words
     from .index_mvu import index_words
-    from .mvu import offset_words, threshold_words, weight_words
+    from .memwords import offset_words, threshold_words, weight_words
 
     mems = {}
     for stage in plan.stages:

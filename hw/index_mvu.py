@@ -12,7 +12,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .mvu import MVU, _checked, _reg, accumulator_range, weight_memory_kind
+from .arith import reg
+from .mvu import MVU, _checked, accumulator_range, weight_memory_kind
 from .streams import check_positive
 
 __all__ = ["IndexMVU", "checked_mask", "index_words", "vector_beats"]
@@ -178,7 +179,7 @@ class IndexMVU(MVU):
         # stage 1: positions; gather from the bank (combinationally, so a write may land
         # in the same cycle as the bank's last gather, but not while that gather is held)
         w = self._weights(m, addr, en)
-        ctl1 = _reg(m, Cat(self._ctl(active, sf, nf), rd_bank), en, "ctl1", control=True)
+        ctl1 = reg(m, Cat(self._ctl(active, sf, nf), rd_bank), en, "ctl1", control=True)
         nf_bits = len(nf)
         nf1, bank = ctl1[3:3 + nf_bits], ctl1[3 + nf_bits]
         m.d.comb += held.eq(~en & ctl1[0] & (bank == wr_bank))

@@ -41,6 +41,8 @@ from amaranth.lib.wiring import In, Out
 from bitfold.compiler.cost import ResourceModel
 from bitfold.compiler.verify import domain_range
 
+from .arith import add, as_signed, bits_on_wire, reg, wire
+from .memwords import fold_words, offset_words, threshold_words, weight_words
 from .streams import check_positive
 
 __all__ = ["MVU", "FirstLayerMVU", "accumulator_range", "fold_words", "offset_words",
@@ -54,25 +56,6 @@ def weight_memory_kind(depth: int, lutrom_max_depth: int = LUTROM_MAX_DEPTH) -> 
     if depth == 1:
         return "constant"
     return "lutrom" if depth <= lutrom_max_depth else "bram"
-
-
-def weight_words(weights: np.ndarray, pe: int, simd: int) -> list[int]:
-    """Weight memory words of ``(mh, mw)`` bits: address ``nf*SF + sf``, bit ``p*simd + s``.
-
-    ``(K, mh, mw)`` planes (a composite layer) share each word: plane ``k`` holds
-    bits ``k*pe*simd ..``.
-    """
-    weights = np.asarray(weights)
-    if weights.ndim == 3:
-        width = pe * simd
-        per_plane = [weight_words(plane, pe, simd) for plane in weights]
-        return [sum(w << (k * width) for k, w in enumerate(words))
-                for words in zip(*per_plane, strict=True)]
-    mh, mw = weights.shape
-    nf, sf = mh // pe, mw // simd
-    w = weights.reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3)
-    return [int(sum(int(b) << i for i, b in enumerate(word)))
-            for word in w.reshape(nf * sf, pe * simd)]
 
 
 def accumulator_range(weights: np.ndarray, input_bits: int, bipolar: bool,
@@ -99,39 +82,6 @@ def accumulator_range(weights: np.ndarray, input_bits: int, bipolar: bool,
     return (0, bound) if bipolar else (-bound, bound)
 
 
-def fold_words(values, pe: int, width: int) -> list[int]:
-    """A per-neuron ROM's words: fold ``nf`` at address ``nf``, neuron ``nf*pe + p`` at bits
-    ``p*width ..``, two's complement (thresholds, polarities, domain offsets)."""
-    mask = (1 << width) - 1
-    v = [int(x) for x in np.asarray(values).reshape(-1)]
-    return [sum((x & mask) << (p * width) for p, x in enumerate(v[i:i + pe]))
-            for i in range(0, len(v), pe)]
-
-
-def threshold_words(thresholds: np.ndarray, pe: int, acc_width: int) -> tuple[int, list[int]]:
-    """``(bits per threshold, words)`` (:func:`fold_words`): as few bits as the values need.
-
-    The compiler's thresholds lie in ``lo .. hi + 1`` of the accumulator's range
-    (``compiler.passes.exact_threshold``), so they are sized to that range. ``acc_width``
-    is kept for callers; the width does not depend on it.
-    """
-    t = np.asarray(thresholds, dtype=np.int64)
-    width = max(2, *(signed_bits(int(v)) for v in (t.min(), t.max())))
-    return width, fold_words(t, pe, width)
-
-
-def signed_bits(value: int) -> int:
-    """Bits of the smallest two's-complement shape holding ``value``."""
-    return (value if value >= 0 else -value - 1).bit_length() + 1
-
-
-def offset_words(offset, pe: int) -> tuple[int, list[int]]:
-    """``(bits per offset, words)`` of a domain layer's offsets (:func:`fold_words`)."""
-    offset = [int(v) for v in offset]
-    width = max(2, max(abs(v) for v in offset).bit_length() + 1)
-    return width, fold_words(offset, pe, width)
-
-
 def _checked(acc_shape: Shape, lo: int, hi: int, thresholds, mh: int) -> np.ndarray | None:
     """Refuse an accumulator shape that cannot hold ``lo .. hi`` or thresholds not ``(mh,)``."""
     a_lo = -(1 << (acc_shape.width - 1)) if acc_shape.signed else 0
@@ -144,54 +94,6 @@ def _checked(acc_shape: Shape, lo: int, hi: int, thresholds, mh: int) -> np.ndar
     if thresholds.shape != (mh,):
         raise ValueError(f"thresholds must have shape ({mh},), not {thresholds.shape}")
     return thresholds
-
-
-def _as_signed(v: Value) -> Value:
-    """``v`` as a signed value of the same numeric value (one more bit when unsigned)."""
-    return v if v.shape().signed else Cat(v, Const(0, 1)).as_signed()
-
-
-def _add(m: Module, a: Value, b: Value) -> Value:
-    """``a + b``; unsigned operands of at most two bits as logic, not a carry chain.
-
-    The first two levels of a popcount add 1- and 2-bit values: as logic, each sum
-    bit is one LUT4 of at most four inputs (the first level's XNORs included), where
-    a carry chain would spend a carry cell on every bit.
-    """
-    if a.shape().signed or b.shape().signed or max(len(a), len(b)) > 2:
-        return _wire(m, a + b, keep=True)
-    if len(a) == 1 and len(b) == 1:
-        return _wire(m, Cat(a ^ b, a & b))
-    a, b = Cat(a, Const(0, 2 - len(a))), Cat(b, Const(0, 2 - len(b)))
-    c0 = a[0] & b[0]
-    return _wire(m, Cat(a[0] ^ b[0], a[1] ^ b[1] ^ c0, (a[1] & b[1]) | (c0 & (a[1] ^ b[1]))))
-
-
-def _bits_on_wire(m: Module, bits: list[Value]) -> list[Value]:
-    """One-bit values as the bits of one wire (:func:`_wire`)."""
-    wire = _wire(m, Cat(*bits))
-    return [wire[i] for i in range(len(bits))]
-
-
-def _wire(m: Module, value: Value, keep: bool = False) -> Signal:
-    """``value`` on a wire of its own: later uses read the wire instead of re-emitting the
-    expression (each use of an expression is a copy in the netlist, so a tree of
-    expressions used more than once grows exponentially). ``keep`` stops yosys from
-    merging a chain of additions into one multi-operand adder, which it maps to LUT full
-    adders instead of carry chains."""
-    out = Signal(value.shape(), attrs={"keep": 1} if keep else {})
-    m.d.comb += out.eq(value)
-    return out
-
-
-def _reg(m: Module, value: Value, en: Value, name: str, control: bool = False) -> Signal:
-    """``value`` registered when ``en``; reset only where it is ``control`` (valid bits and
-    the like): datapath registers have no reset, which on the iCE40 (whose flip-flops reset
-    only when enabled) saves a LUT each and keeps the reset's fan-out small."""
-    sig = Signal(value.shape(), name=name, reset_less=not control)
-    with m.If(en):
-        m.d.sync += sig.eq(value)
-    return sig
 
 
 class MVU(wiring.Component):
@@ -330,7 +232,7 @@ class MVU(wiring.Component):
         if self.weight_memory == "lutrom":
             rd = mem.read_port(domain="comb")
             m.d.comb += rd.addr.eq(addr)
-            return _reg(m, rd.data, en, "w_lut")
+            return reg(m, rd.data, en, "w_lut")
         rd = mem.read_port()
         m.d.comb += [rd.addr.eq(addr), rd.en.eq(en)]
         return rd.data
@@ -375,14 +277,14 @@ class MVU(wiring.Component):
             if not keep:
                 return [Const(0, 1)]
             if self.bipolar:
-                bits = _wire(m, Cat(*[wp[s] & ~(xs[s] ^ pol) for s in keep]))
+                bits = wire(m, Cat(*[wp[s] & ~(xs[s] ^ pol) for s in keep]))
                 return [bits[i] for i in range(len(keep))]
             return [Mux(wp[s], Mux(pol, xs[s], -xs[s]), 0) for s in keep]
         if self.bipolar:
-            xnor = _wire(m, ~(x ^ wp))
+            xnor = wire(m, ~(x ^ wp))
             return [xnor[s] for s in range(self.simd)]
         if self.shared_input_sum:  # w & x; the lane's sum becomes 2 S - X after the tree
-            gated = _wire(m, Cat(*[xs[s] & wp[s].replicate(b) for s in range(self.simd)]))
+            gated = wire(m, Cat(*[xs[s] & wp[s].replicate(b) for s in range(self.simd)]))
             return [gated[s * b:(s + 1) * b] for s in range(self.simd)]
         return [Mux(wp[s], xs[s], -xs[s]) for s in range(self.simd)]
 
@@ -438,16 +340,16 @@ class MVU(wiring.Component):
         longest = max(len(t) for t in lanes)
         lanes = [t + [Const(0, 1)] * (longest - len(t)) for t in lanes]
         # one-bit terms feed the logic half adders, which read each input twice: on a wire
-        lanes = [_bits_on_wire(m, t) if all(len(v) == 1 for v in t) else t for t in lanes]
+        lanes = [bits_on_wire(m, t) if all(len(v) == 1 for v in t) else t for t in lanes]
         level = 0
         while len(lanes[0]) > 1:
-            lanes = [[_add(m, t[i], t[i + 1]) if i + 1 < len(t) else t[i]
+            lanes = [[add(m, t[i], t[i + 1]) if i + 1 < len(t) else t[i]
                       for i in range(0, len(t), 2)] for t in lanes]
             level += 1
             if level % self.levels_per_stage == 0 or len(lanes[0]) == 1:
-                lanes = [[_reg(m, v, en, f"tree{level}_p{p}_{i}") for i, v in enumerate(t)]
+                lanes = [[reg(m, v, en, f"tree{level}_p{p}_{i}") for i, v in enumerate(t)]
                          for p, t in enumerate(lanes)]
-                ctl = _reg(m, ctl, en, f"tree{level}_ctl", control=True)
+                ctl = reg(m, ctl, en, f"tree{level}_ctl", control=True)
         return [t[0] for t in lanes], ctl
 
     def elaborate(self, platform) -> Module:
@@ -478,7 +380,7 @@ class MVU(wiring.Component):
         if nf_n == 1:
             active = i.valid
             m.d.comb += i.ready.eq(en)
-            x = _reg(m, i.payload, en, "x_in")
+            x = reg(m, i.payload, en, "x_in")
         else:
             active, x = self._input_banks(m, en, sf, nf)
         with m.If(en & active):  # stage 0: fold counters
@@ -489,10 +391,10 @@ class MVU(wiring.Component):
 
         # stage 1: weights and input word
         w = self._weights(m, addr, en)
-        ctl1 = _reg(m, self._ctl(active, sf, nf), en, "ctl1", control=True)
+        ctl1 = reg(m, self._ctl(active, sf, nf), en, "ctl1", control=True)
         if self.weight_memory == "bram" or nf_n > 1:  # a block RAM's slow output: registered
-            w, x = _reg(m, w, en, "w_q"), _reg(m, x, en, "x_q")
-            ctl1 = _reg(m, ctl1, en, "ctl_q", control=True)
+            w, x = reg(m, w, en, "w_q"), reg(m, x, en, "x_q")
+            ctl1 = reg(m, ctl1, en, "ctl_q", control=True)
         return self._lanes(m, x, w, ctl1[3:3 + len(nf)]), ctl1
 
     def _input_banks(self, m: Module, en: Value, sf: Value, nf: Value) -> tuple[Value, Value]:
@@ -535,8 +437,8 @@ class MVU(wiring.Component):
         nf_bits = Shape.cast(range(self.nf)).width
         valid, first, last, nfi = ctl[0], ctl[1], ctl[2], ctl[3:3 + nf_bits]
         if self.shared_input_sum:  # sum(w ? x : -x) = 2 sum(w & x) - sum(x)
-            x_sum = _as_signed(sums[-1])
-            sums = [(_as_signed(v) << 1) - x_sum for v in sums[:-1]] + \
+            x_sum = as_signed(sums[-1])
+            sums = [(as_signed(v) << 1) - x_sum for v in sums[:-1]] + \
                 ([sums[-1]] if self.offset is not None else [])
         sums = self._combine(sums) if self.offset is None else self._domain(m, sums, nfi)
         accs, totals = [], []
@@ -547,16 +449,16 @@ class MVU(wiring.Component):
                 m.d.sync += acc.eq(total)
             accs.append(acc)
             totals.append(total)
-        done = _reg(m, valid & last, en, "done", control=True)
-        tot = [_reg(m, t, en, f"tot{p}") for p, t in enumerate(totals)]
+        done = reg(m, valid & last, en, "done", control=True)
+        tot = [reg(m, t, en, f"tot{p}") for p, t in enumerate(totals)]
 
         if self.thresholds is None:
             m.d.comb += [o.valid.eq(done),
                          o.payload.eq(Cat(*[t[:self.acc_shape.width] for t in tot]))]
             return
         thr = self._threshold(m, nfi, en)  # read with the totals, ready beside them
-        out_valid = _reg(m, done, en, "out_valid", control=True)
-        out_bits = _reg(m, Cat(*[t >= th for t, th in zip(tot, thr, strict=True)]), en, "out_bits")
+        out_valid = reg(m, done, en, "out_valid", control=True)
+        out_bits = reg(m, Cat(*[t >= th for t, th in zip(tot, thr, strict=True)]), en, "out_bits")
         m.d.comb += [o.valid.eq(out_valid), o.payload.eq(out_bits)]
 
 

@@ -15,7 +15,9 @@ import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import memory
 
-from .mvu import MVU, _reg, weight_memory_kind, weight_words
+from .arith import reg
+from .memwords import weight_words
+from .mvu import MVU, weight_memory_kind
 
 __all__ = ["SerialCompositeMVU", "serial_weight_words"]
 
@@ -89,9 +91,9 @@ class SerialCompositeMVU(MVU):
 
         # stage 1: weights and input word; ctl: valid, first, last, fold, plane
         w = self._weights(m, addr, en)
-        x_in = _reg(m, i.payload, en, "x_in")
+        x_in = reg(m, i.payload, en, "x_in")
         ctl = Cat(active, (sf == 0) & (k == 0), (sf == sf_n - 1) & last_plane, nf, k)
-        ctl1 = _reg(m, ctl, en, "ctl1", control=True)
+        ctl1 = reg(m, ctl, en, "ctl1", control=True)
         if nf_n > 1:
             m.submodules.inbuf = buf = memory.Memory(shape=unsigned(len(i.payload)), depth=sf_n,
                                                      init=[])
@@ -99,7 +101,7 @@ class SerialCompositeMVU(MVU):
             m.d.comb += [wr.addr.eq(sf), wr.data.eq(i.payload),
                          wr.en.eq(go & first_fold & last_plane),
                          rd.addr.eq(sf), rd.en.eq(en)]
-            from_stream = _reg(m, first_fold, en, "from_stream", control=True)
+            from_stream = reg(m, first_fold, en, "from_stream", control=True)
             x = Mux(from_stream, x_in, rd.data)
         else:
             x = x_in
@@ -116,8 +118,8 @@ class SerialCompositeMVU(MVU):
             value = s * self.plane_scale[0]
             for k in range(1, self.planes):
                 value = Mux(plane == k, s * self.plane_scale[k], value)
-            scaled.append(_reg(m, value, en, f"scaled{p}"))
-        return scaled, _reg(m, ctl, en, "scaled_ctl", control=True)
+            scaled.append(reg(m, value, en, f"scaled{p}"))
+        return scaled, reg(m, ctl, en, "scaled_ctl", control=True)
 
     def _combine(self, sums: list[Value]) -> list[Value]:
         """The planes are scaled one a cycle in :meth:`_tree` and added by the accumulator."""
