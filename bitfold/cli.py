@@ -16,6 +16,12 @@ from bitfold import verbs
 __all__ = ["main"]
 
 
+def _score_bits_option(p: argparse.ArgumentParser) -> None:
+    """``--score-bits``, for every verb that folds class scores into integers."""
+    p.add_argument("--score-bits", type=int, default=32,
+                   help="signed width of the integer class scores (default: 32)")
+
+
 def _train_options(p: argparse.ArgumentParser, run: bool = False) -> None:
     from bitfold.train.catalog import DATASETS, MODEL_NAMES, OPTIMIZERS, SCHEDULES
 
@@ -170,8 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and write BUILD/graph.json, tensors.npz and compile.json.")
     p.add_argument("run", metavar="RUN", help="run folder written by bitfold train")
     p.add_argument("--out", metavar="BUILD", help="build folder (default: build/RUN-NAME)")
-    p.add_argument("--score-bits", type=int, default=32,
-                   help="signed width of the integer class scores (default: 32)")
+    _score_bits_option(p)
     p.set_defaults(func=verbs.cmd_compile)
 
     p = sub.add_parser("import", help="a QONNX / FINN-ONNX binary network -> the IR (BUILD/)",
@@ -193,8 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-bits", type=int, default=8, metavar="B",
                    help="pixels are 0 .. 2**B - 1 (default: 8)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N test frames")
-    p.add_argument("--score-bits", type=int, default=32,
-                   help="signed width of the integer class scores (default: 32)")
+    _score_bits_option(p)
     p.set_defaults(func=verbs.cmd_import)
 
     p = sub.add_parser("export", help="a RUN or BUILD -> a QONNX model",
