@@ -1,7 +1,7 @@
 """Atomic artifact writes and schema-checked JSON reads, shared by every stage.
 
 An interrupted stage must never leave a half artifact that a later stage takes
-for whole (DESIGN.md §1): everything is written to a temporary file in the
+for whole (docs/architecture.md, section 1): everything is written to a temporary file in the
 same folder and renamed into place.
 """
 

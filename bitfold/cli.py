@@ -1,4 +1,4 @@
-"""The ``bitfold`` command line: one verb per pipeline stage (DESIGN.md §1).
+"""The ``bitfold`` command line: one verb per pipeline stage (docs/architecture.md, section 1).
 
 Stage modules are imported lazily inside each verb, so ``bitfold --help`` is
 instant and a verb only pays for what it uses. Expected failures (bad input,

@@ -1,4 +1,4 @@
-"""The compiler stage: numpy only, never torch (DESIGN.md §2-§5; docs/ir.md).
+"""The compiler stage: numpy only, never torch (docs/architecture.md, docs/ir.md).
 
 Modules, imported on demand (nothing heavy happens here):
 

@@ -1,4 +1,4 @@
-"""The analytic cost model of the streaming accelerator (DESIGN.md §5).
+"""The analytic cost model of the streaming accelerator (docs/architecture.md, section 5).
 
 Each binary layer is a matrix-vector unit (MVU) with ``MH`` output neurons
 (rows) and ``MW`` inputs per neuron (``k*k*C_in`` for a convolution). ``PE``

@@ -1,6 +1,6 @@
 """The golden model's reference interpreter: the IR executed in plain integers.
 
-One function per node kind, written to be read against DESIGN.md §3 rather
+One function per node kind, written to be read against docs/ir.md ("Nodes") rather
 than to be fast (:mod:`bitfold.compiler.packed` is the fast executor and must
 agree with this one exactly). Values are numpy arrays with the batch first:
 integers as int64, bipolar tensors as their bits (uint8, 1 means +1).

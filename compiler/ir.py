@@ -1,11 +1,11 @@
-"""The bitfold IR: frozen dataclasses for feed-forward binary networks (DESIGN.md §4).
+"""The bitfold IR: frozen dataclasses for feed-forward binary networks (docs/ir.md).
 
 A :class:`Graph` is an ordered tuple of nodes; every node produces one tensor
 named like the node and reads tensors of earlier nodes by name. Tensors are
 integers with a :class:`TensorType` (shape, bits, signedness):
 
 * ``bits == 1 and signed`` is a *bipolar* tensor, values in {-1, +1}, held as
-  bits (1 means +1, 0 means -1; DESIGN.md §3);
+  bits (1 means +1, 0 means -1; docs/architecture.md, "Numerics");
 * otherwise ``signed`` is two's complement of ``bits`` bits (at least 2) and
   unsigned is ``0 .. 2**bits - 1``.
 

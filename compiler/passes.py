@@ -1,7 +1,7 @@
 """Passes over the IR: pure functions ``graph -> graph`` that return verified graphs.
 
 ``fold`` runs the two that turn a freshly lowered graph (real per-channel
-affines, DESIGN.md §3) into the integer graph hardware executes:
+affines; docs/architecture.md, "Numerics") into the integer graph hardware executes:
 
 1. :func:`fold_signs_into_thresholds` -- exact: every ``AffineSign`` becomes a
    ``Threshold`` with ``acc >= T``; channels with a negative slope get their

@@ -1,4 +1,4 @@
-"""Type inference and verification of IR graphs (DESIGN.md §4: ``verify`` runs after every pass).
+"""Type inference and verification of IR graphs (docs/ir.md; ``verify`` runs after every pass).
 
 Types are derived exactly: a popcount over ``fan_in`` inputs is
 ``0 .. fan_in``, a multi-bit accumulator ``-fan_in * max .. fan_in * max``,

@@ -1,4 +1,4 @@
-"""bitfold.hw: the streaming XNOR-popcount dataflow accelerator (DESIGN.md §5).
+"""bitfold.hw: the streaming XNOR-popcount dataflow accelerator (docs/architecture.md, section 5).
 
 Amaranth components that talk through ``amaranth.lib.stream`` interfaces
 (:mod:`.mvu`; sparse layers' :mod:`.index_mvu` and :mod:`.group_mvu`; composite layers'

@@ -1,4 +1,4 @@
-"""The matrix-vector unit: PE x SIMD XNOR-popcount (or signed-add) lanes, folded (DESIGN.md §5).
+"""The matrix-vector unit: PE x SIMD XNOR-popcount (or signed-add) lanes, folded (docs/architecture.md, 5).
 
 One input vector of ``mw`` elements arrives as ``SF = mw / simd`` words of
 ``simd`` elements. For each of ``NF = mh / pe`` neuron folds the unit spends

@@ -1,4 +1,4 @@
-"""Max pooling of bipolar maps: OR over each window (DESIGN.md §3), one input pixel per cycle."""
+"""Max pooling of bipolar maps: OR over each window (docs/architecture.md, 3), one input pixel per cycle."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 A binary layer binarizes its input (unless it is a first layer taking
 unsigned multi-bit input) and uses ``weight``, which after
 :func:`parametrize_model` is ``alpha * sign(reconstruction)``. Padding of binary
-feature maps uses a constant binary value (default -1, DESIGN.md §3), applied
+feature maps uses a constant binary value (default -1, docs/architecture.md), applied
 explicitly so training and hardware agree exactly.
 
 The float baseline (``quantizer="float"``) is the same network with the sign

@@ -1,6 +1,6 @@
 """Binarization: sign with a straight-through estimator, and weight scales.
 
-Numeric spec (DESIGN.md §3): ``sign(0) = +1`` everywhere. The backward pass is
+Numeric spec (docs/architecture.md, "Numerics"): ``sign(0) = +1`` everywhere. The backward pass is
 the clipped identity (the "hard tanh" STE of BinaryConnect / XNOR-Net): the
 gradient passes where ``|x| <= 1`` and is zero elsewhere.
 """

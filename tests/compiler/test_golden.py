@@ -1,4 +1,4 @@
-"""The reference interpreter on hand-computed values (DESIGN.md §3); the packed executor."""
+"""The reference interpreter on hand-computed values (docs/architecture.md, 3); the packed executor."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN.md §2: the compiler never imports torch, so hardware work needs no trainer."""
+"""The compiler never imports torch, so hardware work needs no trainer (docs/architecture.md, 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN.md §2: the hardware generator never imports torch."""
+"""The hardware generator never imports torch (docs/architecture.md, section 2)."""
 
 from __future__ import annotations
 
