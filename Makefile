@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.bitfold-setup
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: setup demo test test-slow bench lint clean
+.PHONY: setup demo test test-fast test-slow bench lint typecheck check clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,16 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow or ci"
 
+# The edit-run loop's tier: the import contract, the compiler, the hardware units in amaranth.sim,
+# board tops and flows without FPGA tools, interop; no training, no HDL simulator, no whole-network
+# simulation (tests/hw/test_network.py) and no Brevitas. `make test` runs all of these too.
+FAST := tests/test_import_contract.py tests/compiler tests/hw tests/boards tests/interop \
+	tests/bitfold/test_board_clock_figures.py
+NOT_FAST := tests/hw/test_trained.py tests/hw/test_network.py tests/interop/test_brevitas.py
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" $(FAST) $(addprefix --ignore=,$(NOT_FAST)) \
+		--deselect tests/interop/test_import.py::test_run_import_folds_generates_simulates_and_benches
+
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
@@ -42,5 +52,17 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check bitfold train compiler hw sim boards interop tests benchmarks
 
+# mypy cannot follow pyproject's package-dir mapping (bitfold.compiler -> compiler/), so it reads
+# .typecheck/bitfold/, a tree of symlinks laid out as the installed package. Settings: pyproject.toml.
+TYPED := compiler hw
+typecheck: setup
+	rm -rf .typecheck && mkdir -p .typecheck/bitfold
+	for f in bitfold/*.py; do ln -s ../../$$f .typecheck/bitfold/; done
+	for d in train compiler hw sim boards interop; do ln -s ../../$$d .typecheck/bitfold/$$d; done
+	MYPYPATH=.typecheck $(BIN)/mypy $(foreach p,$(TYPED),-p bitfold.$(p))
+
+# what CI runs: lint, type check, tests
+check: lint typecheck test
+
 clean:
-	rm -rf runs build .pytest_cache
+	rm -rf runs build .pytest_cache .typecheck .mypy_cache

@@ -30,8 +30,11 @@ class ArtifactError(ValueError):
     """An artifact is missing, broken or of another schema version."""
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it to ``path``."""
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it to ``path``.
+
+    What ``write`` returns is ignored (``Path.write_text``'s count, for one).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

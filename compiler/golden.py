@@ -27,10 +27,13 @@ from .ir import (
     BinaryDense,
     CompositeConv2d,
     CompositeDense,
+    ConvNode,
+    DenseNode,
     DomainConv2d,
     DomainDense,
     Graph,
     MaxPool2d,
+    MVUNode,
     Node,
     ScoreAffine,
     SparseConv2d,
@@ -78,7 +81,7 @@ def check_inputs(graph: Graph, x: np.ndarray | Mapping[str, np.ndarray]) -> dict
     return out
 
 
-def pad_bit(node: BinaryConv2d, t_in: TensorType) -> int:
+def pad_bit(node: ConvNode, t_in: TensorType) -> int:
     """The stored value a convolution pads with: a bit for bipolar input, else the integer."""
     if t_in.bipolar:
         return 1 if node.pad_value == 1 else 0
@@ -110,14 +113,14 @@ def _accumulate_sparse(mask: np.ndarray, polarity: np.ndarray, x: np.ndarray,
     return out
 
 
-def layer_rows(node: Node, rows: np.ndarray, t_in: TensorType) -> np.ndarray:
+def layer_rows(node: MVUNode, rows: np.ndarray, t_in: TensorType) -> np.ndarray:
     """The accumulators of any binary layer kind for input rows ``(N, fan_in)``."""
     planes = mvu_matrix(node)
     if isinstance(node, SparseDense | SparseConv2d):
         return _accumulate_sparse(planes[0], node.polarity, rows, t_in.bipolar)
     if isinstance(node, CompositeDense | CompositeConv2d):
-        return sum(int(m) * _accumulate(w, rows, t_in.bipolar)
-                   for m, w in zip(node.plane_scale, planes, strict=True))
+        return np.sum([int(m) * _accumulate(w, rows, t_in.bipolar)
+                       for m, w in zip(node.plane_scale, planes, strict=True)], axis=0)
     if isinstance(node, DomainDense | DomainConv2d):
         # scale * A + offset * X; X the input's sum (bipolar: the number of +1 bits)
         x_sum = rows.sum(axis=1, dtype=np.int64)[:, None]
@@ -125,12 +128,12 @@ def layer_rows(node: Node, rows: np.ndarray, t_in: TensorType) -> np.ndarray:
     return _accumulate(planes[0], rows, t_in.bipolar)
 
 
-def binary_dense(node: BinaryDense, x: np.ndarray, t_in: TensorType) -> np.ndarray:
+def binary_dense(node: DenseNode, x: np.ndarray, t_in: TensorType) -> np.ndarray:
     """Popcount (bipolar input) or signed sum (multi-bit input) per output neuron."""
     return layer_rows(node, x.reshape(len(x), -1), t_in)
 
 
-def binary_conv2d(node: BinaryConv2d, x: np.ndarray, t_in: TensorType) -> np.ndarray:
+def binary_conv2d(node: ConvNode, x: np.ndarray, t_in: TensorType) -> np.ndarray:
     """Pad with ``pad_value``, then each ``(k, k, C_in)`` window is a dense layer's input."""
     n, h, w, c = x.shape
     k, s, p = node.kernel, node.stride, node.pad
@@ -194,7 +197,8 @@ def affine_arg_max(node: AffineArgMax, acc: np.ndarray, t_in: TensorType) -> np.
     return out
 
 
-KERNELS: dict[type[Node], Callable[[Node, np.ndarray, TensorType], np.ndarray]] = {
+# one kernel per node kind: (node, input values, input type) -> output values
+KERNELS: dict[type[Node], Callable[..., np.ndarray]] = {
     BinaryDense: binary_dense,
     BinaryConv2d: binary_conv2d,
     SparseDense: binary_dense,

@@ -23,6 +23,7 @@ fold into, evaluated exactly. Hardware graphs hold only integers.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -40,14 +41,17 @@ __all__ = [
     "BinaryConv2d",
     "BinaryDense",
     "CONV_KINDS",
+    "ConvNode",
     "CompositeConv2d",
     "CompositeDense",
     "DENSE_KINDS",
+    "DenseNode",
     "DomainConv2d",
     "DomainDense",
     "Graph",
     "Input",
     "MVU_KINDS",
+    "MVUNode",
     "MaxPool2d",
     "Node",
     "ScoreAffine",
@@ -346,7 +350,7 @@ class CompositeConv2d(Node):
                                                     "plane_scale": ("int64", 1)}
 
 
-def _integer_scale(node: Node) -> None:
+def _integer_scale(node: DomainDense | DomainConv2d) -> None:
     """A domain layer's ``scale`` as a Python int (numpy integers too); anything else is refused."""
     if isinstance(node.scale, bool) or not isinstance(node.scale, int | np.integer):
         raise IRError(f"{node.name}.scale must be an integer, not {node.scale!r}")
@@ -407,6 +411,10 @@ FOLDED_KINDS = frozenset({"Input", "BinaryDense", "BinaryConv2d", "Threshold", "
 DENSE_KINDS = (BinaryDense, SparseDense, CompositeDense, DomainDense)
 CONV_KINDS = (BinaryConv2d, SparseConv2d, CompositeConv2d, DomainConv2d)
 MVU_KINDS = DENSE_KINDS + CONV_KINDS
+# The same groups as types, for annotations.
+DenseNode = BinaryDense | SparseDense | CompositeDense | DomainDense
+ConvNode = BinaryConv2d | SparseConv2d | CompositeConv2d | DomainConv2d
+MVUNode = DenseNode | ConvNode
 
 
 def mvu_matrix(node: Node) -> np.ndarray:
@@ -419,8 +427,10 @@ def mvu_matrix(node: Node) -> np.ndarray:
         w = node.mask[None]
     elif isinstance(node, CompositeDense | CompositeConv2d):
         w = node.weight
-    else:
+    elif isinstance(node, BinaryDense | BinaryConv2d | DomainDense | DomainConv2d):
         w = node.weight[None]
+    else:
+        raise IRError(f"{node.name!r} is a {node.kind}, not a binary layer; it has no weights")
     return w.reshape(w.shape[0], w.shape[1], -1)
 
 
@@ -439,7 +449,7 @@ class Graph:
     nodes: tuple[Node, ...]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    types: MappingProxyType
+    types: Mapping[str, TensorType]  # held as a read-only MappingProxyType
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(self.nodes))

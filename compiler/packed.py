@@ -36,10 +36,10 @@ from .ir import (
     FOLDED_KINDS,
     MVU_KINDS,
     ArgMax,
-    BinaryConv2d,
-    BinaryDense,
     CompositeConv2d,
     CompositeDense,
+    ConvNode,
+    DenseNode,
     DomainConv2d,
     DomainDense,
     Graph,
@@ -157,7 +157,8 @@ class _CompositeMvu:
     scales: tuple[int, ...]
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
-        return sum(m * mvu(rows) for m, mvu in zip(self.scales, self.planes, strict=True))
+        return np.sum([m * mvu(rows) for m, mvu in zip(self.scales, self.planes, strict=True)],
+                      axis=0)
 
 
 @dataclass(frozen=True)
@@ -211,10 +212,10 @@ class PackedExecutor:
             if isinstance(node, MVU_KINDS):
                 self._mvus[node.name] = _mvu_of(node, graph.types[node.input], bit_serial)
 
-    def _dense(self, node: BinaryDense, x: np.ndarray, t_in: TensorType) -> np.ndarray:
+    def _dense(self, node: DenseNode, x: np.ndarray, t_in: TensorType) -> np.ndarray:
         return self._mvus[node.name](x.reshape(len(x), -1))
 
-    def _conv(self, node: BinaryConv2d, x: np.ndarray, t_in: TensorType) -> np.ndarray:
+    def _conv(self, node: ConvNode, x: np.ndarray, t_in: TensorType) -> np.ndarray:
         n, h, w, c = x.shape
         k, s, p = node.kernel, node.stride, node.pad
         if p:

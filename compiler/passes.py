@@ -32,6 +32,7 @@ from .ir import (
     DomainConv2d,
     DomainDense,
     Graph,
+    MVUNode,
     Node,
     ScoreAffine,
     SparseConv2d,
@@ -77,7 +78,7 @@ def exact_threshold(slope: float, offset: float, lo: int, hi: int,
     return min(max(t, lo2), hi2 + 1), negate
 
 
-def _negated(node: Node, rows: np.ndarray) -> Node:
+def _negated(node: MVUNode, rows: np.ndarray) -> MVUNode:
     """Negate output channels ``rows``: flip their weight bits (a sparse row: its polarity;
     a domain row: its bits and its offset)."""
     if isinstance(node, SparseDense | SparseConv2d):

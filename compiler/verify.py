@@ -8,6 +8,7 @@ scores the exact extremes of their integer affine; no width is guessed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -46,7 +47,7 @@ def _fail(graph: str, node: Node, msg: str) -> IRError:
 
 def _needs_int(g: str, node: Node, t: TensorType, what: str = "an integer accumulator") -> None:
     if t.bipolar:
-        raise _fail(g, node, f"input {node.input!r} is bipolar {t.describe()}, expected {what}")
+        raise _fail(g, node, f"input {node.inputs[0]!r} is bipolar {t.describe()}, expected {what}")
 
 
 def channel_ranges(node: Node, t: TensorType) -> list[tuple[int, int, int]]:
@@ -99,7 +100,7 @@ def _mvu(g: str, node: Node, t: TensorType, fan_in: int, c_out: int,
         raise _fail(g, node, f"weight needs at least one output and one input, not "
                              f"{tuple(mvu_matrix(node).shape[1:])}")
     if not t.bipolar and t.signed:
-        raise _fail(g, node, f"multi-bit input {node.input!r} must be unsigned, not "
+        raise _fail(g, node, f"multi-bit input {node.inputs[0]!r} must be unsigned, not "
                              f"{t.describe()}")
     if isinstance(node, SparseDense | SparseConv2d) and node.polarity.shape != (c_out,):
         raise _fail(g, node, f"polarity has {len(node.polarity)} entries, expected {c_out} "
@@ -122,13 +123,13 @@ def _mvu(g: str, node: Node, t: TensorType, fan_in: int, c_out: int,
 
 def _channels(g: str, node: Node, t: TensorType, attrs: tuple[str, ...]) -> int:
     if not t.shape:
-        raise _fail(g, node, f"input {node.input!r} is a scalar; expected channels last")
+        raise _fail(g, node, f"input {node.inputs[0]!r} is a scalar; expected channels last")
     c = t.shape[-1]
     for attr in attrs:
         n = len(getattr(node, attr))
         if n != c:
             raise _fail(g, node, f"{attr} has {n} entries, expected {c} (the channels of "
-                                 f"{node.input!r} {t.describe()})")
+                                 f"{node.inputs[0]!r} {t.describe()})")
     return c
 
 
@@ -214,7 +215,7 @@ def _infer_sign(g: str, node: AffineSign, t: TensorType, rng) -> Inferred:
 def _vector(g: str, node: Node, t: TensorType, attrs: tuple[str, ...]) -> int:
     _needs_int(g, node, t)
     if len(t.shape) != 1:
-        raise _fail(g, node, f"input {node.input!r} {t.describe()} must be a 1-D vector")
+        raise _fail(g, node, f"input {node.inputs[0]!r} {t.describe()} must be a 1-D vector")
     return _channels(g, node, t, attrs)
 
 
@@ -234,7 +235,9 @@ def _infer_argmax(g: str, node: ArgMax | AffineArgMax, t: TensorType, rng) -> In
     return int_type((), 0, c - 1), (0, c - 1)
 
 
-_INFER = {Input: _infer_input, BinaryDense: _infer_dense, BinaryConv2d: _infer_conv,
+# one rule per node kind; each takes (graph name, node, input type, input range)
+_INFER: dict[type[Node], Callable[..., Inferred]] = {
+          Input: _infer_input, BinaryDense: _infer_dense, BinaryConv2d: _infer_conv,
           SparseDense: _infer_dense, SparseConv2d: _infer_conv,
           CompositeDense: _infer_dense, CompositeConv2d: _infer_conv,
           DomainDense: _infer_dense, DomainConv2d: _infer_conv,
@@ -266,7 +269,7 @@ def _walk(nodes: tuple[Node, ...], graph: str):
                 raise _fail(graph, node, f"reads {ref!r}, which no earlier node produces")
         src = node.inputs[0] if node.inputs else None
         types[node.name], ranges[node.name] = _infer_node(
-            graph, node, types.get(src), ranges.get(src))
+            graph, node, None if src is None else types[src], None if src is None else ranges[src])
     return types, ranges
 
 
@@ -306,3 +309,4 @@ def verify(graph: Graph) -> Graph:
         extra = sorted(set(stored) - set(types))
         raise IRError(f"graph {g!r}: types declared for unknown tensors {extra}")
     return graph
+

@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +259,7 @@ def generate(build: str | Path, graph: Graph, folding: Folding) -> dict[str, Any
     for name, mem in _memories(plan).items():
         texts[f"mem/{name}"] = render("memory.mem.j2", mem)
     for name, text in texts.items():
-        atomic_write(rtl / name, lambda tmp, text=text: tmp.write_text(text))
+        atomic_write(rtl / name, partial(Path.write_text, data=text))
     for old in [*rtl.glob("*.v"), *rtl.glob("mem/*.mem")]:  # from an earlier generate
         if old.relative_to(rtl).as_posix() not in texts:
             old.unlink()

@@ -56,9 +56,10 @@ class SerialCompositeMVU(MVU):
         super().__init__(weights, pe, simd, acc_shape, thresholds=thresholds,
                          input_bits=input_bits, bipolar=bipolar,
                          levels_per_stage=levels_per_stage, plane_scale=plane_scale)
+        self.serial_scales = [int(m) for m in plane_scale]  # MVU.plane_scale, never None here
         self.weight_memory = weight_memory_kind(self.nf * self.sf * self.planes)
         self.weight_width = pe * simd
-        self.shared_input_sum = False  # its lanes take +-x terms (no input-sum lane)
+        self.shared_input_sum = self.paired = False  # its lanes take +-x terms
 
     def weight_words(self) -> list[int]:
         """Weight memory words (:func:`serial_weight_words`): address ``(nf*SF + sf)*K + k``."""
@@ -115,9 +116,9 @@ class SerialCompositeMVU(MVU):
         plane = ctl[3 + nf_bits:]
         scaled = []
         for p, s in enumerate(sums):
-            value = s * self.plane_scale[0]
+            value = s * self.serial_scales[0]
             for k in range(1, self.planes):
-                value = Mux(plane == k, s * self.plane_scale[k], value)
+                value = Mux(plane == k, s * self.serial_scales[k], value)
             scaled.append(reg(m, value, en, f"scaled{p}"))
         return scaled, reg(m, ctl, en, "scaled_ctl", control=True)
 
