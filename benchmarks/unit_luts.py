@@ -36,7 +36,6 @@ def unit(pe: int, simd: int, bits: int, nf: int = 4, sf: int = 4, seed: int = 0)
     """The MVU of one case, with random weights and thresholds inside the accumulator range."""
     from amaranth.hdl import signed, unsigned
 
-    import bitfold.compiler.ir  # noqa: F401  (loads the compiler package in its own order)
     from bitfold.hw.mvu import MVU, accumulator_range
 
     rng = np.random.default_rng(seed)

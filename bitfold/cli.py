@@ -3,109 +3,30 @@
 Stage modules are imported lazily inside each verb, so ``bitfold --help`` is
 instant and a verb only pays for what it uses. Expected failures (bad input,
 missing or broken artifacts) end in one line on stderr and exit status 2.
+
+This module is the composition root: ``bitfold run``'s pipeline
+(:mod:`bitfold.pipeline`) does not import it, but is handed one callable per
+stage verb (:func:`stage_verbs`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bitfold import verbs
+from bitfold.options import (
+    folding_options,
+    param_options,
+    score_bits_option,
+    train_options,
+)
 
-__all__ = ["main"]
+__all__ = ["STAGE_VERBS", "build_parser", "main", "stage_verbs"]
 
-
-def _score_bits_option(p: argparse.ArgumentParser) -> None:
-    """``--score-bits``, for every verb that folds class scores into integers."""
-    p.add_argument("--score-bits", type=int, default=32,
-                   help="signed width of the integer class scores (default: 32)")
-
-
-def _train_options(p: argparse.ArgumentParser, run: bool = False) -> None:
-    from bitfold.train.catalog import DATASETS, MODEL_NAMES, OPTIMIZERS, SCHEDULES
-
-    g = p.add_argument_group("model and data")
-    g.add_argument("--model", default="mlp-digits", choices=MODEL_NAMES)
-    g.add_argument("--dataset", default="digits", choices=DATASETS,
-                   help="digits is embedded; mnist, fashion-mnist, cifar10 and npz (your own: "
-                        "train.npz and test.npz with uint8 x and class indices y) read --data-dir")
-    g.add_argument("--data-dir", help="folder holding the dataset's files")
-    g.add_argument("--dropout", type=float, default=0.0)
-    g.add_argument("--input-bits", type=int, metavar="B",
-                   help="1: binarize the input inside the network (+1 where pixel >= "
-                        "--input-threshold, else -1; FINN's SFC/LFC), so the first layer is an "
-                        "XNOR-popcount layer too; default: the data set's multi-bit pixels"
-                        + ("; with --import: the pixels are 0 .. 2**B - 1 (default: 8)"
-                           if run else ""))
-    g.add_argument("--input-threshold", type=int, metavar="T",
-                   help="with --input-bits 1: the smallest pixel that becomes +1 (default: half "
-                        "the data set's full scale, rounded up: 128 for 8-bit images, 8 for the "
-                        "digits' 0..16)")
-    g = p.add_argument_group("optimization")
-    g.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
-    g.add_argument("--lr", type=float, default=1e-2)
-    g.add_argument("--weight-decay", type=float, default=0.0)
-    g.add_argument("--schedule", default="cosine", choices=SCHEDULES)
-    g.add_argument("--step-size", type=int, default=10, help="epochs between LR drops (step)")
-    g.add_argument("--gamma", type=float, default=0.1, help="LR factor per drop (step)")
-    g.add_argument("--epochs", type=int, default=20)
-    g.add_argument("--batch-size", type=int, default=64, help="global batch size (all processes)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--augment", action="store_true", help="random shifts (and flips on cifar10)")
-    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    g.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
-
-
-def _param_options(p: argparse.ArgumentParser, grid: bool = False) -> None:
-    from bitfold.train.catalog import ALPHA_MODES, PARAMS, QUANTIZERS
-
-    g = p.add_argument_group("binary weights")
-    if not grid:
-        g.add_argument("--param", default="holistic-tucker", choices=PARAMS,
-                       help="factorization of the latent weights (default: holistic-tucker)")
-        g.add_argument("--alpha", default="learned", choices=ALPHA_MODES,
-                       help="per-channel weight scale (default: learned)")
-    g.add_argument("--rank", type=float,
-                   help="fraction of each mode kept (svd/tucker/holistic-tucker) or the CP rank; "
-                        "full rank when omitted")
-    g.add_argument("--init-from", metavar="CKPT",
-                   help="start from the real weights of a checkpoint or a --param dense run")
-    g.add_argument("--quantizer", default="binary", choices=QUANTIZERS,
-                   help="binary: alpha*sign(W) (default); sparse: {0, b} per channel at "
-                        "--sparsity; composite: --bases K binary planes; domain: {a, b} per "
-                        "channel (every layer; an offset plus a scaled binary weight); float: "
-                        "real weights and hard-tanh activations, a baseline to compare "
-                        "accuracy with; it cannot be compiled")
-    g.add_argument("--sparsity", type=float, metavar="S",
-                   help="fraction of zero weights per output channel (sparse)")
-    g.add_argument("--sparse-group", type=int, metavar="G",
-                   help="sparse: keep exactly (1-S)*G of every G consecutive inputs (N:G "
-                        "structured sparsity, e.g. --sparsity 0.75 --sparse-group 4 is 1:4), so "
-                        "the hardware stores and computes only the kept ones")
-    g.add_argument("--sparse-first-layer", action="store_true",
-                   help="sparse: sparsify the first layer too; by default it stays binary, "
-                        "since {0, b} weights on unsigned pixels can only add them up (no "
-                        "contrast) and the network learns far worse")
-    g.add_argument("--bases", type=int, metavar="K", help="binary planes per weight (composite)")
-    g.add_argument("--low-rank", type=int, metavar="R",
-                   help="composite: hidden dense layers become two binary matrices of rank R")
-
-
-def _folding_options(p: argparse.ArgumentParser) -> None:
-    """BUILD and the ways to choose a folding, shared by ``fold`` and ``generate``."""
-    p.add_argument("build", metavar="BUILD", help="build folder written by bitfold compile")
-    p.add_argument("--target-fps", type=float, metavar="F", help="frames per second to reach")
-    p.add_argument("--clock-mhz", type=float, metavar="M",
-                   help="clock for --target-fps or a budget (default: 100; a --folding FILE "
-                        "has its own)")
-    p.add_argument("--max-luts", type=int, metavar="N",
-                   help="LUT budget: the fastest folding whose estimate fits")
-    p.add_argument("--max-brams", type=int, metavar="N", help="block RAM budget")
-    p.add_argument("--folding", metavar="FILE",
-                   help="a folding.json (written by bitfold fold or by hand), checked and costed")
-    p.add_argument("--device", default="ecp5", choices=["ecp5", "ice40"],
-                   help="resource model (default: ecp5)")
+# The verbs bitfold run runs as its stages.
+STAGE_VERBS = ("train", "import", "compile", "golden", "generate", "simulate", "build", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a binary network into a run folder",
                        description="Train a binary network whose binary weights are parametrized "
                                    "by real-valued factorizations (Bulat et al.).")
-    _train_options(p)
-    _param_options(p)
+    train_options(p)
+    param_options(p)
     p.add_argument("--out", metavar="RUN", help="run folder (default: runs/MODEL-DATASET)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     p.set_defaults(func=verbs.cmd_train)
@@ -132,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "OUT/report.md with plots. A stage whose inputs are unchanged "
                                    "is reused. Defaults: the embedded digits data set, mlp-digits, "
                                    "holistic Tucker with learned alpha, icebreaker.")
-    _train_options(p, run=True)
-    _param_options(p)
+    train_options(p, run=True)
+    param_options(p)
     p.add_argument("--out", metavar="OUT", help="run folder (default: runs/run-MODEL-DATASET)")
     g = p.add_argument_group("hardware")
     g.add_argument("--board", default="icebreaker", help="board to fold for and build "
@@ -157,13 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --import: the model's input is pixel * S (default: 1/255; "
                         "--input-bits B: pixels are 0 .. 2**B - 1, default 8)")
     p.add_argument("--force", action="store_true", help="rerun every stage")
-    p.set_defaults(func=verbs.cmd_run)
+    p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("ablate", help="the paper's ablation grid over several seeds",
                        description="Train parametrization x alpha over N seeds; write a table "
                                    "(mean +- std) and a plot.")
-    _train_options(p)
-    _param_options(p, grid=True)
+    train_options(p)
+    param_options(p, grid=True)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--params", default="dense,svd,tucker,holistic-tucker")
     p.add_argument("--alphas", default="analytic,learned")
@@ -176,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and write BUILD/graph.json, tensors.npz and compile.json.")
     p.add_argument("run", metavar="RUN", help="run folder written by bitfold train")
     p.add_argument("--out", metavar="BUILD", help="build folder (default: build/RUN-NAME)")
-    _score_bits_option(p)
+    score_bits_option(p)
     p.set_defaults(func=verbs.cmd_compile)
 
     p = sub.add_parser("import", help="a QONNX / FINN-ONNX binary network -> the IR (BUILD/)",
@@ -198,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-bits", type=int, default=8, metavar="B",
                    help="pixels are 0 .. 2**B - 1 (default: 8)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N test frames")
-    _score_bits_option(p)
+    score_bits_option(p)
     p.set_defaults(func=verbs.cmd_import)
 
     p = sub.add_parser("export", help="a RUN or BUILD -> a QONNX model",
@@ -237,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Pick a folding for a target frame rate or the fastest one "
                                    "within a LUT/block-RAM budget, or check a hand-written one; "
                                    "write BUILD/folding.json with cycles and estimates.")
-    _folding_options(p)
+    folding_options(p)
     p.add_argument("--allow-padding", action="store_true",
                    help="allow PE/SIMD that do not divide the layer (padded last fold)")
     p.set_defaults(func=verbs.cmd_fold)
@@ -248,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "LUT/block-RAM budget, or read from a file; write BUILD/rtl/ "
                                    "(Verilog core and AXI-Stream "
                                    "wrapper, memory files, manifest.json) and BUILD/folding.json.")
-    _folding_options(p)
+    folding_options(p)
     p.set_defaults(func=verbs.cmd_generate)
 
     p = sub.add_parser("simulate", help="RTL simulation vs the golden model: BUILD/sim/report.json",
@@ -330,9 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the verb ``args`` names; an expected failure is one line on stderr and exit status 2."""
     from bitfold.artifacts import ArtifactError
 
     try:
@@ -343,6 +263,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"bitfold {args.verb}: interrupted", file=sys.stderr)
         return 130
+
+
+def stage_verbs() -> dict[str, Callable[[Sequence[str]], int]]:
+    """One callable per stage verb: it takes that verb's arguments and returns its exit status.
+
+    ``stage_verbs()["golden"](["build/a"])`` is ``bitfold golden build/a``, in this process.
+    """
+    parser = build_parser()
+
+    def runner(verb: str) -> Callable[[Sequence[str]], int]:
+        def run(arguments: Sequence[str]) -> int:
+            return _dispatch(parser.parse_args([verb, *arguments]))
+        return run
+
+    return {verb: runner(verb) for verb in STAGE_VERBS}
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """``bitfold run``: the pipeline, with the stage verbs it runs."""
+    from bitfold.pipeline import run_pipeline
+
+    run_pipeline(args, stage_verbs(), say=lambda line: print(line, flush=True))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return _dispatch(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

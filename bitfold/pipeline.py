@@ -2,7 +2,10 @@
 
 A run folder ``OUT`` holds ``train/`` (the run), ``build/`` (the build) and the
 report. Each stage is the ``bitfold`` verb a user would type (printed, so it
-can be rerun alone), run in this process through :func:`bitfold.cli.main`.
+can be rerun alone), run in this process by the callable the caller hands in for
+that verb (``bitfold.cli.stage_verbs``; this module does not import the CLI). A
+stage's command line is its identity: it is what is printed, what its key
+hashes, and what its verb is given.
 After a stage succeeds its *key* is recorded in ``OUT/stages.json``: a hash of
 its command line, of the files it reads and of bitfold's version, together
 with a hash of each file it wrote. On the next run a stage whose key matches
@@ -23,25 +26,28 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bitfold import __version__
 from bitfold.artifacts import ArtifactError, read_json, write_json
+from bitfold.options import train_argv
 
-__all__ = ["LUT_SHARE", "RunError", "Stage", "run_pipeline"]
+__all__ = ["LUT_SHARE", "RunError", "Stage", "VerbRunner", "run_pipeline"]
 
 STAMPS = "stages.json"
-# Training options the printed command always shows, default or not.
-ALWAYS = ("--model", "--dataset", "--param", "--alpha", "--epochs")
 STAMPS_SCHEMA = 1
 RUN_SCHEMA = 1
 # The share of a board's LUTs the default folding budgets with the cost model, which counts
 # the datapath only: whole builds measured 4.1-4.5x its estimate on the iCE40 and 2.5-3.3x on
 # the ECP5 (BENCHMARKS.md, Boards), so these shares leave room for the rest.
 LUT_SHARE = {"ice40": 0.2, "ecp5": 0.25}
+
+
+VerbRunner = Callable[[Sequence[str]], int]
+"""Runs one verb on its arguments (the command line after ``bitfold VERB``); returns its exit status."""
 
 
 class RunError(ValueError):
@@ -131,17 +137,11 @@ class _Stamps:
             write_json(self.path, self.doc)
 
 
-def _run_verb(argv: list[str]) -> int:
-    from bitfold.cli import main
-
-    sys.stdout.flush()
-    return main(argv)
-
-
 @dataclass
 class _Pipeline:
     out: Path
     stamps: _Stamps
+    verbs: Mapping[str, VerbRunner]
     say: Callable[[str], None]
     total: int
     timings: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -169,8 +169,9 @@ class _Pipeline:
         self.stamps.forget(stage)
         t0 = time.perf_counter()
         code = 0
-        for argv in stage.commands:
-            code = _run_verb(argv)
+        for verb, *arguments in stage.commands:
+            sys.stdout.flush()
+            code = self.verbs[verb](arguments)
             if code not in stage.ok_codes:
                 raise RunError(f"stage {stage.name} failed (exit {code}); fix what it says and "
                                f"run `bitfold run` again (finished stages are reused), or run "
@@ -214,29 +215,8 @@ class _Pipeline:
 
 
 def _train_argv(args) -> list[str]:
-    """The ``bitfold train`` command for the training options in ``args``.
-
-    Read off the train verb's own parser, so every training option ``run`` accepts
-    reaches the trainer; options left at their defaults are left out.
-    """
-    import argparse
-
-    from bitfold.cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    argv = ["train"]
-    for action in sub.choices["train"]._actions:
-        flag = action.option_strings[-1] if action.option_strings else None
-        if flag in (None, "--help", "--out", "--resume") or not hasattr(args, action.dest):
-            continue
-        value = getattr(args, action.dest)
-        if value is None or value == action.default and flag not in ALWAYS:
-            continue
-        if action.nargs == 0:
-            argv.append(flag)
-        else:
-            argv += [flag, str(value)]
-    return argv
+    """The ``bitfold train`` command for ``run``'s training options (:func:`bitfold.options.train_argv`)."""
+    return train_argv(args)
 
 
 def _import_argv(args, build: str) -> list[str]:
@@ -251,8 +231,13 @@ def _data_files(args) -> list[Path]:
     return [Path(args.data_dir)] if args.data_dir else []
 
 
-def run_pipeline(args, say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or reuse) every stage for ``args`` (the ``bitfold run`` options); return run.json."""
+def run_pipeline(args, verbs: Mapping[str, VerbRunner],
+                 say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or reuse) every stage for ``args`` (the ``bitfold run`` options); return run.json.
+
+    ``verbs`` maps each stage's verb (``train``, ``compile``, ...) to what runs it
+    in this process; the board build alone runs in a child ``python -m bitfold``.
+    """
     from bitfold.boards.targets import get_board
 
     if getattr(args, "quantizer", "binary") == "float":
@@ -317,7 +302,7 @@ def run_pipeline(args, say: Callable[[str], None] = print) -> dict[str, Any]:
     for stage in stages.values():
         stage.root = out
     stamps = _Stamps(out, args.force)
-    pipe = _Pipeline(out, stamps, say, total=len(stages) + 1)
+    pipe = _Pipeline(out, stamps, verbs, say, total=len(stages) + 1)
     t0 = time.perf_counter()
     for name in ("import", "generate") if imported else ("train", "compile", "golden", "generate"):
         pipe.run(stages[name])

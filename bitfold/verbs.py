@@ -1,4 +1,4 @@
-"""What each ``bitfold`` verb does; the parser and the error handling are in ``bitfold.cli``.
+"""What each ``bitfold`` verb does; the parser, the error handling and ``run`` are in ``bitfold.cli``.
 
 Stage modules are imported inside each verb, so a verb only pays for what it uses.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 __all__ = [
     "cmd_ablate", "cmd_bench", "cmd_boards", "cmd_build", "cmd_compile", "cmd_export", "cmd_fold",
-    "cmd_generate", "cmd_golden", "cmd_import", "cmd_infer", "cmd_run", "cmd_simulate", "cmd_train",
+    "cmd_generate", "cmd_golden", "cmd_import", "cmd_infer", "cmd_simulate", "cmd_train",
 ]
 
 
@@ -364,11 +364,4 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"{front[0]['luts']} LUTs to {front[-1]['fps']:,.0f} fps at {front[-1]['luts']} "
               f"LUTs (estimates)")
         print(f"written: {build}/sweep.json, sweep.png")
-    return 0
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from bitfold.pipeline import run_pipeline
-
-    run_pipeline(args, say=lambda line: print(line, flush=True))
     return 0

@@ -11,8 +11,8 @@ integers with a :class:`TensorType` (shape, bits, signedness):
 
 Feature maps are ``(H, W, C)``, channels innermost, the order hardware streams
 them in; a dense layer reads its input flattened in that row-major order.
-Types are derived from the nodes (:func:`infer_types`) exactly, from fan-in,
-and :func:`verify` checks a graph's stored types against them.
+Types are derived from the nodes exactly, from fan-in, by
+:func:`bitfold.compiler.verify.infer_types`, and ``verify`` checks a graph's stored types against them.
 
 Two node kinds exist only before folding (``compiler.passes``):
 :class:`AffineSign` and :class:`AffineArgMax` hold the real per-channel affine
@@ -59,10 +59,7 @@ __all__ = [
     "SparseDense",
     "TensorType",
     "Threshold",
-    "infer_types",
     "mvu_matrix",
-    "value_ranges",
-    "verify",
 ]
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -441,8 +438,10 @@ def mvu_matrix(node: Node) -> np.ndarray:
 class Graph:
     """A network: nodes in execution order, its input and output tensor names, all types.
 
-    Build one with :meth:`Graph.build`, which derives the types; ``verify``
-    checks a graph built any other way (e.g. read from disk).
+    Build one with :func:`bitfold.compiler.verify.build_graph`, which derives the
+    types; ``verify`` checks a graph made any other way (e.g. read from disk). The
+    IR's dataclasses know nothing of type inference, so this module imports no other
+    module of the compiler but ``errors``.
     """
 
     name: str
@@ -456,16 +455,6 @@ class Graph:
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "outputs", tuple(self.outputs))
         object.__setattr__(self, "types", MappingProxyType(dict(self.types)))
-
-    @classmethod
-    def build(cls, name: str, nodes: tuple[Node, ...] | list[Node],
-              outputs: tuple[str, ...] | list[str]) -> Graph:
-        """A verified graph: its inputs are its :class:`Input` nodes, its types derived."""
-        nodes = tuple(nodes)
-        inputs = tuple(n.name for n in nodes if isinstance(n, Input))
-        graph = cls(name, nodes, inputs, tuple(outputs), infer_types(nodes, name))
-        verify(graph)
-        return graph
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -491,6 +480,3 @@ class Graph:
 
     __hash__ = None  # type: ignore[assignment]
 
-
-# verify is its own module; re-exported here because every pass calls it.
-from .verify import infer_types, value_ranges, verify  # noqa: E402

@@ -38,10 +38,8 @@ from .ir import (
     SparseConv2d,
     SparseDense,
     Threshold,
-    value_ranges,
-    verify,
 )
-from .verify import channel_ranges
+from .verify import build_graph, channel_ranges, value_ranges, verify
 
 __all__ = [
     "DEFAULT_SCORE_BITS",
@@ -126,7 +124,7 @@ def fold_signs_into_thresholds(graph: Graph) -> Graph:
             replaced[src.name] = _negated(src, negate)
         replaced[node.name] = Threshold(node.name, node.input, thresholds)
     nodes = tuple(replaced.get(n.name, n) for n in graph.nodes)
-    return Graph.build(graph.name, nodes, graph.outputs)
+    return build_graph(graph.name, nodes, graph.outputs)
 
 
 def score_exponent(k: list[Fraction], c: list[Fraction], lo: int, hi: int,
@@ -189,7 +187,7 @@ def fold_scores_into_integers(graph: Graph, score_bits: int = DEFAULT_SCORE_BITS
         names.add(score_name)
         nodes += [ScoreAffine(score_name, node.input, scale, bias),
                   ArgMax(node.name, score_name)]
-    return Graph.build(graph.name, nodes, graph.outputs)
+    return build_graph(graph.name, nodes, graph.outputs)
 
 
 def run_passes(graph: Graph, passes: Sequence[Callable[[Graph], Graph]]) -> Graph:

@@ -23,7 +23,8 @@ import numpy as np
 from bitfold.artifacts import atomic_write
 
 from .errors import IRError, IRFormatError
-from .ir import NODE_KINDS, Graph, Node, TensorType, verify
+from .ir import NODE_KINDS, Graph, Node, TensorType
+from .verify import verify
 
 __all__ = [
     "GRAPH_FILE",

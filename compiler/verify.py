@@ -38,7 +38,8 @@ from .ir import (
     mvu_matrix,
 )
 
-__all__ = ["channel_ranges", "domain_range", "infer_types", "value_ranges", "verify"]
+__all__ = ["build_graph", "channel_ranges", "domain_range", "infer_types", "value_ranges",
+           "verify"]
 
 
 def _fail(graph: str, node: Node, msg: str) -> IRError:
@@ -305,8 +306,15 @@ def verify(graph: Graph) -> Graph:
             if stored.get(name) != t:
                 have = stored[name].describe() if name in stored else "missing"
                 raise IRError(f"graph {g!r}: tensor {name!r} is declared {have}, but its node "
-                              f"gives {t.describe()}; rebuild the graph with Graph.build")
+                              f"gives {t.describe()}; rebuild the graph with build_graph")
         extra = sorted(set(stored) - set(types))
         raise IRError(f"graph {g!r}: types declared for unknown tensors {extra}")
     return graph
 
+
+def build_graph(name: str, nodes: tuple[Node, ...] | list[Node],
+                outputs: tuple[str, ...] | list[str]) -> Graph:
+    """A verified :class:`Graph`: its inputs are its :class:`Input` nodes, its types derived."""
+    nodes = tuple(nodes)
+    inputs = tuple(n.name for n in nodes if isinstance(n, Input))
+    return verify(Graph(name, nodes, inputs, tuple(outputs), infer_types(nodes, name)))

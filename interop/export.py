@@ -19,7 +19,6 @@ and states its quantization the QONNX way:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,7 +36,7 @@ from bitfold.compiler.ir import (
 
 from .errors import InteropError
 
-__all__ = ["export_graph", "export_path", "onnx_input"]
+__all__ = ["export_graph", "onnx_input", "onnx_shape"]
 
 QONNX = "qonnx.custom_op.general"
 
@@ -197,22 +196,3 @@ def onnx_input(graph: Graph, x: np.ndarray) -> np.ndarray:
     if x.ndim == 4:
         x = x.transpose(0, 3, 1, 2)
     return x.astype(np.float32)
-
-
-def export_path(args: Any) -> int:
-    """``bitfold export RUN|BUILD --out MODEL.onnx``: write, then check against golden."""
-    from .export_check import check_export, load_source, save_model
-
-    graph, frames, labels, name = load_source(Path(args.source), args)
-    model = export_graph(graph)
-    out = Path(args.out)
-    save_model(model, out)
-    dims = ", ".join(str(d) for d in onnx_shape(graph.types[graph.inputs[0]].shape))
-    print(f"{out}: {graph.name} as QONNX ({len(model.graph.node)} nodes; input "
-          f"{model.get_tensor_datatype('input').name} (1, {dims}), output int64 class scores)")
-    if frames is None:
-        return 0
-    same_class, same_scores, n = check_export(graph, model, frames)
-    print(f"{out}: qonnx execute_onnx == golden on {same_class} of {n} {name} test frames "
-          f"(classes), {same_scores} of {n} (scores, exactly)")
-    return 0 if same_class == same_scores == n else 1

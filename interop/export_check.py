@@ -1,4 +1,7 @@
-"""What ``bitfold export`` reads (a run or a build, and its test frames), writes and checks."""
+"""``bitfold export``: what it reads (a run or a build, and its test frames), writes and checks.
+
+The QONNX graph itself is :mod:`.export`'s; this module drives the verb.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ import numpy as np
 from bitfold.compiler.ir import Graph, ScoreAffine
 
 from .errors import InteropError
+from .export import export_graph, onnx_input, onnx_shape
 
-__all__ = ["check_export", "load_source", "save_model"]
+__all__ = ["check_export", "export_path", "load_source", "save_model"]
 
 
 def load_source(path: Path, args: Any) -> tuple[Graph, np.ndarray | None, np.ndarray | None, str]:
@@ -58,7 +62,6 @@ def check_export(graph: Graph, model: Any, frames: np.ndarray) -> tuple[int, int
     """``(frames with the same class, frames with identical scores, frames)``: qonnx vs golden."""
     from bitfold.compiler.packed import PackedExecutor
 
-    from .export import onnx_input
     from .onnx_model import execute_frames
 
     score = next(n.name for n in graph.nodes if isinstance(n, ScoreAffine))
@@ -68,3 +71,20 @@ def check_export(graph: Graph, model: Any, frames: np.ndarray) -> tuple[int, int
     same_scores = int((scores == golden[score]).all(axis=1).sum())
     same_class = int((scores.argmax(axis=1) == golden[out]).sum())
     return same_class, same_scores, len(frames)
+
+
+def export_path(args: Any) -> int:
+    """``bitfold export RUN|BUILD --out MODEL.onnx``: write, then check against golden."""
+    graph, frames, labels, name = load_source(Path(args.source), args)
+    model = export_graph(graph)
+    out = Path(args.out)
+    save_model(model, out)
+    dims = ", ".join(str(d) for d in onnx_shape(graph.types[graph.inputs[0]].shape))
+    print(f"{out}: {graph.name} as QONNX ({len(model.graph.node)} nodes; input "
+          f"{model.get_tensor_datatype('input').name} (1, {dims}), output int64 class scores)")
+    if frames is None:
+        return 0
+    same_class, same_scores, n = check_export(graph, model, frames)
+    print(f"{out}: qonnx execute_onnx == golden on {same_class} of {n} {name} test frames "
+          f"(classes), {same_scores} of {n} (scores, exactly)")
+    return 0 if same_class == same_scores == n else 1

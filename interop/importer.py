@@ -31,50 +31,17 @@ import numpy as np
 
 from bitfold.compiler.ir import AffineArgMax, Graph, Input, Node, TensorType
 from bitfold.compiler.passes import DEFAULT_SCORE_BITS, fold
+from bitfold.compiler.verify import build_graph
 
 from .chain import Chain, Step, attr
 from .encoding import InputScale
 from .errors import InteropError, UnsupportedNodeError
+from .layers import acc_step, act_step
 from .layout import canonical, reshaped, scalar, transposed
 from .quantizers import input_levels
+from .values import FINAL_OPS, LAYOUT_OPS, MVU_OPS, _Acc, _Act, _Final, _Raw
 
 __all__ = ["ImportedNetwork", "import_model"]
-
-LAYOUT_OPS = ("Reshape", "Flatten", "Transpose")
-MVU_OPS = ("MatMul", "Gemm", "Conv", "XnorPopcountMatMul")
-FINAL_OPS = ("Softmax", "LogSoftmax", "ArgMax", "TopK")
-
-
-@dataclass
-class _Raw:
-    perm: np.ndarray
-    chain: Chain
-
-
-@dataclass
-class _Act:
-    ir: str
-    perm: np.ndarray
-    bipolar: bool
-    alpha: Fraction
-    beta: Fraction
-    pad: tuple[int, int] | None = None  # (pad, IR pad value) from a Pad node
-
-
-@dataclass
-class _Acc:
-    ir: str
-    chain: Chain
-    shape: tuple[int, ...]  # ONNX shape without batch: (C,) or (C, H, W)
-    pool: Any = None  # a MaxPool waiting for the sign
-    tensor: str = ""  # the ONNX tensor of the latest step
-
-
-@dataclass
-class _Final:
-    acc: _Acc
-    node: Any  # the first of the final nodes (a Softmax, say)
-
 
 @dataclass
 class ImportedNetwork:
@@ -171,7 +138,7 @@ class _Importer:
         slope, offset = acc.chain.affine()
         name = self.ir_name(self.model.find_producer(acc.tensor), "_class")
         self.add(AffineArgMax(name, acc.ir, slope, offset))
-        graph = fold(Graph.build(self.name, self.nodes, [name]), score_bits)
+        graph = fold(build_graph(self.name, self.nodes, [name]), score_bits)
         return ImportedNetwork(graph, self.encoding, acc.tensor, len(self.model.graph.node),
                                self.sources)
 
@@ -274,15 +241,11 @@ class _Importer:
     # ----------------------------------------------------------------- binary activations
 
     def _act(self, node: Any, x: _Act) -> Any:
-        from .layers import act_step
-
         return act_step(self, node, x)
 
     # ----------------------------------------------------------------- accumulators
 
     def _acc(self, node: Any, x: _Acc) -> Any:
-        from .layers import acc_step
-
         return acc_step(self, node, x)
 
 

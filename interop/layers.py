@@ -19,9 +19,9 @@ from bitfold.compiler.verify import channel_ranges
 
 from .chain import Chain, Step, attr
 from .errors import UnsupportedNodeError
-from .importer import FINAL_OPS, LAYOUT_OPS, MVU_OPS, _Acc, _Act, _Final
 from .layout import binary_weight, canonical, is_canonical, per_channel, scalar
 from .quantizers import quantizer_level
+from .values import FINAL_OPS, LAYOUT_OPS, MVU_OPS, _Acc, _Act, _Final
 
 __all__ = ["acc_step", "act_step"]
 

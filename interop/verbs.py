@@ -148,6 +148,6 @@ def golden_imported(args: argparse.Namespace, build: Path, prov: dict[str, Any])
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_path
+    from .export_check import export_path
 
     return export_path(args)

@@ -51,6 +51,7 @@ from bitfold.compiler.ir import (
     SparseConv2d,
     SparseDense,
 )
+from bitfold.compiler.verify import build_graph
 
 from .data import Dataset, load_dataset
 from .export import (
@@ -226,7 +227,7 @@ class _Lowering:
                               f"expected {self.net.num_classes} classes")
         self.nodes.append(AffineArgMax("class", self.cur, self.slope, self.offset))
         self.sources["class"] = self.sources[self.layer]
-        return Graph.build(self.net.model.replace("-", "_"), self.nodes, ["class"])
+        return build_graph(self.net.model.replace("-", "_"), self.nodes, ["class"])
 
 
 def lower(net: ExportedNetwork) -> tuple[Graph, dict[str, str]]:

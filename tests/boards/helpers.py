@@ -17,6 +17,7 @@ from bitfold.compiler.ir import (
     Threshold,
 )
 from bitfold.compiler.serialize import save_graph
+from bitfold.compiler.verify import build_graph
 
 
 def tiny_graph() -> Graph:
@@ -27,7 +28,7 @@ def tiny_graph() -> Graph:
              BinaryDense("fc1", "reg", rng.integers(0, 2, (3, 8))),
              ScoreAffine("scores", "fc1", np.array([2, -1, 1]), np.array([0, 5, -3])),
              ArgMax("class", "scores")]
-    return Graph.build("tiny", nodes, ["class"])
+    return build_graph("tiny", nodes, ["class"])
 
 
 def tiny_folding(graph: Graph, clock_mhz: float = 12.0, device: str = "ice40"):

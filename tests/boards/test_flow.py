@@ -25,6 +25,7 @@ from bitfold.cli import main
 from bitfold.compiler.folding import evaluate_folding, fold_for_budget
 from bitfold.compiler.ir import ArgMax, BinaryDense, Graph, Input, ScoreAffine, Threshold
 from bitfold.compiler.serialize import save_graph
+from bitfold.compiler.verify import build_graph
 
 from .helpers import tiny_build, tiny_graph
 
@@ -40,7 +41,7 @@ def big_graph() -> Graph:
              ScoreAffine("scores", "fc1", np.ones(10, dtype=np.int64),
                          np.zeros(10, dtype=np.int64)),
              ArgMax("class", "scores")]
-    return Graph.build("big", nodes, ["class"])
+    return build_graph("big", nodes, ["class"])
 
 
 def test_boards_verb_lists_devices_and_clocks(capsys) -> None:

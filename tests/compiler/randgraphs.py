@@ -28,7 +28,7 @@ from bitfold.compiler.ir import (
     SparseDense,
     TensorType,
 )
-from bitfold.compiler.verify import channel_ranges
+from bitfold.compiler.verify import build_graph, channel_ranges
 
 
 def _affine(rng: np.random.Generator, c: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,7 +155,7 @@ def lowered_graphs(draw, max_layers: int = 3, schemes: tuple[str, ...] = ("binar
         slope = np.round(slope)
         offset = np.round(offset)
     nodes.append(AffineArgMax("out", "fc_out", slope, offset))
-    return Graph.build(f"random{seed}", nodes, ["out"])
+    return build_graph(f"random{seed}", nodes, ["out"])
 
 
 def random_inputs(graph: Graph, n: int, seed: int) -> np.ndarray:

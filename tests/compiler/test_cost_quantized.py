@@ -14,10 +14,11 @@ from bitfold.compiler.ir import (
     ScoreAffine,
     SparseDense,
 )
+from bitfold.compiler.verify import build_graph
 
 
 def _graph(layer) -> Graph:
-    return Graph.build("g", [Input("x", (64,), 1, True), layer,
+    return build_graph("g", [Input("x", (64,), 1, True), layer,
                              ScoreAffine("s", "fc", np.ones(8, np.int64), np.zeros(8, np.int64)),
                              ArgMax("c", "s")], ["c"])
 

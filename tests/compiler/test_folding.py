@@ -28,11 +28,12 @@ from bitfold.compiler.ir import (
     ScoreAffine,
     Threshold,
 )
+from bitfold.compiler.verify import build_graph
 
 
 def cnn() -> Graph:
     rng = np.random.default_rng(0)
-    return Graph.build("cnn", [
+    return build_graph("cnn", [
         Input("x", (8, 8, 1), 5),
         BinaryConv2d("conv0", "x", rng.integers(0, 2, (16, 3, 3, 1)), 3, 1, 1, 0),
         Threshold("t0", "conv0", np.zeros(16, np.int64)),

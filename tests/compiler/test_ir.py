@@ -20,13 +20,12 @@ from bitfold.compiler.ir import (
     ScoreAffine,
     TensorType,
     Threshold,
-    value_ranges,
-    verify,
 )
+from bitfold.compiler.verify import build_graph, value_ranges, verify
 
 
 def small_cnn() -> Graph:
-    return Graph.build("cnn", [
+    return build_graph("cnn", [
         Input("x", (6, 6, 1), bits=8),
         BinaryConv2d("c0", "x", np.ones((4, 3, 3, 1)), kernel=3, stride=1, pad=1, pad_value=0),
         Threshold("t0", "c0", np.zeros(4, np.int64)),
@@ -60,7 +59,7 @@ def test_graph_equality_compares_arrays() -> None:
     other = small_cnn()
     nodes = list(other.nodes)
     nodes[2] = Threshold("t0", "c0", np.ones(4, np.int64))
-    assert Graph.build("cnn", nodes, ["cls"]) != small_cnn()
+    assert build_graph("cnn", nodes, ["cls"]) != small_cnn()
 
 
 def test_arrays_are_frozen_copies() -> None:
@@ -85,7 +84,7 @@ def test_constructors_check_their_arguments(make, message) -> None:
 
 
 def _bad(nodes, outputs=("y",)):
-    return lambda: Graph.build("g", nodes, list(outputs))
+    return lambda: build_graph("g", nodes, list(outputs))
 
 
 X = Input("x", (4,), bits=1, signed=True)
@@ -146,6 +145,6 @@ def test_verify_requires_inputs_to_be_the_input_nodes() -> None:
 
 def test_folded_flag() -> None:
     assert small_cnn().folded
-    g = Graph.build("g", [X, BinaryDense("d", "x", np.ones((2, 4))),
+    g = build_graph("g", [X, BinaryDense("d", "x", np.ones((2, 4))),
                           AffineArgMax("y", "d", [1.0, 2.0], [0.0, 0.0])], ["y"])
     assert not g.folded

@@ -21,7 +21,6 @@ from bitfold.compiler.ir import (
     Input,
     SparseDense,
     Threshold,
-    value_ranges,
 )
 from bitfold.compiler.passes import (
     exact_threshold,
@@ -31,6 +30,7 @@ from bitfold.compiler.passes import (
     score_error_bound,
     score_exponent,
 )
+from bitfold.compiler.verify import build_graph, value_ranges
 
 from .randgraphs import SCHEMES, lowered_graphs, random_inputs
 
@@ -94,7 +94,7 @@ def _exhaustive(graph: Graph) -> np.ndarray:
 ])
 def test_negative_and_degenerate_slopes_fold_exactly(bipolar, slope, offset) -> None:
     bits = 1 if bipolar else 3
-    g = Graph.build("g", [Input("x", (3,), bits, bipolar),
+    g = build_graph("g", [Input("x", (3,), bits, bipolar),
                           BinaryDense("d", "x", [[1, 0, 1], [0, 1, 1]]),
                           AffineSign("s", "d", [slope, -slope], [offset, offset])], ["s"])
     folded = fold_signs_into_thresholds(g)
@@ -125,7 +125,7 @@ def test_threshold_values() -> None:
 
 
 def test_negating_a_shared_layer_is_refused() -> None:
-    g = Graph.build("g", [Input("x", (2,), 1, True), BinaryDense("d", "x", [[1, 0]]),
+    g = build_graph("g", [Input("x", (2,), 1, True), BinaryDense("d", "x", [[1, 0]]),
                           AffineSign("s1", "d", [-1.0], [0.0]),
                           AffineSign("s2", "d", [1.0], [0.0])],
                     ["s1", "s2"])
@@ -135,7 +135,7 @@ def test_negating_a_shared_layer_is_refused() -> None:
 
 
 def test_negation_applies_to_the_producing_layer() -> None:
-    g = Graph.build("g", [Input("x", (2,), 1, True), BinaryDense("d", "x", [[1, 0]]),
+    g = build_graph("g", [Input("x", (2,), 1, True), BinaryDense("d", "x", [[1, 0]]),
                           Threshold("t", "d", [1]), BinaryDense("e", "t", [[1]]),
                           AffineSign("s", "e", [-1.0], [0.0])], ["s"])
     folded = fold_signs_into_thresholds(g)
@@ -144,7 +144,7 @@ def test_negation_applies_to_the_producing_layer() -> None:
 
 
 def test_negative_slope_needs_a_binary_layer() -> None:
-    g = Graph.build("g", [Input("x", (2,), 4), AffineSign("s", "x", [-1.0, 1.0], [0.0, 0.0])],
+    g = build_graph("g", [Input("x", (2,), 4), AffineSign("s", "x", [-1.0, 1.0], [0.0, 0.0])],
                     ["s"])
     with pytest.raises(IRError, match=r"^graph 'g': 's' has negative slopes, but its input 'x' "
                                       r"is a Input, not a binary layer"):
@@ -152,7 +152,7 @@ def test_negative_slope_needs_a_binary_layer() -> None:
 
 
 def test_dyadic_scores_fold_without_rounding_ties_included() -> None:
-    g = Graph.build("g", [Input("x", (1,), 4), BinaryDense("d", "x", [[1], [1], [0]]),
+    g = build_graph("g", [Input("x", (1,), 4), BinaryDense("d", "x", [[1], [1], [0]]),
                           AffineArgMax("a", "d", [0.5, 0.25, -0.125], [0.0, 0.5, 0.75])], ["a"])
     folded = fold_scores_into_integers(g, 16)
     x = _exhaustive(g)
@@ -163,7 +163,7 @@ def test_dyadic_scores_fold_without_rounding_ties_included() -> None:
 
 
 def test_score_bits_must_be_usable() -> None:
-    g = Graph.build("g", [Input("x", (1,), 4), BinaryDense("d", "x", [[1]]),
+    g = build_graph("g", [Input("x", (1,), 4), BinaryDense("d", "x", [[1]]),
                           AffineArgMax("a", "d", [1.0], [0.0])], ["a"])
     with pytest.raises(IRError, match=r"^score_bits must be 2\.\.62, not 70$"):
         fold_scores_into_integers(g, 70)
@@ -174,7 +174,7 @@ def test_score_bits_must_be_usable() -> None:
 def test_sparse_rows_with_different_nonzeros_fold_exactly(bipolar, slope, offset) -> None:
     bits = 1 if bipolar else 2
     mask = [[1, 0, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0]]
-    g = Graph.build("g", [Input("x", (4,), bits, bipolar),
+    g = build_graph("g", [Input("x", (4,), bits, bipolar),
                           SparseDense("d", "x", mask, [1, 0, 1]),
                           AffineSign("s", "d", [slope, -slope, slope], [offset] * 3)], ["s"])
     folded = fold_signs_into_thresholds(g)
@@ -192,7 +192,7 @@ def test_sparse_rows_with_different_nonzeros_fold_exactly(bipolar, slope, offset
 def test_composite_negation_flips_every_plane(bipolar) -> None:
     bits = 1 if bipolar else 2
     planes = [[[1, 0, 1], [0, 1, 1]], [[0, 0, 1], [1, 1, 1]]]
-    g = Graph.build("g", [Input("x", (3,), bits, bipolar),
+    g = build_graph("g", [Input("x", (3,), bits, bipolar),
                           CompositeDense("d", "x", planes, [256, 77]),
                           AffineSign("s", "d", [-1.0, 1.0], [300.0, -400.0])], ["s"])
     folded = fold_signs_into_thresholds(g)

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from bitfold.compiler.errors import IRError, IRFormatError
-from bitfold.compiler.ir import BinaryDense, Graph, Input, Threshold
+from bitfold.compiler.ir import BinaryDense, Input, Threshold
 from bitfold.compiler.passes import fold
 from bitfold.compiler.serialize import load_graph, read_npz, save_graph
+from bitfold.compiler.verify import build_graph
 
 from .randgraphs import SCHEMES, lowered_graphs
 
@@ -35,7 +36,7 @@ def test_round_trip_is_byte_identical(tmp_path_factory, graph) -> None:
 
 
 def _saved(tmp_path: Path) -> Path:
-    g = Graph.build("net", [Input("x", (3, 3, 1), 8),
+    g = build_graph("net", [Input("x", (3, 3, 1), 8),
                             BinaryDense("fc", "x", np.eye(4, 9, dtype=np.uint8)),
                             Threshold("t", "fc", [0, -5, 100, 2])], ["t"])
     save_graph(fold(g), tmp_path)
@@ -82,7 +83,7 @@ def test_truncated_npz(tmp_path) -> None:
 
 def test_npz_from_another_compile(tmp_path) -> None:
     build = _saved(tmp_path / "a")
-    other = Graph.build("net", [Input("x", (2,), 1, True), BinaryDense("fc", "x", [[1, 1]])],
+    other = build_graph("net", [Input("x", (2,), 1, True), BinaryDense("fc", "x", [[1, 1]])],
                         ["fc"])
     save_graph(other, tmp_path / "b")
     (build / "tensors.npz").write_bytes((tmp_path / "b" / "tensors.npz").read_bytes())

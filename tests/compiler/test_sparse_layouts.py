@@ -25,6 +25,7 @@ from bitfold.compiler.ir import (
     SparseDense,
     Threshold,
 )
+from bitfold.compiler.verify import build_graph
 
 
 def _graph(out_layer: str = "sparse") -> Graph:
@@ -41,7 +42,7 @@ def _graph(out_layer: str = "sparse") -> Graph:
              Threshold("t0", "fc0", rng.integers(0, 3, 64)), fc1,
              ScoreAffine("scores", "fc1", np.ones(4, np.int64), np.zeros(4, np.int64)),
              ArgMax("class", "scores")]
-    return Graph.build("sparse layouts", nodes, ["class"])
+    return build_graph("sparse layouts", nodes, ["class"])
 
 
 def test_index_layout_cycles_follow_the_kept_inputs_and_memory_the_positions() -> None:
@@ -114,7 +115,7 @@ def _grouped_graph(group: int = 4, kept: int = 1) -> Graph:
              SparseDense("fc1", "t0", mask(8, 32), rng.integers(0, 2, 8)),
              ScoreAffine("scores", "fc1", np.ones(8, np.int64), np.zeros(8, np.int64)),
              ArgMax("class", "scores")]
-    return Graph.build("grouped", nodes, ["class"])
+    return build_graph("grouped", nodes, ["class"])
 
 
 @pytest.mark.parametrize("group,kept", [(2, 1), (4, 1), (8, 2)])

@@ -19,7 +19,7 @@ from bitfold.compiler.ir import (
     Threshold,
 )
 from bitfold.compiler.passes import fold
-from bitfold.compiler.verify import channel_ranges
+from bitfold.compiler.verify import build_graph, channel_ranges
 
 
 def random_folding(graph: Graph, rng: np.random.Generator, index: float = 0.0,
@@ -59,7 +59,7 @@ def small_cnn(name: str = "cnn") -> Graph:
              BinaryDense("fc", "t1", rng.integers(0, 2, (5, 96))),
              ScoreAffine("scores", "fc", np.array([1, 2, 1, 3, 1]), np.array([0, -40, 3, -90, 0])),
              ArgMax("class", "scores")]
-    return Graph.build(name, nodes, ["class"])
+    return build_graph(name, nodes, ["class"])
 
 
 def group_mask(rng: np.random.Generator, rows: int, fan_in: int, group: int, kept: int,
@@ -103,7 +103,7 @@ def sparse_cnn(sparsity: float, name: str = "sparse cnn", group: int | None = No
             n = SparseConv2d(n.name, n.input, mask(n.weight.shape), rng.integers(0, 2, len(n.weight)),
                              n.kernel, n.stride, n.pad, n.pad_value)
         nodes.append(n)
-    return Graph.build(name, nodes, list(graph.outputs))
+    return build_graph(name, nodes, list(graph.outputs))
 
 
 def composite_mlp(name: str = "composite mlp") -> Graph:
@@ -112,7 +112,7 @@ def composite_mlp(name: str = "composite mlp") -> Graph:
 
     rng = np.random.default_rng(8)
     fc0 = CompositeDense("fc0", "input", rng.integers(0, 2, (2, 16, 64)), np.array([256, 101]))
-    lo_hi = channel_ranges(fc0, Graph.build("g", [Input("input", (8, 8, 1), 5), fc0],
+    lo_hi = channel_ranges(fc0, build_graph("g", [Input("input", (8, 8, 1), 5), fc0],
                                             ["fc0"]).types["input"])
     nodes = [Input("input", (8, 8, 1), 5), fc0,
              Threshold("t0", "fc0", np.array([rng.integers(lo // 8, hi // 8 + 1)
@@ -120,7 +120,7 @@ def composite_mlp(name: str = "composite mlp") -> Graph:
              CompositeDense("fc1", "t0", rng.integers(0, 2, (3, 10, 16)), np.array([256, 77, 5])),
              ScoreAffine("scores", "fc1", rng.integers(1, 4, 10), rng.integers(-9, 9, 10)),
              ArgMax("class", "scores")]
-    return Graph.build(name, nodes, ["class"])
+    return build_graph(name, nodes, ["class"])
 
 
 def domain_cnn(name: str = "domain cnn") -> Graph:
@@ -143,4 +143,4 @@ def domain_cnn(name: str = "domain cnn") -> Graph:
             n = DomainConv2d(n.name, n.input, n.weight, rng.integers(-600, 600, len(n.weight)),
                              256, n.kernel, n.stride, n.pad, n.pad_value)
         nodes.append(n)
-    return Graph.build(name, nodes, list(graph.outputs))
+    return build_graph(name, nodes, list(graph.outputs))

@@ -20,6 +20,7 @@ from bitfold.compiler.folding import evaluate_folding, fold_for_budget, fold_for
 from bitfold.compiler.golden import run_reference
 from bitfold.compiler.ir import BinaryDense, Graph, Input, ScoreAffine
 from bitfold.compiler.serialize import save_graph
+from bitfold.compiler.verify import build_graph
 from bitfold.hw.generate import generate
 from bitfold.hw.plan import HardwareError, build_plan
 from bitfold.hw.simulate import simulate_network
@@ -76,7 +77,7 @@ def small_mlp(name: str = "tiny net/1") -> Graph:
              BinaryDense("fc1", "reg", rng.integers(0, 2, (3, 8))),
              ScoreAffine("scores", "fc1", np.array([2, -1, 1]), np.array([0, 5, -3])),
              ArgMax("class", "scores")]
-    return Graph.build(name, nodes, ["class"])
+    return build_graph(name, nodes, ["class"])
 
 
 def test_small_network_meets_the_cycle_model() -> None:

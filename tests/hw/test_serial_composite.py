@@ -36,7 +36,7 @@ from bitfold.compiler.ir import (
     TensorType,
     Threshold,
 )
-from bitfold.compiler.verify import channel_ranges
+from bitfold.compiler.verify import build_graph, channel_ranges
 from bitfold.hw.mvu import MVU, accumulator_range
 from bitfold.hw.plan import build_plan
 from bitfold.hw.serial_mvu import SerialCompositeMVU, serial_weight_words
@@ -143,7 +143,7 @@ def composite_cnn(name: str = "composite cnn") -> Graph:
                                                                   hi - (hi - lo) // 3 + 1)
                                                      for lo, hi, _ in ranges]))
         nodes.append(n)
-    return Graph.build(name, nodes, list(graph.outputs))
+    return build_graph(name, nodes, list(graph.outputs))
 
 
 @pytest.mark.parametrize("make,choice", [
@@ -242,7 +242,7 @@ def test_folding_file_selects_serial_on_composite_layers_only(tmp_path) -> None:
     with pytest.raises(FoldingError, match=r"layer 'fc': layout='serial' is illegal; a binary "
                                            r"layer has 'dense' \('serial' is for composite"):
         evaluate_folding(binary, {"c0": (2, 6), "c1": (3, 4), "fc": (5, 8, "serial")})
-    sparse = Graph.build("sparse", [
+    sparse = build_graph("sparse", [
         *composite_mlp().nodes[:3],
         SparseDense("fc1", "t0", np.ones((10, 16), np.uint8), np.ones(10, np.uint8)),
         *composite_mlp().nodes[4:]], ["class"])

@@ -19,6 +19,7 @@ from bitfold.compiler.ir import (
 from bitfold.compiler.packed import PackedExecutor
 from bitfold.compiler.passes import fold
 from bitfold.compiler.serialize import save_graph
+from bitfold.compiler.verify import build_graph
 from bitfold.interop.encoding import InputScale
 from bitfold.interop.errors import InteropError
 from bitfold.interop.export import export_graph
@@ -46,7 +47,7 @@ def conv_graph(seed: int = 0, bits: int = 4, pad_value: int = 1) -> Graph:
              AffineSign("s2", "c2", *_affine(rng, 5, 18.0, 4.0)),
              BinaryDense("d3", "s2", w3),
              AffineArgMax("cls", "d3", rng.uniform(0.1, 1, 3), rng.normal(0, 1, 3))]
-    return fold(Graph.build("convnet", nodes, ["cls"]))
+    return fold(build_graph("convnet", nodes, ["cls"]))
 
 
 def test_export_equals_golden_exactly_on_random_frames():
@@ -79,7 +80,7 @@ def test_export_refuses_kinds_qonnx_cannot_hold():
              SparseDense("d", "input", rng.integers(0, 2, (3, 8)), rng.integers(0, 2, 3)),
              AffineArgMax("cls", "d", np.ones(3), np.zeros(3))]
     with pytest.raises(InteropError, match=r"^node 'd' is a SparseDense; bitfold export writes"):
-        export_graph(fold(Graph.build("sparse", nodes, ["cls"])))
+        export_graph(fold(build_graph("sparse", nodes, ["cls"])))
 
 
 def test_export_cli_checks_every_frame_of_a_build(tmp_path, capsys):

@@ -20,6 +20,7 @@ from bitfold.compiler.ir import (  # noqa: E402
     Threshold,
 )
 from bitfold.compiler.serialize import save_graph  # noqa: E402
+from bitfold.compiler.verify import build_graph  # noqa: E402
 from bitfold.sim.runner import available  # noqa: E402
 
 from ..hw.helpers import small_cnn  # noqa: E402
@@ -44,7 +45,7 @@ def small_mlp() -> Graph:
              BinaryDense("fc1", "t0", rng.integers(0, 2, (10, 16))),
              ScoreAffine("scores", "fc1", rng.integers(1, 4, 10), rng.integers(-9, 9, 10)),
              ArgMax("class", "scores")]
-    return Graph.build("small mlp", nodes, ["class"])
+    return build_graph("small mlp", nodes, ["class"])
 
 
 def make_build(path: Path, graph: Graph, choice: dict) -> tuple[Path, object]:

@@ -1,0 +1,146 @@
+"""The options several verbs share, so that ``bitfold.cli`` and ``bitfold.pipeline`` both read them.
+
+``bitfold run`` prints and hashes the ``bitfold train`` command of each run
+(:func:`train_argv`), which it builds from the same option definitions the
+``train`` verb's parser has. Nothing here imports a stage at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["ALWAYS", "folding_options", "param_options", "score_bits_option", "train_argv",
+           "train_options"]
+
+# Training options the printed train command always shows, default or not.
+ALWAYS = ("--model", "--dataset", "--param", "--alpha", "--epochs")
+
+
+def _adder(group: Any, actions: list[argparse.Action]) -> Callable[..., None]:
+    """``group.add_argument`` that also records the action (argparse keeps its list private)."""
+    def add(*flags: str, **kw: Any) -> None:
+        actions.append(group.add_argument(*flags, **kw))
+    return add
+
+
+def score_bits_option(p: argparse.ArgumentParser) -> None:
+    """``--score-bits``, for every verb that folds class scores into integers."""
+    p.add_argument("--score-bits", type=int, default=32,
+                   help="signed width of the integer class scores (default: 32)")
+
+
+def train_options(p: argparse.ArgumentParser, run: bool = False) -> list[argparse.Action]:
+    """The training options of ``train``, ``run`` and ``ablate``; returns the actions added."""
+    from bitfold.train.catalog import DATASETS, MODEL_NAMES, OPTIMIZERS, SCHEDULES
+
+    actions: list[argparse.Action] = []
+    add = _adder(p.add_argument_group("model and data"), actions)
+    add("--model", default="mlp-digits", choices=MODEL_NAMES)
+    add("--dataset", default="digits", choices=DATASETS,
+        help="digits is embedded; mnist, fashion-mnist, cifar10 and npz (your own: "
+             "train.npz and test.npz with uint8 x and class indices y) read --data-dir")
+    add("--data-dir", help="folder holding the dataset's files")
+    add("--dropout", type=float, default=0.0)
+    add("--input-bits", type=int, metavar="B",
+        help="1: binarize the input inside the network (+1 where pixel >= "
+             "--input-threshold, else -1; FINN's SFC/LFC), so the first layer is an "
+             "XNOR-popcount layer too; default: the data set's multi-bit pixels"
+             + ("; with --import: the pixels are 0 .. 2**B - 1 (default: 8)"
+                if run else ""))
+    add("--input-threshold", type=int, metavar="T",
+        help="with --input-bits 1: the smallest pixel that becomes +1 (default: half "
+             "the data set's full scale, rounded up: 128 for 8-bit images, 8 for the "
+             "digits' 0..16)")
+    add = _adder(p.add_argument_group("optimization"), actions)
+    add("--optimizer", default="adam", choices=OPTIMIZERS)
+    add("--lr", type=float, default=1e-2)
+    add("--weight-decay", type=float, default=0.0)
+    add("--schedule", default="cosine", choices=SCHEDULES)
+    add("--step-size", type=int, default=10, help="epochs between LR drops (step)")
+    add("--gamma", type=float, default=0.1, help="LR factor per drop (step)")
+    add("--epochs", type=int, default=20)
+    add("--batch-size", type=int, default=64, help="global batch size (all processes)")
+    add("--seed", type=int, default=0)
+    add("--augment", action="store_true", help="random shifts (and flips on cifar10)")
+    add("--device", default="cpu", help="cpu, cuda or cuda:N")
+    add("--quiet", action="store_true", help="no progress bar or epoch lines")
+    return actions
+
+
+def param_options(p: argparse.ArgumentParser, grid: bool = False) -> list[argparse.Action]:
+    """How binary weights are parametrized (``grid``: ``ablate``'s, without ``--param``/``--alpha``);
+    returns the actions added."""
+    from bitfold.train.catalog import ALPHA_MODES, PARAMS, QUANTIZERS
+
+    actions: list[argparse.Action] = []
+    add = _adder(p.add_argument_group("binary weights"), actions)
+    if not grid:
+        add("--param", default="holistic-tucker", choices=PARAMS,
+            help="factorization of the latent weights (default: holistic-tucker)")
+        add("--alpha", default="learned", choices=ALPHA_MODES,
+            help="per-channel weight scale (default: learned)")
+    add("--rank", type=float,
+        help="fraction of each mode kept (svd/tucker/holistic-tucker) or the CP rank; "
+             "full rank when omitted")
+    add("--init-from", metavar="CKPT",
+        help="start from the real weights of a checkpoint or a --param dense run")
+    add("--quantizer", default="binary", choices=QUANTIZERS,
+        help="binary: alpha*sign(W) (default); sparse: {0, b} per channel at "
+             "--sparsity; composite: --bases K binary planes; domain: {a, b} per "
+             "channel (every layer; an offset plus a scaled binary weight); float: "
+             "real weights and hard-tanh activations, a baseline to compare "
+             "accuracy with; it cannot be compiled")
+    add("--sparsity", type=float, metavar="S",
+        help="fraction of zero weights per output channel (sparse)")
+    add("--sparse-group", type=int, metavar="G",
+        help="sparse: keep exactly (1-S)*G of every G consecutive inputs (N:G "
+             "structured sparsity, e.g. --sparsity 0.75 --sparse-group 4 is 1:4), so "
+             "the hardware stores and computes only the kept ones")
+    add("--sparse-first-layer", action="store_true",
+        help="sparse: sparsify the first layer too; by default it stays binary, "
+             "since {0, b} weights on unsigned pixels can only add them up (no "
+             "contrast) and the network learns far worse")
+    add("--bases", type=int, metavar="K", help="binary planes per weight (composite)")
+    add("--low-rank", type=int, metavar="R",
+        help="composite: hidden dense layers become two binary matrices of rank R")
+    return actions
+
+
+def folding_options(p: argparse.ArgumentParser) -> None:
+    """BUILD and the ways to choose a folding, shared by ``fold`` and ``generate``."""
+    p.add_argument("build", metavar="BUILD", help="build folder written by bitfold compile")
+    p.add_argument("--target-fps", type=float, metavar="F", help="frames per second to reach")
+    p.add_argument("--clock-mhz", type=float, metavar="M",
+                   help="clock for --target-fps or a budget (default: 100; a --folding FILE "
+                        "has its own)")
+    p.add_argument("--max-luts", type=int, metavar="N",
+                   help="LUT budget: the fastest folding whose estimate fits")
+    p.add_argument("--max-brams", type=int, metavar="N", help="block RAM budget")
+    p.add_argument("--folding", metavar="FILE",
+                   help="a folding.json (written by bitfold fold or by hand), checked and costed")
+    p.add_argument("--device", default="ecp5", choices=["ecp5", "ice40"],
+                   help="resource model (default: ecp5)")
+
+
+def train_argv(args: argparse.Namespace) -> list[str]:
+    """The ``bitfold train`` command for the training options in ``args`` (say, ``run``'s).
+
+    Every training option ``run`` accepts reaches the trainer; options left at
+    their defaults are left out, except those in :data:`ALWAYS`.
+    """
+    scratch = argparse.ArgumentParser(add_help=False)
+    argv = ["train"]
+    for action in [*train_options(scratch), *param_options(scratch)]:
+        flag = action.option_strings[-1]
+        if not hasattr(args, action.dest):
+            continue
+        value = getattr(args, action.dest)
+        if value is None or value == action.default and flag not in ALWAYS:
+            continue
+        if action.nargs == 0:
+            argv.append(flag)
+        else:
+            argv += [flag, str(value)]
+    return argv
