@@ -129,11 +129,15 @@ class ResourceModel:
     lut_rom_depth: int = 16
     lutram_max_bits: int = 4096
     fifo_depth: int = 2
+    register_reads: bool = True  # a pipeline register after each MVU block-RAM read
 
 
 DEVICES = {
     "ecp5": ResourceModel(),
-    "ice40": ResourceModel("ice40", 4096, ((2048, 2), (1024, 4), (512, 8), (256, 16))),
+    # the iCE40's clock is limited by LUT depth and the score path before the block RAMs'
+    # outputs; registers there would mostly take logic cells of their own
+    "ice40": ResourceModel("ice40", 4096, ((2048, 2), (1024, 4), (512, 8), (256, 16)),
+                           register_reads=False),
 }
 
 

@@ -167,7 +167,11 @@ class HolisticTucker(nn.Module):
             # Factors are orthonormal (HOSVD/HOOI), so projecting onto them is their transpose.
             p = tl.tenalg.multi_mode_dot(w, list(self.factors), transpose=True)
         g = self.core.detach().reshape(self.core.shape[0], -1)  # (L, prod R)
-        sol = torch.linalg.lstsq(g.T, p.reshape(-1, 1)).solution
+        # driver gelsd (SVD), not the CPU default gelsy: torch hands gelsy an uninitialized
+        # pivot array (jpvt = at::empty), and LAPACK reads a non-zero entry as "keep this
+        # column first", so the same inputs gave a solution differing in the last bit from
+        # call to call and process to process, and training diverged from there.
+        sol = torch.linalg.lstsq(g.T, p.reshape(-1, 1), driver="gelsd").solution
         # A fresh tensor: lstsq's solution is a strided view of a larger buffer, and a
         # 1-element view keeps its odd stride through clone() (DDP then warns).
         return torch.empty(sol.shape[0], dtype=sol.dtype).copy_(sol.reshape(-1))

@@ -442,7 +442,8 @@ def train(
             })
             metrics = {"schema": SCHEMA, "task": data.task, "metric": metric_name,
                        "epochs": epoch + 1, "history": history, "test_accuracy": test_acc,
-                       "wall_s": wall, "world_size": dist.world}
+                       "wall_s": wall, "world_size": dist.world,
+                       "threads": torch.get_num_threads()}  # repeats are bit-exact per count
             write_json(out / "metrics.json", metrics)
             if progress:
                 tqdm.write(f"epoch {epoch + 1:3d}/{config.epochs}  loss {train_loss:.4f}  "
