@@ -36,19 +36,32 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from bitfold.compiler.cost import ResourceModel
 from bitfold.compiler.verify import domain_range
 
 from .arith import add, as_signed, bits_on_wire, reg, wire
-from .memwords import fold_words, offset_words, threshold_words, weight_words
+from .memwords import fold_words, offset_words, signed_bits, threshold_words, weight_words
+from .pairs import PAIR_MIN_PE, pair_correction, pair_terms
 from .streams import check_positive
 
-__all__ = ["MVU", "FirstLayerMVU", "accumulator_range", "fold_words", "offset_words",
+__all__ = ["MVU", "accumulator_range", "fold_words", "offset_words",
            "threshold_words", "weight_memory_kind", "weight_words"]
 
+ALWAYS = Const(1)
+CREDITS = 16  # output FIFO words of a credit-issued MVU: more than its results in flight
+
 LUTROM_MAX_DEPTH = ResourceModel.lutrom_max_depth  # the default of units built without a folding
+
+
+class _Result:
+    """A result port the back end drives: ``valid`` and ``payload`` (a stream's, or a FIFO's
+    write side)."""
+
+    def __init__(self, valid: Signal, payload: Signal) -> None:
+        self.valid, self.payload = valid, payload
 
 
 def weight_memory_kind(depth: int, lutrom_max_depth: int = LUTROM_MAX_DEPTH) -> str:
@@ -139,17 +152,33 @@ class MVU(wiring.Component):
         Where the weights live: ``"constant"`` (one word), ``"lutrom"`` (LUT ROM, its
         output registered) or ``"bram"`` (block RAM read synchronously); the folding's
         cost model decides (``LayerCost.weight_memory``); by default chosen by depth.
+    register_reads : bool
+        A pipeline register after the weight and input-buffer block-RAM reads: worth its
+        flip-flops where the fabric's clock is fast (ECP5); on the iCE40, whose clock
+        the score path and LUT depth limit first, the flip-flops would mostly sit in
+        logic cells of their own.
+    credit : bool
+        Stall by credits instead of a global enable: the datapath registers run free (no
+        clock enable, whose fan-out across thousands of flip-flops limits the clock of a
+        large unit) and results go into an output FIFO of ``CREDITS`` words; the front
+        issues a word only while every result in flight has a place there.
     """
 
     offset: list[int] | None = None  # a domain layer's offsets (units not built by __init__: none)
     offset_scale: int = 1
     shared_input_sum: bool = False  # multi-bit input: gated terms and one input-sum lane
+    paired: bool = False  # multi-bit input, PE >= PAIR_MIN_PE: shared pair sums (_pair_terms)
+    pair_correction: np.ndarray | None = None  # per neuron: paired terms' sum - the true sum
+    register_reads: bool = True  # a register after each block-RAM read (fast fabrics)
+    credit: bool = False  # a free-running datapath, issue held by output credits
+    _credits: tuple[Value, Signal] | None = None  # (may issue, issues a fold's last word)
 
     def __init__(self, weights: np.ndarray, pe: int, simd: int, acc_shape: Shape, *,
                  thresholds: np.ndarray | None = None, input_bits: int = 1, bipolar: bool = True,
                  levels_per_stage: int = 2, polarity: np.ndarray | None = None,
                  plane_scale: np.ndarray | None = None, offset: np.ndarray | None = None,
-                 offset_scale: int = 1, weight_memory: str | None = None) -> None:
+                 offset_scale: int = 1, weight_memory: str | None = None,
+                 register_reads: bool = True, credit: bool = False) -> None:
         weights = np.asarray(weights)
         ndim = 3 if plane_scale is not None else 2
         if weights.ndim != ndim or weights.size == 0 or not np.isin(weights, (0, 1)).all():
@@ -198,7 +227,12 @@ class MVU(wiring.Component):
         self.input_bits, self.bipolar, self.acc_shape = input_bits, bipolar, acc_shape
         self.levels_per_stage = levels_per_stage
         self.shared_input_sum = not bipolar and polarity is None
+        if self.shared_input_sum and plane_scale is None and offset is None \
+                and thresholds is not None and pe >= PAIR_MIN_PE and simd >= 2:
+            self.shared_input_sum, self.paired = False, True
+            self.pair_correction = pair_correction(self.weights, simd)
         self.weight_memory = self._weight_memory(weight_memory)
+        self.register_reads, self.credit = bool(register_reads), bool(credit)
         self.weight_width = pe * simd * self.planes
         out_shape = unsigned(pe) if thresholds is not None else unsigned(pe * acc_shape.width)
         super().__init__({
@@ -245,9 +279,13 @@ class MVU(wiring.Component):
         values = [int(v) for v in np.asarray(values).reshape(-1)]
         if self.nf == 1:
             return [Const(v, shape) for v in values]
+        # read synchronously and deeper than a LUT ROM: a block RAM (yosys would build a
+        # few-kbit ROM from LUTs, a LUT4 per 16 bits plus the multiplexers)
+        block = en is not None and self.nf > LUTROM_MAX_DEPTH
         m.submodules[name] = mem = memory.Memory(shape=unsigned(self.pe * shape.width),
                                                  depth=self.nf,
-                                                 init=fold_words(values, self.pe, shape.width))
+                                                 init=fold_words(values, self.pe, shape.width),
+                                                 attrs={"rom_style": "block"} if block else None)
         if en is None:
             rd = mem.read_port(domain="comb")
         else:
@@ -259,8 +297,12 @@ class MVU(wiring.Component):
 
     def _threshold(self, m: Module, nf: Value, en: Value) -> list[Value]:
         """Each lane's threshold of the fold that is ``nf`` this cycle, from the next advance on."""
-        width, _ = threshold_words(self.thresholds, self.pe, self.acc_shape.width)
-        return self._fold_rom(m, "thresholds", self.thresholds, signed(width), nf, en)
+        thresholds = self.thresholds
+        assert thresholds is not None, "a unit without thresholds reads none"
+        if self.pair_correction is not None:  # paired terms: the accumulators are off by it
+            thresholds = thresholds + self.pair_correction
+        width, _ = threshold_words(thresholds, self.pe, self.acc_shape.width)
+        return self._fold_rom(m, "thresholds", thresholds, signed(width), nf, en)
 
     # ---------------------------------------------------------------- datapath
 
@@ -354,10 +396,28 @@ class MVU(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        en = Signal()
-        m.d.comb += en.eq(~self.o_stream.valid | self.o_stream.ready)
-        lanes, ctl1 = self._front(m, en)
-        self._back(m, lanes, ctl1, en)
+        if not self.credit:
+            self._credits = None
+            en = Signal()
+            m.d.comb += en.eq(~self.o_stream.valid | self.o_stream.ready)
+            lanes, ctl1 = self._front(m, en)
+            self._back(m, lanes, ctl1, en, self.o_stream)
+            return m
+        # credits: the datapath never stalls; the front issues a word only while every
+        # result in flight has a place in the output FIFO
+        o = self.o_stream
+        m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=len(o.payload), depth=CREDITS)
+        res = _Result(Signal(name="res_valid"), Signal(len(o.payload), name="res_payload"))
+        pending = Signal(range(CREDITS + 1))  # results issued and not yet taken
+        issue, issued_last = Signal(), Signal()
+        taken = o.valid & o.ready
+        m.d.comb += [issue.eq(pending < CREDITS),
+                     fifo.w_en.eq(res.valid), fifo.w_data.eq(res.payload),
+                     o.valid.eq(fifo.r_rdy), o.payload.eq(fifo.r_data), fifo.r_en.eq(o.ready)]
+        m.d.sync += pending.eq(pending + issued_last - taken)
+        self._credits = (issue, issued_last)  # read by _front
+        lanes, ctl1 = self._front(m, Const(1))
+        self._back(m, lanes, ctl1, Const(1), res)
         return m
 
     def _ctl(self, active: Value, sf: Value, nf: Value) -> Value:
@@ -374,15 +434,18 @@ class MVU(wiring.Component):
         """
         nf_n, sf_n = self.nf, self.sf
         i = self.i_stream
+        issue, issued_last = self._credits if self._credits is not None else (ALWAYS, None)
         sf = Signal(range(sf_n))
         nf = Signal(range(nf_n))
         addr = Signal(range(nf_n * sf_n))
         if nf_n == 1:
-            active = i.valid
-            m.d.comb += i.ready.eq(en)
+            active = i.valid & issue
+            m.d.comb += i.ready.eq(en & issue)
             x = reg(m, i.payload, en, "x_in")
         else:
-            active, x = self._input_banks(m, en, sf, nf)
+            active, x = self._input_banks(m, en, sf, nf, issue)
+        if issued_last is not None:  # a word that completes a fold: one result
+            m.d.comb += issued_last.eq(en & active & (sf == sf_n - 1))
         with m.If(en & active):  # stage 0: fold counters
             m.d.sync += [sf.eq(Mux(sf == sf_n - 1, 0, sf + 1)),
                          addr.eq(Mux(addr == nf_n * sf_n - 1, 0, addr + 1))]
@@ -392,12 +455,28 @@ class MVU(wiring.Component):
         # stage 1: weights and input word
         w = self._weights(m, addr, en)
         ctl1 = reg(m, self._ctl(active, sf, nf), en, "ctl1", control=True)
-        if self.weight_memory == "bram" or nf_n > 1:  # a block RAM's slow output: registered
-            w, x = reg(m, w, en, "w_q"), reg(m, x, en, "x_q")
+        if self.register_reads and (self.weight_memory == "bram" or nf_n > 1):
+            w, x = reg(m, w, en, "w_q"), reg(m, x, en, "x_q")  # a block RAM's slow output
             ctl1 = reg(m, ctl1, en, "ctl_q", control=True)
-        return self._lanes(m, x, w, ctl1[3:3 + len(nf)]), ctl1
+        if self.paired:
+            return self._pair_terms(m, x, w, en), reg(m, ctl1[:3], en, "ctl_pair", control=True)
+        # the fold index stops here (the polarity ROM); the back end counts its own
+        return self._lanes(m, x, w, ctl1[3:3 + len(nf)]), ctl1[:3]
 
-    def _input_banks(self, m: Module, en: Value, sf: Value, nf: Value) -> tuple[Value, Value]:
+    def _acc_hw(self) -> Shape:
+        """The accumulators' shape: the layer's, or a paired layer's shifted range."""
+        c = self.pair_correction
+        if c is None:
+            return self.acc_shape
+        lo, hi = accumulator_range(self.weights, self.input_bits, False)
+        return signed(max(signed_bits(lo + int(c.min())), signed_bits(hi + int(c.max()))))
+
+    def _pair_terms(self, m: Module, x: Value, w: Value, en: Value) -> list[list[Value]]:
+        """Every lane's terms from shared input pairs (:func:`.pairs.pair_terms`)."""
+        return pair_terms(m, x, w, en, self.pe, self.simd, self.input_bits)
+
+    def _input_banks(self, m: Module, en: Value, sf: Value, nf: Value, issue: Value = ALWAYS
+                     ) -> tuple[Value, Value]:
         """The two-bank input buffer: ``(the read bank is full, its word at sf next cycle)``.
 
         The writer fills the free bank word by word; the reader (the fold counters)
@@ -415,7 +494,7 @@ class MVU(wiring.Component):
                      wr.addr.eq(Cat(wr_sf, wr_bank)), wr.data.eq(i.payload),
                      wr.en.eq(i.valid & i.ready),
                      rd.addr.eq(Cat(sf, rd_bank)), rd.en.eq(en)]
-        active = Mux(rd_bank, full[1], full[0])
+        active = Mux(rd_bank, full[1], full[0]) & issue
         done = en & active & (sf == sf_n - 1) & (nf == self.nf - 1)  # the vector's last read
         with m.If(wr.en):
             m.d.sync += wr_sf.eq(Mux(wr_sf == sf_n - 1, 0, wr_sf + 1))
@@ -430,12 +509,14 @@ class MVU(wiring.Component):
             m.d.sync += rd_bank.eq(~rd_bank)
         return active, rd.data
 
-    def _back(self, m: Module, lanes: list[list[Value]], ctl1: Value, en: Value) -> None:
+    def _back(self, m: Module, lanes: list[list[Value]], ctl1: Value, en: Value, o) -> None:
         """Adder trees, accumulation over ``SF`` cycles, thresholds, the output register."""
-        o = self.o_stream
         sums, ctl = self._tree(m, lanes, ctl1, en)
-        nf_bits = Shape.cast(range(self.nf)).width
-        valid, first, last, nfi = ctl[0], ctl[1], ctl[2], ctl[3:3 + nf_bits]
+        valid, first, last = ctl[0], ctl[1], ctl[2]
+        nfi = Signal(range(self.nf), name="acc_nf")  # the fold being accumulated, in order
+        if self.nf > 1:
+            with m.If(en & valid & last):
+                m.d.sync += nfi.eq(Mux(nfi == self.nf - 1, 0, nfi + 1))
         if self.shared_input_sum:  # sum(w ? x : -x) = 2 sum(w & x) - sum(x)
             x_sum = as_signed(sums[-1])
             sums = [(as_signed(v) << 1) - x_sum for v in sums[:-1]] + \
@@ -443,30 +524,27 @@ class MVU(wiring.Component):
         sums = self._combine(sums) if self.offset is None else self._domain(m, sums, nfi)
         accs, totals = [], []
         for p, s in enumerate(sums):
-            acc = Signal(self.acc_shape, name=f"acc{p}", reset_less=True)  # restarts at `first`
+            acc = Signal(self._acc_hw(), name=f"acc{p}", reset_less=True)  # restarts at `first`
             total = Mux(first, 0, acc) + s
             with m.If(en & valid):
                 m.d.sync += acc.eq(total)
             accs.append(acc)
             totals.append(total)
         done = reg(m, valid & last, en, "done", control=True)
-        tot = [reg(m, t, en, f"tot{p}") for p, t in enumerate(totals)]
+        tot = accs  # after the last word the accumulators hold the totals until `en`
 
         if self.thresholds is None:
             m.d.comb += [o.valid.eq(done),
                          o.payload.eq(Cat(*[t[:self.acc_shape.width] for t in tot]))]
             return
-        thr = self._threshold(m, nfi, en)  # read with the totals, ready beside them
+        if self.register_reads and self.nf > 1:
+            # read ahead (the fold this cycle leaves accumulating) and register the word: the
+            # block RAM's slow output is off the compare's path. The read port then always
+            # holds the threshold of the fold in the accumulators; thr its copy a cycle later.
+            ahead = Mux(valid & last, Mux(nfi == self.nf - 1, 0, nfi + 1), nfi)
+            thr = [reg(m, v, en, f"thr{p}") for p, v in enumerate(self._threshold(m, ahead, en))]
+        else:
+            thr = self._threshold(m, nfi, en)  # read with the totals, ready beside them
         out_valid = reg(m, done, en, "out_valid", control=True)
         out_bits = reg(m, Cat(*[t >= th for t, th in zip(tot, thr, strict=True)]), en, "out_bits")
         m.d.comb += [o.valid.eq(out_valid), o.payload.eq(out_bits)]
-
-
-class FirstLayerMVU(MVU):
-    """The MVU for unsigned multi-bit input with binary weights: accumulates ``+-x``."""
-
-    def __init__(self, weights: np.ndarray, pe: int, simd: int, acc_shape: Shape,
-                 input_bits: int, *, thresholds: np.ndarray | None = None,
-                 levels_per_stage: int = 2) -> None:
-        super().__init__(weights, pe, simd, acc_shape, thresholds=thresholds,
-                         input_bits=input_bits, bipolar=False, levels_per_stage=levels_per_stage)

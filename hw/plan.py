@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bitfold.compiler.cost import group_structure
+from bitfold.compiler.cost import DEVICES, group_structure
 from bitfold.compiler.folding import Folding
 from bitfold.compiler.golden import pad_bit
 from bitfold.compiler.ir import (
@@ -197,7 +197,10 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
         t_acc = graph.types[nxt.name]
         params = dict(weights=weights[0], pe=pe, simd=simd, acc_bits=t_acc.bits,
                       acc_signed=t_acc.signed, input_bits=bits, bipolar=t.bipolar,
-                      thresholds=None, weight_memory=cost.weight_memory)
+                      thresholds=None, weight_memory=cost.weight_memory,
+                      # a fast fabric: block-RAM reads registered, stalls by credits
+                      register_reads=DEVICES[folding.device].register_reads,
+                      credit=DEVICES[folding.device].register_reads)
         if isinstance(nxt, SparseDense | SparseConv2d):
             params["polarity"] = np.asarray(nxt.polarity)
             if index:
@@ -244,7 +247,9 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
         add("score", after.name, in_elems=1, in_bits=t_acc.bits, out_elems=1,
             out_bits=0, fifo_depth=fifo_min,
             params=dict(scale=[int(v) for v in after.scale], bias=[int(v) for v in after.bias],
-                        acc_bits=t_acc.bits, acc_signed=t_acc.signed, score_bits=t_score.bits))
+                        acc_bits=t_acc.bits, acc_signed=t_acc.signed, score_bits=t_score.bits,
+                        # a fast fabric's DSPs: products split to one multiplier each
+                        split_products=DEVICES[folding.device].register_reads))
         classes = len(after.scale)
         break
     return Plan(graph=graph.name, top_name=sanitize(graph.name, "bitfold", set()),

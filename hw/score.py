@@ -18,7 +18,9 @@ from amaranth.lib.wiring import In, Out
 
 from .names import class_bits
 
-__all__ = ["ScoreArgMax", "fit_shape", "result_layout", "score_widths"]
+__all__ = ["MUL_BITS", "ScoreArgMax", "fit_shape", "result_layout", "score_widths"]
+
+MUL_BITS = 16  # the widest unsigned operand one DSP multiplier takes (iCE40 SB_MAC16: 16x16)
 
 
 def result_layout(score_bits: int, cbits: int) -> data.StructLayout:
@@ -93,12 +95,18 @@ class ScoreArgMax(wiring.Component):
 
     A pipeline of four registers that all advance unless the output stalls: the
     accumulator with its class's (shifted) scale, the product (a DSP multiplier
-    where the device has one), the sum with the class's bias, then the compare
-    and select into the output register.
+    where the device has one), the sum with the class's bias, then the sum with
+    its "takes the lead" bit, which is the output beat (its argmax a 2:1 select
+    of registers).
+
+    The running maximum is the one recurrence. Its compare is taken off the loop:
+    while a sum waits in the register before the output, the next sum is compared
+    with both candidates for the best it will meet (that sum, and the best before
+    it), so the loop itself is a 1-bit select.
     """
 
     def __init__(self, scale: Sequence[int], bias: Sequence[int], acc_shape: Shape,
-                 score_bits: int) -> None:
+                 score_bits: int, split_products: bool = True) -> None:
         scale, bias = [int(v) for v in scale], [int(v) for v in bias]
         if not scale or len(scale) != len(bias):
             raise ValueError(f"scale and bias must be non-empty and of one length, not "
@@ -109,6 +117,7 @@ class ScoreArgMax(wiring.Component):
         self.classes = len(scale)
         self.acc_shape = Shape.cast(acc_shape)
         self.score_bits = score_bits
+        self.split_products = bool(split_products)
         self.cbits = class_bits(self.classes)
         self.widths = score_widths(scale, bias, self.acc_shape, score_bits)
         super().__init__({
@@ -124,8 +133,13 @@ class ScoreArgMax(wiring.Component):
         en = Signal()  # every register advances unless the output holds a word not taken
         m.d.comb += [en.eq(~o.valid | o.ready), i.ready.eq(en)]
         count = Signal(range(n))
-        valid = [Signal(name=f"valid{k}") for k in range(3)]
-        cls = [Signal(range(n), name=f"cls{k}") for k in range(3)]
+        # with split_products (fast fabrics), an operand wider than a DSP's port (16 bits on
+        # the iCE40, 18 signed on the ECP5) is split in two products, each one DSP with its
+        # own output register, added a stage later; else synthesis splits it (no register)
+        split = self.split_products and op_shape.width > MUL_BITS
+        depth = 4 if split else 3
+        valid = [Signal(name=f"valid{k}") for k in range(depth)]
+        cls = [Signal(range(n), name=f"cls{k}") for k in range(depth)]
         # the datapath has no reset (the valid bits qualify it), so a DSP block can take the
         # multiplier's operand and product registers in
         acc, operand = Signal(self.acc_shape, reset_less=True), Signal(op_shape, reset_less=True)
@@ -136,23 +150,48 @@ class ScoreArgMax(wiring.Component):
         with m.If(en):
             with m.If(i.valid):
                 m.d.sync += count.eq(Mux(count == n - 1, 0, count + 1))
-            m.d.sync += [valid[0].eq(i.valid), valid[1].eq(valid[0]), valid[2].eq(valid[1]),
-                         cls[0].eq(count), cls[1].eq(cls[0]), cls[2].eq(cls[1]),
+            m.d.sync += [valid[0].eq(i.valid), cls[0].eq(count),
+                         *(v.eq(u) for u, v in zip(valid, valid[1:], strict=False)),
+                         *(v.eq(u) for u, v in zip(cls, cls[1:], strict=False)),
                          acc.eq(i.payload), operand.eq(_rom(ops, op_shape, count)),
-                         prod.eq(acc * operand),
-                         total.eq((prod << shift) + _rom(biases, signed(sb), cls[1]))]
-        self._select(m, en, valid[2], cls[2], total)
+                         total.eq((prod << shift) + _rom(biases, signed(sb), cls[-2]))]
+            if split:
+                lo = Signal(signed(self.acc_shape.width + MUL_BITS + 1), reset_less=True)
+                hi = Signal(signed(self.acc_shape.width + op_shape.width - MUL_BITS + 1),
+                            reset_less=True)
+                top = operand[MUL_BITS:]  # the high part keeps the operand's sign
+                top = top.as_signed() if op_shape.signed else top
+                m.d.sync += [lo.eq(acc * operand[:MUL_BITS]), hi.eq(acc * top),
+                             prod.eq(lo + (hi << MUL_BITS))]
+            else:
+                m.d.sync += prod.eq(acc * operand)
+        self._select(m, en, valid[-1], cls[-1], total)
         return m
 
     def _select(self, m: Module, en: Signal, valid: Signal, cls: Signal, total: Signal) -> None:
-        """Compare the registered sum with the best so far; load the output register."""
+        """The running argmax; stage R is the output beat.
+
+        ``total``/``cls``/``valid`` (stage P) move into stage R (``r_total``, ``r_cls``,
+        ``r_valid``) with ``r_take``: whether R's sum beats every earlier sum of its
+        frame (or is its first class). When R leaves as the output beat, it updates
+        ``best`` if it takes the lead. P's lead bit compares P
+        with the best R leaves behind: R's sum if R takes the lead, else ``best``;
+        both compares read registers only.
+        """
         o = self.o_stream
-        best, best_cls = Signal.like(total), Signal.like(cls)
-        take = (cls == 0) | (total > best)
-        new_cls = Mux(take, cls, best_cls)
-        with m.If(en):
-            m.d.sync += o.valid.eq(valid)
+        r_total = Signal.like(total, name="r_total")
+        r_cls, r_valid, r_take = Signal.like(cls, name="r_cls"), Signal(), Signal()
+        best, best_cls = Signal.like(total, name="best"), Signal.like(cls, name="best_cls")
+        r_leads = Signal()
+        m.d.comb += r_leads.eq(r_valid & r_take)
+        # a > b as the sign of b - a: one carry chain (yosys maps a compare less directly)
+        beats = Mux(r_leads, (r_total - total)[-1], (best - total)[-1])
+        m.d.comb += [o.valid.eq(r_valid), o.payload.score.eq(r_total),
+                     o.payload.argmax.eq(Mux(r_take, r_cls, best_cls)),
+                     o.payload.last.eq(r_cls == self.classes - 1)]
+        with m.If(en):  # R leaves (as the output beat) and P moves in
+            m.d.sync += r_valid.eq(valid)
             with m.If(valid):
-                m.d.sync += [best.eq(Mux(take, total, best)), best_cls.eq(new_cls),
-                             o.payload.score.eq(total), o.payload.argmax.eq(new_cls),
-                             o.payload.last.eq(cls == self.classes - 1)]
+                m.d.sync += [r_total.eq(total), r_cls.eq(cls), r_take.eq((cls == 0) | beats)]
+            with m.If(r_leads):
+                m.d.sync += [best.eq(r_total), best_cls.eq(r_cls)]

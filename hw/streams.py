@@ -9,7 +9,7 @@ regroups elements never needs to know where vectors start.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -27,7 +27,9 @@ def check_positive(**values: int) -> None:
 class WidthConverter(wiring.Component):
     """Regroup a stream of ``in_elems``-element words into ``out_elems``-element words.
 
-    A gearbox holding up to ``in_elems + out_elems`` elements: it emits a word
+    Where one size divides the other, a shift register of the wider word that
+    collects (or hands out) the narrow words one a cycle. Otherwise a gearbox
+    holding up to ``in_elems + out_elems`` elements: it emits a word
     whenever it holds ``out_elems`` elements and accepts a word whenever it
     will have room for it after this cycle's output, so it moves one output
     word per cycle when ``in_elems >= out_elems`` and one input word per cycle
@@ -51,10 +53,56 @@ class WidthConverter(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        a, b, eb = self.in_elems, self.out_elems, self.elem_bits
+        a, b = self.in_elems, self.out_elems
         if a == b:
             wiring.connect(m, wiring.flipped(self.i_stream), wiring.flipped(self.o_stream))
             return m
+        if b % a == 0:
+            return self._gather(m, b // a)
+        if a % b == 0:
+            return self._scatter(m, a // b)
+        return self._gearbox(m)
+
+    def _gather(self, m: Module, k: int) -> Module:
+        """``k`` input words into one output word: a shift register, words entering at the top.
+
+        It takes a word in the cycle its full output word leaves, so the input side
+        moves a word per cycle.
+        """
+        i, o, w = self.i_stream, self.o_stream, self.in_elems * self.elem_bits
+        buf = Signal(k * w, reset_less=True)
+        count = Signal(range(k + 1))
+        i_fire, o_fire = i.valid & i.ready, o.valid & o.ready
+        m.d.comb += [o.valid.eq(count == k), o.payload.eq(buf),
+                     i.ready.eq((count != k) | o.ready)]
+        with m.If(i_fire):
+            m.d.sync += [buf.eq(Cat(buf[w:], i.payload)),
+                         count.eq(Mux(o_fire, 1, count + 1))]
+        with m.Elif(o_fire):
+            m.d.sync += count.eq(0)
+        return m
+
+    def _scatter(self, m: Module, k: int) -> Module:
+        """One input word into ``k`` output words: a shift register read at the bottom.
+
+        It takes the next word in the cycle its last output word leaves, so the
+        output side moves a word per cycle.
+        """
+        i, o, w = self.i_stream, self.o_stream, self.out_elems * self.elem_bits
+        buf = Signal(k * w, reset_less=True)
+        count = Signal(range(k + 1))  # output words left in buf
+        m.d.comb += [o.valid.eq(count != 0), o.payload.eq(buf[:w]),
+                     i.ready.eq((count == 0) | ((count == 1) & o.ready))]
+        with m.If(i.valid & i.ready):
+            m.d.sync += [buf.eq(i.payload), count.eq(k)]
+        with m.Elif(o.valid & o.ready):
+            m.d.sync += [buf.eq(buf[w:]), count.eq(count - 1)]
+        return m
+
+    def _gearbox(self, m: Module) -> Module:
+        """Any other ratio: a buffer of ``in_elems + out_elems`` elements, words landing at
+        the fill level."""
+        a, b, eb = self.in_elems, self.out_elems, self.elem_bits
         cap = a + b
         buf = Signal(cap * eb)
         count = Signal(range(cap + 1))

@@ -2,9 +2,10 @@
 
 Stages are joined in stream order; each edge gets a
 :class:`~.streams.WidthConverter` when the producer's and consumer's word sizes
-differ, then a :class:`~.streams.StreamFIFO` with the plan's depth, or a
-:class:`~.streams.SkidBuffer` where that depth is at most 2 (the edge only
-decouples the two stages' handshakes).
+differ, and a :class:`~.streams.StreamFIFO` of the plan's depth after it, or,
+where that depth is at most 2 (the edge only decouples the two stages'
+handshakes), a :class:`~.streams.SkidBuffer` right at the producer's output, so
+that no stage's stall logic waits on a converter's combinational ready.
 """
 
 from __future__ import annotations
@@ -52,14 +53,16 @@ def stage_component(stage: Stage) -> wiring.Component:
                    thresholds=p["thresholds"], input_bits=p["input_bits"], bipolar=p["bipolar"],
                    polarity=p.get("polarity"), plane_scale=p.get("plane_scale"),
                    offset=p.get("offset"), offset_scale=p.get("offset_scale", 1),
-                   weight_memory=p.get("weight_memory"))
+                   weight_memory=p.get("weight_memory"),
+                   register_reads=p.get("register_reads", True),
+                   credit=p.get("credit", False))
     if stage.kind == "swu":
         return SlidingWindow(**p)
     if stage.kind == "pool":
         return MaxPool(**p)
     if stage.kind == "score":
         return ScoreArgMax(p["scale"], p["bias"], _shape(p["acc_bits"], p["acc_signed"]),
-                           p["score_bits"])
+                           p["score_bits"], split_products=p.get("split_products", True))
     raise ValueError(f"unknown stage kind {stage.kind!r}")
 
 
@@ -100,17 +103,16 @@ class Dataflow(wiring.Component):
         prev: Stage | None = None
         for stage in self.plan.stages:
             if prev is not None:
+                skid = stage.fifo_depth <= 2
+                if skid:  # right at the producer: its stall logic sees a registered ready
+                    src = self._buffer(m, stage, src, prev.out_elems, 2)
                 if prev.out_elems != stage.in_elems:
                     conv = WidthConverter(prev.out_elems, stage.in_elems, stage.in_bits)
                     m.submodules[f"{stage.name}_conv"] = conv
                     wiring.connect(m, src, conv.i_stream)
                     src = conv.o_stream
-                width = stage.in_elems * stage.in_bits
-                fifo = SkidBuffer(width) if stage.fifo_depth <= 2 else \
-                    StreamFIFO(width, stage.fifo_depth)
-                m.submodules[f"{stage.name}_fifo"] = fifo
-                wiring.connect(m, src, fifo.i_stream)
-                src = fifo.o_stream
+                if not skid:  # a FIFO's depth counts the consumer's words
+                    src = self._buffer(m, stage, src, stage.in_elems, stage.fifo_depth)
             comp = stage_component(stage)
             m.submodules[stage.name] = comp
             wiring.connect(m, src, comp.i_stream)
@@ -118,3 +120,12 @@ class Dataflow(wiring.Component):
             prev = stage
         wiring.connect(m, src, wiring.flipped(self.o_stream))
         return m
+
+    @staticmethod
+    def _buffer(m: Module, stage: Stage, src, elems: int, depth: int):
+        """A FIFO of ``depth`` (a skid buffer for 2) ``elems``-element words on ``src``."""
+        width = elems * stage.in_bits
+        fifo = SkidBuffer(width) if depth <= 2 else StreamFIFO(width, depth)
+        m.submodules[f"{stage.name}_fifo"] = fifo
+        wiring.connect(m, src, fifo.i_stream)
+        return fifo.o_stream

@@ -23,7 +23,7 @@ from bitfold.compiler.ir import (
     SparseDense,
     TensorType,
 )
-from bitfold.hw.mvu import MVU, FirstLayerMVU, accumulator_range
+from bitfold.hw.mvu import MVU, accumulator_range
 from bitfold.hw.pool import MaxPool
 from bitfold.hw.score import ScoreArgMax, score_widths
 from bitfold.hw.simulate import pack, run_stream, unpack
@@ -77,8 +77,12 @@ def _check_stream(dut, x, acc, shape, thresholds, per_word: int, bits: int, stal
 @pytest.mark.parametrize("mh,mw,pe,simd,bits,thr", [
     (8, 12, 2, 3, 1, True), (6, 10, 6, 10, 1, False), (16, 64, 4, 16, 1, True),
     (5, 7, 1, 7, 1, True), (4, 9, 1, 1, 5, True), (4, 9, 2, 9, 3, False), (3, 20, 3, 4, 8, True),
+    # PE >= 4 with thresholds: shared input-pair sums (even SIMD, and odd with a lone input)
+    (8, 12, 4, 6, 8, True), (8, 14, 4, 7, 5, True), (16, 32, 8, 16, 8, True),
 ])
-def test_mvu_matches_golden_dense_and_threshold(mh, mw, pe, simd, bits, thr, stall) -> None:
+@pytest.mark.parametrize("register_reads,credit", [(True, False), (False, False), (True, True)])
+def test_mvu_matches_golden_dense_and_threshold(mh, mw, pe, simd, bits, thr, stall,
+                                                register_reads, credit) -> None:
     rng = np.random.default_rng(mh * 1000 + mw * 10 + simd)
     n = 6
     bipolar = bits == 1
@@ -91,9 +95,11 @@ def test_mvu_matches_golden_dense_and_threshold(mh, mw, pe, simd, bits, thr, sta
     shape = unsigned(hi.bit_length()) if bipolar else signed(hi.bit_length() + 1)
     thresholds = rng.integers(acc.min(), acc.max() + 2, mh) if thr else None
     if bipolar:
-        dut = MVU(weight, pe, simd, shape, thresholds=thresholds)
+        dut = MVU(weight, pe, simd, shape, thresholds=thresholds, register_reads=register_reads,
+                  credit=credit)
     else:
-        dut = FirstLayerMVU(weight, pe, simd, shape, bits, thresholds=thresholds)
+        dut = MVU(weight, pe, simd, shape, thresholds=thresholds, input_bits=bits,
+                  bipolar=False, register_reads=register_reads, credit=credit)
     run = run_stream(dut, _words(x, simd, bits), n * mh // pe, p_idle=stall[0],
                      p_stall=stall[1], seed=7)
     if thr:
@@ -178,9 +184,11 @@ def _running_argmax(scores: np.ndarray) -> list[int]:
 @pytest.mark.parametrize("stall", STALLS)
 @pytest.mark.parametrize("classes,acc_signed,scales", [
     (10, False, (-3, 4)), (1, True, (-3, 4)), (5, True, (-3, 4)), (4, False, (1 << 20, 1 << 21)),
+    (4, True, (-(1 << 22), 1 << 21)),  # scales of both signs wider than one DSP port
     (3, True, (-(1 << 12), 1 << 12))])
+@pytest.mark.parametrize("split", [True, False])
 def test_score_argmax_streams_every_score_then_the_class(classes, acc_signed, scales,
-                                                         stall) -> None:
+                                                         stall, split) -> None:
     rng = np.random.default_rng(classes)
     n = 12
     acc_shape = signed(9) if acc_signed else unsigned(8)
@@ -188,7 +196,7 @@ def test_score_argmax_streams_every_score_then_the_class(classes, acc_signed, sc
     bias = rng.integers(-20, 20, classes)
     score_bits = max(16, 2 + max(abs(int(s)) for s in scale).bit_length() + acc_shape.width)
     acc, scores, cls = _score_case(rng, classes, acc_shape, scale, bias, n)
-    dut = ScoreArgMax(scale, bias, acc_shape, score_bits)
+    dut = ScoreArgMax(scale, bias, acc_shape, score_bits, split_products=split)
     run = run_stream(dut, _words(acc, 1, acc_shape.width), n * classes, p_idle=stall[0],
                      p_stall=stall[1], seed=9)
     sb, cb = score_bits, dut.cbits
