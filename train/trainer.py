@@ -17,6 +17,7 @@ import dataclasses
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,8 @@ from .models import MODELS, BinarizeInput, build_model
 from .quant import ALPHA_MODES
 from .quantizers import check_quantizer, check_sparse_group
 
-__all__ = ["SCHEMA", "TrainConfig", "evaluate", "input_threshold", "load_run", "train"]
+__all__ = ["SCHEMA", "TrainConfig", "evaluate", "input_threshold", "load_run", "read_checkpoint",
+           "train"]
 
 SCHEMA = 1
 
@@ -132,17 +134,39 @@ class TrainConfig:
 # --------------------------------------------------------------------------- model set-up
 
 
+def read_checkpoint(path: Path, map_location: str | torch.device = "cpu", what: str = "") -> Any:
+    """``torch.load(path, weights_only=True)``, every failure one :class:`ArtifactError` line.
+
+    Only tensors and plain values are ever unpickled. torch's own messages are not
+    passed on: a refused object ends in its advice to retry with ``weights_only=False``,
+    which would run whatever code the file holds.
+    """
+    import pickle
+    import zipfile
+
+    where = f"{what}{path}"
+    try:
+        with warnings.catch_warnings():  # e.g. its note on a foreign pickle protocol
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise ArtifactError(f"{where}: no such checkpoint") from None
+    except pickle.UnpicklingError:
+        raise ArtifactError(f"{where}: holds Python objects other than tensors and plain values; "
+                            "bitfold loads weights only and refuses it (retrain, or use a "
+                            "checkpoint written by bitfold train)") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        reason = str(exc).split(". ")[0].strip().rstrip(".")[:120] or type(exc).__name__
+        raise ArtifactError(f"{where}: truncated or corrupted checkpoint ({reason}); retrain, or "
+                            "restore the file") from None
+
+
 def _load_float_weights(model: nn.Module, source: str) -> None:
     """Load real-valued weights (a plain state_dict, or a ``--param dense`` run) into ``model``."""
     path = Path(source)
     if path.is_dir():
         path = path / "checkpoint.pt"
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ArtifactError(f"--init-from {source}: no such checkpoint") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds here
-        raise ArtifactError(f"--init-from {path}: not a readable weights-only checkpoint ({exc})") from None
+    blob = read_checkpoint(path, what="--init-from ")
     state = blob.get("model", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
         raise ArtifactError(f"--init-from {path}: expected a state_dict")
@@ -209,14 +233,37 @@ def load_run(run_dir: str | Path, map_location: str = "cpu") -> tuple[nn.Module,
     path = run_dir / "checkpoint.pt"
     if not path.is_file():
         raise ArtifactError(f"{run_dir}: no checkpoint.pt; run `bitfold train --out {run_dir}` first")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if ckpt.get("schema") != SCHEMA:
-        raise ArtifactError(f"{path}: checkpoint schema {ckpt.get('schema')!r}, expected {SCHEMA}")
+    ckpt = _run_checkpoint(path, map_location)
     config = TrainConfig.from_dict(ckpt["config"])
     data = load_dataset(config.dataset, config.data_dir)
     model = make_model(dataclasses.replace(config, init_from=None), data)
-    model.load_state_dict(ckpt["model"])
+    _load_state(model, ckpt["model"], path)
     return model.eval(), config, data
+
+
+def _run_checkpoint(path: Path, map_location: str | torch.device) -> dict[str, Any]:
+    """A run's ``checkpoint.pt``: read safely, its schema and keys checked."""
+    ckpt = read_checkpoint(path, map_location)
+    if not isinstance(ckpt, dict):
+        raise ArtifactError(f"{path}: not a bitfold checkpoint (a {type(ckpt).__name__}, not a dict)")
+    if ckpt.get("schema") != SCHEMA:
+        raise ArtifactError(f"{path}: checkpoint schema {ckpt.get('schema')!r}, expected {SCHEMA}")
+    missing = [k for k in ("config", "epoch", "model", "optimizer", "scheduler", "history",
+                           "wall_s") if k not in ckpt]
+    if missing or not isinstance(ckpt["config"], dict) or not isinstance(ckpt["model"], dict):
+        raise ArtifactError(f"{path}: not a bitfold checkpoint (missing or malformed "
+                            f"{', '.join(missing) or 'config/model'}); retrain")
+    return ckpt
+
+
+def _load_state(model: nn.Module, state: dict[str, Any], path: Path) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise ArtifactError(f"{path}: the weights do not fit the model of its config "
+                            f"({first[:160]}); retrain") from None
+
 
 
 # --------------------------------------------------------------------------- loop pieces
@@ -373,15 +420,13 @@ def train(
         path = out / "checkpoint.pt"
         if not path.is_file():
             raise ArtifactError(f"{out}: nothing to resume (no checkpoint.pt)")
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-        if ckpt.get("schema") != SCHEMA:
-            raise ArtifactError(f"{path}: checkpoint schema {ckpt.get('schema')!r}, expected {SCHEMA}")
+        ckpt = _run_checkpoint(path, device)
         if ckpt["config"] != config.to_dict():
             now = config.to_dict()
             changed = sorted(k for k in {*now, *ckpt["config"]} if ckpt["config"].get(k) != now.get(k))
             raise ValueError(f"--resume with a different configuration ({', '.join(changed)}); "
                              f"use the original options or a new --out")
-        model.load_state_dict(ckpt["model"])
+        _load_state(model, ckpt["model"], path)
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         start, history, wall_before = ckpt["epoch"], ckpt["history"], ckpt["wall_s"]
