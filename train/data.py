@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import gzip
 import math
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +108,8 @@ def _load_idx_set(name: str, directory: Path) -> Dataset:
             raise DataError(
                 f"{directory}: {prefix} images {images.shape} and labels {labels.shape} do not match"
             )
+        labels_path = _find(directory, f"{prefix}-labels-idx1-ubyte")
+        _check_labels(labels, 10, labels_path, f"{name} has classes 0..9")
         parts[split] = (torch.from_numpy(images.copy()).unsqueeze(1),
                         torch.from_numpy(labels.astype(np.int64)))
     return Dataset(name, *parts["train"], *parts["test"], input_bits=8, input_scale=1 / 255,
@@ -141,15 +145,32 @@ def _load_npz_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DataError(f"{path.parent}: missing {path.name}; an npz data set is train.npz and "
                         "test.npz, each with arrays x (N, H, W) or (N, C, H, W) and y (N,)")
+    hint = "write it with np.savez(path, x=images, y=labels)"
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if magic != b"PK\x03\x04":  # an .npz is a zip archive of .npy files
+        raise DataError(f"{path}: not an .npz archive (it starts with {magic!r}, not a zip "
+                        f"header); {hint}")
     try:
         with np.load(path, allow_pickle=False) as f:
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise DataError(f"{path}: not an .npz archive; {hint}")
             if "x" not in f or "y" not in f:
                 raise DataError(f"{path}: needs arrays 'x' and 'y', found {sorted(f.files)}")
             x, y = f["x"], f["y"]
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    except DataError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):  # an object array: never unpickled
+            raise DataError(f"{path}: x or y is an array of Python objects, which bitfold does "
+                            f"not unpickle; store numbers (uint8 x, integer y); {hint}") from None
+        raise DataError(f"{path}: truncated or corrupted .npz ({exc}); {hint}") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(f"{path}: truncated or corrupted .npz ({exc or type(exc).__name__}); "
+                        f"{hint}") from None
     if x.dtype.kind != "u" or x.dtype.itemsize > 1:
         raise DataError(f"{path}: x is {x.dtype}; store pixels as uint8 (quantize the images "
                         "to at most 8 bits)")
@@ -158,10 +179,36 @@ def _load_npz_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if x.ndim != 4 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
         raise DataError(f"{path}: x {x.shape} and y {y.shape} do not match; expected x (N, H, W) "
                         "or (N, C, H, W) and y (N,)")
-    if y.dtype.kind not in "iu" or y.min() < 0:
-        raise DataError(f"{path}: y must hold class indices 0, 1, ... (found {y.dtype}, "
-                        f"min {y.min()})")
+    if y.dtype.kind not in "iu":
+        raise DataError(f"{path}: y must hold class indices 0, 1, ... (found {y.dtype})")
     return x, y.astype(np.int64)
+
+
+def _check_labels(labels: np.ndarray, classes: int, path: Path, why: str) -> None:
+    """Every label a class index in ``0 .. classes - 1``, checked before any training."""
+    if labels.size == 0:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= classes:
+        bad = low if low < 0 else high
+        raise DataError(f"{path}: label {bad} is out of range ({why}); fix the labels or "
+                        "point --data-dir at the right files")
+
+
+def _npz_classes(y: np.ndarray, path: Path) -> int:
+    """The number of classes of an npz set: its training labels must be exactly 0 .. K-1."""
+    low, high = int(y.min()), int(y.max())
+    if low < 0:
+        raise DataError(f"{path}: label {low} is negative; labels are class indices 0, 1, ...")
+    present = np.unique(y)  # sorted; no allocation of size max(y)
+    if len(present) != high + 1:
+        missing = np.setdiff1d(np.arange(min(high + 1, len(present) + 10)), present)[:5]
+        raise DataError(
+            f"{path}: labels must be the class indices 0..K-1, each present in train.npz; found "
+            f"{len(present)} distinct labels from {low} to {high} (first missing: "
+            f"{', '.join(map(str, missing))}); renumber them, e.g. "
+            "np.unique(y, return_inverse=True)[1] over train and test together")
+    return high + 1
 
 
 def _load_npz_set(directory: Path) -> Dataset:
@@ -176,7 +223,9 @@ def _load_npz_set(directory: Path) -> Dataset:
                         f"{x_test.shape[1:]} differ in shape")
     top = int(max(x_train.max(), x_test.max(), 1))
     bits = top.bit_length()
-    classes = int(max(y_train.max(), y_test.max())) + 1
+    classes = _npz_classes(y_train, directory / "train.npz")
+    _check_labels(y_test, classes, directory / "test.npz",
+                  f"train.npz has classes 0..{classes - 1}")
     return Dataset("npz", torch.from_numpy(x_train.copy()), torch.from_numpy(y_train),
                    torch.from_numpy(x_test.copy()), torch.from_numpy(y_test), input_bits=bits,
                    input_scale=1 / (2 ** bits - 1), num_outputs=classes)

@@ -124,10 +124,10 @@ def test_npz_dataset_is_your_own_images(tmp_path):
     rng = np.random.default_rng(0)
     _npz(tmp_path / "train.npz", rng.integers(0, 64, (20, 6, 5), dtype=np.uint8),
          rng.integers(0, 3, 20))
-    _npz(tmp_path / "test.npz", rng.integers(0, 64, (7, 6, 5), dtype=np.uint8), np.arange(7) % 4)
+    _npz(tmp_path / "test.npz", rng.integers(0, 64, (7, 6, 5), dtype=np.uint8), np.arange(7) % 3)
     data = load_dataset("npz", tmp_path)
     assert data.input_shape == (1, 6, 5)
-    assert data.num_outputs == 4  # the largest class index in either split, plus one
+    assert data.num_outputs == 3  # the training labels 0..K-1
     assert data.input_bits == 6 and data.input_scale == 1 / 63  # fewest bits for pixels < 64
     assert torch.equal(data.x_test[:, 0], torch.from_numpy(np.load(tmp_path / "test.npz")["x"]))
 
@@ -149,5 +149,5 @@ def test_npz_dataset_missing_or_pickled_files_are_errors(tmp_path):
         load_dataset("npz", tmp_path)
     np.savez(tmp_path / "train.npz", x=np.array([{"a": 1}], dtype=object), y=np.zeros(1))
     np.savez(tmp_path / "test.npz", x=np.zeros((1, 2, 2), np.uint8), y=np.zeros(1, np.int64))
-    with pytest.raises(DataError, match="not a readable .npz"):
+    with pytest.raises(DataError, match="array of Python objects, which bitfold does not unpickle"):
         load_dataset("npz", tmp_path)

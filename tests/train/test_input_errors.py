@@ -1,8 +1,9 @@
 """Bad inputs to train, compile and golden: one line, exit status 2, nothing partial left.
 
-Each case is what a user met (issue 15): a malicious or truncated checkpoint.
-The verbs run in this process through ``bitfold.cli.main``, as ``bitfold run`` runs
-them; one case also runs the installed command in its own process.
+Each case is what a user met (issue 15): a malicious or truncated checkpoint, a broken
+``.npz``, labels outside the classes. The verbs run in this process through
+``bitfold.cli.main``, as ``bitfold run`` runs them; one case also runs the installed
+command in its own process.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from bitfold.cli import main
+
+from .test_data import write_idx_set
 
 BIN = Path(sys.executable).parent
 QUICK = ["--epochs", "1", "--batch-size", "128", "--quiet"]
@@ -118,4 +122,87 @@ def test_malicious_checkpoint_in_its_own_process(trained, tmp_path):
                     r"objects other than tensors", res.stderr)
     assert "weights_only" not in res.stderr and not marker.exists()
     assert not (tmp_path / "b").exists()
+
+
+def write_npz_set(folder: Path, y_train, y_test) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, y in (("train", y_train), ("test", y_test)):
+        y = np.asarray(y)
+        np.savez(folder / f"{split}.npz", x=rng.integers(0, 256, (len(y), 8, 8), dtype=np.uint8), y=y)
+    return folder
+
+
+def train_on(data: Path, out: Path, dataset: str = "npz") -> int:
+    return main(["train", "--dataset", dataset, "--data-dir", str(data), *QUICK, "--out", str(out)])
+
+
+def _truncate(path: Path) -> None:
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("truncated", r"truncated or corrupted \.npz \(File is not a zip file\); write it with "
+                  r"np\.savez\(path, x=images, y=labels\)$"),
+    ("text", r"not an \.npz archive \(it starts with b'x,y\\n', not a zip header\); write it "
+             r"with np\.savez"),
+    ("objects", r"x or y is an array of Python objects, which bitfold does not unpickle; store "
+                r"numbers \(uint8 x, integer y\)"),
+])
+def test_broken_npz_is_one_line_and_no_run(tmp_path, capsys, kind, message):
+    data = write_npz_set(tmp_path / "data", np.arange(40) % 10, np.arange(20) % 10)
+    train = data / "train.npz"
+    if kind == "truncated":
+        _truncate(train)
+    elif kind == "text":
+        train.write_text("x,y\n1,2\n")
+    else:
+        np.savez(train, x=np.array([object()] * 3, dtype=object), y=np.arange(3))
+    out = tmp_path / "run"
+    one_line_error(capsys, train_on(data, out),
+                   rf"^bitfold train: error: {re.escape(str(train))}: {message}")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("y_train, y_test, where, message", [
+    # 10**9: was a 512 GB allocation for the output layer
+    ([*(np.arange(39) % 10), 10**9], np.arange(20) % 10, "train",
+     r"labels must be the class indices 0\.\.K-1, each present in train\.npz; found 11 distinct "
+     r"labels from 0 to 1000000000 \(first missing: 10, 11, 12, 13, 14\); renumber them"),
+    # 5000: was silently 5001 classes
+    ([*(np.arange(39) % 10), 5000], np.arange(20) % 10, "train",
+     r"labels must be the class indices 0\.\.K-1, each present in train\.npz; found 11 distinct "
+     r"labels from 0 to 5000 "),
+    # a label only in the test split: was silently 7 classes, one never trained
+    (np.arange(40) % 6, np.arange(21) % 7, "test",
+     r"label 6 is out of range \(train\.npz has classes 0\.\.5\); fix the labels or point "
+     r"--data-dir at the right files$"),
+    ([*(np.arange(39) % 10), -3], np.arange(20) % 10, "train",
+     r"label -3 is negative; labels are class indices 0, 1, \.\.\.$"),
+])
+def test_npz_labels_outside_the_classes_are_refused_up_front(tmp_path, capsys, y_train, y_test,
+                                                            where, message):
+    data = write_npz_set(tmp_path / "data", y_train, y_test)
+    out = tmp_path / "run"
+    one_line_error(capsys, train_on(data, out),
+                   rf"^bitfold train: error: {re.escape(str(data / where))}\.npz: {message}")
+    assert not out.exists()
+
+
+def test_idx_labels_out_of_range_are_refused_before_training(tmp_path, capsys):
+    """Was ``IndexError: Target 12 is out of bounds`` mid-epoch, with config.json left behind."""
+    data = tmp_path / "mnist"
+    data.mkdir()
+    write_idx_set(data, n_train=40, n_test=10, gz=False)
+    labels = data / "train-labels-idx1-ubyte"
+    raw = bytearray(labels.read_bytes())
+    raw[8 + 17] = 12
+    labels.write_bytes(bytes(raw))
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", "mnist", "--model", "tfc", "--data-dir", str(data), *QUICK,
+                 "--out", str(out)])
+    one_line_error(capsys, code, rf"^bitfold train: error: {re.escape(str(labels))}: label 12 is "
+                                 r"out of range \(mnist has classes 0\.\.9\); fix the labels")
+    assert not out.exists()
 
