@@ -283,7 +283,13 @@ def stage_verbs() -> dict[str, Callable[[Sequence[str]], int]]:
 def _cmd_run(args: argparse.Namespace) -> int:
     """``bitfold run``: the pipeline, with the stage verbs it runs."""
     from bitfold.pipeline import run_pipeline
+    from bitfold.train.catalog import MODEL_NAMES, SOFTWARE_ONLY_MODELS
 
+    if args.model in SOFTWARE_ONLY_MODELS and not args.import_model:  # refused before training
+        built = ", ".join(m for m in MODEL_NAMES if m not in SOFTWARE_ONLY_MODELS)
+        raise ValueError(f"--model {args.model} trains but cannot be lowered to hardware (real-"
+                         "valued layers and shortcuts); train it with bitfold train, or run a "
+                         f"model bitfold builds: {built}")
     run_pipeline(args, stage_verbs(), say=lambda line: print(line, flush=True))
     return 0
 

@@ -1,7 +1,8 @@
 """Bad inputs to train, compile and golden: one line, exit status 2, nothing partial left.
 
 Each case is what a user met (issue 15): a malicious or truncated checkpoint, a broken
-``.npz``, labels outside the classes. The verbs run in this process through
+``.npz``, labels outside the classes, and ``run`` with a
+model that cannot be built. The verbs run in this process through
 ``bitfold.cli.main``, as ``bitfold run`` runs them; one case also runs the installed
 command in its own process.
 """
@@ -206,3 +207,11 @@ def test_idx_labels_out_of_range_are_refused_before_training(tmp_path, capsys):
                                  r"out of range \(mnist has classes 0\.\.9\); fix the labels")
     assert not out.exists()
 
+
+@pytest.mark.parametrize("model", ["resnet18", "hourglass"])
+def test_run_refuses_a_model_it_cannot_build_before_training(tmp_path, capsys, model):
+    out = tmp_path / "out"
+    code = main(["run", "--model", model, "--out", str(out), "--epochs", "1", "--no-bitstream"])
+    one_line_error(capsys, code, rf"^bitfold run: error: --model {model} trains but cannot be "
+                                 r"lowered to hardware")
+    assert not out.exists()
