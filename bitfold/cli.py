@@ -42,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     train_options(p)
     param_options(p)
     p.add_argument("--out", metavar="RUN", help="run folder (default: runs/MODEL-DATASET)")
-    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from RUN/checkpoint.pt with the run's options; --epochs may "
+                        "change (the cosine schedule is re-planned from the epoch reached)")
+    p.add_argument("--force", action="store_true",
+                   help="train afresh into RUN even if it holds a run with other options")
     p.set_defaults(func=verbs.cmd_train)
 
     p = sub.add_parser("run", help="everything, end to end: train ... bench, and a report",

@@ -272,7 +272,7 @@ def run_pipeline(args, verbs: Mapping[str, VerbRunner],
     bench += (["--board", board.name] if not args.no_bitstream
               else ["--clock-mhz", repr(board.clock_mhz)])
     stages = {
-        "train": Stage("train", [_train_argv(args) + ["--out", r]], _data_files(args),
+        "train": Stage("train", [_train_argv(args) + ["--out", r, "--force"]], _data_files(args),
                        [run_dir / "checkpoint.pt", run_dir / "metrics.json"]),
         "compile": Stage("compile", [["compile", r, "--out", b]], [run_dir / "checkpoint.pt"],
                          [*graph, build / "compile.json"]),

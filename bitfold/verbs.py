@@ -42,7 +42,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bitfold.train.trainer import train
 
     out = args.out or f"runs/{args.model}-{args.dataset}"
-    metrics = train(_config(args), out, resume=args.resume, progress=not args.quiet)
+    metrics = train(_config(args), out, resume=args.resume, progress=not args.quiet,
+                    force=args.force)
     if metrics:
         name = metrics.get("metric", "acc")
         print(f"{out}: test {name} {metrics['test_accuracy']:.4f} after {metrics['epochs']} epochs "

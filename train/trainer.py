@@ -14,7 +14,9 @@ rank 0 writes the artifacts.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -265,7 +267,6 @@ def _load_state(model: nn.Module, state: dict[str, Any], path: Path) -> None:
                             f"({first[:160]}); retrain") from None
 
 
-
 # --------------------------------------------------------------------------- loop pieces
 
 
@@ -386,19 +387,30 @@ def train(
     resume: bool = False,
     progress: bool = True,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Train ``config`` into run folder ``out``; return the metrics written to ``metrics.json``.
+
+    A training that fails before its first checkpoint leaves no run behind (the
+    folder is removed if it made it, else its ``config.json``).
 
     Parameters
     ----------
     resume : bool
         Continue from ``out/checkpoint.pt`` (written at every epoch's end).
-        The stored config must equal ``config``.
+        The stored config must equal ``config`` except for ``epochs``, which
+        may grow (or shrink, not below the epochs done): the cosine schedule is
+        then re-planned for the new length from the epoch reached.
     on_epoch_end : callable, optional
         Called as ``on_epoch_end(epoch, record)`` after each epoch's
         checkpoint is written.
+    force : bool
+        Train afresh into ``out`` even when it holds a run with other options
+        (refused otherwise); its checkpoint and metrics are replaced.
     """
     out = Path(out)
+    if not resume:
+        _check_run_dir(out, config, force)
     dist = _Dist(config.device)
     device = dist.device
     torch.manual_seed(config.seed)
@@ -415,24 +427,81 @@ def train(
     sched = _scheduler(config, opt)
 
     history: list[dict[str, Any]] = []
-    start, wall_before = 0, 0.0
+    extended: list[dict[str, int]] = []  # --resume with another --epochs, each time
+    start, wall_before, made_dir = 0, 0.0, False
     if resume:
         path = out / "checkpoint.pt"
         if not path.is_file():
             raise ArtifactError(f"{out}: nothing to resume (no checkpoint.pt)")
         ckpt = _run_checkpoint(path, device)
-        if ckpt["config"] != config.to_dict():
-            now = config.to_dict()
-            changed = sorted(k for k in {*now, *ckpt["config"]} if ckpt["config"].get(k) != now.get(k))
+        changed = _changed(ckpt["config"], config.to_dict())
+        if set(changed) - {"epochs"}:
             raise ValueError(f"--resume with a different configuration ({', '.join(changed)}); "
-                             f"use the original options or a new --out")
+                             f"use the original options (only --epochs may change) or a new --out")
+        if config.epochs < ckpt["epoch"]:
+            raise ValueError(f"--resume --epochs {config.epochs}: {out} has already trained "
+                             f"{ckpt['epoch']} epochs; give --epochs {ckpt['epoch']} or more")
         _load_state(model, ckpt["model"], path)
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         start, history, wall_before = ckpt["epoch"], ckpt["history"], ckpt["wall_s"]
+        extended = list(ckpt.get("extended", []))
+        if changed:  # --epochs changed: the schedule is planned anew from here
+            _replan(sched, opt, config)
+            extended.append({"at_epoch": start, "from": ckpt["config"]["epochs"],
+                             "to": config.epochs})  # config.json follows with the checkpoint
     elif dist.main:
+        for stale in ("checkpoint.pt", "metrics.json") if force else ():  # another run's
+            (out / stale).unlink(missing_ok=True)
+        made_dir = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", {"schema": SCHEMA, **config.to_dict()})
+    try:
+        return _train_epochs(config, out, dist, data, model, net, opt, sched, start, history,
+                             wall_before, extended, progress, on_epoch_end)
+    except BaseException:
+        if not resume and dist.main and not (out / "checkpoint.pt").is_file():
+            if made_dir:  # nothing resumable was written: leave no run behind
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                (out / "config.json").unlink(missing_ok=True)
+        raise
+
+
+def _changed(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    return sorted(k for k in {*now, *stored} if stored.get(k) != now.get(k))
+
+
+def _check_run_dir(out: Path, config: TrainConfig, force: bool) -> None:
+    """Refuse to train afresh over a run with other options, unless ``force``."""
+    if force or not ((out / "config.json").is_file() or (out / "checkpoint.pt").is_file()):
+        return
+    try:
+        stored = read_json(out / "config.json", SCHEMA)
+        stored.pop("schema")
+        changed = _changed(stored, config.to_dict())
+        what = f"a run with other options ({', '.join(changed)})"
+    except ArtifactError:
+        changed, what = ["?"], "a run whose config.json is missing or unreadable"
+    if changed:
+        raise ValueError(f"{out} holds {what}; pass --force to overwrite it, --resume to "
+                         "continue it (only --epochs may change), or choose another --out")
+
+
+def _replan(sched, opt: torch.optim.Optimizer, config: TrainConfig) -> None:
+    """A resumed run's schedule for a new ``config.epochs``, from the epoch it stands at."""
+    if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR):
+        sched.T_max = config.epochs
+        t = sched.last_epoch
+        for group, base in zip(opt.param_groups, sched.base_lrs, strict=True):
+            group["lr"] = sched.eta_min + (base - sched.eta_min) * (
+                1 + math.cos(math.pi * t / config.epochs)) / 2
+        sched._last_lr = [group["lr"] for group in opt.param_groups]
+
+
+def _train_epochs(config, out, dist, data, model, net, opt, sched, start, history, wall_before,
+                  extended, progress, on_epoch_end) -> dict[str, Any]:
+    device = dist.device
 
     n = len(data.x_train)
     steps = -(-n // config.batch_size)
@@ -484,11 +553,15 @@ def train(
                 "schema": SCHEMA, "config": config.to_dict(), "epoch": epoch + 1,
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "history": history, "wall_s": wall,
+                **({"extended": extended} if extended else {}),
             })
+            if extended:
+                write_json(out / "config.json", {"schema": SCHEMA, **config.to_dict()})
             metrics = {"schema": SCHEMA, "task": data.task, "metric": metric_name,
                        "epochs": epoch + 1, "history": history, "test_accuracy": test_acc,
                        "wall_s": wall, "world_size": dist.world,
-                       "threads": torch.get_num_threads()}  # repeats are bit-exact per count
+                       "threads": torch.get_num_threads(),  # repeats are bit-exact per count
+                       **({"extended": extended} if extended else {})}
             write_json(out / "metrics.json", metrics)
             if progress:
                 tqdm.write(f"epoch {epoch + 1:3d}/{config.epochs}  loss {train_loss:.4f}  "

@@ -1,8 +1,8 @@
 """Bad inputs to train, compile and golden: one line, exit status 2, nothing partial left.
 
 Each case is what a user met (issue 15): a malicious or truncated checkpoint, a broken
-``.npz``, labels outside the classes, and ``run`` with a
-model that cannot be built. The verbs run in this process through
+``.npz``, labels outside the classes, a run folder another training would overwrite, and
+``run`` with a model that cannot be built. The verbs run in this process through
 ``bitfold.cli.main``, as ``bitfold run`` runs them; one case also runs the installed
 command in its own process.
 """
@@ -10,6 +10,7 @@ command in its own process.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import re
@@ -206,6 +207,63 @@ def test_idx_labels_out_of_range_are_refused_before_training(tmp_path, capsys):
     one_line_error(capsys, code, rf"^bitfold train: error: {re.escape(str(labels))}: label 12 is "
                                  r"out of range \(mnist has classes 0\.\.9\); fix the labels")
     assert not out.exists()
+
+
+def test_a_failure_before_the_first_checkpoint_leaves_no_run(tmp_path, monkeypatch):
+    import bitfold.train.trainer as trainer
+
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(trainer, "_loss", broken)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.train(trainer.TrainConfig(epochs=1), out, progress=False)
+    assert not out.exists()
+    kept = tmp_path / "kept"  # a folder that was there before: kept, without a config.json
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.train(trainer.TrainConfig(epochs=1), kept, progress=False)
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+
+
+def test_a_run_with_other_options_is_not_overwritten_without_force(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *QUICK, "--out", str(out)]) == 0
+    before = tree_hash(out)
+    one_line_error(capsys, main(["train", *QUICK, "--lr", "0.02", "--out", str(out)]),
+                   rf"^bitfold train: error: {re.escape(str(out))} holds a run with other options "
+                   r"\(lr\); pass --force to overwrite it, --resume to continue it \(only --epochs "
+                   r"may change\), or choose another --out$")
+    assert tree_hash(out) == before
+    assert main(["train", *QUICK, "--out", str(out)]) == 0  # the same options: trained again
+    capsys.readouterr()
+    assert main(["train", *QUICK, "--lr", "0.02", "--out", str(out), "--force"]) == 0
+    assert json.loads((out / "config.json").read_text())["lr"] == 0.02
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["lr"] == 0.02
+
+
+def test_resume_extends_the_epochs_on_a_replanned_cosine_schedule(tmp_path, capsys):
+    short, fresh = tmp_path / "short", tmp_path / "fresh"
+    args = ["--batch-size", "128", "--quiet"]
+    assert main(["train", *args, "--epochs", "2", "--out", str(short)]) == 0
+    assert main(["train", *args, "--epochs", "4", "--resume", "--out", str(short)]) == 0
+    assert main(["train", *args, "--epochs", "4", "--out", str(fresh)]) == 0
+    ext = json.loads((short / "metrics.json").read_text())
+    ref = json.loads((fresh / "metrics.json").read_text())
+    assert ext["epochs"] == 4 and [h["epoch"] for h in ext["history"]] == [1, 2, 3, 4]
+    assert ext["extended"] == [{"at_epoch": 2, "from": 2, "to": 4}] and "extended" not in ref
+    # epochs 3-4 run at the 4-epoch schedule's rates (epochs 1-2 had the 2-epoch one's)
+    assert [h["lr"] for h in ext["history"][2:]] == pytest.approx([h["lr"] for h in ref["history"][2:]])
+    assert json.loads((short / "config.json").read_text())["epochs"] == 4
+    capsys.readouterr()
+    one_line_error(capsys, main(["train", *args, "--epochs", "3", "--resume", "--out", str(short)]),
+                   rf"^bitfold train: error: --resume --epochs 3: {re.escape(str(short))} has "
+                   r"already trained 4 epochs; give --epochs 4 or more$")
+    one_line_error(capsys, main(["train", *args, "--epochs", "4", "--lr", "0.5", "--resume",
+                                 "--out", str(short)]),
+                   r"^bitfold train: error: --resume with a different configuration \(lr\); ")
 
 
 @pytest.mark.parametrize("model", ["resnet18", "hourglass"])
