@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from bitfold import verbs
+from bitfold import __version__, verbs
 from bitfold.options import (
     folding_options,
     param_options,
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bitfold",
         description="Binary neural networks from factorized training to a verified FPGA accelerator.",
     )
+    parser.add_argument("--version", action="version", version=f"bitfold {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = sub.add_parser("train", help="train a binary network into a run folder",
@@ -71,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LUT budget of the folding (cost-model estimate; default: 20%% of an "
                         "iCE40's LUTs, 25%% of an ECP5's, since builds measure 2.5-4.5x the "
                         "estimate)")
-    g.add_argument("--simulator", default="icarus", choices=["icarus", "verilator"])
+    g.add_argument("--simulator", default="icarus", choices=["icarus", "verilator"],
+                   help="HDL simulator (default: icarus; verilator is faster for many frames)")
     g.add_argument("--frames", type=int, metavar="N",
                    help="simulate the first N test frames (default: all)")
     g = p.add_argument_group("bring your own network")
@@ -89,9 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(mean +- std) and a plot.")
     train_options(p)
     param_options(p, grid=True)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--params", default="dense,svd,tucker,holistic-tucker")
-    p.add_argument("--alphas", default="analytic,learned")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per grid cell (default: 3)")
+    p.add_argument("--params", default="dense,svd,tucker,holistic-tucker",
+                   help="comma-separated parametrizations (default: %(default)s)")
+    p.add_argument("--alphas", default="analytic,learned",
+                   help="comma-separated alpha modes (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: runs/ablate-MODEL-DATASET)")
     p.set_defaults(func=verbs.cmd_ablate)
 

@@ -37,12 +37,14 @@ def train_options(p: argparse.ArgumentParser, run: bool = False) -> list[argpars
 
     actions: list[argparse.Action] = []
     add = _adder(p.add_argument_group("model and data"), actions)
-    add("--model", default="mlp-digits", choices=MODEL_NAMES)
+    add("--model", default="mlp-digits", choices=MODEL_NAMES,
+        help="network (default: mlp-digits); resnet18 and hourglass train but are not "
+             "lowered to hardware")
     add("--dataset", default="digits", choices=DATASETS,
         help="digits is embedded; mnist, fashion-mnist, cifar10 and npz (your own: "
              "train.npz and test.npz with uint8 x and class indices y) read --data-dir")
     add("--data-dir", help="folder holding the dataset's files")
-    add("--dropout", type=float, default=0.0)
+    add("--dropout", type=float, default=0.0, help="dropout probability (default: 0)")
     add("--input-bits", type=int, metavar="B",
         help="1: binarize the input inside the network (+1 where pixel >= "
              "--input-threshold, else -1; FINN's SFC/LFC), so the first layer is an "
@@ -54,15 +56,18 @@ def train_options(p: argparse.ArgumentParser, run: bool = False) -> list[argpars
              "the data set's full scale, rounded up: 128 for 8-bit images, 8 for the "
              "digits' 0..16)")
     add = _adder(p.add_argument_group("optimization"), actions)
-    add("--optimizer", default="adam", choices=OPTIMIZERS)
-    add("--lr", type=float, default=1e-2)
-    add("--weight-decay", type=float, default=0.0)
-    add("--schedule", default="cosine", choices=SCHEDULES)
+    add("--optimizer", default="adam", choices=OPTIMIZERS, help="default: adam")
+    add("--lr", type=float, default=1e-2, help="learning rate (default: 0.01)")
+    add("--weight-decay", type=float, default=0.0, help="L2 weight decay (default: 0)")
+    add("--schedule", default="cosine", choices=SCHEDULES,
+        help="learning-rate schedule over --epochs (default: cosine)")
     add("--step-size", type=int, default=10, help="epochs between LR drops (step)")
     add("--gamma", type=float, default=0.1, help="LR factor per drop (step)")
-    add("--epochs", type=int, default=20)
+    add("--epochs", type=int, default=20, help="epochs to train (default: 20)")
     add("--batch-size", type=int, default=64, help="global batch size (all processes)")
-    add("--seed", type=int, default=0)
+    add("--seed", type=int, default=0,
+        help="seed of initialization, data order, augmentation and dropout (default: 0); "
+             "the same seed and thread count repeat bit-identically")
     add("--augment", action="store_true", help="random shifts (and flips on cifar10)")
     add("--device", default="cpu", help="cpu, cuda or cuda:N")
     add("--quiet", action="store_true", help="no progress bar or epoch lines")
