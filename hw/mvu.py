@@ -459,7 +459,9 @@ class MVU(wiring.Component):
             w, x = reg(m, w, en, "w_q"), reg(m, x, en, "x_q")  # a block RAM's slow output
             ctl1 = reg(m, ctl1, en, "ctl_q", control=True)
         if self.paired:
-            return self._pair_terms(m, x, w, en), reg(m, ctl1[:3], en, "ctl_pair", control=True)
+            ctl = reg(m, reg(m, ctl1[:3], en, "ctl_pair", control=True), en, "ctl_term",
+                      control=True)
+            return self._pair_terms(m, x, w, en), ctl
         # the fold index stops here (the polarity ROM); the back end counts its own
         return self._lanes(m, x, w, ctl1[3:3 + len(nf)]), ctl1[:3]
 

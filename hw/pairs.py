@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal, Value, signed
 
-from .arith import as_signed, reg, wire
+from .arith import as_signed, reg
 
 __all__ = ["PAIR_MIN_PE", "pair_correction", "pair_terms"]
 
@@ -38,7 +38,9 @@ def pair_terms(m: Module, x: Value, w: Value, en: Value, pe: int, simd: int, inp
     """The ``pe`` lanes' terms of input word ``x`` (``simd`` unsigned ``input_bits``-bit
     elements) and weight word ``w`` (lane ``p``: bits ``[p*simd, (p+1)*simd)``).
 
-    The pair sums are registered (with ``en``), and so is ``w`` beside them.
+    The pair sums are registered (with ``en``), and so is ``w`` beside them; so is each
+    lane's term (the flip-flop shares its LUT's slice), as the pair sums fan out to every
+    lane across the die: two pipeline stages.
     """
     b = input_bits
     xs = [x[s * b:(s + 1) * b] for s in range(simd)]
@@ -59,6 +61,7 @@ def pair_terms(m: Module, x: Value, w: Value, en: Value, pe: int, simd: int, inp
             wb = wp[2 * j + 1] if 2 * j + 1 < simd else wa
             pick = Signal(signed(b + 2))  # S, or D where the weights differ; sign-extended
             m.d.comb += pick.eq(Mux(wa ^ wb, as_signed(d_), as_signed(s_)))
-            terms.append(wire(m, (pick.as_unsigned() ^ (~wa).replicate(b + 2)).as_signed()))
+            term = (pick.as_unsigned() ^ (~wa).replicate(b + 2)).as_signed()
+            terms.append(reg(m, term, en, f"term{p}_{j}"))
         lanes.append(terms)
     return lanes
