@@ -21,7 +21,8 @@ from amaranth.lib.wiring import In, Out
 from bitfold.compiler.cost import group_slot_bits
 
 from .index_mvu import checked_mask
-from .mvu import MVU, _checked, accumulator_range, weight_memory_kind
+from .mvu import MVU
+from .ranges import accumulator_range, check_accumulator, weight_memory_kind
 
 __all__ = ["GroupMVU", "group_words"]
 
@@ -83,7 +84,7 @@ class GroupMVU(MVU):
         self.group = group
         acc_shape = Shape.cast(acc_shape)
         lo, hi = accumulator_range(mask, input_bits, bipolar, polarity)
-        thresholds = _checked(acc_shape, lo, hi, thresholds, mh)
+        thresholds = check_accumulator(acc_shape, lo, hi, thresholds, mh)
         self.weights, self.thresholds = mask.astype(np.uint8), thresholds
         self.polarity, self.plane_scale, self.planes = polarity, None, 1
         self.mh, self.mw, self.pe, self.simd = mh, mw, pe, simd

@@ -13,7 +13,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import reg
-from .mvu import MVU, _checked, accumulator_range, weight_memory_kind
+from .mvu import MVU
+from .ranges import accumulator_range, check_accumulator, weight_memory_kind
 from .streams import check_positive
 
 __all__ = ["IndexMVU", "checked_mask", "index_words", "vector_beats"]
@@ -108,7 +109,7 @@ class IndexMVU(MVU):
         k = max(1, int(mask.sum(axis=1).max()))
         acc_shape = Shape.cast(acc_shape)
         lo, hi = accumulator_range(mask, input_bits, bipolar, polarity)
-        thresholds = _checked(acc_shape, lo, hi, thresholds, mh)
+        thresholds = check_accumulator(acc_shape, lo, hi, thresholds, mh)
         self.weights, self.thresholds = mask.astype(np.uint8), thresholds
         self.polarity, self.plane_scale, self.planes = polarity, None, 1
         self.mh, self.mw, self.pe, self.simd, self.kept = mh, mw, pe, simd, k

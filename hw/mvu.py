@@ -39,12 +39,11 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from bitfold.compiler.cost import ResourceModel
-from bitfold.compiler.verify import domain_range
-
 from .arith import add, as_signed, bits_on_wire, reg, wire
+from .inbuf import input_banks
 from .memwords import fold_words, offset_words, signed_bits, threshold_words, weight_words
 from .pairs import PAIR_MIN_PE, pair_correction, pair_terms
+from .ranges import LUTROM_MAX_DEPTH, accumulator_range, check_accumulator, weight_memory_kind
 from .streams import check_positive
 
 __all__ = ["MVU", "accumulator_range", "fold_words", "offset_words",
@@ -53,8 +52,6 @@ __all__ = ["MVU", "accumulator_range", "fold_words", "offset_words",
 ALWAYS = Const(1)
 CREDITS = 16  # output FIFO words of a credit-issued MVU: more than its results in flight
 
-LUTROM_MAX_DEPTH = ResourceModel.lutrom_max_depth  # the default of units built without a folding
-
 
 class _Result:
     """A result port the back end drives: ``valid`` and ``payload`` (a stream's, or a FIFO's
@@ -62,51 +59,6 @@ class _Result:
 
     def __init__(self, valid: Signal, payload: Signal) -> None:
         self.valid, self.payload = valid, payload
-
-
-def weight_memory_kind(depth: int, lutrom_max_depth: int = LUTROM_MAX_DEPTH) -> str:
-    """Where a ``depth``-word weight memory lives: constants, LUT ROM or block RAM."""
-    if depth == 1:
-        return "constant"
-    return "lutrom" if depth <= lutrom_max_depth else "bram"
-
-
-def accumulator_range(weights: np.ndarray, input_bits: int, bipolar: bool,
-                      polarity: np.ndarray | None = None,
-                      plane_scale: np.ndarray | None = None,
-                      offset: np.ndarray | None = None,
-                      offset_scale: int = 1) -> tuple[int, int]:
-    """The exact range of an MVU's accumulators (as ``compiler.verify.channel_ranges``)."""
-    top = 1 if bipolar else (1 << input_bits) - 1
-    weights = np.asarray(weights)
-    if offset is not None:  # a domain layer: every partial sum lies in its row's range
-        ranges = [domain_range(weights.shape[-1], offset_scale, int(m), top, bipolar)
-                  for m in offset]
-        return min(r[0] for r in ranges), max(r[1] for r in ranges)
-    if polarity is not None:
-        nnz = weights.sum(axis=1) * top
-        if bipolar:
-            return 0, int(nnz.max())
-        pos = nnz[np.asarray(polarity) == 1]
-        neg = nnz[np.asarray(polarity) == 0]
-        return -int(neg.max(initial=0)), int(pos.max(initial=0))
-    scale = 1 if plane_scale is None else int(np.sum(plane_scale))
-    bound = weights.shape[-1] * top * scale
-    return (0, bound) if bipolar else (-bound, bound)
-
-
-def _checked(acc_shape: Shape, lo: int, hi: int, thresholds, mh: int) -> np.ndarray | None:
-    """Refuse an accumulator shape that cannot hold ``lo .. hi`` or thresholds not ``(mh,)``."""
-    a_lo = -(1 << (acc_shape.width - 1)) if acc_shape.signed else 0
-    a_hi = (1 << (acc_shape.width - (1 if acc_shape.signed else 0))) - 1
-    if lo < a_lo or hi > a_hi:
-        raise ValueError(f"acc_shape {acc_shape} cannot hold accumulators {lo}..{hi}")
-    if thresholds is None:
-        return None
-    thresholds = np.asarray(thresholds, dtype=np.int64)
-    if thresholds.shape != (mh,):
-        raise ValueError(f"thresholds must have shape ({mh},), not {thresholds.shape}")
-    return thresholds
 
 
 class MVU(wiring.Component):
@@ -217,7 +169,7 @@ class MVU(wiring.Component):
             raise ValueError(f"bipolar input has input_bits=1, not {input_bits!r}")
         lo, hi = accumulator_range(weights, input_bits, bipolar, polarity, plane_scale, offset,
                                    offset_scale)
-        thresholds = _checked(acc_shape, lo, hi, thresholds, mh)
+        thresholds = check_accumulator(acc_shape, lo, hi, thresholds, mh)
         self.weights, self.thresholds = weights.astype(np.uint8), thresholds
         self.polarity, self.plane_scale = polarity, plane_scale
         self.offset, self.offset_scale = offset, offset_scale
@@ -443,7 +395,7 @@ class MVU(wiring.Component):
             m.d.comb += i.ready.eq(en & issue)
             x = reg(m, i.payload, en, "x_in")
         else:
-            active, x = self._input_banks(m, en, sf, nf, issue)
+            active, x = input_banks(m, self.i_stream, en, sf, nf, self.sf, self.nf, issue)
         if issued_last is not None:  # a word that completes a fold: one result
             m.d.comb += issued_last.eq(en & active & (sf == sf_n - 1))
         with m.If(en & active):  # stage 0: fold counters
@@ -476,40 +428,6 @@ class MVU(wiring.Component):
     def _pair_terms(self, m: Module, x: Value, w: Value, en: Value) -> list[list[Value]]:
         """Every lane's terms from shared input pairs (:func:`.pairs.pair_terms`)."""
         return pair_terms(m, x, w, en, self.pe, self.simd, self.input_bits)
-
-    def _input_banks(self, m: Module, en: Value, sf: Value, nf: Value, issue: Value = ALWAYS
-                     ) -> tuple[Value, Value]:
-        """The two-bank input buffer: ``(the read bank is full, its word at sf next cycle)``.
-
-        The writer fills the free bank word by word; the reader (the fold counters)
-        frees its bank as it reads the vector's last word, and toggles the read bank.
-        """
-        i, sf_n = self.i_stream, self.sf
-        # a bank per half of the address space (address = bank, sf): no adder on either side
-        m.submodules.inbuf = buf = memory.Memory(shape=unsigned(len(i.payload)),
-                                                 depth=2 << len(sf), init=[])
-        wr, rd = buf.write_port(), buf.read_port()
-        full = [Signal(name=f"full{b}") for b in range(2)]
-        wr_bank, rd_bank = Signal(), Signal()
-        wr_sf = Signal(range(sf_n))
-        m.d.comb += [i.ready.eq(~Mux(wr_bank, full[1], full[0])),
-                     wr.addr.eq(Cat(wr_sf, wr_bank)), wr.data.eq(i.payload),
-                     wr.en.eq(i.valid & i.ready),
-                     rd.addr.eq(Cat(sf, rd_bank)), rd.en.eq(en)]
-        active = Mux(rd_bank, full[1], full[0]) & issue
-        done = en & active & (sf == sf_n - 1) & (nf == self.nf - 1)  # the vector's last read
-        with m.If(wr.en):
-            m.d.sync += wr_sf.eq(Mux(wr_sf == sf_n - 1, 0, wr_sf + 1))
-            with m.If(wr_sf == sf_n - 1):
-                m.d.sync += wr_bank.eq(~wr_bank)
-        for b in range(2):  # the writer fills only a free bank, the reader frees only a full one
-            with m.If(wr.en & (wr_sf == sf_n - 1) & (wr_bank == b)):
-                m.d.sync += full[b].eq(1)
-            with m.If(done & (rd_bank == b)):
-                m.d.sync += full[b].eq(0)
-        with m.If(done):
-            m.d.sync += rd_bank.eq(~rd_bank)
-        return active, rd.data
 
     def _back(self, m: Module, lanes: list[list[Value]], ctl1: Value, en: Value, o) -> None:
         """Adder trees, accumulation over ``SF`` cycles, thresholds, the output register."""

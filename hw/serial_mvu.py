@@ -17,7 +17,8 @@ from amaranth.lib import memory
 
 from .arith import reg
 from .memwords import weight_words
-from .mvu import MVU, weight_memory_kind
+from .mvu import MVU
+from .ranges import weight_memory_kind
 
 __all__ = ["SerialCompositeMVU", "serial_weight_words"]
 
