@@ -235,7 +235,7 @@ def load_run(run_dir: str | Path, map_location: str = "cpu") -> tuple[nn.Module,
     path = run_dir / "checkpoint.pt"
     if not path.is_file():
         raise ArtifactError(f"{run_dir}: no checkpoint.pt; run `bitfold train --out {run_dir}` first")
-    ckpt = _run_checkpoint(path, map_location)
+    ckpt = _run_checkpoint(path, map_location, RUN_KEYS)
     config = TrainConfig.from_dict(ckpt["config"])
     data = load_dataset(config.dataset, config.data_dir)
     model = make_model(dataclasses.replace(config, init_from=None), data)
@@ -243,15 +243,19 @@ def load_run(run_dir: str | Path, map_location: str = "cpu") -> tuple[nn.Module,
     return model.eval(), config, data
 
 
-def _run_checkpoint(path: Path, map_location: str | torch.device) -> dict[str, Any]:
-    """A run's ``checkpoint.pt``: read safely, its schema and keys checked."""
+RUN_KEYS = ("config", "model")  # what compile and golden read
+RESUME_KEYS = ("config", "epoch", "model", "optimizer", "scheduler", "history", "wall_s")
+
+
+def _run_checkpoint(path: Path, map_location: str | torch.device,
+                    keys: tuple[str, ...] = RESUME_KEYS) -> dict[str, Any]:
+    """A run's ``checkpoint.pt``: read safely, its schema and ``keys`` checked."""
     ckpt = read_checkpoint(path, map_location)
     if not isinstance(ckpt, dict):
         raise ArtifactError(f"{path}: not a bitfold checkpoint (a {type(ckpt).__name__}, not a dict)")
     if ckpt.get("schema") != SCHEMA:
         raise ArtifactError(f"{path}: checkpoint schema {ckpt.get('schema')!r}, expected {SCHEMA}")
-    missing = [k for k in ("config", "epoch", "model", "optimizer", "scheduler", "history",
-                           "wall_s") if k not in ckpt]
+    missing = [k for k in keys if k not in ckpt]
     if missing or not isinstance(ckpt["config"], dict) or not isinstance(ckpt["model"], dict):
         raise ArtifactError(f"{path}: not a bitfold checkpoint (missing or malformed "
                             f"{', '.join(missing) or 'config/model'}); retrain")
