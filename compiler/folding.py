@@ -13,6 +13,11 @@ only the slowest one sets the frame rate), the cheapest legal ``(PE, SIMD)``
 * :func:`fold_for_budget`: the smallest budget whose cheapest folding fits
   ``max_luts`` and ``max_brams`` (the fastest design that fits).
 
+Each layer is priced alone (its MVU and a convolution's sliding window); the
+totals also count the pools, the score unit and what joins the stages (skid
+buffers, FIFOs, width converters: ``Folding.streams``), so a budget is checked
+against the whole core (the board top comes on top: ``cost.board_top_cost``).
+
 ``BUILD/folding.json`` holds the choice with its cycles and estimates; a user
 may write one by hand (``{"schema": 1, "layers": [{"name", "pe", "simd"}]}``)
 and :func:`read_folding` checks it against the graph.
@@ -52,6 +57,7 @@ from .cost import (
     layouts,
     mvu_layers,
     other_stages,
+    stream_costs,
 )
 from .errors import FoldingError
 from .ir import MVU_KINDS, Graph
@@ -124,6 +130,7 @@ class Folding:
     layers: tuple[LayerCost, ...]
     stages: tuple[StageCost, ...]
     fifos: tuple[dict[str, Any], ...]
+    streams: tuple[StageCost, ...] = ()  # skid buffers, FIFOs, width converters between stages
 
     @property
     def cycles_per_frame(self) -> int:
@@ -138,8 +145,8 @@ class Folding:
         return self.clock_mhz * 1e6 / self.cycles_per_frame
 
     def total(self, what: str) -> int:
-        fifo = sum(f["width"] * f["depth"] for f in self.fifos) if what == "ffs" else 0
-        return sum(getattr(s, what) for s in (*self.layers, *self.stages)) + fifo
+        """``luts``, ``ffs`` or ``brams`` of the core: every unit and what joins them."""
+        return sum(getattr(s, what) for s in (*self.layers, *self.stages, *self.streams))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -152,6 +159,7 @@ class Folding:
             "layers": [asdict(c) for c in self.layers],
             "stages": [asdict(s) for s in self.stages],
             "fifos": list(self.fifos),
+            "streams": [asdict(s) for s in self.streams],
             "totals": {
                 "cycles_per_frame": self.cycles_per_frame,
                 "bottleneck": self.bottleneck,
@@ -209,7 +217,8 @@ def evaluate_folding(graph: Graph, choice: dict[str, tuple], clock_mhz: float = 
         costs[layer.name] = layer_cost(layer, pe, simd, model, layout)
     return Folding(graph.name, float(clock_mhz), model.name, allow_padding,
                    objective or {"kind": "manual"}, tuple(costs.values()),
-                   tuple(other_stages(graph, model)), _fifos(graph, costs, model))
+                   tuple(other_stages(graph, model)), _fifos(graph, costs, model),
+                   stream_costs(graph, costs, model))
 
 
 class _Options:
@@ -367,6 +376,11 @@ def folding_table(folding: Folding) -> str:
                 + (f" ({c.layout} layout)" if c.layout != "dense" else ""))
     for s in folding.stages:
         rows.append(f"{s.name:<14}{'':>24}{s.cycles:>10}{s.luts:>8}{s.brams:>7}  {s.kind}")
+    if folding.streams:
+        kinds = sorted({s.kind for s in folding.streams})
+        rows.append(f"{'streams':<14}{'':>34}{sum(s.luts for s in folding.streams):>8}"
+                    f"{sum(s.brams for s in folding.streams):>7}  {', '.join(kinds)} "
+                    f"between the stages")
     rows.append(f"{folding.cycles_per_frame} cycles/frame (bottleneck {folding.bottleneck}): "
                 f"{folding.fps:,.0f} fps at {folding.clock_mhz:g} MHz; estimate "
                 f"{folding.total('luts')} LUTs, {folding.total('ffs')} FFs, "

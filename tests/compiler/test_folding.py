@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bitfold.compiler.cost import DEVICES, adder_tree_luts, layer_cost, mvu_layers
+from bitfold.compiler.cost import DEVICES, adder_tree_luts, layer_cost, memory_map, mvu_layers
 from bitfold.compiler.errors import FoldingError
 from bitfold.compiler.folding import (
     evaluate_folding,
@@ -16,6 +16,7 @@ from bitfold.compiler.folding import (
     folding_table,
     legal_values,
     read_folding,
+    trade_off,
     write_folding,
 )
 from bitfold.compiler.ir import (
@@ -115,7 +116,8 @@ def test_unreachable_fps_says_what_is_possible() -> None:
 def test_budget_folding_is_the_fastest_that_fits() -> None:
     g = cnn()
     fast = fold_for_fps(g, 1.5e6)
-    for luts in (400, 1500, 5000, fast.total("luts")):
+    least = min(f.total("luts") for f in trade_off(g))  # the whole core, however folded
+    for luts in (least, least * 3 // 2, least * 3, fast.total("luts")):
         f = fold_for_budget(g, max_luts=luts)
         assert f.total("luts") <= luts
         # one more step of parallelism anywhere would not fit or not be faster
@@ -168,3 +170,30 @@ def test_folding_json_round_trip_and_hand_written(tmp_path) -> None:
     with pytest.raises(FoldingError, match=r"^\S+mine\.json: schema version 2, this bitfold "
                                            r"reads 1"):
         read_folding(hand, g)
+
+
+@pytest.mark.parametrize("family,depth,width,rom,kind,brams", [
+    # what YoWASP Yosys' memory_libmap chose for these memories (synth_ice40 / synth_ecp5)
+    ("ice40", 128, 8, True, "logic", 0),   # a ROM bit costs 1/16: 64, a block 64 + 2
+    ("ice40", 72, 16, True, "bram", 1),
+    ("ice40", 16, 4, False, "logic", 0),   # 64 RAM bits against 64 + 14
+    ("ice40", 16, 40, False, "bram", 3),   # 256 x 16 blocks
+    ("ecp5", 256, 8, True, "logic", 0),
+    ("ecp5", 256, 9, True, "bram", 1),
+    ("ecp5", 16, 40, False, "lutram", 0),  # ten 16 x 4 distributed-RAM cells
+    ("ecp5", 128, 40, False, "bram", 2),
+])
+def test_memories_go_where_yosys_puts_them(family, depth, width, rom, kind, brams) -> None:
+    mm = memory_map(depth, width, DEVICES[family], rom)
+    assert (mm.kind, mm.brams) == (kind, brams)
+    assert memory_map(depth, width, DEVICES[family], rom, block=True).kind == "bram"
+
+
+def test_the_estimate_counts_what_joins_the_stages() -> None:
+    g = cnn()
+    f = evaluate_folding(g, {"conv0": (16, 9), "conv1": (32, 16), "fc0": (10, 8)})
+    kinds = {s.kind for s in f.streams}
+    assert "skid" in kinds and all(s.luts >= 0 and s.cycles == 0 for s in f.streams)
+    parts = (*f.layers, *f.stages, *f.streams)
+    assert f.total("luts") == sum(s.luts for s in parts) > sum(c.luts for c in f.layers)
+    assert f.to_json()["totals"]["ffs"] == sum(s.ffs for s in parts)
