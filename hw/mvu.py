@@ -119,8 +119,9 @@ class MVU(wiring.Component):
     offset: list[int] | None = None  # a domain layer's offsets (units not built by __init__: none)
     offset_scale: int = 1
     shared_input_sum: bool = False  # multi-bit input: gated terms and one input-sum lane
-    paired: bool = False  # multi-bit input, PE >= PAIR_MIN_PE: shared pair sums (_pair_terms)
-    pair_correction: np.ndarray | None = None  # per neuron: paired terms' sum - the true sum
+    # multi-bit input, PE >= PAIR_MIN_PE, thresholds: terms from shared input pairs
+    # (_pair_terms); per neuron, the paired terms' sum minus the true sum
+    pair_correction: np.ndarray | None = None
     register_reads: bool = True  # a register after each block-RAM read (fast fabrics)
     credit: bool = False  # a free-running datapath, issue held by output credits
     _credits: tuple[Value, Signal] | None = None  # (may issue, issues a fold's last word)
@@ -181,7 +182,7 @@ class MVU(wiring.Component):
         self.shared_input_sum = not bipolar and polarity is None
         if self.shared_input_sum and plane_scale is None and offset is None \
                 and thresholds is not None and pe >= PAIR_MIN_PE and simd >= 2:
-            self.shared_input_sum, self.paired = False, True
+            self.shared_input_sum = False
             self.pair_correction = pair_correction(self.weights, simd)
         self.weight_memory = self._weight_memory(weight_memory)
         self.register_reads, self.credit = bool(register_reads), bool(credit)
@@ -250,7 +251,8 @@ class MVU(wiring.Component):
     def _threshold(self, m: Module, nf: Value, en: Value) -> list[Value]:
         """Each lane's threshold of the fold that is ``nf`` this cycle, from the next advance on."""
         thresholds = self.thresholds
-        assert thresholds is not None, "a unit without thresholds reads none"
+        if thresholds is None:
+            raise ValueError("an MVU without thresholds has no threshold memory")
         if self.pair_correction is not None:  # paired terms: the accumulators are off by it
             thresholds = thresholds + self.pair_correction
         width, _ = threshold_words(thresholds, self.pe, self.acc_shape.width)
@@ -410,7 +412,7 @@ class MVU(wiring.Component):
         if self.register_reads and (self.weight_memory == "bram" or nf_n > 1):
             w, x = reg(m, w, en, "w_q"), reg(m, x, en, "x_q")  # a block RAM's slow output
             ctl1 = reg(m, ctl1, en, "ctl_q", control=True)
-        if self.paired:
+        if self.pair_correction is not None:
             ctl = reg(m, reg(m, ctl1[:3], en, "ctl_pair", control=True), en, "ctl_term",
                       control=True)
             return self._pair_terms(m, x, w, en), ctl
@@ -434,37 +436,36 @@ class MVU(wiring.Component):
         sums, ctl = self._tree(m, lanes, ctl1, en)
         valid, first, last = ctl[0], ctl[1], ctl[2]
         nfi = Signal(range(self.nf), name="acc_nf")  # the fold being accumulated, in order
+        nfi_next = Mux(nfi == self.nf - 1, 0, nfi + 1)
         if self.nf > 1:
             with m.If(en & valid & last):
-                m.d.sync += nfi.eq(Mux(nfi == self.nf - 1, 0, nfi + 1))
+                m.d.sync += nfi.eq(nfi_next)
         if self.shared_input_sum:  # sum(w ? x : -x) = 2 sum(w & x) - sum(x)
             x_sum = as_signed(sums[-1])
             sums = [(as_signed(v) << 1) - x_sum for v in sums[:-1]] + \
                 ([sums[-1]] if self.offset is not None else [])
         sums = self._combine(sums) if self.offset is None else self._domain(m, sums, nfi)
-        accs, totals = [], []
+        # after a fold's last word the accumulators hold its totals until the next `en`
+        accs = []
         for p, s in enumerate(sums):
             acc = Signal(self._acc_hw(), name=f"acc{p}", reset_less=True)  # restarts at `first`
-            total = Mux(first, 0, acc) + s
             with m.If(en & valid):
-                m.d.sync += acc.eq(total)
+                m.d.sync += acc.eq(Mux(first, 0, acc) + s)
             accs.append(acc)
-            totals.append(total)
         done = reg(m, valid & last, en, "done", control=True)
-        tot = accs  # after the last word the accumulators hold the totals until `en`
 
         if self.thresholds is None:
             m.d.comb += [o.valid.eq(done),
-                         o.payload.eq(Cat(*[t[:self.acc_shape.width] for t in tot]))]
+                         o.payload.eq(Cat(*[a[:self.acc_shape.width] for a in accs]))]
             return
         if self.register_reads and self.nf > 1:
             # read ahead (the fold this cycle leaves accumulating) and register the word: the
             # block RAM's slow output is off the compare's path. The read port then always
             # holds the threshold of the fold in the accumulators; thr its copy a cycle later.
-            ahead = Mux(valid & last, Mux(nfi == self.nf - 1, 0, nfi + 1), nfi)
+            ahead = Mux(valid & last, nfi_next, nfi)
             thr = [reg(m, v, en, f"thr{p}") for p, v in enumerate(self._threshold(m, ahead, en))]
         else:
             thr = self._threshold(m, nfi, en)  # read with the totals, ready beside them
         out_valid = reg(m, done, en, "out_valid", control=True)
-        out_bits = reg(m, Cat(*[t >= th for t, th in zip(tot, thr, strict=True)]), en, "out_bits")
+        out_bits = reg(m, Cat(*[a >= th for a, th in zip(accs, thr, strict=True)]), en, "out_bits")
         m.d.comb += [o.valid.eq(out_valid), o.payload.eq(out_bits)]

@@ -15,12 +15,11 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal, Value, signed
 
+from bitfold.compiler.cost import PAIR_MIN_PE  # fewer PE lanes do not pay for the pair sums
+
 from .arith import as_signed, reg
 
 __all__ = ["PAIR_MIN_PE", "pair_correction", "pair_terms"]
-
-PAIR_MIN_PE = 4  # fewer PE lanes do not pay for the shared pair sums
-
 
 def pair_correction(weights: np.ndarray, simd: int) -> np.ndarray:
     """Per neuron, the paired terms' sum minus the true ``sum(w ? x : -x)``: minus the

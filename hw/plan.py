@@ -148,6 +148,8 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
         raise HardwareError("padded foldings (pe or simd not dividing the layer) are not "
                             "supported by the generator yet; fold without --allow-padding")
     fold = {c.name: c for c in folding.layers}
+    # a fast fabric: block-RAM reads registered, MVUs stall by credits, DSP products split
+    fast = DEVICES[folding.device].register_reads
     fifo_min = max([fifo_min] + [int(f.get("depth", 0)) for f in folding.fifos])
     node = graph.node(graph.inputs[0])
     if not isinstance(node, Input):
@@ -198,9 +200,7 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
         params = dict(weights=weights[0], pe=pe, simd=simd, acc_bits=t_acc.bits,
                       acc_signed=t_acc.signed, input_bits=bits, bipolar=t.bipolar,
                       thresholds=None, weight_memory=cost.weight_memory,
-                      # a fast fabric: block-RAM reads registered, stalls by credits
-                      register_reads=DEVICES[folding.device].register_reads,
-                      credit=DEVICES[folding.device].register_reads)
+                      register_reads=fast, credit=fast)
         if isinstance(nxt, SparseDense | SparseConv2d):
             params["polarity"] = np.asarray(nxt.polarity)
             if index:
@@ -248,8 +248,7 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
             out_bits=0, fifo_depth=fifo_min,
             params=dict(scale=[int(v) for v in after.scale], bias=[int(v) for v in after.bias],
                         acc_bits=t_acc.bits, acc_signed=t_acc.signed, score_bits=t_score.bits,
-                        # a fast fabric's DSPs: products split to one multiplier each
-                        split_products=DEVICES[folding.device].register_reads))
+                        split_products=fast))
         classes = len(after.scale)
         break
     return Plan(graph=graph.name, top_name=sanitize(graph.name, "bitfold", set()),

@@ -60,7 +60,7 @@ class SerialCompositeMVU(MVU):
         self.serial_scales = [int(m) for m in plane_scale]  # MVU.plane_scale, never None here
         self.weight_memory = weight_memory_kind(self.nf * self.sf * self.planes)
         self.weight_width = pe * simd
-        self.shared_input_sum = self.paired = False  # its lanes take +-x terms
+        self.shared_input_sum = False  # its lanes take +-x terms (no input-sum lane)
 
     def weight_words(self) -> list[int]:
         """Weight memory words (:func:`serial_weight_words`): address ``(nf*SF + sf)*K + k``."""
