@@ -25,6 +25,8 @@ from bitfold.train.to_ir import build_test_set, lower, nchw_to_ir, torch_predict
 from bitfold.train.trainer import TrainConfig, input_threshold, make_model
 from bitfold.verbs import _config
 
+from .helpers import mix_alpha_signs
+
 BIN = Path(sys.executable).parent
 
 
@@ -39,11 +41,8 @@ def binarized(name: str, data, seed: int = 0, **options) -> torch.nn.Module:
     model = make_model(TrainConfig(model=name, dataset=data.name, param="dense",
                                    alpha="learned", input_bits=1, **options), data)
     g = torch.Generator().manual_seed(seed)
+    mix_alpha_signs(model, g)
     with torch.no_grad():
-        for _, layer in binary_layers(model):
-            alpha = layer.binarizer.alpha
-            sign = torch.where(torch.rand(alpha.shape, generator=g) < 1 / 3, -1.0, 1.0)
-            alpha.copy_(sign * (0.2 + torch.rand(alpha.shape, generator=g)))
         model.train()
         model(data.x_train[:256].float() * data.input_scale)  # batch statistics
         for m in model.modules():

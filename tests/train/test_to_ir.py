@@ -27,6 +27,8 @@ from bitfold.train.to_ir import (
 )
 from bitfold.train.trainer import SCHEMA, TrainConfig, make_model
 
+from .helpers import mix_alpha_signs
+
 BIN = Path(sys.executable).parent
 
 
@@ -46,12 +48,8 @@ def randomized(name: str, data, seed: int = 0) -> torch.nn.Module:
     config = TrainConfig(model=name, dataset="digits", param="holistic-tucker", alpha="learned")
     model = make_model(config, data)
     g = torch.Generator().manual_seed(seed)
+    mix_alpha_signs(model, g, zero_first=True)
     with torch.no_grad():
-        for _, layer in binary_layers(model):
-            alpha = layer.binarizer.alpha
-            sign = torch.where(torch.rand(alpha.shape, generator=g) < 1 / 3, -1.0, 1.0)
-            alpha.copy_(sign * (0.2 + torch.rand(alpha.shape, generator=g)))
-            alpha[0] = 0.0
         bns = [m for m in model.modules()
                if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d)]
         for bn in bns:
