@@ -2,19 +2,29 @@
 
 An interrupted stage must never leave a half artifact that a later stage takes
 for whole (docs/architecture.md, section 1): everything is written to a temporary file in the
-same folder and renamed into place.
+same folder and renamed into place, and a stage whose output is a folder of files that belong
+together (``rtl/``, ``boards/NAME/``) writes a temporary sibling folder and swaps it in
+(:func:`replaced_dir`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ArtifactError", "atomic_write", "read_json", "write_json"]
+__all__ = ["ArtifactError", "atomic_write", "held_signals", "read_json", "replaced_dir",
+           "sha256_file", "write_json"]
+
+_HELD = (signal.SIGINT, signal.SIGTERM)
 
 
 def _umask() -> int:
@@ -72,3 +82,92 @@ def read_json(path: str | Path, schema: int | None = None) -> dict[str, Any]:
             "re-run the stage that wrote it"
         )
     return data
+
+
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextmanager
+def held_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs, then act on one that came meanwhile.
+
+    For the few steps that must not be cut in two (swapping a folder in, ending a
+    tool's processes). Only the main thread can set handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {s: signal.getsignal(s) for s in _HELD}
+    for s in _HELD:
+        signal.signal(s, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale_siblings(dest: Path) -> Iterator[Path]:
+    """Temporary folders beside ``dest`` left by a process that no longer runs (killed hard)."""
+    for p in dest.parent.glob(f".{dest.name}.*-*-*"):
+        kind, _, rest = p.name[len(dest.name) + 2:].partition("-")
+        pid = rest.partition("-")[0]
+        if kind in ("new", "old") and pid.isdigit() and not _alive(int(pid)):
+            yield p
+
+
+@contextmanager
+def replaced_dir(dest: str | Path) -> Iterator[Path]:
+    """Yield an empty folder beside ``dest``; a block that ends normally replaces ``dest`` with it.
+
+    The new folder is renamed into place with SIGINT and SIGTERM held, so an
+    interrupted or failed stage leaves the previous whole folder (or none, if
+    there was none); never a mix of old and new files. A block that raises
+    removes the new folder. Only a hard kill between the two renames of the swap
+    can leave ``dest`` absent (its previous contents then sit in a hidden
+    ``.NAME.old-*`` sibling, removed by the next run).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in _stale_siblings(dest):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.new-{os.getpid()}-", dir=dest.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)
+    try:
+        yield tmp
+        old = None
+        with held_signals():
+            if dest.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-{os.getpid()}-",
+                                            dir=dest.parent))
+                os.replace(dest, old / dest.name)
+            try:
+                os.replace(tmp, dest)
+            except OSError:
+                if old is not None:  # put the previous folder back
+                    os.replace(old / dest.name, dest)
+                raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -215,8 +215,10 @@ def hardware_figures(build: str | Path, board: str | None = None,
         built = report.parent / "folding.json"
         return built.is_file() and design(read_json(built)) == ours
 
-    reports = sorted((build / "boards").glob("*/report.json"))
-    reports = [p for p in reports if not p.parent.name.endswith("-selftest")]
+    from bitfold.boards.targets import BOARDS
+
+    reports = sorted(p for p in (build / "boards").glob("*/report.json")
+                     if p.parent.name in BOARDS)  # not NAME-selftest, NAME.failed
     if board is not None:
         reports = [p for p in reports if p.parent.name == board]
         if not reports and clock_mhz is None:
@@ -232,7 +234,9 @@ def hardware_figures(build: str | Path, board: str | None = None,
     if clock_mhz is not None:
         fig.update(clock_mhz=clock_mhz, clock_source="stated (--clock-mhz)")
     elif reports:
-        rep = read_json(reports[0])
+        from bitfold.boards.flow import read_board_report
+
+        rep = read_board_report(reports[0].parent)  # the bitstream it describes, or refused
         clock = rep.get("clock_mhz", rep["target_mhz"])  # the clock the bitstream runs at
         source = "PLL" if rep.get("pll") else "oscillator"
         fig.update(clock_mhz=clock, clock_source=f"the {rep['board']} bitstream's clock ({source}"

@@ -12,7 +12,9 @@ stage verb (:func:`stage_verbs`).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from bitfold import __version__, verbs
@@ -23,7 +25,7 @@ from bitfold.options import (
     train_options,
 )
 
-__all__ = ["STAGE_VERBS", "build_parser", "main", "stage_verbs"]
+__all__ = ["STAGE_VERBS", "Terminated", "build_parser", "main", "stage_verbs"]
 
 # The verbs bitfold run runs as its stages.
 STAGE_VERBS = ("train", "import", "compile", "golden", "generate", "simulate", "build", "bench")
@@ -259,6 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the verb is, so that it ends its child processes and removes its
+    temporary files as on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     """Run the verb ``args`` names; an expected failure is one line on stderr and exit status 2."""
     from bitfold.artifacts import ArtifactError
@@ -268,9 +279,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     except (ValueError, ArtifactError, FileNotFoundError) as exc:
         print(f"bitfold {args.verb}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"bitfold {args.verb}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        term = isinstance(exc, Terminated)
+        print(f"bitfold {args.verb}: interrupted ({'SIGTERM' if term else 'SIGINT'})",
+              file=sys.stderr)
+        return 143 if term else 130
 
 
 def stage_verbs() -> dict[str, Callable[[Sequence[str]], int]]:
@@ -303,7 +316,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return _dispatch(build_parser().parse_args(argv))
+    if threading.current_thread() is not threading.main_thread():
+        return _dispatch(build_parser().parse_args(argv))
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _dispatch(build_parser().parse_args(argv))
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

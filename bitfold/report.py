@@ -25,7 +25,11 @@ def collect(out: str | Path) -> dict[str, Any]:
     build = out / "build"
     run = _maybe(out / "run.json") or {}
     board = run.get("board")
-    board_report = _maybe(build / "boards" / board / "report.json") if board else None
+    board_report = None
+    if board and run.get("bitstream", True) and (build / "boards" / board / "report.json").is_file():
+        from bitfold.boards.flow import read_board_report
+
+        board_report = read_board_report(build / "boards" / board)  # checked against its bitstream
     return {
         "out": out, "run": run,
         "config": _maybe(out / "train" / "config.json"),
@@ -34,7 +38,7 @@ def collect(out: str | Path) -> dict[str, Any]:
         "golden": _maybe(build / "golden.json"),
         "folding": _maybe(build / "folding.json"),
         "sim": _maybe(build / "sim" / "report.json"),
-        "board": board_report if run.get("bitstream", True) else None,
+        "board": board_report,
         "bench": _maybe(build / "bench.json"),
         "sweep": _maybe(build / "sweep.json"),
     }

@@ -7,6 +7,15 @@ elaborate the board top with the board's amaranth-boards platform into
 environment variables, so no system Yosys or nextpnr is needed), run it with a
 progress line, and write ``report.json`` from nextpnr's ``--report``.
 
+The folder is replaced as one unit: the build runs in a temporary sibling that is
+swapped in when it succeeds (:func:`bitfold.artifacts.replaced_dir`), so an interrupted
+or failed build leaves the previous whole build (bitstream and ``report.json``
+together) or none; a failed one is kept for its logs in ``BUILD/boards/NAME.failed/``.
+The tools run in their own process group, ended (SIGTERM, then SIGKILL) when the build
+is interrupted. ``report.json`` names the bitstream's SHA-256 and
+:func:`read_board_report` checks it, so a report is never read beside a bitstream it
+does not describe.
+
 The top runs from the board's PLL (:mod:`.pll`). With a stated clock the build
 runs at the fastest PLL output at or below it; without one it first runs at the
 family's :data:`~.pll.FIRST_TARGET_MHZ` and, where nextpnr's Fmax falls short,
@@ -15,11 +24,11 @@ once more at the fastest clock :data:`FMAX_MARGIN` below that Fmax.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -28,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from bitfold.artifacts import write_json
+from bitfold.artifacts import ArtifactError, held_signals, read_json, replaced_dir, sha256_file, write_json
 from bitfold.compiler.folding import Folding, evaluate_folding, fold_for_budget
 from bitfold.compiler.ir import Graph
 
@@ -37,7 +46,7 @@ from .targets import Board
 
 __all__ = ["BOARD_REPORT_SCHEMA", "FMAX_MARGIN", "BoardFitError", "BuildError", "TOOLS",
            "board_clock", "check_fits", "build_board", "parse_nextpnr_report", "prepare",
-           "run_build", "toolchain_env"]
+           "read_board_report", "run_build", "toolchain_env"]
 
 BOARD_REPORT_SCHEMA = 1
 BAUD = 115200
@@ -207,29 +216,64 @@ def prepare(out: Path, graph: Graph, folding: Folding, board: Board, seed: int =
 _PHASES = (("top.json", "place and route (nextpnr)"), ("report_nextpnr.json", "pack bitstream"))
 
 
-def run_build(out: Path, board: Board, progress: bool = True) -> float:
-    """Run ``out/build.sh``; show the phase and elapsed time; return the seconds taken."""
+def _end_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
+    """End every process of ``proc``'s group (the tools a build started): SIGTERM, then SIGKILL
+    for what is left after ``grace_s``; return when none is left."""
+    with held_signals():  # a second Ctrl-C must not cut the clean-up short
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline:
+                proc.poll()  # reap the shell; the tools it started are reaped by init
+                try:
+                    os.killpg(proc.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+            else:
+                continue
+            break
+        proc.wait()
+
+
+def run_build(out: Path, board: Board, progress: bool = True, shown: Path | None = None) -> float:
+    """Run ``out/build.sh``; show the phase and elapsed time; return the seconds taken.
+
+    The tools run in a process group of their own, ended when this returns by an
+    exception (Ctrl-C, SIGTERM through :class:`bitfold.cli.Terminated`). A failed build's
+    message names the folder ``shown`` (default ``out``) for its logs.
+    """
     for stale in ("top.json", "report_nextpnr.json", f"top.{board.bitstream_ext}"):
         (out / stale).unlink(missing_ok=True)
     start = time.monotonic()
     with open(out / "build.log", "w") as log:
         proc = subprocess.Popen(["sh", str(out / "build.sh")], stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, **toolchain_env(board.family, board)})
-        while proc.poll() is None:
+                                env={**os.environ, **toolchain_env(board.family, board)},
+                                start_new_session=True)
+        try:
+            while proc.poll() is None:
+                if progress:
+                    phase = "synthesis (yosys)"
+                    for marker, name in _PHASES:
+                        if (out / marker).exists():
+                            phase = name
+                    print(f"\r{board.name}: {phase} ... {time.monotonic() - start:5.0f}s",
+                          end="", file=sys.stderr, flush=True)
+                time.sleep(0.5)
+        except BaseException:
+            _end_group(proc)
             if progress:
-                phase = "synthesis (yosys)"
-                for marker, name in _PHASES:
-                    if (out / marker).exists():
-                        phase = name
-                print(f"\r{board.name}: {phase} ... {time.monotonic() - start:5.0f}s",
-                      end="", file=sys.stderr, flush=True)
-            time.sleep(0.5)
+                print(file=sys.stderr)
+            raise
     if progress:
         print(file=sys.stderr)
     if proc.returncode:
         tail = (out / "build.log").read_text(errors="replace").strip().splitlines()[-15:]
         raise BuildError(f"{board.name}: the build failed (exit {proc.returncode}); see "
-                         f"{out}/build.log, top.tim, top.rpt:\n" + "\n".join(tail))
+                         f"{shown or out}/build.log, top.tim, top.rpt:\n" + "\n".join(tail))
     return time.monotonic() - start
 
 
@@ -299,13 +343,39 @@ def write_report(out: Path, board: Board, build_s: float, seed: int, top: str,
               "timing_met": parsed["fmax_mhz"] >= clock.mhz,
               "attempts": attempts or [{"clock_mhz": clock.mhz, "fmax_mhz": parsed["fmax_mhz"],
                                         "timing_met": parsed["fmax_mhz"] >= clock.mhz}],
-              "bitstream": bitstream.name,
-              "bitstream_sha256": hashlib.sha256(bitstream.read_bytes()).hexdigest(),
+              "bitstream": bitstream.name, "bitstream_sha256": sha256_file(bitstream),
               "build_s": round(build_s, 1),
               "estimate": {"luts": folding.total("luts"), "brams": folding.total("brams"),
                            "cycles_per_frame": folding.cycles_per_frame},
               "utilization": parsed["utilization"]}
     write_json(out / "report.json", report)
+    return report
+
+
+def read_board_report(folder: str | Path) -> dict[str, Any]:
+    """``FOLDER/report.json`` of a board build, checked against the bitstream beside it.
+
+    Raises :class:`~bitfold.artifacts.ArtifactError` (one line, with the command that
+    rebuilds it) when the report names no bitstream hash, its bitstream is missing, or
+    the bitstream on disk is not the one the report describes.
+    """
+    folder = Path(folder)
+    path = folder / "report.json"
+    report = read_json(path, BOARD_REPORT_SCHEMA)
+    name, sha = report.get("bitstream"), report.get("bitstream_sha256")
+    again = (f"rebuild it: `bitfold build {folder.parent.parent} --board "
+             f"{report.get('board', folder.name)}"
+             f"{' --selftest' if report.get('top') == 'selftest' else ''}`")
+    if not isinstance(name, str) or not isinstance(sha, str) or Path(name).name != name:
+        raise ArtifactError(f"{path}: names no bitstream and its SHA-256 (written by an older "
+                            f"bitfold); {again}")
+    bitstream = folder / name
+    if not bitstream.is_file():
+        raise ArtifactError(f"{path}: its bitstream {bitstream} is missing; {again}")
+    if sha256_file(bitstream) != sha:
+        raise ArtifactError(f"{path}: describes another bitstream than {bitstream} (SHA-256 "
+                            f"differs), so its Fmax and resources are not that bitstream's; "
+                            f"{again}")
     return report
 
 
@@ -340,14 +410,34 @@ def build_board(build: str | Path, board: Board, *, folding_path: str | Path | N
         raise FileNotFoundError(f"{path}: no folding; run `bitfold fold {build} --max-luts N "
                                 f"--device {board.family}` or `bitfold generate` first")
     folding = check_fits(graph, read_folding(path, graph), board)
-    out = build / "boards" / (board.name + ("-selftest" if selftest is not None else ""))
-    (out / "report.json").unlink(missing_ok=True)  # a stale report must not outlive this build
+    final = build / "boards" / (board.name + ("-selftest" if selftest is not None else ""))
+    failed = final.with_name(final.name + ".failed")
+    with replaced_dir(final) as out:
+        try:
+            result = _build_in(out, graph, folding, board, seed, selftest, clock, clock_mhz,
+                               do_build, progress, failed)
+        except BuildError:
+            with held_signals():  # keep the failed build's logs; the previous build stays
+                shutil.rmtree(failed, ignore_errors=True)
+                out.rename(failed)
+            raise
+    if not do_build:
+        result["build_sh"] = str(final / "build.sh")
+    else:
+        shutil.rmtree(failed, ignore_errors=True)  # an older failure's logs, now outdated
+    return result
+
+
+def _build_in(out: Path, graph: Graph, folding: Folding, board: Board, seed: int,
+              selftest: tuple | None, clock: BoardClock, clock_mhz: float | None,
+              do_build: bool, progress: bool, failed: Path) -> dict[str, Any]:
+    """:func:`build_board`'s work, in the folder ``out`` that then replaces the board's."""
     prepare(out, graph, folding, board, seed, selftest, clock)
     top = "selftest" if selftest is not None else "uart"
     if not do_build:
         return {"board": board.name, "top": top, "build_sh": str(out / "build.sh"),
                 "clock_mhz": clock.mhz}
-    build_s = run_build(out, board, progress)
+    build_s = run_build(out, board, progress, shown=failed)
     fmax = _parse_build(out, board)["fmax_mhz"]
     attempts = [{"clock_mhz": clock.mhz, "fmax_mhz": fmax, "timing_met": fmax >= clock.mhz}]
     if clock_mhz is None and fmax < clock.mhz:
@@ -357,7 +447,7 @@ def build_board(build: str | Path, board: Board, *, folding_path: str | Path | N
                   f"{retry.mhz:g} MHz", file=sys.stderr)
         clock = retry
         prepare(out, graph, folding, board, seed, selftest, clock)
-        build_s += run_build(out, board, progress)
+        build_s += run_build(out, board, progress, shown=failed)
         fmax = _parse_build(out, board)["fmax_mhz"]
         attempts.append({"clock_mhz": clock.mhz, "fmax_mhz": fmax,
                          "timing_met": fmax >= clock.mhz})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 
 from bitfold.artifacts import read_json, write_json
@@ -9,7 +10,9 @@ from bitfold.bench import hardware_figures
 from bitfold.report import _facts
 from tests.boards.helpers import tiny_build
 
+BITS = b"a bitstream"
 BOARD = {"schema": 1, "board": "icebreaker", "device": "iCE40UP5K", "luts": 900, "ffs": 300,
+         "bitstream": "top.bin", "bitstream_sha256": hashlib.sha256(BITS).hexdigest(),
          "brams": 1, "fmax_mhz": 40.2, "clock_mhz": 38.25, "target_mhz": 38.25,
          "oscillator_mhz": 12.0, "clock_source": "pll", "timing_met": True,
          "pll": {"primitive": "SB_PLL40_PAD", "output_mhz": 38.25},
@@ -22,6 +25,7 @@ def _built(tmp_path, report: dict):
     out.mkdir(parents=True)
     shutil.copy(build / "folding.json", out / "folding.json")
     write_json(out / "report.json", report)
+    (out / "top.bin").write_bytes(BITS)
     return build
 
 

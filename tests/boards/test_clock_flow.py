@@ -97,7 +97,7 @@ def _fake_tools(monkeypatch, fmax_at) -> list[float]:
     doc = json.loads((DATA / "nextpnr_ice40.json").read_text())
     clocks: list[float] = []
 
-    def run_build(out: Path, board, progress: bool = True) -> float:
+    def run_build(out: Path, board, progress: bool = True, shown=None) -> float:
         mhz = json.loads((out / "clock.json").read_text())["clock_mhz"]
         clocks.append(mhz)
         doc["fmax"] = {"clk": {"achieved": fmax_at(mhz), "constraint": mhz}}
