@@ -122,7 +122,9 @@ def folding_options(p: argparse.ArgumentParser) -> None:
                         "has its own)")
     p.add_argument("--max-luts", type=int, metavar="N",
                    help="LUT budget: the fastest folding whose estimate fits")
-    p.add_argument("--max-brams", type=int, metavar="N", help="block RAM budget")
+    p.add_argument("--max-brams", type=int, metavar="N",
+                   help="block RAM budget; with --target-fps, the blocks a design may use (spare "
+                        "ones then hold weights Yosys would build from LUTs)")
     p.add_argument("--folding", metavar="FILE",
                    help="a folding.json (written by bitfold fold or by hand), checked and costed")
     p.add_argument("--device", default="ecp5", choices=["ecp5", "ice40"],

@@ -259,7 +259,8 @@ def run_pipeline(args, verbs: Mapping[str, VerbRunner],
     r, b = str(run_dir), str(build)
     if args.target_fps is not None:
         fold = [["generate", b, "--target-fps", repr(args.target_fps), "--clock-mhz",
-                 repr(board.clock_mhz), "--device", board.family]]
+                 repr(board.clock_mhz), "--max-brams", str(board.brams), "--device",
+                 board.family]]
     else:
         from bitfold.boards.flow import TOP_LUTS
 

@@ -166,11 +166,11 @@ def _choose_folding(args: argparse.Namespace, graph):
     """The folding ``fold`` and ``generate`` ask for: a file, a frame rate, or a LUT/BRAM budget."""
     from bitfold.compiler.folding import fold_for_budget, fold_for_fps, read_folding
 
-    chosen = [bool(args.folding), args.target_fps is not None,
-              args.max_luts is not None or args.max_brams is not None]
-    if sum(chosen) != 1:
-        raise ValueError("give exactly one of --target-fps F, --max-luts/--max-brams N, "
-                         "or --folding FILE")
+    budget = args.max_luts is not None or (args.max_brams is not None and args.target_fps is None)
+    chosen = [bool(args.folding), args.target_fps is not None, budget]
+    if sum(chosen) != 1 or (args.folding and args.max_brams is not None):
+        raise ValueError("give exactly one of --target-fps F (with an optional --max-brams N), "
+                         "--max-luts/--max-brams N, or --folding FILE")
     if args.folding:
         if args.clock_mhz is not None:
             raise ValueError("--clock-mhz goes with --target-fps or a budget; a folding file has "
@@ -179,7 +179,7 @@ def _choose_folding(args: argparse.Namespace, graph):
     common = dict(clock_mhz=100.0 if args.clock_mhz is None else args.clock_mhz,
                   device=args.device, allow_padding=getattr(args, "allow_padding", False))
     if args.target_fps is not None:
-        return fold_for_fps(graph, args.target_fps, **common)
+        return fold_for_fps(graph, args.target_fps, max_brams=args.max_brams, **common)
     return fold_for_budget(graph, args.max_luts, args.max_brams, **common)
 
 

@@ -80,6 +80,7 @@ __all__ = [
     "StageCost",
     "GROUP_SIZES",
     "adder_tree_luts",
+    "block_ram_pes",
     "board_top_cost",
     "component_cost",
     "group_slot_bits",
@@ -203,6 +204,7 @@ class LayerCost:
     layout: str = "dense"  # "dense" (binary, composite) | "serial" (composite) | "mask" | "index" (sparse)
     in_elems: int = 0  # elements per input word of the unit (a convolution's window feeds it)
     out_elems: int = 0  # elements per output word (PE)
+    block_pes: int = 0  # PEs whose weights are forced into block RAM (:func:`block_ram_pes`)
 
 
 @dataclass(frozen=True)
@@ -521,9 +523,10 @@ def _mvu_back(f: Counter, layer: LayerShape, pe: int, nf: int, sf_passes: int,
     return brams
 
 
-def _mvu(layer: LayerShape, pe: int, simd: int, layout: str, model: ResourceModel
-         ) -> tuple[Counter, int, str, int, int]:
-    """Features, block RAMs, weight memory kind, buffer bits and input elements of an MVU."""
+def _mvu(layer: LayerShape, pe: int, simd: int, layout: str, model: ResourceModel,
+         block_pes: int = 0) -> tuple[Counter, int, str, int, int]:
+    """Features, block RAMs, weight memory kind, buffer bits and input elements of an MVU;
+    the weights of its first ``block_pes`` PEs in a block RAM of their own."""
     f: Counter = Counter(one=1)
     b = layer.input_bits
     bipolar = b == 1
@@ -583,7 +586,11 @@ def _mvu(layer: LayerShape, pe: int, simd: int, layout: str, model: ResourceMode
         f["lutrom"] += distinct * math.ceil(depth / model.lut_rom_depth)
         f["ff_pack"] += distinct
     elif kind == "bram":
-        brams += _memory(f, memory_map(depth, width, model, rom=True))
+        forced = block_pes * simd * planes
+        if forced:
+            brams += _memory(f, memory_map(depth, forced, model, rom=True, block=True))
+        if width > forced:
+            brams += _memory(f, memory_map(depth, width - forced, model, rom=True))
     if layout not in ("index", "serial") and model.register_reads and \
             (kind == "bram" or nf > 1):
         f["ff_copy"] += (0 if constant else distinct) + x_bits
@@ -740,10 +747,10 @@ def component_cost(family: str, kind: str, features: Counter) -> tuple[int, int]
 
 
 def mvu_features(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
-                 layout: str | None = None) -> dict[str, Counter]:
+                 layout: str | None = None, block_pes: int = 0) -> dict[str, Counter]:
     """The features of a layer's components at a folding: ``{"mvu": ..., "swu": ...}``."""
     layout = layout or layouts(layer)[0]
-    f, _, _, _, in_elems = _mvu(layer, pe, simd, layout, model)
+    f, _, _, _, in_elems = _mvu(layer, pe, simd, layout, model, block_pes)
     out = {"mvu": f}
     if layer.conv:
         h, w, c, k, s, p = layer.window
@@ -761,8 +768,19 @@ def _conv_lanes(layer: LayerShape, pe: int, simd: int, layout: str, in_elems: in
     return _window_lanes(k, c, in_elems)
 
 
+def block_ram_pes(layer: LayerShape, pe: int, simd: int, layout: str,
+                  model: ResourceModel) -> bool:
+    """Whether the weights of some of the layer's PEs may be forced into block RAM: a
+    binary or sparse-mask unit whose weight memory is read synchronously (deeper than a
+    LUT ROM), so that Yosys would otherwise choose for it (:func:`memory_map`)."""
+    if layout not in ("dense", "mask") or layer.planes != 1:
+        return False
+    depth = math.ceil(layer.mh / pe) * math.ceil(layer.mw / simd)
+    return _weight_kind(depth, model) == "bram"
+
+
 def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
-               layout: str | None = None) -> LayerCost:
+               layout: str | None = None, block_pes: int = 0) -> LayerCost:
     """Cycles and resources of ``layer`` at ``(pe, simd)`` (its MVU, and a convolution's
     sliding window); legality is checked elsewhere.
 
@@ -774,7 +792,10 @@ def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
         layout = layouts(layer)[0]
     if layout not in layouts(layer):
         raise ValueError(f"layer {layer.name!r} ({layer.scheme}) has no layout {layout!r}")
-    f, brams, kind, buffer_bits, in_elems = _mvu(layer, pe, simd, layout, model)
+    if block_pes and not (0 <= block_pes <= pe and block_ram_pes(layer, pe, simd, layout, model)):
+        raise ValueError(f"layer {layer.name!r}: block_pes={block_pes} needs 0..{pe} PEs of a "
+                         f"binary or mask unit whose weights are deeper than a LUT ROM")
+    f, brams, kind, buffer_bits, in_elems = _mvu(layer, pe, simd, layout, model, block_pes)
     luts, ffs = component_cost(model.name, "mvu", f)
     if layer.conv:
         h, w, c, k, s, p = layer.window
@@ -799,7 +820,8 @@ def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
         name=layer.name, pe=pe, simd=simd, mh=layer.mh, mw=layer.mw, nf=nf, sf=sf,
         pixels=layer.pixels, cycles=nf * sf * passes * layer.pixels, luts=luts, ffs=ffs,
         brams=brams, weight_bits=weight_bits, weight_memory=kind, acc_bits=layer.acc_bits,
-        buffer_bits=buffer_bits, layout=layout, in_elems=in_elems, out_elems=pe)
+        buffer_bits=buffer_bits, layout=layout, in_elems=in_elems, out_elems=pe,
+        block_pes=block_pes)
 
 
 # ----------------------------------------------------------------------------- other stages

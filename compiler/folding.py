@@ -30,6 +30,12 @@ kept inputs gathered per cycle, ``SIMD`` divides the most non-zeros in a row,
 entry may name one (``"layout": "index"``; default ``"mask"``); the optimizers
 price them all and take the cheapest.
 
+Weights deeper than a LUT ROM are read synchronously and Yosys decides where
+they go; wide, shallow ones it builds from LUTs. Given a block-RAM budget
+(``max_brams``), the optimizers hand the blocks the design leaves over to such
+weights (:func:`fill_block_ram`): a layer's first ``block_pes`` PEs then have
+their weights in a block RAM of their own, most LUTs saved per block first.
+
 A composite layer (``K`` binary planes) has two: ``"dense"`` (the default; the
 planes as ``K`` parallel lanes, ``NF * SF`` cycles per vector) and ``"serial"``
 (one set of lanes taking the planes one a cycle, ``NF * SF * K`` cycles, about
@@ -52,6 +58,7 @@ from .cost import (
     LayerShape,
     ResourceModel,
     StageCost,
+    block_ram_pes,
     columns,
     layer_cost,
     layouts,
@@ -66,6 +73,7 @@ __all__ = [
     "FOLDING_SCHEMA",
     "Folding",
     "evaluate_folding",
+    "fill_block_ram",
     "fold_for_budget",
     "trade_off",
     "fold_for_fps",
@@ -213,8 +221,17 @@ def evaluate_folding(graph: Graph, choice: dict[str, tuple], clock_mhz: float = 
     for layer in layers:
         pe, simd, *rest = choice[layer.name]
         layout = rest[0] if rest else None
+        block_pes = rest[1] if len(rest) > 1 else 0
         check_layer(layer, pe, simd, allow_padding, layout)
-        costs[layer.name] = layer_cost(layer, pe, simd, model, layout)
+        layout = layout or layouts(layer)[0]
+        if not (isinstance(block_pes, int) and not isinstance(block_pes, bool) and
+                (block_pes == 0 or (0 < block_pes <= pe and
+                                    block_ram_pes(layer, pe, simd, layout, model)))):
+            raise FoldingError(f"layer {layer.name!r}: block_pes={block_pes!r} is illegal; it "
+                               f"counts PEs (0..{pe}) whose weights go to block RAM, for a binary "
+                               f"or mask layer whose weight memory is deeper than "
+                               f"{model.lutrom_max_depth} words")
+        costs[layer.name] = layer_cost(layer, pe, simd, model, layout, block_pes)
     return Folding(graph.name, float(clock_mhz), model.name, allow_padding,
                    objective or {"kind": "manual"}, tuple(costs.values()),
                    tuple(other_stages(graph, model)), _fifos(graph, costs, model),
@@ -244,19 +261,56 @@ class _Options:
         return self.best[i - 1] if i else None
 
 
-def _fold_at(graph, options, budget, **kw) -> Folding | None:
+def _fold_at(graph, options, budget, max_brams: int | None = None, **kw) -> Folding | None:
     picks = {}
     for name, opt in options.items():
         c = opt.cheapest(budget)
         if c is None:
             return None
         picks[name] = (c.pe, c.simd, c.layout)
-    return evaluate_folding(graph, picks, **kw)
+    folding = evaluate_folding(graph, picks, **kw)
+    return folding if max_brams is None else fill_block_ram(graph, folding, max_brams)
+
+
+def fill_block_ram(graph: Graph, folding: Folding, max_brams: int) -> Folding:
+    """``folding`` with block RAM left over under ``max_brams`` given to weights that Yosys
+    would build from LUTs (``block_pes``, :func:`~.cost.block_ram_pes`): layer by layer, most
+    LUTs saved per block first, as many PEs of each as the spare blocks hold."""
+    model = _device(folding.device)
+    shapes = {layer.name: layer for layer in mvu_layers(graph)}
+    picks = {c.name: (c.pe, c.simd, c.layout, c.block_pes) for c in folding.layers}
+
+    def saving(c: LayerCost, k: int) -> tuple[int, int]:  # (LUTs saved, blocks added) at k PEs
+        new = layer_cost(shapes[c.name], c.pe, c.simd, model, c.layout, k)
+        return c.luts - new.luts, new.brams - c.brams
+
+    gains = []
+    for c in folding.layers:
+        if c.block_pes == 0 and block_ram_pes(shapes[c.name], c.pe, c.simd, c.layout, model):
+            luts, blocks = saving(c, c.pe)
+            if luts > 0 and blocks > 0:
+                gains.append((luts / blocks, c))
+    spare = max_brams - folding.total("brams")
+    for _, c in sorted(gains, key=lambda g: -g[0]):
+        lo, hi = 0, c.pe  # the most PEs whose blocks fit the spare ones
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if saving(c, mid)[1] <= spare else (lo, mid - 1)
+        if lo and saving(c, lo)[0] > 0:
+            picks[c.name] = (c.pe, c.simd, c.layout, lo)
+            spare -= saving(c, lo)[1]
+    if all(picks[c.name][3] == c.block_pes for c in folding.layers):
+        return folding
+    return evaluate_folding(graph, picks, folding.clock_mhz, folding.device,
+                            folding.allow_padding, folding.objective)
 
 
 def fold_for_fps(graph: Graph, target_fps: float, clock_mhz: float = 100.0,
-                 device: str = "ecp5", allow_padding: bool = False) -> Folding:
-    """The cheapest folding reaching ``target_fps`` frames/s at ``clock_mhz``."""
+                 device: str = "ecp5", allow_padding: bool = False,
+                 max_brams: int | None = None) -> Folding:
+    """The cheapest folding reaching ``target_fps`` frames/s at ``clock_mhz``; with
+    ``max_brams``, the blocks it leaves hold weights Yosys would build from LUTs
+    (:func:`fill_block_ram`), and a folding needing more blocks is refused."""
     _check_clock(clock_mhz)
     if not (isinstance(target_fps, int | float) and target_fps > 0):
         raise FoldingError(f"target fps must be positive, not {target_fps!r}")
@@ -277,8 +331,14 @@ def fold_for_fps(graph: Graph, target_fps: float, clock_mhz: float = 100.0,
                 f"layer {layer.name!r} needs at least {opt.cycles[0]} even fully parallel; at most "
                 f"{clock_mhz * 1e6 / opt.cycles[0]:.6g} fps at this clock")
         options[layer.name] = opt
-    return _fold_at(graph, options, budget, clock_mhz=clock_mhz, device=device,
-                    allow_padding=allow_padding, objective=objective)
+    folding = _fold_at(graph, options, budget, max_brams, clock_mhz=clock_mhz, device=device,
+                       allow_padding=allow_padding, objective=objective)
+    assert folding is not None  # every layer has an option within the budget (checked above)
+    if max_brams is not None and folding.total("brams") > max_brams:
+        raise FoldingError(f"{target_fps:g} fps at {clock_mhz:g} MHz: the cheapest folding needs "
+                           f"{folding.total('brams')} block RAMs, more than {max_brams}; give a "
+                           f"lower --target-fps or fold for a budget (--max-luts/--max-brams)")
+    return folding
 
 
 def fold_for_budget(graph: Graph, max_luts: int | None = None, max_brams: int | None = None,
@@ -295,8 +355,8 @@ def fold_for_budget(graph: Graph, max_luts: int | None = None, max_brams: int | 
     objective = {"kind": "budget", "max_luts": max_luts, "max_brams": max_brams}
     smallest = None
     for budget in candidates:
-        folding = _fold_at(graph, options, budget, clock_mhz=clock_mhz, device=device,
-                           allow_padding=allow_padding, objective=objective)
+        folding = _fold_at(graph, options, budget, max_brams, clock_mhz=clock_mhz,
+                           device=device, allow_padding=allow_padding, objective=objective)
         if folding is None:
             continue
         fits = (max_luts is None or folding.total("luts") <= max_luts) and \
@@ -344,7 +404,8 @@ def write_folding(build: str | Path, folding: Folding) -> Path:
 def read_folding(path: str | Path, graph: Graph) -> Folding:
     """Read a folding (written by bitfold or by hand) and check it against ``graph``.
 
-    Only ``layers[*].name/pe/simd`` (and a sparse or composite layer's optional ``layout``) and the
+    Only ``layers[*].name/pe/simd`` (and a sparse or composite layer's optional ``layout``,
+    and ``block_pes``: how many of its PEs have their weights forced into block RAM) and the
     optional ``clock_mhz``, ``device``, ``allow_padding`` are read; cycles and estimates
     are recomputed.
     """
@@ -357,13 +418,26 @@ def read_folding(path: str | Path, graph: Graph) -> Folding:
     if not isinstance(layers, list) or not all(
             isinstance(e, dict) and {"name", "pe", "simd"} <= set(e) for e in layers):
         raise FoldingError(f'{path}: "layers" must be a list of {{"name", "pe", "simd"}} objects')
+    names = [e["name"] for e in layers]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise FoldingError(f"{path}: layer {', '.join(map(repr, twice))} is given more than "
+                           f"once; give each layer one entry")
     choice = {e["name"]: (e["pe"], e["simd"], e["layout"] if e.get("layout") not in (None, "dense")
-                          else None) for e in layers}
+                          else None, e.get("block_pes", 0)) for e in layers}
     try:
         return evaluate_folding(graph, choice, doc.get("clock_mhz", 100.0),
                                 doc.get("device", "ecp5"), bool(doc.get("allow_padding", False)))
     except FoldingError as exc:
         raise FoldingError(f"{path}: {exc}") from None
+
+
+def _where(c: LayerCost) -> str:
+    if c.block_pes == 0:
+        return c.weight_memory
+    if c.block_pes == c.pe:
+        return "bram (forced)"
+    return f"bram (forced, {c.block_pes} of {c.pe} PEs), the rest by Yosys"
 
 
 def folding_table(folding: Folding) -> str:
@@ -372,7 +446,7 @@ def folding_table(folding: Folding) -> str:
             f"{'brams':>7}  weights"]
     for c in folding.layers:
         rows.append(f"{c.name:<14}{c.pe:>6}{c.simd:>6}{c.nf:>6}{c.sf:>6}{c.cycles:>10}{c.luts:>8}"
-                    f"{c.brams:>7}  {c.weight_bits} bits in {c.weight_memory}"
+                    f"{c.brams:>7}  {c.weight_bits} bits in {_where(c)}"
                 + (f" ({c.layout} layout)" if c.layout != "dense" else ""))
     for s in folding.stages:
         rows.append(f"{s.name:<14}{'':>24}{s.cycles:>10}{s.luts:>8}{s.brams:>7}  {s.kind}")

@@ -104,6 +104,11 @@ class MVU(wiring.Component):
         Where the weights live: ``"constant"`` (one word), ``"lutrom"`` (LUT ROM, its
         output registered) or ``"bram"`` (block RAM read synchronously); the folding's
         cost model decides (``LayerCost.weight_memory``); by default chosen by depth.
+    block_pes : int
+        With ``"bram"``: the weights of the first ``block_pes`` PEs (the low
+        ``block_pes * simd`` bits of each word) in a memory of their own that must be
+        block RAM (``rom_style = "block"``); the rest is Yosys' to place, and it builds
+        wide, shallow ROMs from LUTs (``LayerCost.block_pes``).
     register_reads : bool
         A pipeline register after the weight and input-buffer block-RAM reads: worth its
         flip-flops where the fabric's clock is fast (ECP5); on the iCE40, whose clock
@@ -123,6 +128,7 @@ class MVU(wiring.Component):
     # (_pair_terms); per neuron, the paired terms' sum minus the true sum
     pair_correction: np.ndarray | None = None
     register_reads: bool = True  # a register after each block-RAM read (fast fabrics)
+    block_pes: int = 0  # PEs whose weights are forced into block RAM
     credit: bool = False  # a free-running datapath, issue held by output credits
     _credits: tuple[Value, Signal] | None = None  # (may issue, issues a fold's last word)
 
@@ -131,7 +137,7 @@ class MVU(wiring.Component):
                  levels_per_stage: int = 2, polarity: np.ndarray | None = None,
                  plane_scale: np.ndarray | None = None, offset: np.ndarray | None = None,
                  offset_scale: int = 1, weight_memory: str | None = None,
-                 register_reads: bool = True, credit: bool = False) -> None:
+                 register_reads: bool = True, credit: bool = False, block_pes: int = 0) -> None:
         weights = np.asarray(weights)
         ndim = 3 if plane_scale is not None else 2
         if weights.ndim != ndim or weights.size == 0 or not np.isin(weights, (0, 1)).all():
@@ -187,6 +193,11 @@ class MVU(wiring.Component):
         self.weight_memory = self._weight_memory(weight_memory)
         self.register_reads, self.credit = bool(register_reads), bool(credit)
         self.weight_width = pe * simd * self.planes
+        if block_pes and not (self.weight_memory == "bram" and self.planes == 1 and
+                              0 < block_pes <= pe):
+            raise ValueError(f"block_pes={block_pes} needs 1..{pe} PEs of a one-plane unit "
+                             f"whose weights are in block RAM, not {self.weight_memory!r}")
+        self.block_pes = block_pes
         out_shape = unsigned(pe) if thresholds is not None else unsigned(pe * acc_shape.width)
         super().__init__({
             "i_stream": In(stream.Signature(unsigned(simd * input_bits))),
@@ -214,6 +225,20 @@ class MVU(wiring.Component):
         width = self.weight_width
         if self.weight_memory == "constant":
             return Const(words[0], width)
+        forced = self.block_pes * self.simd
+        if forced:  # two memories: the low bits forced into block RAM, the rest Yosys' choice
+            parts = []
+            for name, lo, hi, attrs in (("weights_block", 0, forced, {"rom_style": "block"}),
+                                        ("weights", forced, width, None)):
+                if hi > lo:
+                    mask = (1 << (hi - lo)) - 1
+                    m.submodules[name] = part = memory.Memory(
+                        shape=unsigned(hi - lo), depth=len(words),
+                        init=[(w >> lo) & mask for w in words], attrs=attrs)
+                    rd = part.read_port()
+                    m.d.comb += [rd.addr.eq(addr), rd.en.eq(en)]
+                    parts.append(rd.data)
+            return Cat(*parts)
         m.submodules.weights = mem = memory.Memory(shape=unsigned(width), depth=len(words),
                                                     init=words)
         if self.weight_memory == "lutrom":

@@ -200,7 +200,8 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
         params = dict(weights=weights[0], pe=pe, simd=simd, acc_bits=t_acc.bits,
                       acc_signed=t_acc.signed, input_bits=bits, bipolar=t.bipolar,
                       thresholds=None, weight_memory=cost.weight_memory,
-                      register_reads=fast, credit=fast)
+                      register_reads=fast, credit=fast,
+                      **({"block_pes": cost.block_pes} if cost.block_pes else {}))
         if isinstance(nxt, SparseDense | SparseConv2d):
             params["polarity"] = np.asarray(nxt.polarity)
             if index:

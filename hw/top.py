@@ -55,7 +55,7 @@ def stage_component(stage: Stage) -> wiring.Component:
                    offset=p.get("offset"), offset_scale=p.get("offset_scale", 1),
                    weight_memory=p.get("weight_memory"),
                    register_reads=p.get("register_reads", True),
-                   credit=p.get("credit", False))
+                   credit=p.get("credit", False), block_pes=p.get("block_pes", 0))
     if stage.kind == "swu":
         return SlidingWindow(**p)
     if stage.kind == "pool":

@@ -11,6 +11,7 @@ from bitfold.compiler.cost import DEVICES, adder_tree_luts, layer_cost, memory_m
 from bitfold.compiler.errors import FoldingError
 from bitfold.compiler.folding import (
     evaluate_folding,
+    fill_block_ram,
     fold_for_budget,
     fold_for_fps,
     folding_table,
@@ -197,3 +198,62 @@ def test_the_estimate_counts_what_joins_the_stages() -> None:
     parts = (*f.layers, *f.stages, *f.streams)
     assert f.total("luts") == sum(s.luts for s in parts) > sum(c.luts for c in f.layers)
     assert f.to_json()["totals"]["ffs"] == sum(s.ffs for s in parts)
+
+
+def wide_mlp() -> Graph:
+    """A layer whose weights Yosys builds from LUTs (32 words of 1,024 bits), then a deep one."""
+    rng = np.random.default_rng(3)
+    return build_graph("wide", [
+        Input("x", (256,), 1),
+        BinaryDense("fc0", "x", rng.integers(0, 2, (128, 256))),
+        Threshold("t0", "fc0", np.full(128, 128)),
+        BinaryDense("fc1", "t0", rng.integers(0, 2, (10, 128))),
+        ScoreAffine("scores", "fc1", np.arange(1, 11), np.zeros(10, np.int64)),
+        ArgMax("class", "scores"),
+    ], ["class"])
+
+
+def test_spare_block_ram_holds_weights_yosys_would_build_from_luts(tmp_path) -> None:
+    g = wide_mlp()
+    free = evaluate_folding(g, {"fc0": (16, 64), "fc1": (1, 128)})
+    assert free.layers[0].weight_memory == "bram" and free.layers[0].brams == 0  # LUT ROM
+    used = free.total("brams")
+    for spare in (0, 7, 10, 1000):
+        filled = fill_block_ram(g, free, used + spare)
+        fc0 = filled.layers[0]
+        assert filled.total("brams") <= used + spare
+        if spare < 1:  # a block holds 36 bits a word: no PE of 64 fits
+            assert filled == free
+            continue
+        assert 0 < fc0.block_pes <= 16 and fc0.luts < free.layers[0].luts
+        assert fc0.block_pes == 16 or filled.total("brams") + 2 > used + spare  # no PE more fits
+    assert filled.layers[0].block_pes == 16 and "bram (forced)" in folding_table(filled)
+    # the choice goes through folding.json and is checked there
+    again = read_folding(write_folding(tmp_path, fill_block_ram(g, free, used + 10)), g)
+    assert again.layers[0].block_pes == fill_block_ram(g, free, used + 10).layers[0].block_pes
+    unlimited = fold_for_fps(g, 1e6 / 32, 1.0)
+    assert fold_for_fps(g, 1e6 / 32, 1.0, max_brams=1000) == fill_block_ram(g, unlimited, 1000)
+    with pytest.raises(FoldingError, match=r"more than 0; give a lower --target-fps"):
+        fold_for_fps(cnn(), 1e5, max_brams=0)
+
+
+@pytest.mark.parametrize("entry,message", [
+    ({"name": "fc0", "pe": 16, "simd": 64, "block_pes": 17}, r"block_pes=17 is illegal"),
+    ({"name": "fc0", "pe": 16, "simd": 64, "block_pes": True}, r"block_pes=True is illegal"),
+    ({"name": "fc0", "pe": 128, "simd": 256, "block_pes": 1}, r"block_pes=1 is illegal"),
+])
+def test_block_pes_is_checked(tmp_path, entry, message) -> None:
+    hand = tmp_path / "f.json"
+    hand.write_text(json.dumps({"schema": 1, "layers": [entry, {"name": "fc1", "pe": 1,
+                                                               "simd": 128}]}))
+    with pytest.raises(FoldingError, match=r"^\S+f\.json: layer 'fc0': " + message):
+        read_folding(hand, wide_mlp())
+
+
+def test_a_layer_given_twice_is_refused(tmp_path) -> None:
+    hand = tmp_path / "f.json"
+    hand.write_text(json.dumps({"schema": 1, "layers": [
+        {"name": "fc0", "pe": 16, "simd": 64}, {"name": "fc1", "pe": 1, "simd": 128},
+        {"name": "fc0", "pe": 1, "simd": 1}]}))
+    with pytest.raises(FoldingError, match=r"^\S+f\.json: layer 'fc0' is given more than once"):
+        read_folding(hand, wide_mlp())

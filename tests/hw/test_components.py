@@ -452,3 +452,24 @@ def test_group_layout_memory_is_what_the_cost_model_counts() -> None:
         assert cost.weight_bits < 12 * 64  # smaller than the mask, or there is no group layout
     assert group_structure(group_mask(rng, 12, 64, 8, 2, True)) == (0, 0, False)  # 1 bit/weight
     assert group_structure(rng.integers(0, 2, (12, 64))) == (0, 0, False)  # no structure
+
+
+@pytest.mark.parametrize("block_pes", [1, 3, 4])
+@pytest.mark.parametrize("register_reads,credit", [(True, True), (False, False)])
+def test_mvu_with_some_pes_weights_forced_into_block_ram(block_pes, register_reads,
+                                                         credit) -> None:
+    from amaranth.back import rtlil
+
+    rng = np.random.default_rng(block_pes)
+    weight = rng.integers(0, 2, (8, 64))  # NF 2, SF 16: 32 words, read synchronously
+    node = BinaryDense("fc", "x", weight)
+    x, acc, shape, thresholds = _dense_case(rng, node, weight, 1, True, 5)
+    dut = MVU(weight, 4, 4, shape, thresholds=thresholds, register_reads=register_reads,
+              credit=credit, block_pes=block_pes)
+    _check_stream(dut, x, acc, shape, thresholds, 4, 1, STALLS[1])
+    text = rtlil.convert(MVU(weight, 4, 4, shape, thresholds=thresholds, block_pes=block_pes))
+    assert text.count('attribute \\rom_style "block"') == 1
+    with pytest.raises(ValueError, match=r"^block_pes=5 needs 1\.\.4 PEs"):
+        MVU(weight, 4, 4, shape, block_pes=5)
+    with pytest.raises(ValueError, match=r"^block_pes=1 needs .* not 'lutrom'"):
+        MVU(weight, 4, 16, shape, block_pes=1)  # 8 words: a LUT ROM
