@@ -136,15 +136,18 @@ def _stale_siblings(dest: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def replaced_dir(dest: str | Path) -> Iterator[Path]:
+def replaced_dir(dest: str | Path, beside: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield an empty folder beside ``dest``; a block that ends normally replaces ``dest`` with it.
 
     The new folder is renamed into place with SIGINT and SIGTERM held, so an
     interrupted or failed stage leaves the previous whole folder (or none, if
     there was none); never a mix of old and new files. A block that raises
-    removes the new folder. Only a hard kill between the two renames of the swap
-    can leave ``dest`` absent (its previous contents then sit in a hidden
-    ``.NAME.old-*`` sibling, removed by the next run).
+    removes the new folder. Files named in ``beside`` that the block wrote into
+    the new folder are moved next to ``dest`` in the same held step (``generate``'s
+    ``folding.json``, which belongs with ``rtl/``). Only a hard kill (SIGKILL) in that
+    step can leave ``dest`` absent (its previous contents then sit in a hidden
+    ``.NAME.old-*`` sibling, removed by the next run) or a ``beside`` file new beside
+    the old folder.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +159,9 @@ def replaced_dir(dest: str | Path) -> Iterator[Path]:
         yield tmp
         old = None
         with held_signals():
+            for name in beside:
+                if (tmp / name).exists():
+                    os.replace(tmp / name, dest.parent / name)
             if dest.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-{os.getpid()}-",
                                             dir=dest.parent))

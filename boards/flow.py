@@ -394,7 +394,10 @@ def build_board(build: str | Path, board: Board, *, folding_path: str | Path | N
 
     The self-test top goes to ``BUILD/boards/NAME-selftest/`` (the UART bridge
     build stays beside it).
-    The folding is ``folding_path`` or ``BUILD/folding.json``. The clock is the
+    The folding is ``folding_path`` or ``BUILD/folding.json``; with the latter, a
+    ``BUILD/rtl/`` beside it must be whole and generated from it (:func:`check_rtl
+    <bitfold.hw.generate.check_rtl>`), so the bitstream is the design that was simulated.
+    The clock is the
     fastest the board makes at or below ``clock_mhz``; without it, the family's
     first target, and one rebuild below nextpnr's Fmax if that misses timing.
     Without ``do_build`` only the fit check and the elaboration run (no FPGA tools).
@@ -409,6 +412,10 @@ def build_board(build: str | Path, board: Board, *, folding_path: str | Path | N
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no folding; run `bitfold fold {build} --max-luts N "
                                 f"--device {board.family}` or `bitfold generate` first")
+    if folding_path is None and (build / "rtl" / "manifest.json").is_file():
+        from bitfold.hw.generate import check_rtl
+
+        check_rtl(build / "rtl", build)  # the simulated RTL is this graph at this folding
     folding = check_fits(graph, read_folding(path, graph), board)
     final = build / "boards" / (board.name + ("-selftest" if selftest is not None else ""))
     failed = final.with_name(final.name + ".failed")

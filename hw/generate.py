@@ -1,18 +1,24 @@
-"""``bitfold generate``: the IR and a folding -> ``BUILD/rtl/`` (Verilog, memories, manifest).
+"""``bitfold generate``: the IR and a folding -> ``BUILD/rtl/`` (Verilog and its manifest).
 
 Writes, for a graph whose sanitized top name is ``TOP``:
 
 * ``TOP_core.v``: the dataflow core, emitted by ``amaranth.back.verilog`` with
   the builtin Yosys and no source locations, so the same IR and folding give
-  the same bytes;
+  the same bytes. Every weight, index and threshold memory is initialized in it:
+  the core is the one copy of the network's parameters, and no separate memory
+  files are written (a second copy that no design reads would invite edits that
+  change nothing);
 * ``TOP.v``: the AXI-Stream-style wrapper (Jinja2, ``templates/wrapper.v.j2``);
-* ``mem/STAGE_weights.mem`` (``mem/STAGE_indices.mem`` for a sparse layer in the
-  index layout), ``mem/STAGE_thresholds.mem``: every MVU's memory contents in
-  ``$readmemh`` form (the core has them built in; these are for inspection and
-  other flows);
 * ``manifest.json``: ports, input beat format, output format, folding,
-  expected cycles per frame, stages and files (:func:`read_manifest` reads it
-  back and refuses a manifest of another schema).
+  expected cycles per frame, stages, files with their SHA-256, and the SHA-256
+  of the ``graph.json`` and ``folding.json`` they were generated from
+  (:func:`read_manifest` reads it back and refuses a manifest of another schema;
+  :func:`check_rtl` checks the folder against it).
+
+``rtl/`` and ``BUILD/folding.json`` are replaced as one unit
+(:func:`bitfold.artifacts.replaced_dir`): an interrupted generate leaves the previous
+folder and folding (or none). Should the two still disagree (a hard kill in the swap,
+a hand edit, a later ``bitfold fold``), :func:`check_rtl` says so.
 
 The output is narrow: per frame, ``classes`` beats of ``score_bits + class_bits``
 bits, class 0 first. Beat ``c`` holds score ``c`` (signed) in the low bits and
@@ -23,24 +29,27 @@ marks the frame's last beat, whose index is the frame's class.
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bitfold.artifacts import ArtifactError, atomic_write, read_json, write_json
+from bitfold.artifacts import ArtifactError, read_json, replaced_dir, sha256_file, write_json
 from bitfold.compiler.folding import Folding, write_folding
 from bitfold.compiler.ir import Graph
 
 from .plan import Plan, build_plan
 
-__all__ = ["MANIFEST_SCHEMA", "generate", "manifest", "read_manifest", "render", "verilog_core"]
+__all__ = ["MANIFEST_SCHEMA", "check_rtl", "generate", "manifest", "read_manifest", "render",
+           "verilog_core"]
 
-MANIFEST_SCHEMA = 2  # 2: the narrow output, one beat per class with tlast
+# 2: the narrow output, one beat per class with tlast; 3: file hashes, the graph and folding
+# hashes, no memory files
+MANIFEST_SCHEMA = 3
 TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -60,16 +69,6 @@ class WrapperContext:
     classes: int
     score_bits: int
     cycles_per_frame: int
-
-
-@dataclass(frozen=True)
-class MemoryContext:
-    """What ``memory.mem.j2`` renders from."""
-
-    title: str
-    width: int
-    depth: int
-    words: tuple[str, ...]
 
 
 def render(template: str, ctx: Any) -> str:
@@ -121,77 +120,52 @@ def read_manifest(rtl: str | Path) -> dict[str, Any]:
     if doc.get("schema") != MANIFEST_SCHEMA:
         build = Path(rtl).parent
         raise ArtifactError(f"{path}: manifest schema {doc.get('schema')!r}, this bitfold reads "
-                            f"{MANIFEST_SCHEMA} (the output format changed); rerun `bitfold "
+                            f"{MANIFEST_SCHEMA} (from an older bitfold); rerun `bitfold "
                             f"generate {build}`")
     return doc
 
 
-def _memories(plan: Plan) -> dict[str, MemoryContext]:
-    from .group_mvu import group_words
-    from .index_mvu import index_words
-    from .memwords import offset_words, threshold_words, weight_words
-
-    mems = {}
-    for stage in plan.stages:
-        if stage.kind != "mvu":
-            continue
-        p = stage.params
-        pe, simd = p["pe"], p["simd"]
-        nf, sf = p["weights"].shape[-2] // pe, p["weights"].shape[-1] // simd
-        planes = p["weights"].shape[0] if p["weights"].ndim == 3 else 1
-        if p.get("layout") == "index":
-            ib, slot, words = index_words(p["weights"], pe, simd)
-            sf = len(words) // nf
-            valid = ", then a valid bit" if slot > ib else ""
-            mems[f"{stage.name}_indices.mem"] = _memory(
-                f"{stage.node} kept-input positions: slot p*{simd}+s ({slot} bits: {ib}-bit "
-                f"position{valid}) of address nf*{sf}+sf is kept input sf*{simd}+s of neuron "
-                f"nf*{pe}+p", pe * simd * slot, words)
-        elif p.get("layout") == "group":
-            g = p["group"]
-            n, slot, ragged, words = group_words(p["weights"], g, pe, simd)
-            sf = len(words) // nf
-            valid = ", then a valid bit" if ragged else ""
-            mems[f"{stage.name}_groups.mem"] = _memory(
-                f"{stage.node} kept positions in groups of {g}: slot (p*{simd}+s)*{n}+j "
-                f"({slot} bits: the position in the group{valid}) of address nf*{sf}+sf is "
-                f"kept input j of group sf*{simd}+s of neuron nf*{pe}+p", pe * simd * n * slot,
-                words)
-        elif p.get("layout") == "serial":
-            from .serial_mvu import serial_weight_words
-
-            mems[f"{stage.name}_weights.mem"] = _memory(
-                f"{stage.node} weights, planes serial: bit p*{simd}+s of address "
-                f"(nf*{sf}+sf)*{planes}+k is plane k (of {planes}), neuron nf*{pe}+p, input "
-                f"sf*{simd}+s", pe * simd, serial_weight_words(p["weights"], pe, simd))
-        else:
-            words = weight_words(p["weights"], pe, simd)
-            what = "mask" if p.get("polarity") is not None else "weights"
-            mems[f"{stage.name}_weights.mem"] = _memory(
-                f"{stage.node} {what}: bit k*{pe * simd}+p*{simd}+s of address nf*{sf}+sf is "
-                f"plane k (of {planes}), neuron nf*{pe}+p, input sf*{simd}+s",
-                planes * pe * simd, words)
-        if p.get("offset") is not None:
-            width, owords = offset_words(p["offset"], pe)
-            mems[f"{stage.name}_offsets.mem"] = _memory(
-                f"{stage.node} domain offsets (times the input's sum; the binary accumulator "
-                f"times {p['offset_scale']}): {width}-bit two's complement per neuron, "
-                f"fold nf (of {nf}) at address nf", pe * width, owords)
-        if p["thresholds"] is not None:
-            width, twords = threshold_words(p["thresholds"], pe, p["acc_bits"])
-            mems[f"{stage.name}_thresholds.mem"] = _memory(
-                f"{stage.node} thresholds: {width}-bit two's complement per neuron, "
-                f"fold nf (of {nf}) at address nf", pe * width, twords)
-    return mems
+def _rerun(build: Path) -> str:
+    return f"rerun `bitfold generate {build} --folding {build}/folding.json`"
 
 
-def _memory(title: str, width: int, words: list[int]) -> MemoryContext:
-    digits = (width + 3) // 4
-    return MemoryContext(title, width, len(words), tuple(f"{w:0{digits}x}" for w in words))
+def check_rtl(rtl: str | Path, build: str | Path | None = None) -> dict[str, Any]:
+    """The manifest of ``rtl``, once the folder is checked to be what ``bitfold generate`` wrote.
+
+    Every file the manifest lists must be there with its SHA-256; with ``build``,
+    ``BUILD/graph.json`` and ``BUILD/folding.json`` must be the ones it was generated
+    from. Raises :class:`~bitfold.artifacts.ArtifactError` (one line, with the command
+    that writes the folder again) otherwise.
+    """
+    rtl = Path(rtl)
+    doc = read_manifest(rtl)
+    where = Path(build) if build is not None else rtl.parent
+    hashes = doc.get("sha256") or {}
+    for name in doc["files"]:
+        path = rtl / name
+        if not path.is_file():
+            raise ArtifactError(f"{path}: missing (listed in {rtl}/manifest.json); "
+                                f"{_rerun(where)}")
+        if sha256_file(path) != hashes.get(name):
+            raise ArtifactError(f"{path}: changed since bitfold generate wrote it (SHA-256 "
+                                f"differs from {rtl}/manifest.json); {_rerun(where)}")
+    if build is not None:
+        for name, what in (("graph.json", "graph"), ("folding.json", "folding")):
+            path = where / name
+            if not path.is_file() or sha256_file(path) != doc.get(f"{what}_sha256"):
+                raise ArtifactError(f"{rtl}: generated from another {name} than {path} (it "
+                                    f"changed since, or generate was interrupted); "
+                                    f"{_rerun(where)}")
+    return doc
 
 
-def manifest(plan: Plan, folding: Folding, files: list[str]) -> dict[str, Any]:
-    """The ``manifest.json`` document of a generated accelerator."""
+def manifest(plan: Plan, folding: Folding, hashes: dict[str, str], graph_sha256: str | None,
+             folding_sha256: str | None) -> dict[str, Any]:
+    """The ``manifest.json`` document of a generated accelerator.
+
+    ``hashes`` maps each file of ``rtl/`` (but the manifest) to its SHA-256; the other
+    two are those of the ``graph.json`` and ``folding.json`` it is generated from.
+    """
     in_width = plan.in_elems * plan.stages[0].in_bits
     cost = {c.name: c for c in folding.layers}  # each MVU's layout and weight memory
     return {
@@ -199,7 +173,10 @@ def manifest(plan: Plan, folding: Folding, files: list[str]) -> dict[str, Any]:
         "graph": plan.graph,
         "top": plan.top_name,
         "core": f"{plan.top_name}_core",
-        "files": files,
+        "files": sorted(hashes),
+        "sha256": dict(sorted(hashes.items())),
+        "graph_sha256": graph_sha256,
+        "folding_sha256": folding_sha256,
         "clock": {"port": "aclk", "reset": "aresetn", "reset_active_low": True,
                   "reset_synchronous": True, "clock_mhz": folding.clock_mhz},
         "ports": {
@@ -243,9 +220,8 @@ def manifest(plan: Plan, folding: Folding, files: list[str]) -> dict[str, Any]:
 
 
 def generate(build: str | Path, graph: Graph, folding: Folding) -> dict[str, Any]:
-    """Write ``BUILD/rtl/`` and ``BUILD/folding.json``; return the manifest."""
+    """Write ``BUILD/rtl/`` and ``BUILD/folding.json`` as one unit; return the manifest."""
     build = Path(build)
-    rtl = build / "rtl"
     plan = build_plan(graph, folding)
     texts: dict[str, str] = {f"{plan.top_name}_core.v": verilog_core(plan)}
     ctx = WrapperContext(
@@ -256,14 +232,14 @@ def generate(build: str | Path, graph: Graph, folding: Folding) -> dict[str, Any
         out_width=_out_width(plan), class_bits=plan.class_bits, classes=plan.classes,
         score_bits=plan.score_bits, cycles_per_frame=plan.cycles_per_frame)
     texts[f"{plan.top_name}.v"] = render("wrapper.v.j2", ctx)
-    for name, mem in _memories(plan).items():
-        texts[f"mem/{name}"] = render("memory.mem.j2", mem)
-    for name, text in texts.items():
-        atomic_write(rtl / name, partial(Path.write_text, data=text))
-    for old in [*rtl.glob("*.v"), *rtl.glob("mem/*.mem")]:  # from an earlier generate
-        if old.relative_to(rtl).as_posix() not in texts:
-            old.unlink()
-    doc = manifest(plan, folding, sorted(texts))
-    write_json(rtl / "manifest.json", doc)
-    write_folding(build, folding)
+    data = {name: text.encode() for name, text in texts.items()}
+    graph_json = build / "graph.json"
+    graph_sha = sha256_file(graph_json) if graph_json.is_file() else None
+    with replaced_dir(build / "rtl", beside=("folding.json",)) as rtl:
+        folding_sha = sha256_file(write_folding(rtl, folding))  # moved to BUILD/ with the swap
+        for name, raw in data.items():
+            (rtl / name).write_bytes(raw)
+        doc = manifest(plan, folding, {n: hashlib.sha256(b).hexdigest() for n, b in data.items()},
+                       graph_sha, folding_sha)
+        write_json(rtl / "manifest.json", doc)
     return doc

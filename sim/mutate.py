@@ -1,8 +1,9 @@
 """Mutations of generated Verilog, to show that the testbench catches a wrong design.
 
 :func:`flip_weight_bit` copies ``BUILD/rtl`` and flips one bit of one MVU's
-weight memory, both in the core (where the memory is initialized) and in the
-matching ``mem/STAGE_weights.mem`` file.
+weight memory in the core (where the memory is initialized), and records the
+mutated core's SHA-256 in the copy's manifest, so that ``simulate`` takes the copy
+for a whole generated folder and its testbench has to find the wrong bit.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ def flip_weight_bit(rtl: str | Path, out: str | Path, stage: str, address: int =
     Returns ``out``.
     """
     rtl, out = Path(rtl), Path(out)
-    from bitfold.hw.generate import read_manifest
+    from bitfold.hw.generate import check_rtl
 
-    manifest = read_manifest(rtl)
+    manifest = check_rtl(rtl)
     mvus = [s["name"] for s in manifest["stages"] if s["kind"] == "mvu"]
     if stage not in mvus:
         raise ValueError(f"no MVU stage {stage!r}; the design has {', '.join(mvus)}")
@@ -48,10 +49,8 @@ def flip_weight_bit(rtl: str | Path, out: str | Path, stage: str, address: int =
     word = int(m.group(3), 16) ^ (1 << bit)
     digits = len(m.group(3))
     core.write_text(text[:m.start(3)] + f"{word:0{digits}x}" + text[m.end(3):])
-    mem = out / "mem" / f"{stage}_weights.mem"
-    if mem.is_file():
-        lines = mem.read_text().splitlines(keepends=True)
-        idx = [i for i, ln in enumerate(lines) if ln.strip() and not ln.startswith("//")][address]
-        lines[idx] = f"{int(lines[idx], 16) ^ (1 << bit):0{len(lines[idx].strip())}x}\n"
-        mem.write_text("".join(lines))
+    from bitfold.artifacts import sha256_file, write_json
+
+    manifest["sha256"][core.name] = sha256_file(core)
+    write_json(out / "manifest.json", manifest)
     return out

@@ -216,13 +216,13 @@ def simulate(build: str | Path, frames: np.ndarray, *, simulator: str = "icarus"
     sim_dir = Path(sim_dir) if sim_dir is not None else build / "sim"
     if simulator not in SIMULATORS:
         raise SimulationError(f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
-    _check(simulator)
     if not (rtl / "manifest.json").is_file():
         raise SimulationError(f"{rtl}: no manifest.json; run `bitfold generate {build} "
                               "--target-fps F` first")
-    from bitfold.hw.generate import read_manifest
+    from bitfold.hw.generate import check_rtl
 
-    manifest = read_manifest(rtl)
+    manifest = check_rtl(rtl, build)  # whole, and generated from this graph and folding
+    _check(simulator)
     frames = np.asarray(frames)
     shape = tuple(manifest["input"]["shape"])
     if frames.ndim < 1 or len(frames) < 1 or frames.shape[1:] != shape:

@@ -156,7 +156,7 @@ def test_generate_verb_writes_rtl_and_manifest(tmp_path) -> None:
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     man = json.loads((tmp_path / "rtl" / "manifest.json").read_text())
-    assert man["schema"] == 2 and man["top"] == "bitfold_tiny"
+    assert man["schema"] == 3 and man["top"] == "bitfold_tiny"
     assert set(man["ports"]) == {"s_axis_tdata", "s_axis_tvalid", "s_axis_tready",
                                  "m_axis_tdata", "m_axis_tlast", "m_axis_tvalid", "m_axis_tready"}
     # the narrow output: one beat per class, score then running class index, tlast

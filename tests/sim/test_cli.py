@@ -57,5 +57,5 @@ def test_simulate_verb_refuses_in_one_line(tmp_path) -> None:
                          text=True)
     assert out.returncode == 2
     assert out.stderr == (f"bitfold simulate: error: {tmp_path}/rtl/manifest.json: manifest schema "
-                          f"1, this bitfold reads 2 (the output format changed); rerun `bitfold "
+                          f"1, this bitfold reads 3 (from an older bitfold); rerun `bitfold "
                           f"generate {tmp_path}`\n")

@@ -12,6 +12,7 @@ import pytest
 
 from bitfold.artifacts import ArtifactError
 from bitfold.compiler.serialize import load_graph
+from bitfold.hw.generate import check_rtl, read_manifest
 from bitfold.hw.plan import build_plan
 from bitfold.hw.simulate import simulate_network
 from bitfold.sim.mutate import flip_weight_bit
@@ -70,8 +71,9 @@ def test_a_flipped_weight_bit_fails_with_the_mismatch_report(mlp_build, tmp_path
     build, _ = mlp_build
     x = _frames(build, 16, 7)
     mutated = flip_weight_bit(build / "rtl", tmp_path / "rtl", "mvu_fc1", address=0, bit=3)
-    assert (mutated / "mem" / "mvu_fc1_weights.mem").read_text() != \
-        (build / "rtl" / "mem" / "mvu_fc1_weights.mem").read_text()
+    core = read_manifest(mutated)["core"] + ".v"
+    assert (mutated / core).read_text() != (build / "rtl" / core).read_text()
+    assert check_rtl(mutated, build)["sha256"][core] != read_manifest(build / "rtl")["sha256"][core]
     report = simulate(build, x, simulator="icarus", rtl=mutated, sim_dir=tmp_path / "sim")
     assert report["frames"] == 16 and report["mismatches"] > 0
     first = report["first_mismatch"]
@@ -95,6 +97,6 @@ def test_mutation_and_simulate_refuse_what_they_cannot_do(mlp_build, tmp_path) -
     (old / "rtl").mkdir(parents=True)
     (old / "rtl" / "manifest.json").write_text('{"schema": 1}')
     with pytest.raises(ArtifactError, match=r"^\S+/manifest.json: manifest schema 1, this bitfold "
-                                            r"reads 2 \(the output format changed\); rerun "
+                                            r"reads 3 \(from an older bitfold\); rerun "
                                             rf"`bitfold generate {old}`$"):
         simulate(old, _frames(build, 2), sim_dir=tmp_path / "s")
