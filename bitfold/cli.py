@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=verbs.cmd_simulate)
 
     p = sub.add_parser("bench", help="accelerator frames/s vs CPU baselines: BUILD/bench.json",
-                       description="Hardware frames/s (board Fmax, or --clock-mhz, over the "
+                       description="Hardware frames/s (the clock the board's bitstream runs "
+                                   "at, with nextpnr's Fmax beside it, or --clock-mhz, over the "
                                    "simulated cycles per frame) against torch float, torch binary "
                                    "and the packed golden executor on this machine's cores, at "
                                    "batch 1 and at each one's best batch; write BUILD/bench.json, "
@@ -207,9 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the trade-off curve (BUILD/sweep.json, sweep.png).")
     p.add_argument("build", metavar="BUILD", help="build folder with folding.json "
                    "(bitfold generate; simulate and build for measured figures)")
-    p.add_argument("--board", help="board whose report gives Fmax (default: the one built)")
+    p.add_argument("--board", help="board whose bitstream gives the clock and Fmax (default: "
+                   "the one built)")
     p.add_argument("--clock-mhz", type=float, metavar="M",
-                   help="state the clock instead of a board's Fmax")
+                   help="state the clock instead of a bitstream's")
     p.add_argument("--frames", type=int, default=512, help="test frames for the CPU runs "
                    "(default: 512)")
     p.add_argument("--sweep", action="store_true",

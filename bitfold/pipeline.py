@@ -160,7 +160,7 @@ class _Pipeline:
         if fresh:
             self.header(stage, True)
             self.timings[stage.name] = {"seconds": self.stamps.seconds(stage), "reused": True,
-                                        "command": stage.shell()}
+                                        "command": stage.shell(), "key": key}
         return fresh, key
 
     def run(self, stage: Stage) -> int:
@@ -181,7 +181,7 @@ class _Pipeline:
         seconds = time.perf_counter() - t0
         self.stamps.record(stage, key, seconds)
         self.timings[stage.name] = {"seconds": round(seconds, 2), "reused": False,
-                                    "command": stage.shell()}
+                                    "command": stage.shell(), "key": key}
         return code
 
     def start_child(self, stage: Stage, log: Path) -> tuple[subprocess.Popen, str, float] | None:
@@ -212,8 +212,31 @@ class _Pipeline:
                            f"{stage.shell()}")
         self.stamps.record(stage, key, seconds)
         self.timings[stage.name] = {"seconds": round(seconds, 2), "reused": False,
-                                    "command": stage.shell(), "exit": code}
+                                    "command": stage.shell(), "exit": code, "key": key}
         return code
+
+
+def _previous_run(out: Path) -> dict[str, Any] | None:
+    """The run.json an earlier run left in ``out`` (None when there is none, or it is broken)."""
+    try:
+        return read_json(out / "run.json", schema=RUN_SCHEMA) if (out / "run.json").is_file() \
+            else None
+    except ArtifactError:
+        return None
+
+
+def _made_by(previous: dict[str, Any] | None, timings: Mapping[str, Any]) -> dict[str, Any]:
+    """The whole-run time and load of the run that made every stage a re-run reused.
+
+    That run's ``run.json`` is the previous one when it had the same stages with the same
+    keys; otherwise the time is unknown (``wall_s`` None), never this re-run's seconds.
+    """
+    stages = (previous or {}).get("stages", {})
+    same = set(stages) == set(timings) and all(
+        stages[name].get("key") == t["key"] for name, t in timings.items())
+    if not same:
+        return {"wall_s": None, "load_average": None}
+    return {"wall_s": previous["wall_s"], "load_average": previous.get("load_average")}
 
 
 def _train_argv(args) -> list[str]:
@@ -308,6 +331,7 @@ def run_pipeline(args, verbs: Mapping[str, VerbRunner],
     for stage in stages.values():
         stage.root = out
     stamps = _Stamps(out, args.force)
+    previous = _previous_run(out)
     pipe = _Pipeline(out, stamps, verbs, say, total=len(stages) + 1)
     t0 = time.perf_counter()
     for name in ("import", "generate") if imported else ("train", "compile", "golden", "generate"):
@@ -334,6 +358,8 @@ def run_pipeline(args, verbs: Mapping[str, VerbRunner],
            "bitstream": not args.no_bitstream, "stages": pipe.timings,
            "wall_s": round(time.perf_counter() - t0, 1), "version": __version__,
            "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+    if all(t["reused"] for t in pipe.timings.values()):
+        doc.update(_made_by(previous, pipe.timings), rerun_s=doc["wall_s"])
     write_json(out / "run.json", doc)
     report = write_report(out)
     say("")

@@ -153,6 +153,17 @@ def _imported(a: dict[str, Any]) -> dict[str, Any]:
             "param": "imported QONNX", "alpha": "from the model"}
 
 
+def _took(run: dict[str, Any], reused: int, stages: int) -> str:
+    """How long the run took: this one's seconds, or, when it reused every stage, those of the
+    run that made them (a re-run that ran nothing must not report its own second or so)."""
+    if "rerun_s" not in run:
+        return (f"{run.get('wall_s', 0):.0f} s"
+                + (f" ({reused} of {stages} stages reused)" if reused else ""))
+    made = ("time not recorded" if run.get("wall_s") is None
+            else f"{run['wall_s']:.0f} s")
+    return f"{made} when its stages ran (this re-run reused all {stages}, {run['rerun_s']:.0f} s)"
+
+
 def summary_lines(out: str | Path) -> list[str]:
     """The short summary ``bitfold run`` prints at the end."""
     a = collect(out)
@@ -161,8 +172,7 @@ def summary_lines(out: str | Path) -> list[str]:
     reused = sum(s["reused"] for s in stages.values())
     head = (f"bitfold run: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}, "
             f"{cfg.get('param', '?')} / alpha {cfg.get('alpha', '?')}{_quantizer(cfg)}{_input(a)}, "
-            f"{a['run'].get('wall_s', 0):.0f} s"
-            + (f" ({reused} of {len(stages)} stages reused)" if reused else ""))
+            + _took(a["run"], reused, len(stages)))
     facts = _facts(a)
     width = max(len(k) for k in facts) if facts else 0
     return [head] + [f"  {k:<{width}}  {v}" for k, v in facts.items()]
@@ -244,9 +254,15 @@ def write_report(out: str | Path) -> Path:
     about = (f"Imported from {cfg['model']} with bitfold import (no training)" if a["config"] is None
              and cfg else f"{cfg.get('param')} parametrization, alpha {cfg.get('alpha')}"
              f"{_quantizer(cfg)}{_input(a)}, {cfg.get('epochs')} epochs, seed {cfg.get('seed')}")
-    lines += [f"{about}; whole run "
-              f"{run.get('wall_s', 0):.0f} s (load average {run.get('load_average')}).", "",
-              "| | |", "|---|---|"]
+    if "rerun_s" not in run:
+        took = f"whole run {run.get('wall_s', 0):.0f} s (load average {run.get('load_average')})"
+    elif run.get("wall_s") is None:
+        took = (f"every stage reused from an earlier run whose whole time was not recorded "
+                f"(this re-run {run['rerun_s']:.1f} s; each stage's time when it ran is below)")
+    else:
+        took = (f"whole run {run['wall_s']:.0f} s (load average {run.get('load_average')}) when "
+                f"its stages ran; this re-run reused every stage ({run['rerun_s']:.1f} s)")
+    lines += [f"{about}; {took}.", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _facts(a).items()]
     if metrics:
         atomic_write(out / "training.png", lambda tmp: _plot_training(metrics, tmp))

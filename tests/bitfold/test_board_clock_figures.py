@@ -53,3 +53,32 @@ def test_the_run_report_names_the_clock_and_fmax(tmp_path) -> None:
                              "12 MHz oscillator), timing met")
     assert facts["hardware"] == (f"{hw['fps']:,.0f} frames/s at 38.25 MHz "
                                  f"({hw['fps_at_fmax']:,.0f} at Fmax 40.2 MHz)")
+
+
+def _table(hw: dict) -> str:
+    from bitfold.bench import bench_table
+
+    return bench_table({"hardware": hw, "machine": {"cpu": "a CPU", "load_average": 0.5},
+                        "cpu": {"rows": [], "best": {}, "threads": 2, "frames": 8,
+                                "dataset": "digits"}})
+
+
+def test_bench_md_quotes_the_bitstream_clock_with_fmax_beside_it_named(tmp_path) -> None:
+    hw = hardware_figures(_built(tmp_path, BOARD))
+    rows = [ln for ln in _table(hw).splitlines() if ln.startswith("| FPGA")]
+    assert rows == [
+        f"| FPGA accelerator (icebreaker bitstream at its 38.25 MHz clock) | 1 (streaming) | "
+        f"{hw['fps']:,.0f} | n/a | 1.00 |",
+        f"| FPGA accelerator at nextpnr's Fmax 40.2 MHz (not the clock the bitstream runs at) | "
+        f"1 (streaming) | {hw['fps_at_fmax']:,.0f} | n/a | {38.25 / 40.2:.2f} |"]
+
+
+def test_bench_md_never_calls_a_clock_stated_that_was_not(tmp_path) -> None:
+    build = tiny_build(tmp_path)
+    unbuilt = _table(hardware_figures(build))
+    assert "stated" not in unbuilt
+    assert "| FPGA accelerator (at folding.json's 12 MHz target clock; no bitstream built) |" \
+        in unbuilt
+    stated = _table(hardware_figures(build, clock_mhz=30.0))
+    assert "| FPGA accelerator (at the stated 30 MHz (--clock-mhz)) | 1 (streaming) | " in stated
+    assert "Fmax" not in stated

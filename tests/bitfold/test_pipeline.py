@@ -54,7 +54,8 @@ def test_run_writes_a_report_that_says_what_the_artifacts_say(first_run) -> None
     assert f"RTL {100 * sim['rtl_accuracy']:.2f}% (6 RTL frames)" in report
     bench = read_json(out / "build" / "bench.json")
     fps = f"{bench['hardware']['fps']:,.0f}"
-    assert f"| FPGA accelerator (stated clock) | 1 (streaming) | {fps} |" in report
+    assert f"| FPGA accelerator (at the stated 12 MHz (--clock-mhz)) | 1 (streaming) | {fps} |" \
+        in report
     for png in ("training.png", "layers.png", "throughput.png", "foldings.png"):
         assert f"]({png})" in report
         image = matplotlib.image.imread(out / png)
@@ -87,7 +88,15 @@ def test_a_second_run_reuses_every_stage_and_a_changed_input_reruns_what_depends
     shutil.copytree(src, out)  # a moved run folder is still reused: keys name it OUT
     assert main([*RUN, "--out", str(out)]) == 0
     assert all(_stages(out).values())
-    assert "reused (inputs unchanged)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "reused (inputs unchanged)" in printed
+    # the report keeps the time of the run that made the artifacts, not this re-run's
+    made, rerun = read_json(src / "run.json"), read_json(out / "run.json")
+    assert rerun["wall_s"] == made["wall_s"] > 1 and rerun["rerun_s"] < made["wall_s"]
+    report = (out / "report.md").read_text()
+    assert (f"; whole run {made['wall_s']:.0f} s (load average {made['load_average']}) when its "
+            f"stages ran; this re-run reused every stage ({rerun['rerun_s']:.1f} s).") in report
+    assert f"{made['wall_s']:.0f} s when its stages ran (this re-run reused all " in printed
     before = read_json(out / "build" / "sim" / "report.json")
 
     (out / "build" / "golden.json").write_text("{}")  # an output changed by hand: rerun
