@@ -43,8 +43,7 @@ def measure(name: str, run: str, board_name: str, max_luts: int | None, frames: 
     t0 = time.perf_counter()
     if not bench_only:  # else the builds and simulations of an earlier run are reused
         step(["compile", run, "--out", b])
-        step(["fold", b, "--max-luts", str(luts), "--max-brams", str(board.brams), "--device",
-              board.family, "--clock-mhz", repr(board.clock_mhz)])
+        step(["fold", b, "--board", board.name, "--max-luts", str(luts)])
         step(["generate", b, "--folding", str(build / "folding.json")])
         step(["simulate", b, "--frames", str(frames)])
         step(["build", b, "--board", board.name, "--quiet"], ok=(0, 3))

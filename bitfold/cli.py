@@ -19,7 +19,9 @@ from collections.abc import Callable, Sequence
 
 from bitfold import __version__, verbs
 from bitfold.options import (
+    family_option,
     folding_options,
+    frames_option,
     param_options,
     score_bits_option,
     train_options,
@@ -71,9 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--target-fps", type=float, metavar="F",
                    help="fold for F frames/s at the board clock instead of a LUT budget")
     g.add_argument("--max-luts", type=int, metavar="N",
-                   help="LUT budget of the folding (cost-model estimate; default: 20%% of an "
-                        "iCE40's LUTs, 25%% of an ECP5's, since builds measure 2.5-4.5x the "
-                        "estimate)")
+                   help="LUT budget of the folding (cost-model estimate; default: 75%% of the "
+                        "board's LUTs less the board top's, as generate --board)")
     g.add_argument("--simulator", default="icarus", choices=["icarus", "verilator"],
                    help="HDL simulator (default: icarus; verilator is faster for many frames)")
     g.add_argument("--frames", type=int, metavar="N",
@@ -128,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "torchvision's ToTensor)")
     p.add_argument("--input-bits", type=int, default=8, metavar="B",
                    help="pixels are 0 .. 2**B - 1 (default: 8)")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N test frames")
+    frames_option(p)
     score_bits_option(p)
     p.set_defaults(func=verbs.cmd_import)
 
@@ -143,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="test set to check qonnx against golden on (default: the "
                    "build's; none: skip)")
     p.add_argument("--data-dir", help="folder holding the dataset's files")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N test frames")
+    frames_option(p)
     p.add_argument("--no-check", action="store_true", help="write the model only")
     p.set_defaults(func=verbs.cmd_export)
 
@@ -156,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder holding the dataset's files")
     p.add_argument("--run", metavar="RUN", help="run folder (default: the one in compile.json)")
     p.add_argument("--no-torch", action="store_true", help="golden accuracy only, no agreement")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N test frames")
+    frames_option(p)
     p.add_argument("--reference-frames", type=int, default=256, metavar="N",
                    help="frames also run through the reference interpreter (default: 256)")
     p.add_argument("--dump", type=int, nargs="?", const=8, default=0, metavar="N",
@@ -216,8 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 512)")
     p.add_argument("--sweep", action="store_true",
                    help="also frames/s against LUTs and block RAMs over all foldings (estimates)")
-    p.add_argument("--device", choices=["ecp5", "ice40"],
-                   help="resource model of the sweep (default: folding.json's)")
+    family_option(p, "resource model of the sweep (default: folding.json's)")
     p.add_argument("--quiet", action="store_true", help="no line per measurement")
     p.set_defaults(func=verbs.cmd_bench)
 
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", help="board name (default: the only one built)")
     p.add_argument("--dataset", help="test set (default: the run's)")
     p.add_argument("--data-dir", help="folder holding the dataset's files")
-    p.add_argument("--limit", type=int, default=100, help="frames to send (default: 100)")
+    frames_option(p, "frames to send (default: 100)", default=100)
     p.add_argument("--timeout", type=float, default=2.0, help="seconds per result")
     p.add_argument("--selftest", action="store_true",
                    help="read the self-test bitstream's record: pass/fail and measured frames/s")

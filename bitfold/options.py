@@ -8,11 +8,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ALWAYS", "folding_options", "param_options", "score_bits_option", "train_argv",
-           "train_options"]
+__all__ = ["ALWAYS", "FAMILIES", "RenamedOption", "family_option", "folding_options",
+           "frames_option", "param_options", "score_bits_option", "train_argv", "train_options"]
+
+FAMILIES = ("ecp5", "ice40")
 
 # Training options the printed train command always shows, default or not.
 ALWAYS = ("--model", "--dataset", "--param", "--alpha", "--epochs")
@@ -127,8 +130,46 @@ def folding_options(p: argparse.ArgumentParser) -> None:
                         "ones then hold weights Yosys would build from LUTs)")
     p.add_argument("--folding", metavar="FILE",
                    help="a folding.json (written by bitfold fold or by hand), checked and costed")
-    p.add_argument("--device", default="ecp5", choices=["ecp5", "ice40"],
-                   help="resource model (default: ecp5)")
+    p.add_argument("--board", metavar="NAME",
+                   help="fold for a board (see bitfold boards), as bitfold build checks it: its "
+                        "FPGA family, its clock (for --target-fps and the frames/s figure) and "
+                        "its capacity (without --target-fps or a budget, the fastest folding in "
+                        "75%% of its LUTs and its block RAMs; any folding is checked to fit it)")
+    family_option(p, "resource model (default: the --board's, else ecp5)")
+
+
+def family_option(p: argparse.ArgumentParser, text: str) -> None:
+    """``--family ecp5|ice40`` (the FPGA family), and its old name ``--device`` for one release:
+    ``train`` and ``run`` say ``--device`` for the torch device."""
+    p.add_argument("--family", choices=FAMILIES, help=text)
+    p.add_argument("--device", dest="family", choices=FAMILIES, action=RenamedOption,
+                   new="--family", why=" (the FPGA family; --device is the torch device in "
+                                      "train and run)")
+
+
+class RenamedOption(argparse.Action):
+    """An option's old name, kept for one release: it sets the new option's value and warns,
+    one line on stderr, naming the new option. Hidden from ``--help``."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, why: str = "",
+                 **kw: Any) -> None:
+        super().__init__(option_strings, dest, **{**kw, "help": argparse.SUPPRESS})
+        self.new, self.why = new, why
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(f"{parser.prog}: warning: {option_string} is now {self.new}{self.why}; "
+              f"{option_string} goes in the next release", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def frames_option(p: argparse.ArgumentParser, text: str = "only the first N test frames",
+                  default: int | None = None) -> None:
+    """``--frames N``, the one name for how many frames in every verb, and the old ``--limit``
+    of ``golden``, ``import``, ``export`` and ``infer`` for one release."""
+    p.add_argument("--frames", type=int, metavar="N", default=default, help=text)
+    p.add_argument("--limit", dest="frames", type=int, metavar="N", action=RenamedOption,
+                   new="--frames", why=" (the same name in every verb)")
 
 
 def train_argv(args: argparse.Namespace) -> list[str]:

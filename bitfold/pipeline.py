@@ -33,6 +33,7 @@ from typing import Any
 
 from bitfold import __version__
 from bitfold.artifacts import ArtifactError, read_json, write_json
+from bitfold.boards.flow import LUT_SHARE  # the default folding's share of the board's LUTs
 from bitfold.options import train_argv
 
 __all__ = ["LUT_SHARE", "RunError", "Stage", "VerbRunner", "run_pipeline"]
@@ -40,12 +41,6 @@ __all__ = ["LUT_SHARE", "RunError", "Stage", "VerbRunner", "run_pipeline"]
 STAMPS = "stages.json"
 STAMPS_SCHEMA = 1
 RUN_SCHEMA = 1
-# The share of a board's LUTs (nextpnr's logic cells) the default folding budgets for the whole
-# design: the cost model's estimate of the core plus the board top's allowance
-# (boards.flow.TOP_LUTS). The model is calibrated per component against real builds: within 5%
-# of nextpnr on every design of its calibration set, 10% on designs left out of its fit
-# (BENCHMARKS.md, "The cost model against real builds"); 75% leaves a 15% error room for routing.
-LUT_SHARE = {"ice40": 0.75, "ecp5": 0.75}
 
 
 VerbRunner = Callable[[Sequence[str]], int]
@@ -280,18 +275,11 @@ def run_pipeline(args, verbs: Mapping[str, VerbRunner],
     out.mkdir(parents=True, exist_ok=True)
     run_dir, build = out / "train", out / "build"
     r, b = str(run_dir), str(build)
-    if args.target_fps is not None:
-        fold = [["generate", b, "--target-fps", repr(args.target_fps), "--clock-mhz",
-                 repr(board.clock_mhz), "--max-brams", str(board.brams), "--device",
-                 board.family]]
-    else:
-        from bitfold.boards.flow import TOP_LUTS
-
-        share = LUT_SHARE[board.family]
-        luts = args.max_luts if args.max_luts is not None else \
-            int(board.luts * share) - TOP_LUTS
-        fold = [["generate", b, "--max-luts", str(luts), "--max-brams", str(board.brams),
-                 "--device", board.family, "--clock-mhz", repr(board.clock_mhz)]]
+    # generate --board: the board's family and clock, its block RAMs, and 75% of its LUTs
+    # (boards.flow.default_budget) unless --target-fps or --max-luts says otherwise
+    fold = [["generate", b, "--board", board.name,
+             *(["--target-fps", repr(args.target_fps)] if args.target_fps is not None else []),
+             *(["--max-luts", str(args.max_luts)] if args.max_luts is not None else [])]]
     graph = [build / "graph.json", build / "tensors.npz"]
     board_dir = build / "boards" / board.name
     sim = ["simulate", b, "--simulator", args.simulator]
@@ -310,7 +298,8 @@ def run_pipeline(args, verbs: Mapping[str, VerbRunner],
         "generate": Stage("generate", fold, graph, [build / "rtl", build / "folding.json"]),
         "bitstream": Stage("bitstream", [["build", b, "--board", board.name, "--quiet"]],
                            [build / "rtl", build / "folding.json"],
-                           [board_dir / "report.json"], ok_codes=(0, 3)),
+                           [board_dir / "report.json", board_dir / f"top.{board.bitstream_ext}"],
+                           ok_codes=(0, 3)),
         "simulate": Stage("simulate", [sim], [build / "rtl", *graph],
                           [build / "sim" / "report.json"]),
         "bench": Stage("bench", [bench], [*graph, build / "folding.json",

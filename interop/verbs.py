@@ -59,8 +59,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     source = Path(args.model)
     build = Path(args.out or f"build/{_graph_name(source)}")
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, not {args.limit}")
+    if args.frames is not None and args.frames < 1:
+        raise ValueError(f"--frames must be at least 1, not {args.frames}")
     if not 1 <= args.input_bits <= 16:
         raise ValueError(f"--input-bits must be 1..16, not {args.input_bits}")
     scale = InputScale.parse(args.input_scale)
@@ -71,7 +71,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     report = None
     if args.dataset:
         pixels, labels = test_pixels(args.dataset, data_dir)
-        n = len(pixels) if args.limit is None else min(args.limit, len(pixels))
+        n = len(pixels) if args.frames is None else min(args.frames, len(pixels))
         report = onnx_agreement(net.graph, model, net.encoding, net.score_tensor,
                                 pixels[:n], labels[:n])
         report.update(dataset=args.dataset, split="test", run=None)
@@ -122,7 +122,7 @@ def golden_imported(args: argparse.Namespace, build: Path, prov: dict[str, Any])
                             "--data-dir)")
     same = name == prov.get("dataset")
     pixels, labels = test_pixels(name, args.data_dir or (prov.get("data_dir") if same else None))
-    n = len(pixels) if args.limit is None else min(args.limit, len(pixels))
+    n = len(pixels) if args.frames is None else min(args.frames, len(pixels))
     graph = load_graph(build)
     if args.no_torch:
         from bitfold.compiler.evaluate import evaluate_golden

@@ -178,7 +178,7 @@ def test_generate_verb_writes_rtl_and_manifest(tmp_path) -> None:
     assert out.returncode == 2
     assert out.stderr.startswith("bitfold generate: error: give exactly one of --target-fps")
     # a LUT budget picks the fastest folding whose estimate fits, as bitfold fold does
-    out = subprocess.run([*cli, "--max-luts", "400", "--device", "ice40"], capture_output=True,
+    out = subprocess.run([*cli, "--max-luts", "400", "--family", "ice40"], capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stderr
     chosen = json.loads((tmp_path / "folding.json").read_text())

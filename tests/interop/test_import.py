@@ -148,7 +148,7 @@ def test_tfc_1w1a_golden_equals_qonnx_on_all_10000_mnist_frames(tfc_build):
 
 
 def test_golden_verb_on_an_imported_build(tfc_build, mnist_dir, capsys):
-    assert main(["golden", str(tfc_build), "--limit", "500"]) == 0
+    assert main(["golden", str(tfc_build), "--frames", "500"]) == 0
     out = capsys.readouterr().out
     assert "agreement 1.0000 (0 of 500 differ) on 500 mnist test frames" in out
 

@@ -254,5 +254,5 @@ def test_report_names_the_binarized_input() -> None:
 def test_export_of_a_binarized_run_checks_on_bits(trained_build, tmp_path, capsys) -> None:
     pytest.importorskip("qonnx")
     run, _ = trained_build
-    assert main(["export", str(run), "--out", str(tmp_path / "m.onnx"), "--limit", "40"]) == 0
+    assert main(["export", str(run), "--out", str(tmp_path / "m.onnx"), "--frames", "40"]) == 0
     assert "== golden on 40 of 40 digits test frames" in capsys.readouterr().out
