@@ -323,7 +323,10 @@ def cmd_infer(args: argparse.Namespace) -> int:
               f"{rec['mismatches']} of {rec['frames']} frames differ; {rec['cycles']} cycles, "
               f"{rec['fps']:,.0f} frames/s measured at {mhz:g} MHz")
         return 0 if rec["passed"] else 1
-    boards = sorted(p.parent.name for p in (build / "boards").glob("*/bridge.json"))
+    from bitfold.boards.targets import BOARDS
+
+    boards = sorted(p.parent.name for p in (build / "boards").glob("*/bridge.json")
+                    if p.parent.name in BOARDS)  # not a NAME.failed build's
     name = args.board or (boards[0] if len(boards) == 1 else None)
     if name is None:
         raise ValueError(f"{build}: pass --board (built: {', '.join(boards) or 'none'})")

@@ -138,3 +138,13 @@ def test_a_report_without_a_bitstream_hash_is_refused(built) -> None:
     with pytest.raises(ArtifactError, match=r"^\S+/report\.json: names no bitstream and its "
                        r"SHA-256 \(written by an older bitfold\); rebuild it: `bitfold build "):
         hardware_figures(build)
+
+
+def test_infer_never_takes_a_failed_build_for_a_board(tmp_path, capsys) -> None:
+    build = tiny_build(tmp_path / "build")
+    failed = build / "boards" / "icebreaker.failed"
+    failed.mkdir(parents=True)
+    (failed / "bridge.json").write_text("{}")
+    assert main(["infer", str(build), "--port", str(tmp_path / "no-port")]) == 2
+    assert capsys.readouterr().err == (f"bitfold infer: error: {build}: pass --board (built: "
+                                       "none)\n")
