@@ -161,7 +161,7 @@ def _took(run: dict[str, Any], reused: int, stages: int) -> str:
                 + (f" ({reused} of {stages} stages reused)" if reused else ""))
     made = ("time not recorded" if run.get("wall_s") is None
             else f"{run['wall_s']:.0f} s")
-    return f"{made} when its stages ran (this re-run reused all {stages}, {run['rerun_s']:.0f} s)"
+    return f"{made} when its stages ran (this re-run reused all {stages}, {run['rerun_s']:.1f} s)"
 
 
 def summary_lines(out: str | Path) -> list[str]:
