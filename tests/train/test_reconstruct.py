@@ -1,0 +1,110 @@
+"""The Tucker reconstructions against tensorly's: the same weights, gradients and training, bit for bit.
+
+``bitfold.train.factorize`` rebuilds Tucker and holistic-Tucker weights with its own
+``mode_dot`` / ``tucker_to_tensor`` (tensorly's operations without its backend dispatch).
+These tests pin them to tensorly's functions: exact equality (``torch.equal``), never
+a tolerance, because a sign flip of a weight near zero would change the binary network.
+"""
+
+from __future__ import annotations
+
+import pytest
+import tensorly as tl
+import torch
+
+from bitfold.train.factorize import HolisticTucker, TuckerWeight, mode_dot, tucker_to_tensor
+from bitfold.train.layers import binary_layers, parametrize_model
+from bitfold.train.models import build_model
+
+from .test_parametrize import Net
+
+
+def _tensorly_tucker(self, core, *factors):
+    with tl.backend_context("pytorch"):
+        return tl.tucker_to_tensor((core, list(factors)))
+
+
+def _tensorly_holistic(self, row):
+    with tl.backend_context("pytorch"):
+        sliced = tl.tenalg.mode_dot(self.core, row, 0)
+        return tl.tucker_to_tensor((sliced, list(self.factors)))
+
+
+@pytest.fixture
+def tensorly_path(monkeypatch):
+    """Switch the reconstructions back to tensorly's functions (the code before this change)."""
+
+    def use() -> None:
+        monkeypatch.setattr(TuckerWeight, "forward", _tensorly_tucker)
+        monkeypatch.setattr(HolisticTucker, "reconstruct", _tensorly_holistic)
+
+    return use
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (4, 3, 3, 3), (2, 6, 6)])
+def test_mode_dot_and_tucker_to_tensor_equal_tensorly(shape):
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(shape, generator=g)
+    with tl.backend_context("pytorch"):
+        for mode, dim in enumerate(shape):
+            m = torch.randn(dim + 2, dim, generator=g)
+            v = torch.randn(dim, generator=g)
+            assert torch.equal(mode_dot(t, m, mode), tl.tenalg.mode_dot(t, m, mode))
+            assert torch.equal(mode_dot(t, v, mode), tl.tenalg.mode_dot(t, v, mode))
+            assert mode_dot(t, m, mode).stride() == tl.tenalg.mode_dot(t, m, mode).stride()
+        factors = [torch.randn(d + 1, d, generator=g) for d in shape]
+        ours, theirs = tucker_to_tensor(t, factors), tl.tucker_to_tensor((t, factors))
+    assert torch.equal(ours, theirs) and ours.stride() == theirs.stride()
+
+
+def _weights_and_grads(model: torch.nn.Module, x: torch.Tensor):
+    model.zero_grad(set_to_none=True)
+    weights = [layer.weight.detach().clone() for _, layer in binary_layers(model)]
+    real = [layer.real_weight() for _, layer in binary_layers(model)]
+    torch.nn.functional.cross_entropy(model(x), torch.arange(len(x)) % 5).backward()
+    g = torch.Generator().manual_seed(3)
+    torch.autograd.backward(real, [torch.randn(w.shape, generator=g) for w in real])
+    return ([w.detach().clone() for w in real] + weights,
+            {n: p.grad.clone() for n, p in model.named_parameters()})
+
+
+@pytest.mark.parametrize("param", ["tucker", "holistic-tucker"])
+@pytest.mark.parametrize("rank", [None, 0.5])
+def test_weights_and_gradients_equal_the_tensorly_path(param, rank, tensorly_path):
+    x = torch.rand(8, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+
+    def build():
+        torch.manual_seed(0)
+        return parametrize_model(Net(), param, "learned", rank)
+
+    ours = _weights_and_grads(build(), x)
+    tensorly_path()
+    theirs = _weights_and_grads(build(), x)
+    assert all(torch.equal(a, b) for a, b in zip(ours[0], theirs[0], strict=True))
+    assert ours[1].keys() == theirs[1].keys()
+    assert all(torch.equal(ours[1][n], theirs[1][n]) for n in ours[1])
+
+
+def _train(model_name: str, param: str, steps: int = 4) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    model = parametrize_model(build_model(model_name, (1, 8, 8), 10), param, "learned")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        x, y = torch.rand(32, 1, 8, 8, generator=g), torch.randint(0, 10, (32,), generator=g)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return {n: p.detach().clone() for n, p in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("model_name", ["mlp-digits", "cnn-digits"])
+@pytest.mark.parametrize("param", ["tucker", "holistic-tucker"])
+def test_training_steps_equal_the_tensorly_path(model_name, param, tensorly_path):
+    ours = _train(model_name, param)
+    tensorly_path()
+    theirs = _train(model_name, param)
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[n], theirs[n]) for n in ours)
+
