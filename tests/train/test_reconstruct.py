@@ -11,7 +11,9 @@ from __future__ import annotations
 import pytest
 import tensorly as tl
 import torch
+from torch.nn.utils import parametrize
 
+from bitfold.train import factorize
 from bitfold.train.factorize import HolisticTucker, TuckerWeight, mode_dot, tucker_to_tensor
 from bitfold.train.layers import binary_layers, parametrize_model
 from bitfold.train.models import build_model
@@ -108,3 +110,26 @@ def test_training_steps_equal_the_tensorly_path(model_name, param, tensorly_path
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[n], theirs[n]) for n in ours)
 
+
+def test_evaluation_reconstructs_each_weight_once(monkeypatch):
+    """``evaluate`` caches the parametrized weights for the whole test set (same values)."""
+    from bitfold.train.data import load_dataset
+    from bitfold.train.trainer import evaluate
+
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = parametrize_model(build_model("mlp-digits", data.input_shape, 10), "holistic-tucker")
+    calls = []
+    reconstruct = factorize.HolisticTucker.reconstruct
+    monkeypatch.setattr(factorize.HolisticTucker, "reconstruct",
+                        lambda self, row: calls.append(1) or reconstruct(self, row))
+    acc = evaluate(model, data, batch_size=64)
+    assert len(calls) == len(binary_layers(model))  # not once per batch
+    calls.clear()
+    assert not parametrize._cache_enabled
+    with torch.no_grad():
+        model.eval()
+        uncached = sum(int((model(data.x_test[i:i + 64].float() * data.input_scale).argmax(1)
+                            == data.y_test[i:i + 64]).sum()) for i in range(0, len(data.x_test), 64))
+    assert acc == uncached / len(data.x_test)
+    assert len(calls) > len(binary_layers(model))
