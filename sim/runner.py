@@ -77,16 +77,22 @@ def _verilator_opt() -> str:
     return os.environ.get("BITFOLD_VERILATOR_OPT", "")
 
 
+def _recipe(simulator: str) -> str:
+    return f"{simulator} {BUILD_RECIPE} {_verilator_opt() if simulator == 'verilator' else ''}"
+
+
 def _digest(simulator: str, sources: list[Path]) -> str:
-    recipe = f"{simulator} {BUILD_RECIPE} {_verilator_opt() if simulator == 'verilator' else ''}"
-    h = hashlib.sha256(recipe.encode())
+    h = hashlib.sha256(_recipe(simulator).encode())
     for f in sources:
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()
 
 
-def _runner(simulator: str):
+def _runner(simulator: str, reused: list[Path] | None = None):
+    """cocotb's runner for ``simulator``; for Verilator, ``reused`` names runtime objects
+    copied from an earlier build, touched after Verilator writes ``Vtop.mk`` (which they
+    depend on) so that make keeps them."""
     from cocotb_tools.runner import Verilator, get_runner
 
     if simulator != "verilator":
@@ -106,14 +112,21 @@ def _runner(simulator: str):
         def _build_command(self):
             cmds = super()._build_command()
             cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            if reused:
+                cmds.insert(1, ["touch", "-c", *map(str, reused)])
             return cmds
 
     return PortsOnlyVerilator()
 
 
 def build_design(rtl: Path, manifest: dict[str, Any], simulator: str, build_dir: Path,
-                 *, sources: list[Path] | None = None) -> float:
-    """Compile the design into ``build_dir`` unless it is up to date; return seconds spent."""
+                 *, sources: list[Path] | None = None, runtime_from: Path | None = None) -> float:
+    """Compile the design into ``build_dir`` unless it is up to date; return seconds spent.
+
+    ``runtime_from`` (Verilator): a previous build folder whose objects of the Verilator
+    runtime (``verilated*.o``, which do not depend on the design) are copied in first when
+    it was built with the same recipe, so that make does not compile them again.
+    """
     sources = sources or _sources(rtl, manifest)
     stamp = build_dir / "bitfold-build.sha256"
     digest = _digest(simulator, sources)
@@ -122,8 +135,18 @@ def build_design(rtl: Path, manifest: dict[str, Any], simulator: str, build_dir:
     # from scratch: make would keep objects compiled with other flags
     shutil.rmtree(build_dir, ignore_errors=True)
     t0 = time.perf_counter()
-    runner = _runner(simulator)
     build_dir.mkdir(parents=True)
+    recipe = build_dir / "bitfold-recipe.txt"
+    reused = []  # runtime objects make must take as they are
+    if simulator == "verilator" and runtime_from is not None and \
+            (runtime_from / recipe.name).is_file() and \
+            (runtime_from / recipe.name).read_text() == _recipe(simulator):
+        for obj in sorted(runtime_from.glob("verilated*.o")):
+            if obj.with_suffix(".d").is_file():
+                shutil.copy2(obj.with_suffix(".d"), build_dir)
+                shutil.copy2(obj, build_dir)
+                reused.append((build_dir / obj.name).resolve())
+    runner = _runner(simulator, reused)
     if simulator == "icarus":
         # Verilog-2005 semantics: Yosys triggers its `always @*` blocks at time 0 through a
         # `reg ... = 0` initializer, an event in Verilog-2005 but not in SystemVerilog (the
@@ -158,6 +181,7 @@ def build_design(rtl: Path, manifest: dict[str, Any], simulator: str, build_dir:
     finally:
         os.environ.pop("MAKEFLAGS", None) if saved is None else os.environ.update(MAKEFLAGS=saved)
     stamp.write_text(digest)
+    recipe.write_text(_recipe(simulator))
     return time.perf_counter() - t0
 
 
