@@ -17,6 +17,7 @@ from bitfold.train import factorize
 from bitfold.train.factorize import HolisticTucker, TuckerWeight, mode_dot, tucker_to_tensor
 from bitfold.train.layers import binary_layers, parametrize_model
 from bitfold.train.models import build_model
+from bitfold.train.quant import binary_sign
 
 from .test_parametrize import Net
 
@@ -133,3 +134,22 @@ def test_evaluation_reconstructs_each_weight_once(monkeypatch):
                             == data.y_test[i:i + 64]).sum()) for i in range(0, len(data.x_test), 64))
     assert acc == uncached / len(data.x_test)
     assert len(calls) > len(binary_layers(model))
+
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_binary_sign_equals_where_on_every_kind_of_value(dtype):
+    """``binary_sign`` (copysign) against the ``torch.where`` it replaced, bit for bit."""
+    special = [0.0, -0.0, 1e-45, -1e-45, 1e-39, -1e-39, float("nan"), -float("nan"),
+               float("inf"), -float("inf"), 1.0, -1.0, 3e38, -3e38]
+    noise = torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    x = torch.cat([torch.tensor(special), noise]).to(dtype).reshape(-1, 2).T  # a strided view
+    before = _bits(x).clone()
+    y, ref = binary_sign(x), torch.where(x >= 0, 1.0, -1.0).to(dtype)
+    assert y.dtype == dtype and y.stride() == ref.stride()
+    assert torch.equal(_bits(y), _bits(ref))
+    assert torch.equal(_bits(x), before)  # the input is untouched
