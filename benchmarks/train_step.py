@@ -3,18 +3,35 @@
 One forward + backward + Adam step on a fixed batch, for each parametrization
 in turn (round robin, so every ratio comes from the same minutes of this noisy
 machine), ``--rounds`` times; the median per parametrization is reported with
-its ratio to ``dense`` measured in the same run.
+its ratio to ``dense`` measured in the same run (and the ratio of the fastest
+rounds, which other jobs disturb least), and the load average before and after.
 
     .venv/bin/python benchmarks/train_step.py [--models sfc,cnn-digits] [--rounds 15]
+        [--params dense,svd,tucker,holistic-tucker,cp,holistic-tucker@0.5] [--baseline REV]
+
+A parametrization is measured at ``bitfold train``'s default rank for it;
+``NAME@R`` measures it at ``--rank R`` (``@1`` is full rank). ``--baseline REV``
+also times the trainer's layers as they were at git revision ``REV`` (``train/``
+read with ``git show`` and imported as a package of its own), in the same rounds,
+with its own ``dense`` as the reference of its ratios: before and after a change,
+side by side in one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import importlib
 import json
+import os
 import platform
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -22,16 +39,54 @@ import torch
 import bitfold  # noqa: F401  (MKL_CBWR before torch)
 from bitfold.train.layers import parametrize_model
 from bitfold.train.models import build_model
+from bitfold.train.trainer import TrainConfig
 
 PARAMS = ("dense", "svd", "tucker", "holistic-tucker", "cp")
 SHAPES = {"mlp-digits": (1, 8, 8), "cnn-digits": (1, 8, 8), "tfc": (1, 28, 28),
           "sfc": (1, 28, 28), "lfc": (1, 28, 28), "cnv": (3, 32, 32)}
+ROOT = Path(__file__).resolve().parents[1]
+
+Builders = tuple[Callable[..., torch.nn.Module], Callable[..., torch.nn.Module]]
 
 
-def make_step(model_name: str, param: str, batch: int):
+def parse_entry(entry: str) -> tuple[str, float | None]:
+    """``NAME`` (the trainer's default rank for it) or ``NAME@R`` -> (param, rank)."""
+    param, _, rank = entry.partition("@")
+    if param not in PARAMS:
+        raise SystemExit(f"unknown parametrization {param!r}; choose from {', '.join(PARAMS)}")
+    if rank:
+        return param, float(rank)
+    return param, TrainConfig(param=param).rank
+
+
+def baseline_builders(rev: str) -> Builders:
+    """``build_model`` and ``parametrize_model`` of ``train/`` at git revision ``rev``."""
+    def git(*args: str) -> bytes:
+        try:
+            return subprocess.run(["git", "-C", str(ROOT), *args], check=True,
+                                  capture_output=True).stdout
+        except subprocess.CalledProcessError as exc:
+            raise SystemExit(f"--baseline {rev}: {exc.stderr.decode().strip()}") from None
+
+    tmp = Path(tempfile.mkdtemp(prefix="train_step_"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    name = "bitfold_train_baseline"
+    (tmp / name).mkdir()
+    for file in git("ls-tree", "--name-only", f"{rev}:train").decode().split():
+        if file.endswith(".py"):
+            (tmp / name / file).write_bytes(git("show", f"{rev}:train/{file}"))
+    sys.path.insert(0, str(tmp))
+    models = importlib.import_module(f"{name}.models")  # its modules import each other relatively
+    layers = importlib.import_module(f"{name}.layers")
+    return models.build_model, layers.parametrize_model
+
+
+def make_step(model_name: str, param: str, rank: float | None, batch: int,
+              builders: Builders = (build_model, parametrize_model)):
+    build, parametrize = builders
     torch.manual_seed(0)
-    model = build_model(model_name, SHAPES[model_name], 10)
-    parametrize_model(model, param, "learned")
+    model = build(model_name, SHAPES[model_name], 10)
+    parametrize(model, param, "learned", rank)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.rand(batch, *SHAPES[model_name])
     y = torch.randint(0, 10, (batch,))
@@ -45,39 +100,75 @@ def make_step(model_name: str, param: str, batch: int):
     return step
 
 
+def _rank(param: str, rank: float | None) -> str:
+    return "-" if param == "dense" else "full" if rank is None else f"{rank:g}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="sfc,cnn-digits")
+    ap.add_argument("--params", default=",".join(PARAMS),
+                    help="comma-separated; NAME@R for rank R (default: the trainer's ranks)")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="also time train/ as it was at git revision REV, in the same rounds")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--steps", type=int, default=5, help="steps timed together per round")
     ap.add_argument("--out", default="runs/bench/train_step.json")
     args = ap.parse_args()
 
-    results = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch "
-                          f"{torch.__version__}", "batch": args.batch, "models": {}}
+    entries = args.params.split(",")
+    if "dense" not in entries:
+        entries.insert(0, "dense")
+    configs = {e: parse_entry(e) for e in entries}
+    sides: dict[str, Builders] = {"current": (build_model, parametrize_model)}
+    if args.baseline:
+        sides[args.baseline] = baseline_builders(args.baseline)
+    load_before = os.getloadavg()
+    results: dict = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch "
+                                f"{torch.__version__}", "batch": args.batch,
+                     "baseline": args.baseline, "load_before": load_before, "models": {}}
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}; "
+          f"{torch.get_num_threads()} threads")
     for model_name in args.models.split(","):
-        steps = {p: make_step(model_name, p, args.batch) for p in PARAMS}
+        runs = [(side, e) for side in sides for e in entries]
+        steps = {(side, e): make_step(model_name, *configs[e], args.batch, sides[side])
+                 for side, e in runs}
         for step in steps.values():  # warm up
             step()
-        times: dict[str, list[float]] = {p: [] for p in PARAMS}
+        times: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
         for _ in range(args.rounds):
-            for p, step in steps.items():
+            for k, step in steps.items():
                 t0 = time.perf_counter()
                 for _ in range(args.steps):
                     step()
-                times[p].append((time.perf_counter() - t0) / args.steps)
-        med = {p: statistics.median(t) for p, t in times.items()}
+                times[k].append((time.perf_counter() - t0) / args.steps)
+        med = {k: statistics.median(t) for k, t in times.items()}
+        ratio = {(side, e): med[side, e] / med[side, "dense"] for side, e in runs}
+        fast = {(side, e): min(times[side, e]) / min(times[side, "dense"]) for side, e in runs}
         results["models"][model_name] = {
-            p: {"median_ms": 1e3 * med[p], "ratio_to_dense": med[p] / med["dense"]} for p in PARAMS
+            side: {e: {"param": configs[e][0], "rank": configs[e][1],
+                       "median_ms": 1e3 * med[side, e], "ratio_to_dense": ratio[side, e],
+                       "min_ms": 1e3 * min(times[side, e]), "min_ratio_to_dense": fast[side, e]}
+                   for e in entries} for side in sides
         }
         print(f"\n{model_name} (batch {args.batch}, median of {args.rounds} rounds)")
-        print("| parametrization | step (ms) | vs dense |\n|---|---|---|")
-        for p in PARAMS:
-            print(f"| {p} | {1e3 * med[p]:.1f} | {med[p] / med['dense']:.2f}x |")
+        head = "| parametrization | rank | step (ms) | vs dense | fastest rounds |"
+        if args.baseline:
+            head += f" at {args.baseline} (ms) | vs dense | fastest rounds |"
+        print(head + "\n|" + "---|" * head.count(" |"))
+        for e in entries:
+            row = (f"| {configs[e][0]} | {_rank(*configs[e])} | {1e3 * med['current', e]:.1f} | "
+                   f"{ratio['current', e]:.2f}x | {fast['current', e]:.2f}x |")
+            if args.baseline:
+                b = args.baseline
+                row += f" {1e3 * med[b, e]:.1f} | {ratio[b, e]:.2f}x | {fast[b, e]:.2f}x |"
+            print(row)
+    results["load_after"] = os.getloadavg()
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in results['load_after'])}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten: {args.out}")
+    print(f"written: {args.out}")
 
 
 if __name__ == "__main__":
