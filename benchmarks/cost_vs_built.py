@@ -109,27 +109,29 @@ def _small_cnn(build: Path) -> None:
     the accumulators' ranges): the CNN that fits the iCEBreaker (cnn-digits' windows do not)."""
     import numpy as np
 
+    from bitfold.compiler.encodings import Binary
     from bitfold.compiler.ir import (
         ArgMax,
-        BinaryConv2d,
-        BinaryDense,
         Input,
+        Layer,
         MaxPool2d,
         ScoreAffine,
         Threshold,
+        Window,
     )
     from bitfold.compiler.serialize import save_graph
     from bitfold.compiler.verify import build_graph
 
     rng = np.random.default_rng(0)
     nodes = [Input("input", (8, 8, 1), 5),
-             BinaryConv2d("conv0", "input", rng.integers(0, 2, (8, 3, 3, 1)), 3, 1, 1, 0),
+             Layer("conv0", "input", Binary(rng.integers(0, 2, (8, 3, 3, 1))), Window(3, 1, 1, 0)),
              Threshold("conv0_act", "conv0", rng.integers(-60, 60, 8)),
              MaxPool2d("pool0", "conv0_act", 2, 2),
-             BinaryConv2d("conv1", "pool0", rng.integers(0, 2, (16, 3, 3, 8)), 3, 1, 1, -1),
+             Layer("conv1", "pool0", Binary(rng.integers(0, 2, (16, 3, 3, 8))),
+                   Window(3, 1, 1, -1)),
              Threshold("conv1_act", "conv1", rng.integers(28, 44, 16)),
              MaxPool2d("pool1", "conv1_act", 2, 2),
-             BinaryDense("fc0", "pool1", rng.integers(0, 2, (10, 64))),
+             Layer("fc0", "pool1", Binary(rng.integers(0, 2, (10, 64)))),
              ScoreAffine("class_scores", "fc0", rng.integers(1, 40, 10), rng.integers(-900, 900, 10)),
              ArgMax("class", "class_scores")]
     save_graph(build_graph("cnn8", nodes, ["class"]), build)

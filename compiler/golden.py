@@ -1,7 +1,8 @@
 """The golden model's reference interpreter: the IR executed in plain integers.
 
-One function per node kind, written to be read against docs/ir.md ("Nodes") rather
-than to be fast (:mod:`bitfold.compiler.packed` is the fast executor and must
+One function per node kind (a binary layer's accumulate is its weight encoding's
+``reference``, in the encoding's module), written to be read against docs/ir.md ("Nodes")
+rather than to be fast (:mod:`bitfold.compiler.packed` is the fast executor and must
 agree with this one exactly). Values are numpy arrays with the batch first:
 integers as int64, bipolar tensors as their bits (uint8, 1 means +1).
 
@@ -19,28 +20,18 @@ from fractions import Fraction
 import numpy as np
 
 from .errors import CompilerError
+from .geometry import Window
 from .ir import (
     AffineArgMax,
     AffineSign,
     ArgMax,
-    BinaryConv2d,
-    BinaryDense,
-    CompositeConv2d,
-    CompositeDense,
-    ConvNode,
-    DenseNode,
-    DomainConv2d,
-    DomainDense,
     Graph,
+    Layer,
     MaxPool2d,
-    MVUNode,
     Node,
     ScoreAffine,
-    SparseConv2d,
-    SparseDense,
     TensorType,
     Threshold,
-    mvu_matrix,
 )
 
 __all__ = ["check_inputs", "layer_rows", "pad_bit", "run_reference"]
@@ -81,66 +72,32 @@ def check_inputs(graph: Graph, x: np.ndarray | Mapping[str, np.ndarray]) -> dict
     return out
 
 
-def pad_bit(node: ConvNode, t_in: TensorType) -> int:
+def pad_bit(node: Layer, t_in: TensorType) -> int:
     """The stored value a convolution pads with: a bit for bipolar input, else the integer."""
-    if t_in.bipolar:
-        return 1 if node.pad_value == 1 else 0
-    return node.pad_value
+    if not isinstance(node.geometry, Window):
+        raise CompilerError(f"{node.name!r} is a dense layer; it does not pad")
+    return node.geometry.pad_bit(t_in)
 
 
 # --------------------------------------------------------------------------- one function per kind
 
 
-def _accumulate(flat_w: np.ndarray, x: np.ndarray, bipolar: bool) -> np.ndarray:
-    """Accumulators of rows ``x (N, F)`` against weight bits ``flat_w (C_out, F)``."""
-    if bipolar:
-        # popcount(xnor(x, w)): the number of positions where input bit equals weight bit.
-        return np.stack([(x == w_row).sum(axis=1) for w_row in flat_w], axis=1).astype(np.int64)
-    signs = np.where(flat_w == 1, 1, -1).astype(np.int64)  # weight bit 1 means +1
-    return x @ signs.T  # sum_i (x_i if w_i else -x_i)
+def layer_rows(node: Layer, rows: np.ndarray, t_in: TensorType) -> np.ndarray:
+    """The accumulators of a binary layer for input rows ``(N, fan_in)``: its encoding's."""
+    return node.encoding.reference(rows, t_in)
 
 
-def _accumulate_sparse(mask: np.ndarray, polarity: np.ndarray, x: np.ndarray,
-                       bipolar: bool) -> np.ndarray:
-    """Masked accumulators: over the positions where ``mask`` is 1 only."""
-    out = np.empty((len(x), len(mask)), dtype=np.int64)
-    for c, (m_row, pol) in enumerate(zip(mask, polarity, strict=True)):
-        on = m_row == 1
-        if bipolar:  # inputs equal to the row's polarity, among the masked ones
-            out[:, c] = (x[:, on] == pol).sum(axis=1)
-        else:
-            out[:, c] = x[:, on].sum(axis=1) * (1 if pol == 1 else -1)
-    return out
-
-
-def layer_rows(node: MVUNode, rows: np.ndarray, t_in: TensorType) -> np.ndarray:
-    """The accumulators of any binary layer kind for input rows ``(N, fan_in)``."""
-    planes = mvu_matrix(node)
-    if isinstance(node, SparseDense | SparseConv2d):
-        return _accumulate_sparse(planes[0], node.polarity, rows, t_in.bipolar)
-    if isinstance(node, CompositeDense | CompositeConv2d):
-        return np.sum([int(m) * _accumulate(w, rows, t_in.bipolar)
-                       for m, w in zip(node.plane_scale, planes, strict=True)], axis=0)
-    if isinstance(node, DomainDense | DomainConv2d):
-        # scale * A + offset * X; X the input's sum (bipolar: the number of +1 bits)
-        x_sum = rows.sum(axis=1, dtype=np.int64)[:, None]
-        return node.scale * _accumulate(planes[0], rows, t_in.bipolar) + node.offset * x_sum
-    return _accumulate(planes[0], rows, t_in.bipolar)
-
-
-def binary_dense(node: DenseNode, x: np.ndarray, t_in: TensorType) -> np.ndarray:
-    """Popcount (bipolar input) or signed sum (multi-bit input) per output neuron."""
-    return layer_rows(node, x.reshape(len(x), -1), t_in)
-
-
-def binary_conv2d(node: ConvNode, x: np.ndarray, t_in: TensorType) -> np.ndarray:
-    """Pad with ``pad_value``, then each ``(k, k, C_in)`` window is a dense layer's input."""
-    n, h, w, c = x.shape
-    k, s, p = node.kernel, node.stride, node.pad
-    padded = np.full((n, h + 2 * p, w + 2 * p, c), pad_bit(node, t_in), dtype=np.int64)
-    padded[:, p:p + h, p:p + w, :] = x
-    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-    out = np.empty((n, oh, ow, mvu_matrix(node).shape[1]), dtype=np.int64)
+def layer(node: Layer, x: np.ndarray, t_in: TensorType) -> np.ndarray:
+    """A dense layer: the input flattened is one row. A convolution: pad with
+    ``pad_value``, then each ``(k, k, C_in)`` window is a row."""
+    geo = node.geometry
+    if not isinstance(geo, Window):
+        return layer_rows(node, x.reshape(len(x), -1), t_in)
+    n = len(x)
+    k, s = geo.kernel, geo.stride
+    padded = geo.padded(x.astype(np.int64), t_in)
+    oh, ow = geo.out_hw(x.shape[1], x.shape[2])
+    out = np.empty((n, oh, ow, node.encoding.shape[0]), dtype=np.int64)
     for i in range(oh):
         for j in range(ow):
             window = padded[:, i * s:i * s + k, j * s:j * s + k, :].reshape(n, -1)
@@ -199,14 +156,7 @@ def affine_arg_max(node: AffineArgMax, acc: np.ndarray, t_in: TensorType) -> np.
 
 # one kernel per node kind: (node, input values, input type) -> output values
 KERNELS: dict[type[Node], Callable[..., np.ndarray]] = {
-    BinaryDense: binary_dense,
-    BinaryConv2d: binary_conv2d,
-    SparseDense: binary_dense,
-    SparseConv2d: binary_conv2d,
-    CompositeDense: binary_dense,
-    CompositeConv2d: binary_conv2d,
-    DomainDense: binary_dense,
-    DomainConv2d: binary_conv2d,
+    Layer: layer,
     Threshold: threshold,
     MaxPool2d: max_pool2d,
     ScoreAffine: score_affine,

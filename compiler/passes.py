@@ -23,20 +23,13 @@ import numpy as np
 from .errors import IRError
 from .ir import (
     MAX_SCORE_BITS,
-    MVU_KINDS,
     AffineArgMax,
     AffineSign,
     ArgMax,
-    CompositeConv2d,
-    CompositeDense,
-    DomainConv2d,
-    DomainDense,
     Graph,
-    MVUNode,
+    Layer,
     Node,
     ScoreAffine,
-    SparseConv2d,
-    SparseDense,
     Threshold,
 )
 from .verify import build_graph, channel_ranges, value_ranges, verify
@@ -76,26 +69,6 @@ def exact_threshold(slope: float, offset: float, lo: int, hi: int,
     return min(max(t, lo2), hi2 + 1), negate
 
 
-def _negated(node: MVUNode, rows: np.ndarray) -> MVUNode:
-    """Negate output channels ``rows``: flip their weight bits (a sparse row: its polarity;
-    a domain row: its bits and its offset)."""
-    if isinstance(node, SparseDense | SparseConv2d):
-        polarity = node.polarity.copy()
-        polarity[rows] = 1 - polarity[rows]
-        return dataclasses.replace(node, polarity=polarity)
-    weight = node.weight.copy()
-    if isinstance(node, DomainDense | DomainConv2d):  # scale (F - A) - m X = scale F - acc
-        offset = node.offset.copy()
-        offset[rows] = -offset[rows]
-        weight[rows] = 1 - weight[rows]
-        return dataclasses.replace(node, weight=weight, offset=offset)
-    if isinstance(node, CompositeDense | CompositeConv2d):
-        weight[:, rows] = 1 - weight[:, rows]
-    else:
-        weight[rows] = 1 - weight[rows]
-    return dataclasses.replace(node, weight=weight)
-
-
 def fold_signs_into_thresholds(graph: Graph) -> Graph:
     """Replace each ``AffineSign`` by an exact integer ``Threshold`` (``acc >= T``)."""
     ranges = value_ranges(graph)
@@ -104,7 +77,7 @@ def fold_signs_into_thresholds(graph: Graph) -> Graph:
         if not isinstance(node, AffineSign):
             continue
         src = graph.node(node.input)
-        if isinstance(src, MVU_KINDS):  # exact per-channel ranges (sparse rows differ)
+        if isinstance(src, Layer):  # exact per-channel ranges (sparse rows differ)
             per_channel = channel_ranges(src, graph.types[src.inputs[0]])
         else:
             per_channel = [(*ranges[src.name], 0)] * len(node.slope)
@@ -113,7 +86,7 @@ def fold_signs_into_thresholds(graph: Graph) -> Graph:
         thresholds = np.array([t for t, _ in folded], dtype=np.int64)
         negate = np.array([n for _, n in folded], dtype=bool)
         if negate.any():
-            if not isinstance(src, MVU_KINDS):
+            if not isinstance(src, Layer):
                 raise IRError(f"graph {graph.name!r}: {node.name!r} has negative slopes, but its "
                               f"input {src.name!r} is a {src.kind}, not a binary layer whose "
                               "weight rows could be negated")
@@ -121,7 +94,8 @@ def fold_signs_into_thresholds(graph: Graph) -> Graph:
             if readers != [node.name]:
                 raise IRError(f"graph {graph.name!r}: cannot negate rows of {src.name!r}: it is "
                               f"read by {readers}, not only by {node.name!r}")
-            replaced[src.name] = _negated(src, negate)
+            # the encoding says what negating a row means (a sparse row: its polarity)
+            replaced[src.name] = dataclasses.replace(src, encoding=src.encoding.negated(negate))
         replaced[node.name] = Threshold(node.name, node.input, thresholds)
     nodes = tuple(replaced.get(n.name, n) for n in graph.nodes)
     return build_graph(graph.name, nodes, graph.outputs)

@@ -5,6 +5,11 @@ bytes: JSON with sorted keys and fixed indentation; the npz is a zip with
 entries in sorted order, fixed timestamps and no compression. ``graph.json``
 records the SHA-256 of ``tensors.npz`` (written first), so a pair from two
 different compiles is caught. Arrays are read with ``allow_pickle=False``.
+
+Schema 2 writes a binary layer as one ``Layer`` node with its ``geometry`` and its
+``encoding`` (an object naming its kind, :data:`~bitfold.compiler.encodings.ENCODINGS`).
+Schema 1 (15 node kinds, ``BinaryDense`` .. ``DomainConv2d``) is still read
+(:mod:`bitfold.compiler.schema1`), so build folders written before stay usable.
 """
 
 from __future__ import annotations
@@ -22,12 +27,17 @@ import numpy as np
 
 from bitfold.artifacts import atomic_write
 
+from .encoding import Encoding
+from .encodings import ENCODINGS
 from .errors import IRError, IRFormatError
+from .geometry import DENSE, Dense, Window
 from .ir import NODE_KINDS, Graph, Node, TensorType
+from .schema1 import upgrade_schema1
 from .verify import verify
 
 __all__ = [
     "GRAPH_FILE",
+    "READS",
     "SCHEMA",
     "TENSORS_FILE",
     "graph_from_json",
@@ -38,10 +48,15 @@ __all__ = [
     "save_graph",
 ]
 
-SCHEMA = 1
+SCHEMA = 2
+READS = (1, 2)  # schema 1 is upgraded on reading
 GRAPH_FILE = "graph.json"
 TENSORS_FILE = "tensors.npz"
 _DTYPES = {"bits": "<u1", "int64": "<i8", "float64": "<f8"}
+
+
+def _reads() -> str:
+    return " and ".join(str(v) for v in READS)
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -82,23 +97,35 @@ def _encode_array(value: np.ndarray, encoding: str) -> np.ndarray:
     return value.astype(_DTYPES[encoding])
 
 
+def _fields_to_json(obj: Any, prefix: str, arrays: dict[str, np.ndarray],
+                   specs: dict[str, Any]) -> dict[str, Any]:
+    """A node's, encoding's or window's fields: arrays as keys of ``tensors.npz``
+    (``prefix.field``), a layer's geometry and encoding as objects of their own."""
+    entry: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.name in obj.ARRAYS:
+            encoding = obj.ARRAYS[f.name][0]
+            key = f"{prefix}.{f.name}"
+            arrays[key] = _encode_array(value, encoding)
+            specs[key] = {"encoding": encoding, "shape": list(value.shape)}
+            entry[f.name] = key
+        elif isinstance(value, Encoding):
+            entry[f.name] = {"kind": value.NAME, **_fields_to_json(value, prefix, arrays, specs)}
+        elif isinstance(value, Dense | Window):
+            entry[f.name] = {"kind": value.KIND, **dataclasses.asdict(value)}
+        else:
+            entry[f.name] = list(value) if isinstance(value, tuple) else value
+    return entry
+
+
 def graph_to_json(graph: Graph) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The ``graph.json`` document (without the checksum) and the arrays for ``tensors.npz``."""
     verify(graph)
-    nodes, arrays, specs = [], {}, {}
-    for node in graph.nodes:
-        entry: dict[str, Any] = {"op": node.kind}
-        for f in dataclasses.fields(node):
-            value = getattr(node, f.name)
-            if f.name in node.ARRAYS:
-                encoding = node.ARRAYS[f.name][0]
-                key = f"{node.name}.{f.name}"
-                arrays[key] = _encode_array(value, encoding)
-                specs[key] = {"encoding": encoding, "shape": list(value.shape)}
-                entry[f.name] = key
-            else:
-                entry[f.name] = list(value) if isinstance(value, tuple) else value
-        nodes.append(entry)
+    arrays: dict[str, np.ndarray] = {}
+    specs: dict[str, Any] = {}
+    nodes = [{"op": node.op, **_fields_to_json(node, node.name, arrays, specs)}
+             for node in graph.nodes]
     doc = {
         "schema": SCHEMA,
         "name": graph.name,
@@ -148,30 +175,29 @@ def _decode_array(where: str, spec: Any, stored: np.ndarray | None, encoding: st
     return stored
 
 
-def _node_from_json(i: int, entry: Any, arrays: dict[str, np.ndarray],
-                    specs: dict[str, Any]) -> Node:
-    if not isinstance(entry, dict):
-        raise IRFormatError(f"node {i}: expected an object, not {entry!r}")
-    op = entry.get("op")
-    where = f"node {i} ({entry.get('name', '?')!r})"
-    if op not in NODE_KINDS:
-        raise IRFormatError(f"{where}: unknown kind {op!r}; this bitfold reads "
-                            f"{', '.join(NODE_KINDS)}")
-    cls = NODE_KINDS[op]
+def _from_fields(where: str, cls: Any, entry: dict[str, Any], skip: str,
+                 arrays: dict[str, np.ndarray], specs: dict[str, Any]) -> Any:
+    """``cls`` from exactly its fields in ``entry`` (``skip``, the kind, aside): arrays
+    looked up in ``tensors.npz``, a layer's geometry and encoding read as objects."""
     names = [f.name for f in dataclasses.fields(cls)]
-    given = set(entry) - {"op"}
+    given = set(entry) - {skip}
     if given != set(names):
         missing, extra = sorted(set(names) - given), sorted(given - set(names))
-        raise IRFormatError(f"{where}: {op} needs fields {names}; missing {missing}, "
-                            f"unknown {extra}")
+        raise IRFormatError(f"{where}: {entry.get(skip)} needs fields {names}; missing "
+                            f"{missing}, unknown {extra}")
     kwargs = {}
+    specs_of = getattr(cls, "ARRAYS", {})
     for name in names:
         value = entry[name]
-        if name in cls.ARRAYS:
+        if name in specs_of:
             if not isinstance(value, str):
                 raise IRFormatError(f"{where}: {name} must name an array, not {value!r}")
             value = _decode_array(f"{where}: {name} {value!r}", specs.get(value),
-                                  arrays.get(value), cls.ARRAYS[name][0])
+                                  arrays.get(value), specs_of[name][0])
+        elif name == "encoding":
+            value = _encoding_from_json(f"{where}: encoding", value, arrays, specs)
+        elif name == "geometry":
+            value = _geometry_from_json(f"{where}: geometry", value)
         elif name == "shape":
             value = tuple(value) if isinstance(value, list) else value
         kwargs[name] = value
@@ -181,11 +207,44 @@ def _node_from_json(i: int, entry: Any, arrays: dict[str, np.ndarray],
         raise IRFormatError(f"{where}: {exc}") from None
 
 
+def _encoding_from_json(where: str, entry: Any, arrays: dict[str, np.ndarray],
+                        specs: dict[str, Any]) -> Encoding:
+    kind = entry.get("kind") if isinstance(entry, dict) else None
+    if kind not in ENCODINGS:
+        raise IRFormatError(f"{where}: unknown weight encoding {entry!r}; this bitfold reads "
+                            f"{', '.join(ENCODINGS)}")
+    return _from_fields(where, ENCODINGS[kind], entry, "kind", arrays, specs)
+
+
+def _geometry_from_json(where: str, entry: Any) -> Dense | Window:
+    kind = entry.get("kind") if isinstance(entry, dict) else None
+    if kind == Dense.KIND and set(entry) == {"kind"}:
+        return DENSE
+    if kind == Window.KIND:
+        return _from_fields(where, Window, entry, "kind", {}, {})
+    raise IRFormatError(f'{where}: {entry!r} must be {{"kind": "dense"}} or {{"kind": '
+                        '"window", "kernel": K, "stride": S, "pad": P, "pad_value": V}')
+
+
+def _node_from_json(i: int, entry: Any, arrays: dict[str, np.ndarray],
+                    specs: dict[str, Any]) -> Node:
+    if not isinstance(entry, dict):
+        raise IRFormatError(f"node {i}: expected an object, not {entry!r}")
+    op = entry.get("op")
+    where = f"node {i} ({entry.get('name', '?')!r})"
+    if op not in NODE_KINDS:
+        raise IRFormatError(f"{where}: unknown kind {op!r}; this bitfold reads "
+                            f"{', '.join(NODE_KINDS)}")
+    return _from_fields(where, NODE_KINDS[op], entry, "op", arrays, specs)
+
+
 def graph_from_json(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Graph:
-    """Rebuild and verify a graph from its JSON document and arrays."""
-    if doc.get("schema") != SCHEMA:
-        raise IRFormatError(f"schema version {doc.get('schema')!r}, this bitfold reads {SCHEMA}; "
-                            "re-run `bitfold compile`")
+    """Rebuild and verify a graph from its JSON document (schema 1 or 2) and arrays."""
+    if doc.get("schema") not in READS:
+        raise IRFormatError(f"schema version {doc.get('schema')!r}, this bitfold reads "
+                            f"{_reads()}; re-run `bitfold compile`")
+    if doc["schema"] == 1:
+        doc = upgrade_schema1(doc)
     for key, kind in (("name", str), ("inputs", list), ("outputs", list), ("nodes", list),
                       ("tensors", dict), ("arrays", dict)):
         if not isinstance(doc.get(key), kind):
@@ -225,9 +284,9 @@ def load_graph(build: str | Path) -> Graph:
         raise IRFormatError(f"{path}: not valid JSON ({exc}); re-run `bitfold compile`") from None
     if not isinstance(doc, dict):
         raise IRFormatError(f"{path}: expected a JSON object")
-    if doc.get("schema") != SCHEMA:
+    if doc.get("schema") not in READS:
         raise IRFormatError(f"{path}: schema version {doc.get('schema')!r}, this bitfold reads "
-                            f"{SCHEMA}; re-run `bitfold compile`")
+                            f"{_reads()}; re-run `bitfold compile`")
     npz_path = build / TENSORS_FILE
     try:
         raw = npz_path.read_bytes()

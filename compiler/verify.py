@@ -7,11 +7,11 @@ scores the exact extremes of their integer affine; no width is guessed.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
 
+from .domain import domain_range
 from .errors import IRError
 from .ir import (
     MAX_SCORE_BITS,
@@ -19,23 +19,15 @@ from .ir import (
     AffineArgMax,
     AffineSign,
     ArgMax,
-    BinaryConv2d,
-    BinaryDense,
-    CompositeConv2d,
-    CompositeDense,
-    DomainConv2d,
-    DomainDense,
     Graph,
     Input,
+    Layer,
     MaxPool2d,
     Node,
     ScoreAffine,
-    SparseConv2d,
-    SparseDense,
     TensorType,
     Threshold,
     int_type,
-    mvu_matrix,
 )
 
 __all__ = ["build_graph", "channel_ranges", "domain_range", "infer_types", "value_ranges",
@@ -51,75 +43,15 @@ def _needs_int(g: str, node: Node, t: TensorType, what: str = "an integer accumu
         raise _fail(g, node, f"input {node.inputs[0]!r} is bipolar {t.describe()}, expected {what}")
 
 
-def channel_ranges(node: Node, t: TensorType) -> list[tuple[int, int, int]]:
+def channel_ranges(node: Layer, t: TensorType) -> list[tuple[int, int, int]]:
     """Per output channel of a binary layer: ``(lo, hi, mirror)`` of its accumulator.
 
     ``mirror`` is what negating the channel's weights maps an accumulator ``a``
     to, ``mirror - a``: the fan-in (times the plane scales' sum for a composite
     layer; the row's non-zeros for a sparse one) on bipolar input, 0 on multi-bit input.
+    Its encoding decides (:meth:`~bitfold.compiler.encoding.Encoding.channel_ranges`).
     """
-    planes = mvu_matrix(node)
-    fan_in = planes.shape[2]
-    top = 1 if t.bipolar else t.hi
-    if isinstance(node, DomainDense | DomainConv2d):
-        return [domain_range(fan_in, node.scale, int(m), top, t.bipolar) for m in node.offset]
-    if isinstance(node, SparseDense | SparseConv2d):
-        out = []
-        for nnz, pol in zip(planes[0].sum(axis=1), node.polarity, strict=True):
-            n = int(nnz)
-            out.append((0, n, n) if t.bipolar else
-                       ((0, n * top, 0) if pol else (-n * top, 0, 0)))
-        return out
-    scale = int(node.plane_scale.sum()) if isinstance(node, CompositeDense | CompositeConv2d) \
-        else 1
-    bound = fan_in * top * scale
-    one = (0, bound, bound) if t.bipolar else (-bound, bound, 0)
-    return [one] * planes.shape[1]
-
-
-def domain_range(fan_in: int, scale: int, offset: int, top: int,
-                 bipolar: bool) -> tuple[int, int, int]:
-    """``(lo, hi, mirror)`` of a domain row's accumulator ``scale * A + offset * X``.
-
-    One input position adds ``scale [x = w] + offset [x = 1]`` (bipolar: ``0`` or
-    ``scale + offset`` where ``w = 1``, ``scale`` or ``offset`` where ``w = 0``) or
-    ``(offset +- scale) x`` (multi-bit, ``x`` in ``0 .. top``). The range is the same
-    for every row of a given offset: ``fan_in`` times an interval holding every
-    position's values and 0, so every partial sum (a hardware accumulator between
-    words) lies in it too, and negating the row (its bits and its offset) maps it
-    onto ``mirror - range`` exactly (``mirror = scale * fan_in`` bipolar, 0 multi-bit).
-    """
-    if bipolar:
-        return (fan_in * min(0, offset), fan_in * (scale + max(0, offset)), fan_in * scale)
-    return (fan_in * top * min(0, offset - scale), fan_in * top * max(0, offset + scale), 0)
-
-
-def _mvu(g: str, node: Node, t: TensorType, fan_in: int, c_out: int,
-         out_shape: tuple[int, ...]) -> tuple[TensorType, tuple[int, int]]:
-    """Type and range of a binary layer's accumulator."""
-    if c_out < 1 or fan_in < 1:
-        raise _fail(g, node, f"weight needs at least one output and one input, not "
-                             f"{tuple(mvu_matrix(node).shape[1:])}")
-    if not t.bipolar and t.signed:
-        raise _fail(g, node, f"multi-bit input {node.inputs[0]!r} must be unsigned, not "
-                             f"{t.describe()}")
-    if isinstance(node, SparseDense | SparseConv2d) and node.polarity.shape != (c_out,):
-        raise _fail(g, node, f"polarity has {len(node.polarity)} entries, expected {c_out} "
-                             "(one per output)")
-    if isinstance(node, CompositeDense | CompositeConv2d):
-        k = len(node.plane_scale)
-        if k != node.weight.shape[0] or k < 1 or (node.plane_scale < 1).any():
-            raise _fail(g, node, f"plane_scale {node.plane_scale.tolist()} must hold one "
-                                 f"positive integer per weight plane ({node.weight.shape[0]})")
-    if isinstance(node, DomainDense | DomainConv2d):
-        if node.offset.shape != (c_out,):
-            raise _fail(g, node, f"offset has {len(node.offset)} entries, expected {c_out} "
-                                 "(one per output)")
-        if node.scale < 1:
-            raise _fail(g, node, f"scale must be a positive integer, not {node.scale!r}")
-    ranges = channel_ranges(node, t)
-    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
-    return int_type(out_shape, lo, hi), (lo, hi)
+    return node.encoding.channel_ranges(t)
 
 
 def _channels(g: str, node: Node, t: TensorType, attrs: tuple[str, ...]) -> int:
@@ -149,36 +81,24 @@ def _infer_input(g: str, node: Input, t: None, rng: None) -> Inferred:
     return typ, (typ.lo, typ.hi)
 
 
-def _infer_dense(g: str, node: BinaryDense, t: TensorType, rng) -> Inferred:
-    fan_in = math.prod(t.shape)
-    _, c_out, cols = mvu_matrix(node).shape
-    if cols != fan_in:
-        raise _fail(g, node, f"weight has {cols} columns, expected {fan_in} "
-                             f"(the fan-in of {node.input!r} {t.describe()})")
-    return _mvu(g, node, t, fan_in, c_out, (c_out,))
-
-
-def _infer_conv(g: str, node: BinaryConv2d, t: TensorType, rng) -> Inferred:
-    if len(t.shape) != 3:
-        raise _fail(g, node, f"input {node.input!r} {t.describe()} must be a (H, W, C) map")
-    h, w, c_in = t.shape
-    weight = node.mask if isinstance(node, SparseConv2d) else node.weight
-    c_out, kh, kw, wc = weight.shape[-4:]
-    k, s, p = node.kernel, node.stride, node.pad
-    if k < 1 or s < 1 or p < 0:
-        raise _fail(g, node, f"kernel and stride must be >= 1 and pad >= 0, not {k}, {s}, {p}")
-    if (kh, kw, wc) != (k, k, c_in):
-        raise _fail(g, node, f"weight shape {tuple(weight.shape)} must be (C_out, "
-                             f"{k}, {k}, {c_in})")
-    legal = "-1 or +1" if t.bipolar else f"0..{t.hi}"
-    ok = node.pad_value in (-1, 1) if t.bipolar else 0 <= node.pad_value <= t.hi
-    if not ok:
-        raise _fail(g, node, f"pad_value {node.pad_value!r} must be {legal} for "
-                             f"{t.describe()} input")
-    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-    if oh < 1 or ow < 1:
-        raise _fail(g, node, f"kernel {k} does not fit the padded {h}x{w} input")
-    return _mvu(g, node, t, k * k * c_in, c_out, (oh, ow, c_out))
+def _infer_layer(g: str, node: Layer, t: TensorType, rng) -> Inferred:
+    """Type and range of a binary layer's accumulator: geometry, then encoding."""
+    enc = node.encoding
+    c_out, cols = enc.shape
+    try:
+        out_shape = node.geometry.infer(t, node.input, cols, c_out)
+        if c_out < 1 or cols < 1:
+            raise IRError(f"weight needs at least one output and one input, not "
+                          f"{(c_out, cols)}")
+        if not t.bipolar and t.signed:
+            raise IRError(f"multi-bit input {node.input!r} must be unsigned, not "
+                          f"{t.describe()}")
+        enc.check()
+    except IRError as exc:
+        raise _fail(g, node, str(exc)) from None
+    ranges = enc.channel_ranges(t)
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    return int_type(out_shape, lo, hi), (lo, hi)
 
 
 def _infer_threshold(g: str, node: Threshold, t: TensorType, rng: tuple[int, int]) -> Inferred:
@@ -238,10 +158,7 @@ def _infer_argmax(g: str, node: ArgMax | AffineArgMax, t: TensorType, rng) -> In
 
 # one rule per node kind; each takes (graph name, node, input type, input range)
 _INFER: dict[type[Node], Callable[..., Inferred]] = {
-          Input: _infer_input, BinaryDense: _infer_dense, BinaryConv2d: _infer_conv,
-          SparseDense: _infer_dense, SparseConv2d: _infer_conv,
-          CompositeDense: _infer_dense, CompositeConv2d: _infer_conv,
-          DomainDense: _infer_dense, DomainConv2d: _infer_conv,
+          Input: _infer_input, Layer: _infer_layer,
           Threshold: _infer_threshold, MaxPool2d: _infer_pool, AffineSign: _infer_sign,
           ScoreAffine: _infer_scores, ArgMax: _infer_argmax, AffineArgMax: _infer_argmax}
 

@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from bitfold.compiler.encodings import Binary
 from bitfold.compiler.ir import (
     ArgMax,
-    BinaryConv2d,
-    BinaryDense,
     Graph,
     Input,
+    Layer,
     MaxPool2d,
     ScoreAffine,
     Threshold,
@@ -93,20 +93,24 @@ class _Writer:
                             rounding_mode="ROUND")
         self.tensor[n.name] = out
 
-    def dense(self, n: BinaryDense) -> None:
+    def layer(self, n: Layer) -> None:
+        (self.conv if n.conv else self.dense)(n)
+
+    def dense(self, n: Layer) -> None:
         w = self.bipolar_weight(n.name, n.weight.T)
         self.tensor[n.name] = self.node("MatMul", [self.vector(n.name, n.input), w], n.name)
         self.fan_in[n.name] = (n.weight.shape[1], self.graph.types[n.input].bipolar)
 
-    def conv(self, n: BinaryConv2d) -> None:
+    def conv(self, n: Layer) -> None:
         src = self.tensor[n.input]
         t_in = self.graph.types[n.input]
+        weight = n.weight.reshape(len(n.weight), n.kernel, n.kernel, t_in.shape[-1])
         if n.pad:
             value = float(n.pad_value)
             pads = self.const(f"{n.name}_pads", np.array([0, 0, n.pad, n.pad] * 2, np.int64))
             fill = self.const(f"{n.name}_padval", np.array(value, np.float32))
             src = self.node("Pad", [src, pads, fill], f"{n.name}_pad", mode="constant")
-        w = self.bipolar_weight(n.name, n.weight.transpose(0, 3, 1, 2))
+        w = self.bipolar_weight(n.name, weight.transpose(0, 3, 1, 2))
         self.tensor[n.name] = self.node("Conv", [src, w], n.name, kernel_shape=[n.kernel] * 2,
                                         strides=[n.stride] * 2)
         self.fan_in[n.name] = (n.kernel * n.kernel * t_in.shape[-1], t_in.bipolar)
@@ -155,11 +159,11 @@ def export_graph(graph: Graph) -> Any:
     from qonnx.util.basic import qonnx_make_model
 
     w = _Writer(graph)
-    kinds = {Input: w.input, BinaryDense: w.dense, BinaryConv2d: w.conv, Threshold: w.threshold,
-             MaxPool2d: w.pool, ScoreAffine: w.scores, ArgMax: lambda n: None}
+    kinds = {Input: w.input, Layer: w.layer, Threshold: w.threshold, MaxPool2d: w.pool,
+             ScoreAffine: w.scores, ArgMax: lambda n: None}
     for n in graph.nodes:
         handler = kinds.get(type(n))
-        if handler is None:
+        if handler is None or (isinstance(n, Layer) and not isinstance(n.encoding, Binary)):
             raise InteropError(f"node {n.name!r} is a {n.kind}; bitfold export writes Input, "
                                "BinaryDense, BinaryConv2d, Threshold, MaxPool2d, ScoreAffine and "
                                "ArgMax (sparse, composite and domain layers are not in QONNX yet)")

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from bitfold.compiler.ir import AffineSign, BinaryConv2d, BinaryDense, MaxPool2d, TensorType
+from bitfold.compiler.encodings import Binary
+from bitfold.compiler.ir import AffineSign, Layer, MaxPool2d, TensorType, Window
 from bitfold.compiler.verify import channel_ranges
 
 from .chain import Chain, Step, attr
@@ -171,7 +172,7 @@ def _dense(imp: Any, node: Any, x: _Act) -> _Acc:
     weight = np.zeros((bits.shape[1], bits.shape[0]), np.uint8)
     weight[:, x.perm] = bits.T  # column j of the ONNX input is the IR's element perm[j]
     name = imp.ir_name(node)
-    imp.add(BinaryDense(name, x.ir, weight))
+    imp.add(Layer(name, x.ir, Binary(weight)))
     if op == "XnorPopcountMatMul":  # the popcount itself
         chain = Chain([Fraction(1)] * bits.shape[1], [Fraction(0)] * bits.shape[1])
     else:
@@ -204,8 +205,8 @@ def _conv(imp: Any, node: Any, x: _Act) -> _Acc:
         pad_value = _ir_value(node, x, 0.0, imp.types[x.ir].hi) if pad else (-1 if x.bipolar
                                                                               else 0)
     name = imp.ir_name(node)
-    imp.add(BinaryConv2d(name, x.ir, bits.transpose(0, 2, 3, 1), kernel=int(k[0]),
-                         stride=int(strides[0]), pad=pad, pad_value=pad_value))
+    imp.add(Layer(name, x.ir, Binary(bits.transpose(0, 2, 3, 1)),
+                  Window(int(k[0]), int(strides[0]), pad, pad_value)))
     c, h, w_ = x.perm.shape
     out = (bits.shape[0], (h + 2 * pad - k[0]) // strides[0] + 1,
            (w_ + 2 * pad - k[0]) // strides[0] + 1)

@@ -3,10 +3,10 @@
 :func:`lower` turns an :class:`~bitfold.train.export.ExportedNetwork` into a
 pre-fold IR graph (``compiler.ir``) without rounding anything that matters:
 
-* A binary layer becomes ``BinaryDense`` / ``BinaryConv2d`` with its sign bits
-  (bit 1 = +1); sparse, composite and domain layers their own kinds. Conv
-  weights go from torch's ``(C_out, C_in, k, k)`` to the IR's
-  ``(C_out, k, k, C_in)``; a dense layer after a flatten of a ``(C, H, W)`` map
+* A binary layer becomes a ``Layer``, dense or with a convolution's ``Window``, whose
+  encoding is ``Binary`` (its sign bits, bit 1 = +1), ``Sparse``, ``Composite`` or
+  ``Domain``. Conv weights go from torch's ``(C_out, C_in, k, k)`` to the IR's
+  ``(C_out, k, k, C_in)`` (the window's rows); a dense layer after a flatten of a ``(C, H, W)`` map
   gets its columns permuted from torch's channel-major order to the IR's
   ``(H, W, C)`` order.
 * Alpha, the input scale, the popcount-to-dot conversion and every batch norm
@@ -35,21 +35,16 @@ import numpy as np
 import torch
 
 from bitfold.artifacts import ArtifactError, read_json
+from bitfold.compiler.encodings import Binary, Composite, Domain, Encoding, Sparse
 from bitfold.compiler.ir import (
     AffineArgMax,
     AffineSign,
-    BinaryConv2d,
-    BinaryDense,
-    CompositeConv2d,
-    CompositeDense,
-    DomainConv2d,
-    DomainDense,
     Graph,
     Input,
+    Layer,
     MaxPool2d,
     Node,
-    SparseConv2d,
-    SparseDense,
+    Window,
 )
 from bitfold.compiler.verify import build_graph
 
@@ -68,6 +63,17 @@ from .quantizers import FRAC_BITS
 __all__ = ["binarized_input_encoding", "build_test_set", "check_compilable", "encode_frames",
            "explain_disagreements", "lower", "lower_run", "nchw_to_ir", "read_provenance",
            "torch_predictions", "torch_trace"]
+
+
+def _encoding(step: ExportedBinaryLayer, planes: np.ndarray) -> Encoding:
+    """A layer's weight encoding from its weight bit planes ``(K, C_out, ...)`` in IR order."""
+    if step.scheme == "sparse":  # every kept weight is +alpha: polarity 1
+        return Sparse(planes[0], np.ones(planes.shape[1], np.uint8))
+    if step.scheme == "composite":
+        return Composite(planes, step.plane_scale)
+    if step.scheme == "domain":
+        return Domain(planes[0], step.offset, 1 << FRAC_BITS)
+    return Binary(planes[0])
 
 
 class _Lowering:
@@ -123,20 +129,10 @@ class _Lowering:
             self.layer = self.name("conv")
             c, h, w = self.torch_shape
             pad_value = int(step.pad_value) if step.input_mode == "binary" else 0
-            geometry = dict(kernel=step.kernel, stride=step.stride, pad=step.pad,
-                            pad_value=pad_value)
-            ir_planes = planes.transpose(0, 1, 3, 4, 2)
-            if step.scheme == "sparse":
-                node: Node = SparseConv2d(self.layer, self.cur, ir_planes[0],
-                                          np.ones(c_out, np.uint8), **geometry)
-            elif step.scheme == "composite":
-                node = CompositeConv2d(self.layer, self.cur, ir_planes, step.plane_scale,
-                                       **geometry)
-            elif step.scheme == "domain":
-                node = DomainConv2d(self.layer, self.cur, ir_planes[0], step.offset,
-                                    1 << FRAC_BITS, **geometry)
-            else:
-                node = BinaryConv2d(self.layer, self.cur, ir_planes[0], **geometry)
+            window = Window(step.kernel, step.stride, step.pad, pad_value)
+            # (K, C_out, C_in, k, k) -> (K, C_out, k, k, C_in), the window's (ky, kx, c) order
+            node = Layer(self.layer, self.cur, _encoding(step, planes.transpose(0, 1, 3, 4, 2)),
+                         window)
             oh = (h + 2 * step.pad - step.kernel) // step.stride + 1
             ow = (w + 2 * step.pad - step.kernel) // step.stride + 1
             self.torch_shape = (c_out, oh, ow)
@@ -149,21 +145,14 @@ class _Lowering:
             def cols(m: np.ndarray) -> np.ndarray:
                 return m if self.perm is None else m[..., self.perm]
 
-            if step.scheme == "sparse":
-                node = SparseDense(self.layer, self.cur, cols(planes[0]), np.ones(c_out, np.uint8))
-            elif step.scheme == "composite":
-                node = CompositeDense(self.layer, self.cur, cols(planes), step.plane_scale)
-            elif step.scheme == "domain":
-                node = DomainDense(self.layer, self.cur, cols(planes[0]), step.offset,
-                                   1 << FRAC_BITS)
-            elif step.scheme == "lowrank":  # popcounts of the inner matrix, read as integers
-                inner = BinaryDense(f"{self.layer}_inner", self.cur,
-                                    cols((step.inner > 0).astype(np.uint8)))
+            if step.scheme == "lowrank":  # popcounts of the inner matrix, read as integers
+                inner = Layer(f"{self.layer}_inner", self.cur,
+                              Binary(cols((step.inner > 0).astype(np.uint8))))
                 self.nodes.append(inner)
                 self.sources[inner.name] = step.name
-                node = BinaryDense(self.layer, inner.name, planes[0])
+                node = Layer(self.layer, inner.name, Binary(planes[0]))
             else:
-                node = BinaryDense(self.layer, self.cur, cols(planes[0]))
+                node = Layer(self.layer, self.cur, _encoding(step, cols(planes)))
             self.torch_shape = (c_out,)
             self.perm = None
         self.nodes.append(node)

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from bitfold.artifacts import write_json
+from bitfold.compiler.encodings import Binary
 from bitfold.compiler.folding import evaluate_folding
 from bitfold.compiler.ir import (
     ArgMax,
-    BinaryDense,
     Graph,
     Input,
+    Layer,
     ScoreAffine,
     Threshold,
 )
@@ -23,9 +24,9 @@ from bitfold.compiler.verify import build_graph
 def tiny_graph() -> Graph:
     rng = np.random.default_rng(0)
     nodes = [Input("input", (4, 4, 1), 4),
-             BinaryDense("fc0", "input", rng.integers(0, 2, (8, 16))),
+             Layer("fc0", "input", Binary(rng.integers(0, 2, (8, 16)))),
              Threshold("reg", "fc0", rng.integers(-10, 10, 8)),
-             BinaryDense("fc1", "reg", rng.integers(0, 2, (3, 8))),
+             Layer("fc1", "reg", Binary(rng.integers(0, 2, (3, 8)))),
              ScoreAffine("scores", "fc1", np.array([2, -1, 1]), np.array([0, 5, -3])),
              ArgMax("class", "scores")]
     return build_graph("tiny", nodes, ["class"])

@@ -22,8 +22,9 @@ from bitfold.boards.flow import (
 )
 from bitfold.boards.targets import BOARDS, get_board
 from bitfold.cli import main
+from bitfold.compiler.encodings import Binary
 from bitfold.compiler.folding import evaluate_folding, fold_for_budget
-from bitfold.compiler.ir import ArgMax, BinaryDense, Graph, Input, ScoreAffine, Threshold
+from bitfold.compiler.ir import ArgMax, Graph, Input, Layer, ScoreAffine, Threshold
 from bitfold.compiler.serialize import save_graph
 from bitfold.compiler.verify import build_graph
 
@@ -35,9 +36,9 @@ DATA = Path(__file__).parent / "data"
 def big_graph() -> Graph:
     rng = np.random.default_rng(0)
     nodes = [Input("input", (1, 1, 256), 1),
-             BinaryDense("fc0", "input", rng.integers(0, 2, (256, 256))),
+             Layer("fc0", "input", Binary(rng.integers(0, 2, (256, 256)))),
              Threshold("t0", "fc0", rng.integers(-10, 10, 256)),
-             BinaryDense("fc1", "t0", rng.integers(0, 2, (10, 256))),
+             Layer("fc1", "t0", Binary(rng.integers(0, 2, (10, 256)))),
              ScoreAffine("scores", "fc1", np.ones(10, dtype=np.int64),
                          np.zeros(10, dtype=np.int64)),
              ArgMax("class", "scores")]

@@ -11,22 +11,17 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
+from bitfold.compiler.encodings import ENCODINGS, Binary
 from bitfold.compiler.ir import (
     AffineArgMax,
     AffineSign,
-    BinaryConv2d,
-    BinaryDense,
-    CompositeConv2d,
-    CompositeDense,
-    DomainConv2d,
-    DomainDense,
     Graph,
     Input,
+    Layer,
     MaxPool2d,
     Node,
-    SparseConv2d,
-    SparseDense,
     TensorType,
+    Window,
 )
 from bitfold.compiler.verify import build_graph, channel_ranges
 
@@ -57,7 +52,7 @@ SCHEMES = ("binary", "sparse", "composite", "lowrank", "domain")
 
 
 def _weights(rng: np.random.Generator, scheme: str, shape: tuple[int, ...]) -> dict:
-    """The array attributes of a binary layer of ``scheme`` with weight ``shape`` ``(C_out, ...)``."""
+    """The attributes of the encoding ``scheme`` with weight ``shape`` ``(C_out, ...)``."""
     if scheme == "sparse":
         density = float(rng.choice([0.05, 0.3, 0.5, 0.9]))
         return {"mask": (rng.random(shape) < density).astype(np.uint8),
@@ -73,13 +68,12 @@ def _weights(rng: np.random.Generator, scheme: str, shape: tuple[int, ...]) -> d
     return {"weight": rng.integers(0, 2, shape)}
 
 
-_DENSE = {"binary": BinaryDense, "sparse": SparseDense, "composite": CompositeDense,
-          "domain": DomainDense}
-_CONV = {"binary": BinaryConv2d, "sparse": SparseConv2d, "composite": CompositeConv2d,
-         "domain": DomainConv2d}
+def _encoding(rng: np.random.Generator, scheme: str, shape: tuple[int, ...]):
+    """A random encoding ``scheme`` (``lowrank``'s outer layer: binary) of weight ``shape``."""
+    return ENCODINGS.get(scheme, Binary)(**_weights(rng, scheme, shape))
 
 
-def _range(node: Node, shape: tuple[int, ...], bipolar: bool, hi: int) -> tuple[int, int]:
+def _range(node: Layer, shape: tuple[int, ...], bipolar: bool, hi: int) -> tuple[int, int]:
     t = TensorType(shape, 1, True) if bipolar else TensorType(shape, int(hi).bit_length(), False)
     ranges = channel_ranges(node, t)
     return min(r[0] for r in ranges), max(r[1] for r in ranges)
@@ -116,9 +110,8 @@ def lowered_graphs(draw, max_layers: int = 3, schemes: tuple[str, ...] = ("binar
             c_out = draw(st.integers(1, 5))
             pad_value = (int(rng.choice([-1, 1])) if cur_bipolar
                          else int(rng.integers(0, cur_hi + 1)))
-            kind = _CONV.get(scheme, BinaryConv2d)
-            nodes.append(kind(f"conv{i}", cur, **_weights(rng, scheme, (c_out, k, k, c)),
-                              kernel=k, stride=stride, pad=pad, pad_value=pad_value))
+            nodes.append(Layer(f"conv{i}", cur, _encoding(rng, scheme, (c_out, k, k, c)),
+                               Window(k, stride, pad, pad_value)))
             lo, hi = _range(nodes[-1], cur_shape, cur_bipolar, cur_hi)
             cur_shape = ((h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1, c_out)
         else:
@@ -126,11 +119,10 @@ def lowered_graphs(draw, max_layers: int = 3, schemes: tuple[str, ...] = ("binar
             fan_in = int(np.prod(cur_shape))
             if scheme == "lowrank" and cur_bipolar:
                 rank = draw(st.integers(1, 8))
-                nodes.append(BinaryDense(f"fc{i}_inner", cur, rng.integers(0, 2, (rank, fan_in))))
+                nodes.append(Layer(f"fc{i}_inner", cur, Binary(rng.integers(0, 2, (rank, fan_in)))))
                 cur, cur_shape, cur_bipolar, cur_hi = f"fc{i}_inner", (rank,), False, fan_in
                 fan_in = rank
-            kind = _DENSE.get(scheme, BinaryDense)
-            nodes.append(kind(f"fc{i}", cur, **_weights(rng, scheme, (c_out, fan_in))))
+            nodes.append(Layer(f"fc{i}", cur, _encoding(rng, scheme, (c_out, fan_in))))
             lo, hi = _range(nodes[-1], cur_shape, cur_bipolar, cur_hi)
             cur_shape = (c_out,)
         slope, offset = _affine(rng, c_out, lo, hi)
@@ -147,8 +139,7 @@ def lowered_graphs(draw, max_layers: int = 3, schemes: tuple[str, ...] = ("binar
     classes = draw(st.integers(1, 6))
     fan_in = int(np.prod(cur_shape))
     scheme = draw(st.sampled_from(schemes))
-    kind = _DENSE.get(scheme, BinaryDense)
-    nodes.append(kind("fc_out", cur, **_weights(rng, scheme, (classes, fan_in))))
+    nodes.append(Layer("fc_out", cur, _encoding(rng, scheme, (classes, fan_in))))
     lo, hi = _range(nodes[-1], cur_shape, cur_bipolar, cur_hi)
     slope, offset = _affine(rng, classes, lo, hi)
     if draw(st.booleans()):  # scores that tie often

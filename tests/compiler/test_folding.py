@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bitfold.compiler.cost import DEVICES, adder_tree_luts, layer_cost, memory_map, mvu_layers
+from bitfold.compiler.encodings import Binary
 from bitfold.compiler.errors import FoldingError
 from bitfold.compiler.folding import (
     evaluate_folding,
@@ -22,13 +23,13 @@ from bitfold.compiler.folding import (
 )
 from bitfold.compiler.ir import (
     ArgMax,
-    BinaryConv2d,
-    BinaryDense,
     Graph,
     Input,
+    Layer,
     MaxPool2d,
     ScoreAffine,
     Threshold,
+    Window,
 )
 from bitfold.compiler.verify import build_graph
 
@@ -37,12 +38,12 @@ def cnn() -> Graph:
     rng = np.random.default_rng(0)
     return build_graph("cnn", [
         Input("x", (8, 8, 1), 5),
-        BinaryConv2d("conv0", "x", rng.integers(0, 2, (16, 3, 3, 1)), 3, 1, 1, 0),
+        Layer("conv0", "x", Binary(rng.integers(0, 2, (16, 3, 3, 1))), Window(3, 1, 1, 0)),
         Threshold("t0", "conv0", np.zeros(16, np.int64)),
         MaxPool2d("pool0", "t0", 2, 2),
-        BinaryConv2d("conv1", "pool0", rng.integers(0, 2, (32, 3, 3, 16)), 3, 1, 0, -1),
+        Layer("conv1", "pool0", Binary(rng.integers(0, 2, (32, 3, 3, 16))), Window(3, 1, 0, -1)),
         Threshold("t1", "conv1", np.full(32, 70)),
-        BinaryDense("fc0", "t1", rng.integers(0, 2, (10, 128))),
+        Layer("fc0", "t1", Binary(rng.integers(0, 2, (10, 128)))),
         ScoreAffine("scores", "fc0", np.arange(1, 11), np.zeros(10, np.int64)),
         ArgMax("class", "scores"),
     ], ["class"])
@@ -205,9 +206,9 @@ def wide_mlp() -> Graph:
     rng = np.random.default_rng(3)
     return build_graph("wide", [
         Input("x", (256,), 1),
-        BinaryDense("fc0", "x", rng.integers(0, 2, (128, 256))),
+        Layer("fc0", "x", Binary(rng.integers(0, 2, (128, 256)))),
         Threshold("t0", "fc0", np.full(128, 128)),
-        BinaryDense("fc1", "t0", rng.integers(0, 2, (10, 128))),
+        Layer("fc1", "t0", Binary(rng.integers(0, 2, (10, 128)))),
         ScoreAffine("scores", "fc1", np.arange(1, 11), np.zeros(10, np.int64)),
         ArgMax("class", "scores"),
     ], ["class"])

@@ -10,16 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bitfold.compiler.encodings import Binary, Composite, Sparse
 from bitfold.compiler.errors import IRError
 from bitfold.compiler.golden import run_reference
 from bitfold.compiler.ir import (
     AffineArgMax,
     AffineSign,
-    BinaryDense,
-    CompositeDense,
     Graph,
     Input,
-    SparseDense,
+    Layer,
     Threshold,
 )
 from bitfold.compiler.passes import (
@@ -95,7 +94,7 @@ def _exhaustive(graph: Graph) -> np.ndarray:
 def test_negative_and_degenerate_slopes_fold_exactly(bipolar, slope, offset) -> None:
     bits = 1 if bipolar else 3
     g = build_graph("g", [Input("x", (3,), bits, bipolar),
-                          BinaryDense("d", "x", [[1, 0, 1], [0, 1, 1]]),
+                          Layer("d", "x", Binary([[1, 0, 1], [0, 1, 1]])),
                           AffineSign("s", "d", [slope, -slope], [offset, offset])], ["s"])
     folded = fold_signs_into_thresholds(g)
     x = _exhaustive(g)
@@ -125,7 +124,7 @@ def test_threshold_values() -> None:
 
 
 def test_negating_a_shared_layer_is_refused() -> None:
-    g = build_graph("g", [Input("x", (2,), 1, True), BinaryDense("d", "x", [[1, 0]]),
+    g = build_graph("g", [Input("x", (2,), 1, True), Layer("d", "x", Binary([[1, 0]])),
                           AffineSign("s1", "d", [-1.0], [0.0]),
                           AffineSign("s2", "d", [1.0], [0.0])],
                     ["s1", "s2"])
@@ -135,8 +134,8 @@ def test_negating_a_shared_layer_is_refused() -> None:
 
 
 def test_negation_applies_to_the_producing_layer() -> None:
-    g = build_graph("g", [Input("x", (2,), 1, True), BinaryDense("d", "x", [[1, 0]]),
-                          Threshold("t", "d", [1]), BinaryDense("e", "t", [[1]]),
+    g = build_graph("g", [Input("x", (2,), 1, True), Layer("d", "x", Binary([[1, 0]])),
+                          Threshold("t", "d", [1]), Layer("e", "t", Binary([[1]])),
                           AffineSign("s", "e", [-1.0], [0.0])], ["s"])
     folded = fold_signs_into_thresholds(g)
     assert folded.node("e").weight.tolist() == [[0]]
@@ -152,7 +151,7 @@ def test_negative_slope_needs_a_binary_layer() -> None:
 
 
 def test_dyadic_scores_fold_without_rounding_ties_included() -> None:
-    g = build_graph("g", [Input("x", (1,), 4), BinaryDense("d", "x", [[1], [1], [0]]),
+    g = build_graph("g", [Input("x", (1,), 4), Layer("d", "x", Binary([[1], [1], [0]])),
                           AffineArgMax("a", "d", [0.5, 0.25, -0.125], [0.0, 0.5, 0.75])], ["a"])
     folded = fold_scores_into_integers(g, 16)
     x = _exhaustive(g)
@@ -163,7 +162,7 @@ def test_dyadic_scores_fold_without_rounding_ties_included() -> None:
 
 
 def test_score_bits_must_be_usable() -> None:
-    g = build_graph("g", [Input("x", (1,), 4), BinaryDense("d", "x", [[1]]),
+    g = build_graph("g", [Input("x", (1,), 4), Layer("d", "x", Binary([[1]])),
                           AffineArgMax("a", "d", [1.0], [0.0])], ["a"])
     with pytest.raises(IRError, match=r"^score_bits must be 2\.\.62, not 70$"):
         fold_scores_into_integers(g, 70)
@@ -175,7 +174,7 @@ def test_sparse_rows_with_different_nonzeros_fold_exactly(bipolar, slope, offset
     bits = 1 if bipolar else 2
     mask = [[1, 0, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0]]
     g = build_graph("g", [Input("x", (4,), bits, bipolar),
-                          SparseDense("d", "x", mask, [1, 0, 1]),
+                          Layer("d", "x", Sparse(mask, [1, 0, 1])),
                           AffineSign("s", "d", [slope, -slope, slope], [offset] * 3)], ["s"])
     folded = fold_signs_into_thresholds(g)
     x = _exhaustive(g)
@@ -193,7 +192,7 @@ def test_composite_negation_flips_every_plane(bipolar) -> None:
     bits = 1 if bipolar else 2
     planes = [[[1, 0, 1], [0, 1, 1]], [[0, 0, 1], [1, 1, 1]]]
     g = build_graph("g", [Input("x", (3,), bits, bipolar),
-                          CompositeDense("d", "x", planes, [256, 77]),
+                          Layer("d", "x", Composite(planes, [256, 77])),
                           AffineSign("s", "d", [-1.0, 1.0], [300.0, -400.0])], ["s"])
     folded = fold_signs_into_thresholds(g)
     x = _exhaustive(g)

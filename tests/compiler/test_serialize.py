@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from bitfold.compiler.encodings import Binary
 from bitfold.compiler.errors import IRError, IRFormatError
-from bitfold.compiler.ir import BinaryDense, Input, Threshold
+from bitfold.compiler.ir import Input, Layer, Threshold
 from bitfold.compiler.passes import fold
 from bitfold.compiler.serialize import load_graph, read_npz, save_graph
 from bitfold.compiler.verify import build_graph
@@ -37,7 +38,7 @@ def test_round_trip_is_byte_identical(tmp_path_factory, graph) -> None:
 
 def _saved(tmp_path: Path) -> Path:
     g = build_graph("net", [Input("x", (3, 3, 1), 8),
-                            BinaryDense("fc", "x", np.eye(4, 9, dtype=np.uint8)),
+                            Layer("fc", "x", Binary(np.eye(4, 9, dtype=np.uint8))),
                             Threshold("t", "fc", [0, -5, 100, 2])], ["t"])
     save_graph(fold(g), tmp_path)
     return tmp_path
@@ -53,7 +54,7 @@ def test_no_build_paths_and_a_schema_in_graph_json(tmp_path) -> None:
     build = _saved(tmp_path / "some" / "where")
     text = (build / "graph.json").read_text()
     assert str(tmp_path) not in text and "where" not in text
-    assert json.loads(text)["schema"] == 1
+    assert json.loads(text)["schema"] == 2
 
 
 def test_weights_are_packed_bits_and_thresholds_integers(tmp_path) -> None:
@@ -68,7 +69,7 @@ def test_wrong_schema_version(tmp_path) -> None:
     build = _saved(tmp_path)
     _edit(build, lambda d: d.update(schema=99))
     with pytest.raises(IRFormatError, match=r"^\S+graph\.json: schema version 99, this bitfold "
-                                            r"reads 1; re-run `bitfold compile`$"):
+                                            r"reads 1 and 2; re-run `bitfold compile`$"):
         load_graph(build)
 
 
@@ -83,7 +84,7 @@ def test_truncated_npz(tmp_path) -> None:
 
 def test_npz_from_another_compile(tmp_path) -> None:
     build = _saved(tmp_path / "a")
-    other = build_graph("net", [Input("x", (2,), 1, True), BinaryDense("fc", "x", [[1, 1]])],
+    other = build_graph("net", [Input("x", (2,), 1, True), Layer("fc", "x", Binary([[1, 1]]))],
                         ["fc"])
     save_graph(other, tmp_path / "b")
     (build / "tensors.npz").write_bytes((tmp_path / "b" / "tensors.npz").read_bytes())
@@ -95,7 +96,7 @@ def test_npz_from_another_compile(tmp_path) -> None:
 def test_shape_mismatch(tmp_path) -> None:
     build = _saved(tmp_path)
     _edit(build, lambda d: d["arrays"]["fc.weight"].update(shape=[4, 17]))
-    with pytest.raises(IRFormatError, match=r"^\S+graph\.json: node 1 \('fc'\): weight "
+    with pytest.raises(IRFormatError, match=r"^\S+graph\.json: node 1 \('fc'\): encoding: weight "
                                             r"'fc\.weight': tensors\.npz holds uint8 \(4, 2\), "
                                             r"graph\.json declares bits \[4, 17\]"):
         load_graph(build)
@@ -105,16 +106,35 @@ def test_unknown_node_kind(tmp_path) -> None:
     build = _saved(tmp_path)
     _edit(build, lambda d: d["nodes"][2].update(op="Softmax"))
     with pytest.raises(IRFormatError, match=r"^\S+graph\.json: node 2 \('t'\): unknown kind "
-                                            r"'Softmax'; this bitfold reads Input, BinaryDense, "):
+                                            r"'Softmax'; this bitfold reads Input, Layer, "):
         load_graph(build)
 
 
 def test_unknown_field(tmp_path) -> None:
     build = _saved(tmp_path)
     _edit(build, lambda d: d["nodes"][1].update(bias="fc.bias"))
-    with pytest.raises(IRFormatError, match=r"^\S+graph\.json: node 1 \('fc'\): BinaryDense "
-                                            r"needs fields \['name', 'input', 'weight'\]; "
+    with pytest.raises(IRFormatError, match=r"^\S+graph\.json: node 1 \('fc'\): Layer needs "
+                                            r"fields \['name', 'input', 'encoding', 'geometry'\]; "
                                             r"missing \[\], unknown \['bias'\]$"):
+        load_graph(build)
+
+
+def test_unknown_encoding_field_and_kind(tmp_path) -> None:
+    build = _saved(tmp_path)
+    _edit(build, lambda d: d["nodes"][1]["encoding"].update(mask="fc.weight"))
+    with pytest.raises(IRFormatError, match=r"^\S+graph\.json: node 1 \('fc'\): encoding: binary "
+                                            r"needs fields \['weight'\]; missing \[\], "
+                                            r"unknown \['mask'\]$"):
+        load_graph(build)
+    build = _saved(tmp_path / "kind")
+    _edit(build, lambda d: d["nodes"][1]["encoding"].update(kind="quaternary"))
+    with pytest.raises(IRFormatError, match=r"^\S+graph\.json: node 1 \('fc'\): encoding: unknown "
+                                            r"weight encoding .*; this bitfold reads binary, "):
+        load_graph(build)
+    build = _saved(tmp_path / "geometry")
+    _edit(build, lambda d: d["nodes"][1].update(geometry={"kind": "dense", "kernel": 3}))
+    with pytest.raises(IRFormatError, match=r"^\S+graph\.json: node 1 \('fc'\): geometry: .* "
+                                            r'must be \{"kind": "dense"\} or'):
         load_graph(build)
 
 

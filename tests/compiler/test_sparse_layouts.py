@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bitfold.compiler.cost import DEVICES, columns, layer_cost, layouts, mvu_layers
+from bitfold.compiler.encodings import Binary, Sparse
 from bitfold.compiler.errors import FoldingError
 from bitfold.compiler.folding import (
     evaluate_folding,
@@ -18,11 +19,10 @@ from bitfold.compiler.folding import (
 )
 from bitfold.compiler.ir import (
     ArgMax,
-    BinaryDense,
     Graph,
     Input,
+    Layer,
     ScoreAffine,
-    SparseDense,
     Threshold,
 )
 from bitfold.compiler.verify import build_graph
@@ -36,9 +36,9 @@ def _graph(out_layer: str = "sparse") -> Graph:
     m1 = np.zeros((4, 64), np.uint8)
     for r in range(4):
         m1[r, rng.choice(64, 32, replace=False)] = 1
-    fc1 = SparseDense("fc1", "t0", m1, np.array([1, 0, 1, 1])) if out_layer == "sparse" else \
-        BinaryDense("fc1", "t0", rng.integers(0, 2, (4, 64)))
-    nodes = [Input("x", (64,), 1, signed=True), SparseDense("fc0", "x", m0, rng.integers(0, 2, 64)),
+    fc1 = Layer("fc1", "t0", Sparse(m1, np.array([1, 0, 1, 1]))) if out_layer == "sparse" else \
+        Layer("fc1", "t0", Binary(rng.integers(0, 2, (4, 64))))
+    nodes = [Input("x", (64,), 1, signed=True), Layer("fc0", "x", Sparse(m0, rng.integers(0, 2, 64))),
              Threshold("t0", "fc0", rng.integers(0, 3, 64)), fc1,
              ScoreAffine("scores", "fc1", np.ones(4, np.int64), np.zeros(4, np.int64)),
              ArgMax("class", "scores")]
@@ -110,9 +110,9 @@ def _grouped_graph(group: int = 4, kept: int = 1) -> Graph:
         return m.reshape(rows, fan_in)
 
     nodes = [Input("x", (64,), 1, signed=True),
-             SparseDense("fc0", "x", mask(32, 64), rng.integers(0, 2, 32)),
+             Layer("fc0", "x", Sparse(mask(32, 64), rng.integers(0, 2, 32))),
              Threshold("t0", "fc0", rng.integers(0, 3, 32)),
-             SparseDense("fc1", "t0", mask(8, 32), rng.integers(0, 2, 8)),
+             Layer("fc1", "t0", Sparse(mask(8, 32), rng.integers(0, 2, 8))),
              ScoreAffine("scores", "fc1", np.ones(8, np.int64), np.zeros(8, np.int64)),
              ArgMax("class", "scores")]
     return build_graph("grouped", nodes, ["class"])

@@ -5,18 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from bitfold.compiler.cost import columns, layouts, mvu_layers
+from bitfold.compiler.encodings import Binary, Composite, Domain, Sparse
 from bitfold.compiler.folding import Folding, evaluate_folding, legal_values
 from bitfold.compiler.ir import (
     ArgMax,
-    BinaryConv2d,
-    BinaryDense,
     Graph,
     Input,
+    Layer,
     MaxPool2d,
     ScoreAffine,
-    SparseConv2d,
-    SparseDense,
     Threshold,
+    Window,
 )
 from bitfold.compiler.passes import fold
 from bitfold.compiler.verify import build_graph, channel_ranges
@@ -51,12 +50,12 @@ def small_cnn(name: str = "cnn") -> Graph:
     """Multi-bit input conv (padding value 5), a max pool, a bipolar conv padded with +1, dense."""
     rng = np.random.default_rng(3)
     nodes = [Input("input", (6, 6, 2), 3),
-             BinaryConv2d("c0", "input", rng.integers(0, 2, (4, 3, 3, 2)), 3, 1, 1, 5),
+             Layer("c0", "input", Binary(rng.integers(0, 2, (4, 3, 3, 2))), Window(3, 1, 1, 5)),
              Threshold("t0", "c0", rng.integers(-20, 20, 4)),
              MaxPool2d("p0", "t0", 2, 2),
-             BinaryConv2d("c1", "p0", rng.integers(0, 2, (6, 2, 2, 4)), 2, 1, 1, 1),
+             Layer("c1", "p0", Binary(rng.integers(0, 2, (6, 2, 2, 4))), Window(2, 1, 1, 1)),
              Threshold("t1", "c1", rng.integers(5, 12, 6)),
-             BinaryDense("fc", "t1", rng.integers(0, 2, (5, 96))),
+             Layer("fc", "t1", Binary(rng.integers(0, 2, (5, 96)))),
              ScoreAffine("scores", "fc", np.array([1, 2, 1, 3, 1]), np.array([0, -40, 3, -90, 0])),
              ArgMax("class", "scores")]
     return build_graph(name, nodes, ["class"])
@@ -97,27 +96,26 @@ def sparse_cnn(sparsity: float, name: str = "sparse cnn", group: int | None = No
             ranges = channel_ranges(layer, graph.types[layer.input])
             n = Threshold(n.name, n.input, np.array([rng.integers(lo, hi + 2)
                                                      for lo, hi, _ in ranges]))
-        if isinstance(n, BinaryDense):
-            n = SparseDense(n.name, n.input, mask(n.weight.shape), rng.integers(0, 2, len(n.weight)))
-        elif n.kind == "BinaryConv2d":
-            n = SparseConv2d(n.name, n.input, mask(n.weight.shape), rng.integers(0, 2, len(n.weight)),
-                             n.kernel, n.stride, n.pad, n.pad_value)
+        if isinstance(n, Layer):  # a convolution's mask in groups of its input channels
+            shape = (len(n.weight), n.kernel, n.kernel, graph.types[n.input].shape[-1]) \
+                if n.conv else n.weight.shape
+            n = Layer(n.name, n.input, Sparse(mask(shape), rng.integers(0, 2, shape[0])),
+                      n.geometry)
         nodes.append(n)
     return build_graph(name, nodes, list(graph.outputs))
 
 
 def composite_mlp(name: str = "composite mlp") -> Graph:
     """A dense network on digits-shaped 5-bit input with 2 and 3 composite binary planes."""
-    from bitfold.compiler.ir import CompositeDense
 
     rng = np.random.default_rng(8)
-    fc0 = CompositeDense("fc0", "input", rng.integers(0, 2, (2, 16, 64)), np.array([256, 101]))
+    fc0 = Layer("fc0", "input", Composite(rng.integers(0, 2, (2, 16, 64)), [256, 101]))
     lo_hi = channel_ranges(fc0, build_graph("g", [Input("input", (8, 8, 1), 5), fc0],
                                             ["fc0"]).types["input"])
     nodes = [Input("input", (8, 8, 1), 5), fc0,
              Threshold("t0", "fc0", np.array([rng.integers(lo // 8, hi // 8 + 1)
                                               for lo, hi, _ in lo_hi])),
-             CompositeDense("fc1", "t0", rng.integers(0, 2, (3, 10, 16)), np.array([256, 77, 5])),
+             Layer("fc1", "t0", Composite(rng.integers(0, 2, (3, 10, 16)), [256, 77, 5])),
              ScoreAffine("scores", "fc1", rng.integers(1, 4, 10), rng.integers(-9, 9, 10)),
              ArgMax("class", "scores")]
     return build_graph(name, nodes, ["class"])
@@ -126,7 +124,6 @@ def composite_mlp(name: str = "composite mlp") -> Graph:
 def domain_cnn(name: str = "domain cnn") -> Graph:
     """small_cnn with every layer in the general binary domain: signs, an offset per neuron
     (both signs, beyond +-scale too) and scale 256; the multi-bit input is padded with 5."""
-    from bitfold.compiler.ir import DomainConv2d, DomainDense
 
     rng = np.random.default_rng(12)
     graph = small_cnn(name)
@@ -137,10 +134,8 @@ def domain_cnn(name: str = "domain cnn") -> Graph:
             ranges = channel_ranges(layer, graph.types[layer.input])
             n = Threshold(n.name, n.input, np.array([rng.integers(lo // 4, hi // 4 + 2)
                                                      for lo, hi, _ in ranges]))
-        if isinstance(n, BinaryDense):
-            n = DomainDense(n.name, n.input, n.weight, rng.integers(-600, 600, len(n.weight)), 256)
-        elif n.kind == "BinaryConv2d":
-            n = DomainConv2d(n.name, n.input, n.weight, rng.integers(-600, 600, len(n.weight)),
-                             256, n.kernel, n.stride, n.pad, n.pad_value)
+        if isinstance(n, Layer):
+            n = Layer(n.name, n.input, Domain(n.weight, rng.integers(-600, 600, len(n.weight)), 256),
+                      n.geometry)
         nodes.append(n)
     return build_graph(name, nodes, list(graph.outputs))

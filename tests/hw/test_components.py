@@ -13,15 +13,13 @@ import pytest
 from amaranth.hdl import signed, unsigned
 
 from bitfold.compiler import golden
+from bitfold.compiler.encodings import Binary, Composite, Domain, Sparse
 from bitfold.compiler.ir import (
-    BinaryConv2d,
-    BinaryDense,
-    CompositeDense,
-    DomainDense,
+    Layer,
     MaxPool2d,
     ScoreAffine,
-    SparseDense,
     TensorType,
+    Window,
 )
 from bitfold.hw.mvu import MVU, accumulator_range
 from bitfold.hw.pool import MaxPool
@@ -51,7 +49,7 @@ def _dense_case(rng: np.random.Generator, node, weights: np.ndarray, bits: int, 
     bipolar = bits == 1
     t_in = TensorType((mw,), 1, True) if bipolar else TensorType((mw,), bits, False)
     x = rng.integers(0, 2 if bipolar else 1 << bits, (n, mw))
-    acc = golden.binary_dense(node, x, t_in)
+    acc = golden.layer(node, x, t_in)
     lo, hi = accumulator_range(weights, bits, bipolar, **kw)
     shape = unsigned(max(1, hi.bit_length())) if lo >= 0 else \
         signed(max(hi.bit_length(), (-lo - 1).bit_length()) + 1)
@@ -87,10 +85,10 @@ def test_mvu_matches_golden_dense_and_threshold(mh, mw, pe, simd, bits, thr, sta
     n = 6
     bipolar = bits == 1
     weight = rng.integers(0, 2, (mh, mw))
-    node = BinaryDense("fc", "x", weight)
+    node = Layer("fc", "x", Binary(weight))
     t_in = TensorType((mw,), 1, True) if bipolar else TensorType((mw,), bits, False)
     x = rng.integers(0, 2 if bipolar else 1 << bits, (n, mw))
-    acc = golden.binary_dense(node, x, t_in)
+    acc = golden.layer(node, x, t_in)
     hi = mw if bipolar else mw * ((1 << bits) - 1)
     shape = unsigned(hi.bit_length()) if bipolar else signed(hi.bit_length() + 1)
     thresholds = rng.integers(acc.min(), acc.max() + 2, mh) if thr else None
@@ -128,7 +126,7 @@ def test_sliding_window_then_mvu_matches_golden_conv(h, w, c, bits, k, s, p, lan
     t_in = TensorType((h, w, c), 1, True) if bipolar else TensorType((h, w, c), bits, False)
     pad_value = int(rng.choice([-1, 1])) if bipolar else int(rng.integers(0, 1 << bits))
     c_out = 3
-    node = BinaryConv2d("conv", "x", rng.integers(0, 2, (c_out, k, k, c)), k, s, p, pad_value)
+    node = Layer("conv", "x", Binary(rng.integers(0, 2, (c_out, k, k, c))), Window(k, s, p, pad_value))
     x = rng.integers(0, 2 if bipolar else 1 << bits, (n, h, w, c))
     dut = SlidingWindow(h, w, c, bits, k, s, p, golden.pad_bit(node, t_in), lanes)
     per_window = k // lanes
@@ -142,7 +140,7 @@ def test_sliding_window_then_mvu_matches_golden_conv(h, w, c, bits, k, s, p, lan
         acc = np.stack([(windows == wr).sum(-1) for wr in flat_w], -1)
     else:
         acc = windows @ np.where(flat_w == 1, 1, -1).T
-    np.testing.assert_array_equal(acc, golden.binary_conv2d(node, x, t_in))
+    np.testing.assert_array_equal(acc, golden.layer(node, x, t_in))
 
 
 @pytest.mark.parametrize("stall", STALLS)
@@ -318,19 +316,19 @@ def test_sparse_and_composite_mvus_match_golden(scheme, mh, mw, pe, simd, bits, 
     if scheme == "sparse":
         mask = (rng.random((mh, mw)) < 0.4).astype(np.uint8)
         polarity = rng.integers(0, 2, mh)
-        node = SparseDense("fc", "x", mask, polarity)
+        node = Layer("fc", "x", Sparse(mask, polarity))
         kw = dict(polarity=polarity)
         weights = mask
     elif scheme == "domain":  # offsets of both signs, beyond +-scale too
         weights = rng.integers(0, 2, (mh, mw))
         offset = rng.integers(-700, 700, mh)
         scale = 256 if mh % 2 == 0 else 3
-        node = DomainDense("fc", "x", weights, offset, scale)
+        node = Layer("fc", "x", Domain(weights, offset, scale))
         kw = dict(offset=offset, offset_scale=scale)
     else:
         weights = rng.integers(0, 2, (3, mh, mw))
         plane_scale = [256, 77, 5]
-        node = CompositeDense("fc", "x", weights, plane_scale)
+        node = Layer("fc", "x", Composite(weights, plane_scale))
         kw = dict(plane_scale=plane_scale)
     x, acc, shape, thresholds = _dense_case(rng, node, weights, bits, thr, n, **kw)
     dut = MVU(weights, pe, simd, shape, thresholds=thresholds, input_bits=bits,
@@ -369,7 +367,7 @@ def test_index_mvu_matches_golden_sparse_dense(mh, mw, density, equal, pe, simd,
     bipolar = bits == 1
     mask = _sparse_mask(rng, mh, mw, density, equal)
     polarity = rng.integers(0, 2, mh)
-    node = SparseDense("fc", "x", mask, polarity)
+    node = Layer("fc", "x", Sparse(mask, polarity))
     x, acc, shape, thresholds = _dense_case(rng, node, mask, bits, thr, n, polarity=polarity)
     dut = IndexMVU(mask, pe, simd, shape, polarity=polarity, thresholds=thresholds,
                    input_bits=bits, bipolar=bipolar, in_elems=in_elems)
@@ -419,7 +417,7 @@ def test_group_mvu_matches_golden_sparse_dense(mh, mw, group, kept, ragged, pe, 
     bipolar = bits == 1
     mask = group_mask(rng, mh, mw, group, kept, ragged)
     polarity = rng.integers(0, 2, mh)
-    node = SparseDense("fc", "x", mask, polarity)
+    node = Layer("fc", "x", Sparse(mask, polarity))
     x, acc, shape, thresholds = _dense_case(rng, node, mask, bits, thr, n, polarity=polarity)
     dut = GroupMVU(mask, group, pe, simd, shape, polarity=polarity, thresholds=thresholds,
                    input_bits=bits, bipolar=bipolar)
@@ -462,7 +460,7 @@ def test_mvu_with_some_pes_weights_forced_into_block_ram(block_pes, register_rea
 
     rng = np.random.default_rng(block_pes)
     weight = rng.integers(0, 2, (8, 64))  # NF 2, SF 16: 32 words, read synchronously
-    node = BinaryDense("fc", "x", weight)
+    node = Layer("fc", "x", Binary(weight))
     x, acc, shape, thresholds = _dense_case(rng, node, weight, 1, True, 5)
     dut = MVU(weight, 4, 4, shape, thresholds=thresholds, register_reads=register_reads,
               credit=credit, block_pes=block_pes)

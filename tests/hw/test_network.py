@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bitfold.compiler.encodings import Binary
 from bitfold.compiler.folding import evaluate_folding, fold_for_budget, fold_for_fps
 from bitfold.compiler.golden import run_reference
-from bitfold.compiler.ir import BinaryDense, Graph, Input, ScoreAffine
+from bitfold.compiler.ir import Graph, Input, Layer, ScoreAffine
 from bitfold.compiler.serialize import save_graph
 from bitfold.compiler.verify import build_graph
 from bitfold.hw.generate import generate
@@ -72,9 +73,9 @@ def small_mlp(name: str = "tiny net/1") -> Graph:
 
     rng = np.random.default_rng(0)
     nodes = [Input("input", (4, 4, 1), 4),
-             BinaryDense("fc0", "input", rng.integers(0, 2, (8, 16))),
+             Layer("fc0", "input", Binary(rng.integers(0, 2, (8, 16)))),
              Threshold("reg", "fc0", rng.integers(-10, 10, 8)),
-             BinaryDense("fc1", "reg", rng.integers(0, 2, (3, 8))),
+             Layer("fc1", "reg", Binary(rng.integers(0, 2, (3, 8)))),
              ScoreAffine("scores", "fc1", np.array([2, -1, 1]), np.array([0, 5, -3])),
              ArgMax("class", "scores")]
     return build_graph(name, nodes, ["class"])

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from bitfold.compiler import golden
 from bitfold.compiler.cost import DEVICES, LayerShape, layer_cost, layouts, mvu_layers
+from bitfold.compiler.encodings import Composite, Sparse
 from bitfold.compiler.errors import FoldingError
 from bitfold.compiler.folding import (
     evaluate_folding,
@@ -29,10 +30,8 @@ from bitfold.compiler.folding import (
     write_folding,
 )
 from bitfold.compiler.ir import (
-    CompositeConv2d,
-    CompositeDense,
     Graph,
-    SparseDense,
+    Layer,
     TensorType,
     Threshold,
 )
@@ -77,10 +76,10 @@ def test_serial_composite_mvu_matches_golden(mh, mw, pe, simd, planes, bits, thr
     bipolar = bits == 1
     weights = rng.integers(0, 2, (planes, mh, mw))
     scale = SCALES[planes]
-    node = CompositeDense("fc", "x", weights, np.array(scale))
+    node = Layer("fc", "x", Composite(weights, np.array(scale)))
     t_in = TensorType((mw,), 1, True) if bipolar else TensorType((mw,), bits, False)
     x = rng.integers(0, 2 if bipolar else 1 << bits, (n, mw))
-    acc = golden.binary_dense(node, x, t_in)
+    acc = golden.layer(node, x, t_in)
     shape = _shape(*accumulator_range(weights, bits, bipolar, plane_scale=scale))
     thresholds = rng.integers(acc.min(), acc.max() + 2, mh) if thr else None
     dut = SerialCompositeMVU(weights, pe, simd, shape, plane_scale=scale, thresholds=thresholds,
@@ -132,10 +131,10 @@ def composite_cnn(name: str = "composite cnn") -> Graph:
     graph = small_cnn(name)
     nodes = []
     for n in graph.nodes:
-        if n.kind == "BinaryConv2d":
+        if isinstance(n, Layer) and n.conv:
             k = 2 if not nodes[1:] else 3
-            n = CompositeConv2d(n.name, n.input, rng.integers(0, 2, (k, *n.weight.shape)),
-                                np.array(SCALES[k]), n.kernel, n.stride, n.pad, n.pad_value)
+            n = Layer(n.name, n.input, Composite(rng.integers(0, 2, (k, *n.weight.shape)), SCALES[k]),
+                      n.geometry)
         elif isinstance(n, Threshold):
             layer = nodes[-1]
             ranges = channel_ranges(layer, graph.types[layer.input])
@@ -244,7 +243,7 @@ def test_folding_file_selects_serial_on_composite_layers_only(tmp_path) -> None:
         evaluate_folding(binary, {"c0": (2, 6), "c1": (3, 4), "fc": (5, 8, "serial")})
     sparse = build_graph("sparse", [
         *composite_mlp().nodes[:3],
-        SparseDense("fc1", "t0", np.ones((10, 16), np.uint8), np.ones(10, np.uint8)),
+        Layer("fc1", "t0", Sparse(np.ones((10, 16), np.uint8), np.ones(10, np.uint8))),
         *composite_mlp().nodes[4:]], ["class"])
     hand.write_text(json.dumps({"schema": 1, "layers": [
         {"name": "fc0", "pe": 4, "simd": 16}, {"name": "fc1", "pe": 2, "simd": 8,

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from bitfold.cli import main
+from bitfold.compiler.encodings import Binary, Sparse
 from bitfold.compiler.ir import (
     AffineArgMax,
     AffineSign,
-    BinaryConv2d,
-    BinaryDense,
     Graph,
     Input,
+    Layer,
     MaxPool2d,
-    SparseDense,
+    Window,
 )
 from bitfold.compiler.packed import PackedExecutor
 from bitfold.compiler.passes import fold
@@ -40,12 +40,12 @@ def conv_graph(seed: int = 0, bits: int = 4, pad_value: int = 1) -> Graph:
     w2 = rng.integers(0, 2, (5, 3, 3, 4))
     w3 = rng.integers(0, 2, (3, 3 * 3 * 5))
     nodes = [Input("input", (6, 6, 2), bits, False),
-             BinaryConv2d("c1", "input", w1, kernel=3, stride=1, pad=1, pad_value=0),
+             Layer("c1", "input", Binary(w1), Window(kernel=3, stride=1, pad=1, pad_value=0)),
              AffineSign("s1", "c1", *_affine(rng, 4, 0.0, 20.0)),
              MaxPool2d("p1", "s1", 2, 2),
-             BinaryConv2d("c2", "p1", w2, kernel=3, stride=1, pad=1, pad_value=pad_value),
+             Layer("c2", "p1", Binary(w2), Window(kernel=3, stride=1, pad=1, pad_value=pad_value)),
              AffineSign("s2", "c2", *_affine(rng, 5, 18.0, 4.0)),
-             BinaryDense("d3", "s2", w3),
+             Layer("d3", "s2", Binary(w3)),
              AffineArgMax("cls", "d3", rng.uniform(0.1, 1, 3), rng.normal(0, 1, 3))]
     return fold(build_graph("convnet", nodes, ["cls"]))
 
@@ -77,7 +77,7 @@ def test_export_then_import_gives_the_same_classes(tmp_path):
 def test_export_refuses_kinds_qonnx_cannot_hold():
     rng = np.random.default_rng(0)
     nodes = [Input("input", (8,), 1, True),
-             SparseDense("d", "input", rng.integers(0, 2, (3, 8)), rng.integers(0, 2, 3)),
+             Layer("d", "input", Sparse(rng.integers(0, 2, (3, 8)), rng.integers(0, 2, 3))),
              AffineArgMax("cls", "d", np.ones(3), np.zeros(3))]
     with pytest.raises(InteropError, match=r"^node 'd' is a SparseDense; bitfold export writes"):
         export_graph(fold(build_graph("sparse", nodes, ["cls"])))

@@ -10,12 +10,14 @@ import pytest
 
 os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
 
+from bitfold.compiler.encodings import Binary
 from bitfold.compiler.folding import evaluate_folding  # noqa: E402
-from bitfold.compiler.ir import (  # noqa: E402
+from bitfold.compiler.ir import (
+    # noqa: E402,
     ArgMax,
-    BinaryDense,
     Graph,
     Input,
+    Layer,
     ScoreAffine,
     Threshold,
 )
@@ -40,9 +42,9 @@ def small_mlp() -> Graph:
     """A small dense network on digits-shaped input ((8, 8, 1), 5-bit pixels)."""
     rng = np.random.default_rng(0)
     nodes = [Input("input", (8, 8, 1), 5),
-             BinaryDense("fc0", "input", rng.integers(0, 2, (16, 64))),
+             Layer("fc0", "input", Binary(rng.integers(0, 2, (16, 64)))),
              Threshold("t0", "fc0", rng.integers(-20, 20, 16)),
-             BinaryDense("fc1", "t0", rng.integers(0, 2, (10, 16))),
+             Layer("fc1", "t0", Binary(rng.integers(0, 2, (10, 16)))),
              ScoreAffine("scores", "fc1", rng.integers(1, 4, 10), rng.integers(-9, 9, 10)),
              ArgMax("class", "scores")]
     return build_graph("small mlp", nodes, ["class"])
