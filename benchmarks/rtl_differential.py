@@ -72,6 +72,29 @@ def replay(folder: Path, simulator: str) -> int:
     return 0 if verdict(rec) == "exact" else 1
 
 
+def _source_state(out: Path) -> dict[str, Any]:
+    """The commit, which tracked files of the code under test differ from it, and that
+    difference (written to ``OUT/source.diff``; its SHA-256 in the summary)."""
+    import hashlib
+    import subprocess
+
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    paths = ("compiler", "hw", "sim", "tests/compiler/randgraphs.py", "tests/hw/helpers.py",
+             "tests/sim")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", *paths)
+    diff = git("diff", "HEAD", "--", *paths)
+    (out / "source.diff").write_text(diff)
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(),
+            "modified": [line[3:] for line in dirty.splitlines() if line.strip()],
+            "diff_sha256": hashlib.sha256(diff.encode()).hexdigest()[:16]}
+
+
 def run(count: int, seed: int, *, batch: int = 40, frames: int = 32, max_layers: int = 3,
         out: Path, simulator: str = "verilator", keep: bool = False,
         log=print) -> dict[str, Any]:
@@ -81,6 +104,7 @@ def run(count: int, seed: int, *, batch: int = 40, frames: int = 32, max_layers:
     t0 = time.time()
     load0 = os.getloadavg()
     out.mkdir(parents=True, exist_ok=True)
+    source = _source_state(out)  # before anything is imported: what this run tests
     graphs = draw_graphs(count, seed, max_layers)
     stats: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
@@ -156,7 +180,7 @@ def run(count: int, seed: int, *, batch: int = 40, frames: int = 32, max_layers:
         "gen_s": round(times["gen_s"], 1), "build_s": round(times["build_s"], 1),
         "sim_s": round(times["sim_s"], 1), "wall_s": round(time.time() - t0, 1),
         "load_start": [round(v, 2) for v in load0], "load_end": [round(v, 2) for v in os.getloadavg()],
-        "cpus": os.cpu_count(), "failed": failed,
+        "cpus": os.cpu_count(), "failed": failed, **source,
     }
     return summary
 

@@ -77,6 +77,13 @@ class Design:
     def sources(self) -> list[Path]:
         return [self.rtl / f for f in self.manifest["files"] if f.endswith(".v")]
 
+    def stuck_cycles(self) -> int:
+        """Cycles without a beat in or out after which the design is taken to be stuck."""
+        m = self.manifest
+        cycles = m["expected_cycles_per_frame"] + m["input"]["beats_per_frame"] \
+            + m["output"]["beats_per_frame"]
+        return int(2_000 + 20 * cycles * (1 + self.idle_burst) * (1 + self.stall_burst))
+
     def max_cycles(self) -> int:
         """A generous cycle limit, as :func:`bitfold.sim.runner.simulate` sets one."""
         m = self.manifest
@@ -133,7 +140,8 @@ def simulate_many(designs: list[Design], work: str | Path, *, simulator: str = "
     (in order) ``frames``, ``frames_expected``, ``mismatches``, ``first_mismatch``,
     ``extra_beats`` (beats after its last expected frame, within ``drain_cycles``),
     ``partial_beats`` (of an unfinished frame), ``timed_out`` (frames lost: fewer results
-    than expected by its cycle limit), ``cycles``, ``cycles_per_frame``,
+    than expected by its cycle limit), ``stuck`` (stopped early: no beat in or out for
+    :meth:`Design.stuck_cycles`), ``cycles``, ``cycles_per_frame``,
     ``latency_cycles`` and ``classes``. Nothing is raised for a design that differs: the
     caller reads the records. ``runtime_from``: a folder with a previous Verilator build's
     runtime objects (:func:`keep_runtime`), so that this build does not compile them again.
@@ -167,7 +175,7 @@ def simulate_many(designs: list[Design], work: str | Path, *, simulator: str = "
                      "input": d.manifest["input"], "output": d.manifest["output"],
                      "p_idle": d.p_idle, "p_stall": d.p_stall, "idle_burst": d.idle_burst,
                      "stall_burst": d.stall_burst, "seed": d.seed,
-                     "max_cycles": d.max_cycles()})
+                     "max_cycles": d.max_cycles(), "stuck_cycles": d.stuck_cycles()})
     if drain_cycles is None:  # long enough for a frame to pass through the slowest design twice
         drain_cycles = 200 + 4 * max(d.manifest["expected_cycles_per_frame"]
                                      + d.manifest["input"]["beats_per_frame"]

@@ -13,7 +13,8 @@ pauses and its own golden expectations). When a design has produced all its
 expected frames it stays in the loop for ``drain_cycles`` more cycles with its
 output ready: any further beat is counted as an extra (a duplicated or
 spurious frame). A design that stops short of its frames within its cycle limit
-has lost frames (``timed_out``). The result file holds one record per design;
+has lost frames (``timed_out``); one that takes or gives no beat for ``stuck_cycles``
+is stopped there (``stuck``). The result file holds one record per design;
 the test fails if any design differed, timed out or sent extra beats.
 """
 
@@ -82,12 +83,16 @@ class Design:
         self.frame_cycles: list[int] = []
         self.extra = 0
         self.done_at: int | None = None  # the cycle its last expected frame was taken
+        self.progress = 0  # the last cycle a beat went in or came out
+        self.stuck = False
 
     def step(self, cycle: int) -> None:
-        self.source.step(cycle)
+        if self.source.step(cycle):
+            self.progress = cycle
         beat = self.sink.step(cycle)
         if beat is None:
             return
+        self.progress = cycle
         if self.done_at is not None:
             self.extra += 1
         elif self.board.check(beat):
@@ -108,6 +113,7 @@ class Design:
             "beats_sent": self.source.sent,
             "beats_total": self.n_beats,
             "timed_out": self.done_at is None,
+            "stuck": self.stuck,
             "cycles": self.done_at if self.done_at is not None else cycle,
             "cycles_per_frame": steady_cycles_per_frame(self.frame_cycles),
             "latency_cycles": (self.frame_cycles[0] - first_in)
@@ -145,6 +151,8 @@ async def run_designs(dut) -> None:
             if d.done_at is not None:
                 if cycle - d.done_at < drain:
                     still.append(d)
+            elif cycle - d.progress > d.cfg.get("stuck_cycles", d.cfg["max_cycles"]):
+                d.stuck = True  # no beat in or out for that long: it will not finish
             elif cycle < d.cfg["max_cycles"]:
                 still.append(d)
         active = still

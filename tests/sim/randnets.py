@@ -97,7 +97,7 @@ def features(graph, folding) -> list[str]:
         users = graph.consumers(n.name)
         c = next(c for c in folding.layers if c.name == n.name)
         tin = graph.types[n.input]
-        if (not tin.bipolar and n.encoding.scheme == "binary" and c.layout == "dense" and
+        if (not tin.bipolar and shapes[n.name].scheme == "binary" and c.layout == "dense" and
                 users and isinstance(users[0], Threshold) and c.pe >= PAIR_MIN_PE and c.simd >= 2):
             feats.add("paired inputs")
     return sorted(feats)

@@ -118,7 +118,10 @@ def test_random_networks_and_broken_designs_in_one_verilator_build(tmp_path, mon
     assert recs["extra mlp"]["frames"] == 9 and recs["extra mlp"]["extra_beats"] == classes
     assert verdict(recs["lost mlp"]) == "lost"
     assert recs["lost mlp"]["frames"] == 9 and recs["lost mlp"]["timed_out"]
+    assert recs["lost mlp"]["stuck"]  # stopped when nothing moved, not at its cycle limit
+    assert recs["lost mlp"]["cycles"] < Design.max_cycles(lost)
     assert recs["lost mlp"]["beats_sent"] == recs["lost mlp"]["beats_total"]
+    assert not any(r["stuck"] for name, r in recs.items() if name != "lost mlp")
     assert res["build_s"] > 0 and res["simulator"] == "verilator"
 
 
@@ -132,3 +135,18 @@ def test_the_differential_benchmark_finds_eighty_random_networks_exact(tmp_path,
     assert summary["networks"] == 80 and summary["exact"] == 80, summary["failed"]
     assert summary["frames"] == 80 * 16 and summary["batches"] == 2
     assert (tmp_path / "networks.jsonl").read_text().count("\n") == 80
+
+
+@pytest.mark.slow
+def test_a_stream_soak_loses_adds_and_changes_no_frame(tmp_path) -> None:
+    need("verilator")
+    from benchmarks.rtl_soak import soak
+
+    graph = small_mlp()
+    summary = soak(graph, frames=5000, cycles=10, out=tmp_path, seed=4, p_idle=0.4,
+                   p_stall=0.4, idle_burst=8.0, stall_burst=8.0, log=lambda *_: None)
+    assert summary["frames_received"] == summary["frames_expected"] == 5000
+    assert (summary["lost"], summary["extra_beats"], summary["mismatches"]) == (0, 0, 0)
+    assert summary["classes_equal_golden"] == 5000 and not summary["stuck"]
+    assert summary["packed_vs_reference_differ"] == 0
+    assert summary["cycles_per_frame_measured"] > summary["cycles_per_frame_analytic"]
