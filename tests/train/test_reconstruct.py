@@ -17,7 +17,7 @@ from bitfold.train import factorize
 from bitfold.train.factorize import HolisticTucker, TuckerWeight, mode_dot, tucker_to_tensor
 from bitfold.train.layers import binary_layers, parametrize_model
 from bitfold.train.models import build_model
-from bitfold.train.quant import binary_sign
+from bitfold.train.quant import binary_sign, sign_ste
 
 from .test_parametrize import Net
 
@@ -143,7 +143,7 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 def test_binary_sign_equals_where_on_every_kind_of_value(dtype):
-    """``binary_sign`` (copysign) against the ``torch.where`` it replaced, bit for bit."""
+    """``binary_sign`` against the ``torch.where`` it replaced, bit for bit."""
     special = [0.0, -0.0, 1e-45, -1e-45, 1e-39, -1e-39, float("nan"), -float("nan"),
                float("inf"), -float("inf"), 1.0, -1.0, 3e38, -3e38]
     noise = torch.randn(1000, generator=torch.Generator().manual_seed(0))
@@ -153,3 +153,16 @@ def test_binary_sign_equals_where_on_every_kind_of_value(dtype):
     assert y.dtype == dtype and y.stride() == ref.stride()
     assert torch.equal(_bits(y), _bits(ref))
     assert torch.equal(_bits(x), before)  # the input is untouched
+
+
+def test_straight_through_gradient_equals_the_bool_mask_product():
+    """The STE's backward against ``grad * (|x| <= 1).to(dtype)``, bit for bit (signed zeros too)."""
+    special = [0.0, -0.0, 1.0, -1.0, 1.0000001, -1.0000001, 0.9999999, float("nan"),
+               float("inf"), -float("inf"), 1e-45, -1e-45]
+    g = torch.Generator().manual_seed(1)
+    x = torch.cat([torch.tensor(special), 2 * torch.randn(500, generator=g)])
+    grad = torch.randn(x.shape, generator=g)
+    grad[::2] = -grad[::2].abs()  # negative gradients where the mask is 0 give -0.0
+    x.requires_grad_(True)
+    sign_ste(x).backward(grad)
+    assert torch.equal(_bits(x.grad), _bits(grad * (x.detach().abs() <= 1).to(grad.dtype)))
