@@ -54,18 +54,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .ir import (
-    CONV_KINDS,
-    DENSE_KINDS,
-    MVU_KINDS,
-    CompositeConv2d,
-    CompositeDense,
-    DomainConv2d,
-    DomainDense,
     Graph,
+    Layer,
     MaxPool2d,
     ScoreAffine,
-    SparseConv2d,
-    SparseDense,
     Threshold,
     mvu_matrix,
 )
@@ -355,13 +347,13 @@ def mvu_layers(graph: Graph) -> list[LayerShape]:
     """The graph's binary layers in execution order, as the cost model sees them."""
     out = []
     for node in graph.nodes:
-        if not isinstance(node, MVU_KINDS):
+        if not isinstance(node, Layer):
             continue
         t_in, t_out = graph.types[node.input], graph.types[node.name]
         planes = mvu_matrix(node)
         k, mh, mw = planes.shape
         bits = 1 if t_in.bipolar else t_in.bits
-        conv = isinstance(node, CONV_KINDS)
+        conv = node.conv
         window: tuple[int, ...] = ()
         if conv:
             pixels = t_out.shape[0] * t_out.shape[1]
@@ -369,9 +361,7 @@ def mvu_layers(graph: Graph) -> list[LayerShape]:
             window = (*t_in.shape, node.kernel, node.stride, node.pad)
         else:
             pixels, buffer = 1, mw
-        scheme = "sparse" if isinstance(node, SparseDense | SparseConv2d) else \
-            "composite" if isinstance(node, CompositeDense | CompositeConv2d) else \
-            "domain" if isinstance(node, DomainDense | DomainConv2d) else "binary"
+        scheme = node.encoding.scheme
         offset_bits = 0
         if scheme == "domain":
             offset_bits = max(2, int(abs(node.offset).max(initial=0)).bit_length() + 1)
@@ -390,7 +380,7 @@ def mvu_layers(graph: Graph) -> list[LayerShape]:
             output = "threshold"
             thr_bits = max(2, _signed_bits(int(t.min(initial=0))),
                            _signed_bits(int(t.max(initial=0))))
-        elif len(users) == 1 and isinstance(users[0], DENSE_KINDS):
+        elif len(users) == 1 and isinstance(users[0], Layer) and not users[0].conv:
             output = "dense"
         out.append(LayerShape(node.name, conv, mh, mw, pixels, bits, t_out.bits, buffer,
                               scheme, k, density, nnz, ragged, *group, offset_bits, slots,
@@ -936,12 +926,12 @@ def _stream_stages(graph: Graph, costs: dict[str, LayerCost]) -> list[tuple]:
     ``hw.plan.build_plan`` lays them out."""
     stages = []
     for node in graph.nodes:
-        if isinstance(node, MVU_KINDS):
+        if isinstance(node, Layer):
             c = costs[node.name]
             t_in = graph.types[node.input]
             bits = 1 if t_in.bipolar else t_in.bits
             unit_in = c.in_elems  # the unit's own word; a convolution's window feeds it
-            if isinstance(node, CONV_KINDS):
+            if node.conv:
                 k, ch = node.kernel, t_in.shape[2]
                 if c.layout == "index":
                     lanes = next(n for n in range(1, k + 1) if k % n == 0 and k // n <= c.nf * c.sf)
