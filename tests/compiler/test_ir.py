@@ -9,6 +9,7 @@ import pytest
 
 from bitfold.compiler.encodings import Binary, Composite, Sparse
 from bitfold.compiler.errors import IRError
+from bitfold.compiler.geometry import DENSE
 from bitfold.compiler.ir import (
     AffineArgMax,
     AffineSign,
@@ -23,7 +24,6 @@ from bitfold.compiler.ir import (
     Window,
     mvu_matrix,
 )
-from bitfold.compiler.geometry import DENSE
 from bitfold.compiler.verify import build_graph, value_ranges, verify
 
 
