@@ -306,32 +306,3 @@ class Graph:
             all(a == b for a, b in zip(self.nodes, other.nodes, strict=True))
 
     __hash__ = None  # type: ignore[assignment]
-
-
-
-# --------------------------------------------------------------------------- transitional
-# The 15 node kinds' layer names, for the isinstance tests in compiler/cost.py until its
-# dispatch lines ask the layer instead (the next commit); removed right after.
-
-
-class _LayerKind(type):
-    KINDS: tuple[str, ...] = ()
-
-    def __instancecheck__(cls, obj: object) -> bool:
-        return isinstance(obj, Layer) and obj.kind in cls.KINDS
-
-
-class _OldKind(metaclass=_LayerKind):
-    def __getattr__(self, name: str) -> Any:
-        raise AttributeError(name)
-
-
-def _old(kind: str) -> Any:
-    return _LayerKind(kind, (_OldKind,), {"KINDS": (kind,)})
-
-
-SparseDense, SparseConv2d = _old("SparseDense"), _old("SparseConv2d")
-CompositeDense, CompositeConv2d = _old("CompositeDense"), _old("CompositeConv2d")
-DomainDense, DomainConv2d = _old("DomainDense"), _old("DomainConv2d")
-DENSE_KINDS = (_old("BinaryDense"), SparseDense, CompositeDense, DomainDense)
-CONV_KINDS = (_old("BinaryConv2d"), SparseConv2d, CompositeConv2d, DomainConv2d)
