@@ -34,6 +34,9 @@ class Encoding(abc.ABC):
     TITLE: ClassVar[str]  # the first half of its layers' kind ("Binary" -> "BinaryDense")
     SCHEME: ClassVar[str] = ""  # the unit the cost model prices it as; "" means NAME
     ARRAYS: ClassVar[dict[str, ArraySpec]] = {}
+    # the unit's accumulator is the layer's; False: only its comparisons with the thresholds
+    # are (unit_thresholds), so the hardware builds the layer only in front of a Threshold
+    UNIT_ACCUMULATES_IR: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         for attr, (dtype, ndim) in self.ARRAYS.items():
@@ -93,6 +96,11 @@ class Encoding(abc.ABC):
         """The matrix-vector unit's parameters (``hw.mvu.MVU``) on input of type ``t``, for
         :meth:`planes` with their columns in the unit's order: ``weights`` and the
         encoding's own (``polarity``, ``plane_scale``, ``offset``)."""
+
+    def unit_thresholds(self, thresholds: np.ndarray, t: TensorType) -> np.ndarray:
+        """The unit's thresholds for the layer's ``acc >= thresholds``: the same ones,
+        unless the unit accumulates another integer (``UNIT_ACCUMULATES_IR``)."""
+        return thresholds
 
 
 def xnor_reference(flat_w: np.ndarray, x: np.ndarray, bipolar: bool) -> np.ndarray:

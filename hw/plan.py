@@ -177,7 +177,8 @@ def _input(graph: Graph, folding: Folding) -> Input:
 def _layer_stages(graph: Graph, node: Layer, cost: LayerCost, fast: bool, fifo_min: int,
                   add: Callable[..., None]) -> tuple[Node, dict]:
     """Add a convolution's sliding window; return the node after the layer and the
-    ``Stage`` fields of its MVU but ``out_bits``."""
+    ``Stage`` fields of its MVU but ``out_bits`` (with the thresholds of a Threshold after it,
+    as the encoding's unit compares them)."""
     t = graph.types[node.input]
     bits = 1 if t.bipolar else t.bits
     weights = node.encoding.planes()  # (planes, mh, mw)
@@ -193,6 +194,12 @@ def _layer_stages(graph: Graph, node: Layer, cost: LayerCost, fast: bool, fifo_m
     after = _next(graph, node, (Threshold, ScoreAffine, Layer))
     params, in_elems = _unit_params(node, cost, weights, group, in_elems, t,
                                     graph.types[node.name], fast)
+    if isinstance(after, Threshold):
+        params["thresholds"] = node.encoding.unit_thresholds(np.asarray(after.thresholds), t)
+    elif not node.encoding.UNIT_ACCUMULATES_IR:
+        raise HardwareError(f"graph {graph.name!r}: {node.kind} {node.name!r} must feed a "
+                            "Threshold: its unit accumulates another integer than the layer, "
+                            "so only the thresholded bits are the layer's")
     # the serial unit re-reads a one-bank buffer: its FIFO holds the next vector; every
     # other MVU takes the next vector into its second bank while it computes
     depth = max(fifo_min, weights.shape[-1] // in_elems + 2) if cost.layout == "serial" \
@@ -257,7 +264,6 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
             cur = nxt
             continue
         if isinstance(after, Threshold):
-            mvu["params"]["thresholds"] = np.asarray(after.thresholds)
             add("mvu", nxt.name, out_bits=1, **mvu)
             cur = after
             continue
