@@ -1,9 +1,11 @@
-"""The Tucker reconstructions against tensorly's: the same weights, gradients and training, bit for bit.
+"""The training step's fast paths against the code they replaced, bit for bit.
 
 ``bitfold.train.factorize`` rebuilds Tucker and holistic-Tucker weights with its own
-``mode_dot`` / ``tucker_to_tensor`` (tensorly's operations without its backend dispatch).
-These tests pin them to tensorly's functions: exact equality (``torch.equal``), never
-a tolerance, because a sign flip of a weight near zero would change the binary network.
+``mode_dot`` / ``tucker_to_tensor`` (tensorly's operations without its backend dispatch),
+``binary_sign`` and the straight-through backward avoid ``torch.where`` and bool masks,
+and ``evaluate`` caches the weights. These tests pin each to what it replaced: exact
+equality (``torch.equal``, or the bit patterns), never a tolerance, because a sign flip
+of a weight near zero would change the binary network.
 """
 
 from __future__ import annotations
