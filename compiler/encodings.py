@@ -11,7 +11,9 @@ from .composite import Composite
 from .domain import Domain
 from .encoding import Encoding
 from .sparse import Sparse
+from .ternary import Ternary
 
-__all__ = ["ENCODINGS", "Binary", "Composite", "Domain", "Encoding", "Sparse"]
+__all__ = ["ENCODINGS", "Binary", "Composite", "Domain", "Encoding", "Sparse", "Ternary"]
 
-ENCODINGS: dict[str, type[Encoding]] = {e.NAME: e for e in (Binary, Sparse, Composite, Domain)}
+ENCODINGS: dict[str, type[Encoding]] = {
+    e.NAME: e for e in (Binary, Sparse, Composite, Domain, Ternary)}

@@ -61,6 +61,9 @@ def _weights(rng: np.random.Generator, scheme: str, shape: tuple[int, ...]) -> d
         k = int(rng.integers(1, 4))
         return {"weight": rng.integers(0, 2, (k, *shape)),
                 "plane_scale": rng.integers(1, 300, k)}
+    if scheme == "ternary":
+        mask = (rng.random(shape) < float(rng.choice([0.0, 0.3, 0.7, 1.0]))).astype(np.uint8)
+        return {"mask": mask, "sign": mask & rng.integers(0, 2, shape)}
     if scheme == "domain":
         scale = int(rng.choice([1, 3, 256]))
         return {"weight": rng.integers(0, 2, shape), "scale": scale,
@@ -80,12 +83,14 @@ def _range(node: Layer, shape: tuple[int, ...], bipolar: bool, hi: int) -> tuple
 
 
 @st.composite
-def lowered_graphs(draw, max_layers: int = 3, schemes: tuple[str, ...] = ("binary",)) -> Graph:
+def lowered_graphs(draw, max_layers: int = 3, schemes: tuple[str, ...] = ("binary",),
+                   last: tuple[str, ...] | None = None) -> Graph:
     """A random pre-fold graph: [conv|dense -> AffineSign -> pool?]* -> dense -> AffineArgMax.
 
-    Each binary layer is drawn from ``schemes``: ``binary``, ``sparse``,
-    ``composite``, or ``lowrank`` (a dense layer on bipolar input becomes a
-    binary dense layer whose popcounts a second one reads as multi-bit input).
+    Each binary layer is drawn from ``schemes`` (the last one from ``last``, if given): an
+    encoding's name (``binary``, ``sparse``, ``composite``, ``domain``, ``ternary``) or
+    ``lowrank`` (a dense layer on bipolar input becomes a binary dense layer whose
+    popcounts a second one reads as multi-bit input).
     """
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
@@ -138,7 +143,7 @@ def lowered_graphs(draw, max_layers: int = 3, schemes: tuple[str, ...] = ("binar
                 cur_shape = ((h - k) // s + 1, (w - k) // s + 1, c)
     classes = draw(st.integers(1, 6))
     fan_in = int(np.prod(cur_shape))
-    scheme = draw(st.sampled_from(schemes))
+    scheme = draw(st.sampled_from(last or schemes))
     nodes.append(Layer("fc_out", cur, _encoding(rng, scheme, (classes, fan_in))))
     lo, hi = _range(nodes[-1], cur_shape, cur_bipolar, cur_hi)
     slope, offset = _affine(rng, classes, lo, hi)
