@@ -28,7 +28,7 @@ import numpy as np
 os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
 
 __all__ = ["Network", "covering", "draw_graphs", "draw_network", "draw_stalls", "features",
-           "load_network", "prepare", "random_folding", "verdict"]
+           "load_network", "prepare", "random_folding", "structure_sparse", "verdict"]
 
 STALLS = (0.0, 0.1, 0.3, 0.5, 0.8)  # pause fractions drawn for each side
 BURSTS = (1.0, 1.0, 4.0, 16.0)  # mean pause run lengths (1: independent cycles)
@@ -63,7 +63,8 @@ def random_folding(graph, rng: np.random.Generator):
     device = str(rng.choice(["ecp5", "ice40"]))
     choice = {}
     for layer in mvu_layers(graph):
-        layout = str(rng.choice(layouts(layer)))
+        options = layouts(layer)  # the group layout, rarely offered, half the times it is
+        layout = "group" if "group" in options and rng.random() < 0.5 else str(rng.choice(options))
         pe = int(rng.choice(legal_values(layer.mh, False)))
         simd = int(rng.choice(legal_values(columns(layer, layout), False)))
         block = 0
@@ -130,12 +131,43 @@ class Network:
     gen_s: float = 0.0
 
 
+def structure_sparse(graph, rng: np.random.Generator, p: float = 0.8):
+    """``graph`` with each sparse layer's mask, with probability ``p``, redrawn N:G structured
+    (``N`` of every ``G`` consecutive inputs kept, some groups fewer when ragged), as
+    ``--sparse-group`` trains: random masks rarely have the structure of the group layout."""
+    from bitfold.compiler.encodings import Sparse
+    from bitfold.compiler.ir import Layer
+    from bitfold.compiler.verify import build_graph
+
+    from ..hw.helpers import group_mask
+
+    nodes, changed = [], False
+    for n in graph.nodes:
+        if isinstance(n, Layer) and n.encoding.scheme == "sparse" and rng.random() < p:
+            rows = len(n.encoding.mask)
+            fan_in = n.encoding.mask.size // rows
+            sizes = [g for g in (2, 4, 8, 16) if fan_in % g == 0]
+            if sizes:
+                g = int(rng.choice(sizes))
+                # N of G at most G/4 (G = 2: 1): fewer bits than the mask, so that the
+                # group layout is offered (compiler.cost.group_structure)
+                mask = group_mask(rng, rows, fan_in, g, int(rng.integers(1, max(1, g // 4) + 1)),
+                                  ragged=bool(rng.random() < 0.3))
+                n = dataclasses.replace(n, encoding=Sparse(mask, n.encoding.polarity))
+                changed = True
+        nodes.append(n)
+    return build_graph(graph.name, nodes, list(graph.outputs)) if changed else graph
+
+
 def draw_network(graph, s: int, index: int) -> tuple[Any, Any, dict[str, float]]:
-    """The hardware graph (named ``rdINDEX_S``), its random folding and stalls, from seed ``s``."""
+    """The hardware graph (named ``rdINDEX_S``), its random folding and stalls, from seed ``s``.
+
+    Most sparse layers get an N:G structured mask first (:func:`structure_sparse`)."""
     from bitfold.compiler.passes import fold
 
     rng = np.random.default_rng(s)
     stalls = draw_stalls(rng)
+    graph = structure_sparse(graph, np.random.default_rng([s, 1]))
     hw = fold(dataclasses.replace(graph, name=f"rd{index}_{s}"))
     return hw, random_folding(hw, rng), stalls
 
