@@ -1,11 +1,12 @@
 """A stream soak: many frames through one generated design in Verilator, random stalls on both sides.
 
 Folds a network (``--build BUILD``, e.g. the trained ``runs/demo/build`` of
-``make demo``; without it, a small random network drawn as the differential
-does) for ``--cycles`` cycles per frame at 100 MHz (``fold_for_fps``),
-generates its Verilog, and streams ``--frames`` random frames (a quarter at the
-input range's extremes) through it in Verilator with random idle input cycles
-and output backpressure, in bursts (:func:`bitfold.sim.multi_testbench.pause_pattern`).
+``make demo``; ``--example NAME``, a hand-made one of ``tests/hw/helpers.py``;
+without either, a small random network drawn as the differential does) for
+``--cycles`` cycles per frame at 100 MHz (``fold_for_fps``), generates its
+Verilog, and streams ``--frames`` random frames (a quarter at the input range's
+extremes) through it in Verilator with random idle input cycles and output
+backpressure, in bursts (:func:`bitfold.sim.multi_testbench.pause_pattern`).
 Every result is compared in order with the golden model
 (``compiler.golden.run_reference``; the packed executor is checked against it
 too). The run passes when no frame is lost (all results arrive before the design
@@ -15,6 +16,7 @@ outputs differ are counted: a lost or duplicated frame there would also show as
 a mismatch.
 
     .venv/bin/python -m benchmarks.rtl_soak --build runs/demo/build --frames 100000
+    .venv/bin/python -m benchmarks.rtl_soak --example sparse-cnn --cycles 36 --frames 100000
 """
 
 from __future__ import annotations
@@ -36,11 +38,20 @@ if str(ROOT) not in sys.path:  # tests.*, also when run as a script
     sys.path.insert(0, str(ROOT))
 
 
-def _graph(build: Path | None, seed: int):
+EXAMPLES = ("small-cnn", "sparse-cnn", "domain-cnn", "composite-mlp")  # tests/hw/helpers
+
+
+def _graph(build: Path | None, seed: int, example: str | None = None):
     from bitfold.compiler.serialize import load_graph
 
     if build is not None:
         return load_graph(build)
+    if example is not None:
+        from tests.hw import helpers
+
+        if example == "sparse-cnn":  # 1:2 structured, as --sparse-group 2 trains
+            return helpers.sparse_cnn(0.5, "sparse cnn", group=2)
+        return getattr(helpers, example.replace("-", "_"))()
     from tests.sim.randnets import draw_graphs, draw_network
 
     graphs = draw_graphs(1, seed)
@@ -128,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", type=Path, help="a build folder with graph.json (default: a "
                                                "small random network from --seed)")
+    ap.add_argument("--example", choices=EXAMPLES,
+                    help="a hand-made network of tests/hw/helpers.py instead (sparse-cnn: 1:2 "
+                         "structured, group layout; the CNNs' pool bounds them to 36 cycles)")
     ap.add_argument("--frames", type=int, default=100_000, help="frames (default: 100000)")
     ap.add_argument("--cycles", type=int, default=10,
                     help="target cycles per frame (fold_for_fps at 100 MHz; default 10)")
@@ -140,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="work folder (default: build/rtl_soak)")
     ap.add_argument("--json", type=Path, help="also write the summary here")
     args = ap.parse_args(argv)
-    graph = _graph(args.build, args.seed)
+    graph = _graph(args.build, args.seed, args.example)
     summary = soak(graph, frames=args.frames, cycles=args.cycles, out=args.out, seed=args.seed,
                    p_idle=args.p_idle, p_stall=args.p_stall, idle_burst=args.idle_burst,
                    stall_burst=args.stall_burst)
