@@ -72,7 +72,7 @@ def replay(folder: Path, simulator: str) -> int:
     return 0 if verdict(rec) == "exact" else 1
 
 
-def _source_state(out: Path) -> dict[str, Any]:
+def source_state(out: Path) -> dict[str, Any]:
     """The commit, which tracked files of the code under test differ from it, and that
     difference (written to ``OUT/source.diff``; its SHA-256 in the summary)."""
     import hashlib
@@ -104,7 +104,7 @@ def run(count: int, seed: int, *, batch: int = 40, frames: int = 32, max_layers:
     t0 = time.time()
     load0 = os.getloadavg()
     out.mkdir(parents=True, exist_ok=True)
-    source = _source_state(out)  # before anything is imported: what this run tests
+    source = source_state(out)  # before anything is imported: what this run tests
     graphs = draw_graphs(count, seed, max_layers)
     stats: Counter[str] = Counter()
     kinds: Counter[str] = Counter()

@@ -80,6 +80,7 @@ def golden(graph, x: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndar
 def soak(graph, *, frames: int, cycles: int, out: Path, seed: int = 0, p_idle: float = 0.3,
          p_stall: float = 0.3, idle_burst: float = 4.0, stall_burst: float = 4.0,
          log=print) -> dict[str, Any]:
+    from benchmarks.rtl_differential import source_state
     from bitfold.compiler.folding import fold_for_fps
     from bitfold.compiler.serialize import save_graph
     from bitfold.hw.generate import generate
@@ -89,6 +90,8 @@ def soak(graph, *, frames: int, cycles: int, out: Path, seed: int = 0, p_idle: f
 
     t0 = time.time()
     load0 = os.getloadavg()
+    out.mkdir(parents=True, exist_ok=True)
+    source = source_state(out)
     folding = fold_for_fps(graph, 100e6 / cycles, clock_mhz=100.0)
     build = out / "build"
     save_graph(graph, build)
@@ -131,7 +134,7 @@ def soak(graph, *, frames: int, cycles: int, out: Path, seed: int = 0, p_idle: f
         "wall_s": round(time.time() - t0, 1),
         "load_start": [round(v, 2) for v in load0],
         "load_end": [round(v, 2) for v in os.getloadavg()], "cpus": os.cpu_count(),
-        "verilator_opt": os.environ.get("BITFOLD_VERILATOR_OPT", ""),
+        "verilator_opt": os.environ.get("BITFOLD_VERILATOR_OPT", ""), **source,
     }
 
 
