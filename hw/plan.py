@@ -208,6 +208,13 @@ def _layer_stages(graph: Graph, node: Layer, cost: LayerCost, fast: bool, fifo_m
                        fifo_depth=depth)
 
 
+def _pool_stage(graph: Graph, node: MaxPool2d, fifo_min: int) -> dict:
+    """A max pool's ``Stage`` fields: a pixel of all channels a word."""
+    h, w, c = graph.types[node.input].shape
+    return dict(in_elems=c, in_bits=1, out_elems=c, out_bits=1, fifo_depth=fifo_min,
+                params=dict(h=h, w=w, c=c, kernel=node.kernel, stride=node.stride))
+
+
 def _score_stage(graph: Graph, node: ScoreAffine, fast: bool, fifo_min: int) -> dict:
     """The score/argmax stage's ``Stage`` fields, after checking the ArgMax is the output."""
     argmax = _next(graph, node, (ArgMax,))
@@ -247,10 +254,7 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
     while True:
         nxt = _next(graph, cur, (Layer, MaxPool2d))
         if isinstance(nxt, MaxPool2d):
-            h, w, c = graph.types[nxt.input].shape
-            add("pool", nxt.name, in_elems=c, in_bits=1, out_elems=c, out_bits=1,
-                params=dict(h=h, w=w, c=c, kernel=nxt.kernel, stride=nxt.stride),
-                fifo_depth=fifo_min)
+            add("pool", nxt.name, **_pool_stage(graph, nxt, fifo_min))
             cur = nxt
             continue
         after, mvu = _layer_stages(graph, nxt, fold[nxt.name], fast, fifo_min, add)
