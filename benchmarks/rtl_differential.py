@@ -1,6 +1,6 @@
 """Random IR graphs through their generated Verilog in Verilator, against the golden model.
 
-Hypothesis draws ``--count`` random lowered networks from
+Hypothesis draws ``--count`` distinct random lowered networks from
 ``tests/compiler/randgraphs.py`` with every encoding (binary, sparse,
 composite, low-rank, domain; dense and convolutional layers, max pools,
 bipolar or 1..8-bit unsigned inputs, up to ``--max-layers`` hidden layers).
@@ -46,7 +46,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # tests.sim.randnets, also when run as a script
     sys.path.insert(0, str(ROOT))
 
-from tests.sim.randnets import draw_graphs, load_network, prepare, verdict  # noqa: E402
+from tests.sim.randnets import (  # noqa: E402
+    draw_graphs,
+    graph_key,
+    load_network,
+    prepare,
+    verdict,
+)
 
 
 def replay(folder: Path, simulator: str) -> int:
@@ -170,7 +176,8 @@ def run(count: int, seed: int, *, batch: int = 40, frames: int = 32, max_layers:
             log(f"batch {b0 // batch}: {len(nets)} networks, {stats['exact']} of "
                 f"{stats['networks']} exact so far, {time.time() - t0:.0f} s")
     summary = {
-        "networks": stats["networks"], "exact": stats["exact"], "mismatch": stats["mismatch"],
+        "networks": stats["networks"], "distinct_graphs": len({graph_key(g) for g, _ in graphs}),
+        "exact": stats["exact"], "mismatch": stats["mismatch"],
         "lost": stats["lost"], "extra": stats["extra"], "error": stats["error"],
         "frames": stats["frames"], "sim_cycles": stats["sim_cycles"],
         "batches": -(-len(graphs) // batch), "batch": batch, "frames_per_network": frames,
