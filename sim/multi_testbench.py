@@ -85,6 +85,7 @@ class Design:
         self.done_at: int | None = None  # the cycle its last expected frame was taken
         self.progress = 0  # the last cycle a beat went in or came out
         self.stuck = False
+        self.stopped_at: int | None = None  # unfinished: the cycle it was given up
 
     def step(self, cycle: int) -> None:
         if self.source.step(cycle):
@@ -114,7 +115,7 @@ class Design:
             "beats_total": self.n_beats,
             "timed_out": self.done_at is None,
             "stuck": self.stuck,
-            "cycles": self.done_at if self.done_at is not None else cycle,
+            "cycles": next(c for c in (self.done_at, self.stopped_at, cycle) if c is not None),
             "cycles_per_frame": steady_cycles_per_frame(self.frame_cycles),
             "latency_cycles": (self.frame_cycles[0] - first_in)
             if self.frame_cycles and first_in is not None else None,
@@ -152,9 +153,11 @@ async def run_designs(dut) -> None:
                 if cycle - d.done_at < drain:
                     still.append(d)
             elif cycle - d.progress > d.cfg.get("stuck_cycles", d.cfg["max_cycles"]):
-                d.stuck = True  # no beat in or out for that long: it will not finish
+                d.stuck, d.stopped_at = True, cycle  # no beat in or out that long: given up
             elif cycle < d.cfg["max_cycles"]:
                 still.append(d)
+            else:
+                d.stopped_at = cycle
         active = still
     wall = time.perf_counter() - start
     results = [d.result(cycle) for d in designs]

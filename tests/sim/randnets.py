@@ -51,7 +51,8 @@ def graph_key(graph) -> str:
 
 
 def draw_graphs(count: int, seed: int, max_layers: int = 3) -> list[tuple[Any, int]]:
-    """``count`` distinct random lowered graphs (every encoding) and a seed each, from hypothesis.
+    """``count`` distinct random lowered graphs (every encoding, ternary too; the score layer
+    any but ternary) and a seed each, from hypothesis.
 
     Hypothesis draws some graphs more than once (about 1 in 8 of 1,000 are repeats, small
     ones mostly); a repeat is skipped, so every graph of the list differs from the others."""
@@ -59,15 +60,21 @@ def draw_graphs(count: int, seed: int, max_layers: int = 3) -> list[tuple[Any, i
     from hypothesis import seed as hseed
     from hypothesis import strategies as st
 
+    from bitfold.compiler.encodings import ENCODINGS
+
     from ..compiler.randgraphs import SCHEMES, lowered_graphs
 
+    # every encoding; a ternary layer must feed a threshold, so the score layer is another
+    schemes = tuple(dict.fromkeys([*SCHEMES, *(e for e in ENCODINGS if e != "binary")]))
+    last = tuple(e for e in schemes if e != "ternary")
     out: list[tuple[Any, int]] = []
     seen: set[str] = set()
 
     @settings(max_examples=3 * count, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @hseed(seed)
-    @given(lowered_graphs(max_layers=max_layers, schemes=SCHEMES), st.integers(0, 2**31 - 1))
+    @given(lowered_graphs(max_layers=max_layers, schemes=schemes, last=last),
+           st.integers(0, 2**31 - 1))
     def collect(graph, s) -> None:
         if len(out) < count:
             key = graph_key(graph)

@@ -83,11 +83,11 @@ def test_random_networks_and_broken_designs_in_one_verilator_build(tmp_path, mon
     stalls, plus a flipped weight bit, an extra frame and a lost frame, in one Verilator build."""
     need("verilator")
     monkeypatch.setenv("BITFOLD_VERILATOR_OPT", "-O0")  # a few thousand cycles: build fast
-    graphs = draw_graphs(60, seed=12)
+    graphs = draw_graphs(60, seed=16)
     nets = [prepare(*graphs[i], i, 12, tmp_path / f"rd{i}") for i in covering(graphs, 8)]
     assert [n.error for n in nets] == [None] * len(nets)
     covered = set().union(*(n.features for n in nets))
-    # seed 12 covers every feature benchmarks/rtl_differential counts in 6 networks (when
+    # seed 16 covers every feature benchmarks/rtl_differential counts in 7 networks (when
     # tests/compiler/randgraphs draws differently, another seed may be needed for all)
     assert {"SparseDense", "CompositeDense", "DomainDense", "input bipolar",
             "input multi-bit", "device ice40", "device ecp5"} <= covered, covered
