@@ -333,7 +333,8 @@ def fold_for_fps(graph: Graph, target_fps: float, clock_mhz: float = 100.0,
         options[layer.name] = opt
     folding = _fold_at(graph, options, budget, max_brams, clock_mhz=clock_mhz, device=device,
                        allow_padding=allow_padding, objective=objective)
-    assert folding is not None  # every layer has an option within the budget (checked above)
+    if folding is None:  # every layer has an option within the budget (checked above)
+        raise FoldingError(f"no folding reaches {target_fps:g} fps at {clock_mhz:g} MHz")
     if max_brams is not None and folding.total("brams") > max_brams:
         raise FoldingError(f"{target_fps:g} fps at {clock_mhz:g} MHz: the cheapest folding needs "
                            f"{folding.total('brams')} block RAMs, more than {max_brams}; give a "

@@ -30,13 +30,18 @@ from types import SimpleNamespace
 from typing import Any
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
 from cocotb.utils import get_sim_steps, get_sim_time
 
 from .frames import Vectors, pack_beats
 from .multi import PORTS
-from .testbench import PERIOD_NS, AxisSink, AxisSource, Scoreboard, steady_cycles_per_frame
+from .testbench import (
+    PERIOD_NS,
+    AxisSink,
+    AxisSource,
+    Scoreboard,
+    clock_and_reset,
+    steady_cycles_per_frame,
+)
 
 __all__ = ["pause_pattern", "run_designs"]
 
@@ -130,13 +135,7 @@ async def run_designs(dut) -> None:
     designs = [Design(dut, c) for c in cfg["designs"]]
     drain = int(cfg["drain_cycles"])
 
-    Clock(dut.aclk, PERIOD_NS, unit="ns", impl="gpi").start()
-    edge = RisingEdge(dut.aclk)
-    dut.aresetn.value = 0
-    for _ in range(4):
-        await edge
-    dut.aresetn.value = 1
-    await edge
+    edge = await clock_and_reset(dut)
 
     start = time.perf_counter()
     period = get_sim_steps(PERIOD_NS, "ns")

@@ -173,6 +173,21 @@ def steady_cycles_per_frame(out_cycles: list[int], skip: int = 2) -> float | Non
     return (t[-1] - t[0]) / (len(t) - 1)
 
 
+async def clock_and_reset(dut) -> RisingEdge:
+    """Start ``aclk`` and hold ``aresetn`` low for 4 cycles; return the clock's rising edge.
+
+    The clock runs in the simulator (GPI): no Python per edge. Values read after
+    ``RisingEdge(aclk)`` are those before the edge in Icarus and Verilator alike."""
+    Clock(dut.aclk, PERIOD_NS, unit="ns", impl="gpi").start()
+    edge = RisingEdge(dut.aclk)
+    dut.aresetn.value = 0
+    for _ in range(4):
+        await edge
+    dut.aresetn.value = 1
+    await edge
+    return edge
+
+
 @cocotb.test()
 async def run_frames(dut) -> None:
     """Stream every frame of the vectors file through the design and check every result."""
@@ -186,15 +201,7 @@ async def run_frames(dut) -> None:
     sink = AxisSink(dut, pauses(cfg["p_stall"], rng))
     board = Scoreboard(vectors, cfg["output"])
 
-    # the clock in the simulator (GPI): no Python per edge. Values read after
-    # RisingEdge(aclk) are those before the edge in Icarus and Verilator alike
-    Clock(dut.aclk, PERIOD_NS, unit="ns", impl="gpi").start()
-    edge = RisingEdge(dut.aclk)
-    dut.aresetn.value = 0
-    for _ in range(4):
-        await edge
-    dut.aresetn.value = 1
-    await edge
+    edge = await clock_and_reset(dut)
 
     start = time.perf_counter()
     period = get_sim_steps(PERIOD_NS, "ns")
