@@ -296,9 +296,10 @@ def fill_block_ram(graph: Graph, folding: Folding, max_brams: int) -> Folding:
         while lo < hi:
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if saving(c, mid)[1] <= spare else (lo, mid - 1)
-        if lo and saving(c, lo)[0] > 0:
+        luts, blocks = saving(c, lo) if lo else (0, 0)
+        if luts > 0:
             picks[c.name] = (c.pe, c.simd, c.layout, lo)
-            spare -= saving(c, lo)[1]
+            spare -= blocks
     if all(picks[c.name][3] == c.block_pes for c in folding.layers):
         return folding
     return evaluate_folding(graph, picks, folding.clock_mhz, folding.device,
