@@ -22,16 +22,20 @@ import numpy as np
 from .errors import CompilerError
 from .geometry import Window
 from .ir import (
+    Add,
     AffineArgMax,
     AffineSign,
     ArgMax,
+    AvgPool2d,
     Graph,
     Layer,
     MaxPool2d,
     Node,
+    Requantize,
     ScoreAffine,
     TensorType,
     Threshold,
+    Upsample2d,
 )
 
 __all__ = ["check_inputs", "layer_rows", "pad_bit", "run_reference"]
@@ -132,6 +136,39 @@ def arg_max(node: ArgMax, scores: np.ndarray, t_in: TensorType) -> np.ndarray:
     return np.argmax(scores, axis=1).astype(np.int64)
 
 
+def _saturate(v: np.ndarray, bits: int) -> np.ndarray:
+    return np.clip(v, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
+def requantize(node: Requantize, acc: np.ndarray, t_in: TensorType) -> np.ndarray:
+    """``floor((mult[c] * acc + bias[c]) / 2**shift)``, saturated to ``bits`` signed bits."""
+    return _saturate((acc * node.mult + node.bias) >> node.shift, node.bits)
+
+
+def add(node: Add, x: np.ndarray, skip: np.ndarray) -> np.ndarray:
+    """``x + skip`` saturated to ``bits``; channels ``skip`` lacks add zero."""
+    total = x.copy()
+    total[..., :skip.shape[-1]] += skip
+    return _saturate(total, node.bits)
+
+
+def avg_pool2d(node: AvgPool2d, x: np.ndarray, t_in: TensorType) -> np.ndarray:
+    """``floor(sum / kernel**2)`` of each window (floor division: toward minus infinity)."""
+    n, h, w, c = x.shape
+    k, s = node.kernel, node.stride
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    out = np.empty((n, oh, ow, c), dtype=np.int64)
+    for i in range(oh):
+        for j in range(ow):
+            out[:, i, j, :] = x[:, i * s:i * s + k, j * s:j * s + k, :].sum(axis=(1, 2)) // (k * k)
+    return out
+
+
+def upsample2d(node: Upsample2d, x: np.ndarray, t_in: TensorType) -> np.ndarray:
+    """Each pixel repeated ``factor`` times down and across."""
+    return x.repeat(node.factor, axis=1).repeat(node.factor, axis=2)
+
+
 def affine_sign(node: AffineSign, acc: np.ndarray, t_in: TensorType) -> np.ndarray:
     """Bit 1 where ``slope[c] * acc + offset[c] >= 0``, decided exactly in rationals."""
     out = np.empty(acc.shape, dtype=np.uint8)
@@ -161,6 +198,9 @@ KERNELS: dict[type[Node], Callable[..., np.ndarray]] = {
     MaxPool2d: max_pool2d,
     ScoreAffine: score_affine,
     ArgMax: arg_max,
+    Requantize: requantize,
+    AvgPool2d: avg_pool2d,
+    Upsample2d: upsample2d,
     AffineSign: affine_sign,
     AffineArgMax: affine_arg_max,
 }
@@ -177,6 +217,9 @@ def run_reference(graph: Graph, x: np.ndarray | Mapping[str, np.ndarray]) -> dic
     values: dict[str, np.ndarray] = dict(check_inputs(graph, x))
     for node in graph.nodes:
         if node.name in values:  # an Input
+            continue
+        if isinstance(node, Add):  # the one kind with two inputs
+            values[node.name] = add(node, values[node.input], values[node.skip])
             continue
         src = node.inputs[0]
         values[node.name] = KERNELS[type(node)](node, values[src], graph.types[src])

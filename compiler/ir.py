@@ -47,8 +47,10 @@ __all__ = [
     "MVU_KINDS",
     "NODE_KINDS",
     "AffineArgMax",
+    "Add",
     "AffineSign",
     "ArgMax",
+    "AvgPool2d",
     "DENSE",
     "Dense",
     "Geometry",
@@ -57,9 +59,12 @@ __all__ = [
     "Layer",
     "MaxPool2d",
     "Node",
+    "RESIDUAL_KINDS",
+    "Requantize",
     "ScoreAffine",
     "TensorType",
     "Threshold",
+    "Upsample2d",
     "Window",
     "int_type",
     "mvu_matrix",
@@ -215,6 +220,54 @@ class ArgMax(Node):
 
 
 @dataclass(frozen=True, eq=False)
+class Requantize(Node):
+    """An accumulator onto a residual stream: ``clamp(floor((mult[c] * acc + bias[c]) / 2**shift))``
+    in ``bits`` signed bits (saturating), channels last (docs/ir.md, "Residual streams")."""
+
+    input: str = ""
+    mult: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    bias: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    shift: int = 0
+    bits: int = 8
+    ARRAYS: ClassVar[dict[str, tuple[str, int]]] = {"mult": ("int64", 1), "bias": ("int64", 1)}
+
+
+@dataclass(frozen=True, eq=False)
+class Add(Node):
+    """A residual join: ``clamp(input + skip)`` in ``bits`` signed bits (saturating).
+
+    Both are integer maps of one spatial shape; ``skip`` may have fewer channels,
+    which count as zeros in the channels it lacks (a shortcut that widens the stream).
+    """
+
+    input: str = ""
+    skip: str = ""
+    bits: int = 8
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input, self.skip)
+
+
+@dataclass(frozen=True, eq=False)
+class AvgPool2d(Node):
+    """Average pooling of an integer ``(H, W, C)`` map: ``floor(sum / kernel**2)`` of each
+    window (no padding; floor, so -1.5 becomes -2)."""
+
+    input: str = ""
+    kernel: int = 2
+    stride: int = 2
+
+
+@dataclass(frozen=True, eq=False)
+class Upsample2d(Node):
+    """Nearest-neighbour upsampling of an ``(H, W, C)`` map: each pixel ``factor x factor`` times."""
+
+    input: str = ""
+    factor: int = 2
+
+
+@dataclass(frozen=True, eq=False)
 class AffineSign(Node):
     """Before folding: ``+1`` where ``slope[c] * acc + offset[c] >= 0`` in exact real arithmetic.
 
@@ -245,8 +298,11 @@ class AffineArgMax(Node):
 
 
 NODE_KINDS: dict[str, type[Node]] = {cls.__name__: cls for cls in (
-    Input, Layer, Threshold, MaxPool2d, ScoreAffine, ArgMax, AffineSign, AffineArgMax)}
-FOLDED_KINDS = frozenset({"Input", "Layer", "Threshold", "MaxPool2d", "ScoreAffine", "ArgMax"})
+    Input, Layer, Threshold, MaxPool2d, ScoreAffine, ArgMax, Requantize, Add, AvgPool2d,
+    Upsample2d, AffineSign, AffineArgMax)}
+FOLDED_KINDS = frozenset({"Input", "Layer", "Threshold", "MaxPool2d", "ScoreAffine", "ArgMax",
+                          "Requantize", "Add", "AvgPool2d", "Upsample2d"})
+RESIDUAL_KINDS = frozenset({"Requantize", "Add", "AvgPool2d", "Upsample2d"})  # no hardware yet
 MVU_KINDS = (Layer,)  # the node kinds with weights, for isinstance: one since schema 2
 
 

@@ -36,14 +36,18 @@ from .geometry import Window
 from .golden import check_inputs
 from .ir import (
     FOLDED_KINDS,
+    Add,
     ArgMax,
+    AvgPool2d,
     Graph,
     Layer,
     MaxPool2d,
     Node,
+    Requantize,
     ScoreAffine,
     TensorType,
     Threshold,
+    Upsample2d,
 )
 
 __all__ = ["PackedExecutor", "pack_bits", "run_packed"]
@@ -105,7 +109,9 @@ class PackedExecutor:
         for start in range(0, n, batch):
             values = {k: v[start:start + batch] for k, v in inputs.items()}
             for node in self.graph.nodes:
-                if node.name not in values:
+                if isinstance(node, Add):
+                    values[node.name] = _add(node, values[node.input], values[node.skip])
+                elif node.name not in values:
                     src = node.inputs[0]
                     values[node.name] = self._run_node(node, values[src], self.graph.types[src])
             for name in keep:
@@ -120,6 +126,26 @@ def _max_pool(node: MaxPool2d, x: np.ndarray) -> np.ndarray:
     return win[:, ::node.stride, ::node.stride].max(axis=(-2, -1))
 
 
+def _avg_pool(node: AvgPool2d, x: np.ndarray) -> np.ndarray:
+    win = sliding_window_view(x, (node.kernel, node.kernel), axis=(1, 2))
+    return win[:, ::node.stride, ::node.stride].sum(axis=(-2, -1)) // (node.kernel ** 2)
+
+
+def _clip(v: np.ndarray, bits: int) -> np.ndarray:
+    return np.clip(v, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
+def _requantize(node: Requantize, x: np.ndarray) -> np.ndarray:
+    return _clip((x * node.mult + node.bias) >> node.shift, node.bits)
+
+
+def _add(node: Add, x: np.ndarray, skip: np.ndarray) -> np.ndarray:
+    missing = x.shape[-1] - skip.shape[-1]  # channels the skip lacks add zero
+    if missing:
+        skip = np.concatenate([skip, np.zeros(skip.shape[:-1] + (missing,), np.int64)], axis=-1)
+    return _clip(x + skip, node.bits)
+
+
 # one kernel per node kind: (executor, node, input values, input type) -> output values
 _KERNELS: dict[type[Node], Callable[..., np.ndarray]] = {
     Layer: lambda ex, node, x, t: ex._layer(node, x, t),
@@ -127,6 +153,9 @@ _KERNELS: dict[type[Node], Callable[..., np.ndarray]] = {
     MaxPool2d: lambda ex, node, x, t: _max_pool(node, x),
     ScoreAffine: lambda ex, node, x, t: x * node.scale + node.bias,
     ArgMax: lambda ex, node, x, t: np.argmax(x, axis=1).astype(np.int64),
+    Requantize: lambda ex, node, x, t: _requantize(node, x),
+    AvgPool2d: lambda ex, node, x, t: _avg_pool(node, x),
+    Upsample2d: lambda ex, node, x, t: x.repeat(node.factor, axis=1).repeat(node.factor, axis=2),
 }
 
 

@@ -16,17 +16,21 @@ from .errors import IRError
 from .ir import (
     MAX_SCORE_BITS,
     NODE_KINDS,
+    Add,
     AffineArgMax,
     AffineSign,
     ArgMax,
+    AvgPool2d,
     Graph,
     Input,
     Layer,
     MaxPool2d,
     Node,
+    Requantize,
     ScoreAffine,
     TensorType,
     Threshold,
+    Upsample2d,
     int_type,
 )
 
@@ -40,7 +44,7 @@ def _fail(graph: str, node: Node, msg: str) -> IRError:
 
 def _needs_int(g: str, node: Node, t: TensorType, what: str = "an integer accumulator") -> None:
     if t.bipolar:
-        raise _fail(g, node, f"input {node.inputs[0]!r} is bipolar {t.describe()}, expected {what}")
+        raise _fail(g, node, f"input {node.inputs[0]!r} is {t.describe()}, expected {what}")
 
 
 def channel_ranges(node: Layer, t: TensorType) -> list[tuple[int, int, int]]:
@@ -156,11 +160,78 @@ def _infer_argmax(g: str, node: ArgMax | AffineArgMax, t: TensorType, rng) -> In
     return int_type((), 0, c - 1), (0, c - 1)
 
 
-# one rule per node kind; each takes (graph name, node, input type, input range)
+def _stream_bits(g: str, node: Requantize | Add) -> tuple[int, int]:
+    if not isinstance(node.bits, int) or not 2 <= node.bits <= 32:
+        raise _fail(g, node, f"bits must be 2..32 (a signed stream), not {node.bits!r}")
+    return -(1 << (node.bits - 1)), (1 << (node.bits - 1)) - 1
+
+
+def _infer_requantize(g: str, node: Requantize, t: TensorType, rng) -> Inferred:
+    _needs_int(g, node, t)
+    _channels(g, node, t, ("mult", "bias"))
+    lo, hi = _stream_bits(g, node)
+    if not isinstance(node.shift, int) or not 0 <= node.shift <= 32:
+        raise _fail(g, node, f"shift must be 0..32, not {node.shift!r}")
+    ends = [(int(m) * a + int(b)) >> node.shift
+            for m, b in zip(node.mult, node.bias, strict=True) for a in rng]
+    if max(abs(int(m)) for m in node.mult) * max(abs(v) for v in rng) + \
+            max(abs(int(b)) for b in node.bias) >= 1 << MAX_SCORE_BITS:
+        raise _fail(g, node, f"mult * acc + bias can exceed {MAX_SCORE_BITS} bits; use a "
+                             "smaller mult")
+    return (TensorType(t.shape, node.bits, True),
+            (min(max(min(ends), lo), hi), max(min(max(ends), hi), lo)))
+
+
+def _infer_add(g: str, node: Add, ts: list[TensorType], rngs: list[tuple[int, int]]
+               ) -> Inferred:
+    (a, b), (ra, rb) = ts, rngs
+    for ref, t in zip(node.inputs, ts, strict=True):
+        if t.bipolar or not t.signed or not t.shape:
+            raise _fail(g, node, f"input {ref!r} is {t.describe()}; an Add joins signed "
+                                 "integer streams (a Requantize or Add output)")
+    if a.shape[:-1] != b.shape[:-1] or b.shape[-1] > a.shape[-1]:
+        raise _fail(g, node, f"skip {node.skip!r} {b.describe()} does not fit {node.input!r} "
+                             f"{a.describe()}: same spatial shape, at most as many channels")
+    lo, hi = _stream_bits(g, node)
+    b_lo, b_hi = rb if b.shape == a.shape else (min(rb[0], 0), max(rb[1], 0))
+    return (TensorType(a.shape, node.bits, True),
+            (min(max(ra[0] + b_lo, lo), hi), max(min(ra[1] + b_hi, hi), lo)))
+
+
+def _map(g: str, node: Node, t: TensorType, what: str) -> tuple[int, int, int]:
+    if len(t.shape) != 3:
+        raise _fail(g, node, f"input {node.inputs[0]!r} {t.describe()} must be {what} "
+                             "(H, W, C) map")
+    return t.shape
+
+
+def _infer_avg_pool(g: str, node: AvgPool2d, t: TensorType, rng) -> Inferred:
+    _needs_int(g, node, t, "an integer map (average pooling of bipolar maps is not defined)")
+    h, w, c = _map(g, node, t, "an integer")
+    if node.kernel < 1 or node.stride < 1:
+        raise _fail(g, node, f"kernel and stride must be >= 1, not {node.kernel}, "
+                             f"{node.stride}")
+    oh, ow = (h - node.kernel) // node.stride + 1, (w - node.kernel) // node.stride + 1
+    if oh < 1 or ow < 1:
+        raise _fail(g, node, f"kernel {node.kernel} does not fit the {h}x{w} input")
+    return TensorType((oh, ow, c), t.bits, t.signed), rng
+
+
+def _infer_upsample(g: str, node: Upsample2d, t: TensorType, rng) -> Inferred:
+    h, w, c = _map(g, node, t, "an")
+    if not isinstance(node.factor, int) or node.factor < 1:
+        raise _fail(g, node, f"factor must be a positive integer, not {node.factor!r}")
+    return TensorType((h * node.factor, w * node.factor, c), t.bits, t.signed), rng
+
+
+# one rule per node kind; each takes (graph name, node, input type, input range); a node
+# with several inputs (Add) takes their types and ranges as lists
 _INFER: dict[type[Node], Callable[..., Inferred]] = {
           Input: _infer_input, Layer: _infer_layer,
           Threshold: _infer_threshold, MaxPool2d: _infer_pool, AffineSign: _infer_sign,
-          ScoreAffine: _infer_scores, ArgMax: _infer_argmax, AffineArgMax: _infer_argmax}
+          ScoreAffine: _infer_scores, ArgMax: _infer_argmax, AffineArgMax: _infer_argmax,
+          Requantize: _infer_requantize, Add: _infer_add, AvgPool2d: _infer_avg_pool,
+          Upsample2d: _infer_upsample}
 
 
 def _infer_node(g: str, node: Node, t: TensorType | None,
@@ -185,6 +256,10 @@ def _walk(nodes: tuple[Node, ...], graph: str):
         for ref in node.inputs:
             if ref not in types:
                 raise _fail(graph, node, f"reads {ref!r}, which no earlier node produces")
+        if len(node.inputs) > 1:
+            types[node.name], ranges[node.name] = _INFER[type(node)](
+                graph, node, [types[r] for r in node.inputs], [ranges[r] for r in node.inputs])
+            continue
         src = node.inputs[0] if node.inputs else None
         types[node.name], ranges[node.name] = _infer_node(
             graph, node, None if src is None else types[src], None if src is None else ranges[src])

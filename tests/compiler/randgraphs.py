@@ -13,14 +13,18 @@ from hypothesis import strategies as st
 
 from bitfold.compiler.encodings import ENCODINGS, Binary
 from bitfold.compiler.ir import (
+    Add,
     AffineArgMax,
     AffineSign,
+    AvgPool2d,
     Graph,
     Input,
     Layer,
     MaxPool2d,
     Node,
+    Requantize,
     TensorType,
+    Upsample2d,
     Window,
 )
 from bitfold.compiler.verify import build_graph, channel_ranges
@@ -162,3 +166,73 @@ def random_inputs(graph: Graph, n: int, seed: int) -> np.ndarray:
     x = rng.integers(0, hi + 1, (n, *t.shape))
     x[: n // 4] = rng.choice([0, hi], (n // 4, *t.shape))  # extremes hit the range edges
     return x
+
+
+def _requantize(rng: np.random.Generator, name: str, src: str, c: int, lo: int, hi: int,
+                bits: int) -> Requantize:
+    """A random ``Requantize`` of accumulators ``lo .. hi``: some channels saturate."""
+    mult = rng.integers(-9, 10, c)
+    mult[rng.random(c) < 0.2] = 0
+    shift = int(rng.integers(0, 7))
+    span = max(abs(lo), abs(hi), 1)
+    bias = rng.integers(-span * 4, span * 4 + 1, c)
+    return Requantize(name, src, mult, bias, shift, bits)
+
+
+@st.composite
+def residual_graphs(draw, max_blocks: int = 3) -> Graph:
+    """A random pre-fold residual network on an image:
+    conv -> Requantize, then blocks ``AffineSign -> conv -> Requantize -> Add(skip)`` (a strided
+    block's skip average-pooled, a wider block's skip zero-extended; sometimes upsampled back
+    and added to the stream before it, an hourglass' join), then ``AffineSign`` (after a global
+    average pool, sometimes) -> dense -> ``AffineArgMax``. Pre-activation slopes are >= 0 (a
+    stream's sign cannot be negated into the layer that made it)."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    h, w = 2 * draw(st.integers(1, 4)), 2 * draw(st.integers(1, 4))
+    c = draw(st.integers(1, 3))
+    bipolar_in = draw(st.integers(0, 4)) == 0
+    bits = 1 if bipolar_in else draw(st.integers(1, 8))
+    stream_bits = draw(st.integers(2, 12))
+    nodes: list[Node] = [Input("x", (h, w, c), bits, signed=bipolar_in)]
+    c_out = draw(st.integers(1, 4))
+    nodes.append(Layer("stem", "x", _encoding(rng, "binary", (c_out, 3, 3, c)),
+                       Window(3, 1, 1, int(rng.choice([-1, 1])) if bipolar_in else 0)))
+    lo, hi = _range(nodes[-1], (h, w, c), bipolar_in, (1 << bits) - 1)
+    nodes.append(_requantize(rng, "r0", "stem", c_out, lo, hi, stream_bits))
+    cur, shape = "r0", (h, w, c_out)
+    for i in range(draw(st.integers(0, max_blocks))):
+        h, w, c = shape
+        block_in = cur
+        stride = 2 if h % 2 == 0 and w % 2 == 0 and draw(st.booleans()) else 1
+        k = draw(st.sampled_from([1, 3]))
+        c_next = c + draw(st.integers(0, 2))
+        slope, offset = _affine(rng, c, -(1 << (stream_bits - 1)), (1 << (stream_bits - 1)) - 1)
+        nodes.append(AffineSign(f"a{i}", cur, np.abs(slope), offset))
+        nodes.append(Layer(f"conv{i}", f"a{i}", _encoding(rng, "binary", (c_next, k, k, c)),
+                           Window(k, stride, k // 2, int(rng.choice([-1, 1])))))
+        lo, hi = _range(nodes[-1], shape, True, 1)
+        nodes.append(_requantize(rng, f"q{i}", f"conv{i}", c_next, lo, hi, stream_bits))
+        skip = cur
+        if stride == 2:
+            nodes.append(AvgPool2d(f"down{i}", cur, 2, 2))
+            skip = f"down{i}"
+        nodes.append(Add(f"r{i + 1}", f"q{i}", skip, stream_bits))
+        cur, shape = f"r{i + 1}", (h // stride, w // stride, c_next)
+        if stride == 2 and c_next == c and draw(st.booleans()):  # back up, joined to the input
+            nodes.append(Upsample2d(f"up{i}", cur, 2))
+            nodes.append(Add(f"j{i}", f"up{i}", block_in, stream_bits))
+            cur, shape = f"j{i}", (h, w, c_next)
+    h, w, c = shape
+    if h == w and draw(st.booleans()):
+        nodes.append(AvgPool2d("gap", cur, h, 1))
+        cur, shape = "gap", (1, 1, c)
+    slope, offset = _affine(rng, c, -(1 << (stream_bits - 1)), (1 << (stream_bits - 1)) - 1)
+    nodes.append(AffineSign("a_out", cur, np.abs(slope), offset))
+    classes = draw(st.integers(1, 5))
+    fan_in = int(np.prod(shape))
+    nodes.append(Layer("fc_out", "a_out", _encoding(rng, "binary", (classes, fan_in))))
+    lo, hi = _range(nodes[-1], shape, True, 1)
+    slope, offset = _affine(rng, classes, lo, hi)
+    nodes.append(AffineArgMax("out", "fc_out", slope, offset))
+    return build_graph(f"residual{seed}", nodes, ["out"])
