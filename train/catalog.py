@@ -9,7 +9,8 @@ from __future__ import annotations
 __all__ = ["ALPHA_MODES", "DATASETS", "MODEL_NAMES", "OPTIMIZERS", "PARAMS", "QUANTIZERS", "SCHEDULES",
            "SOFTWARE_ONLY_MODELS"]
 
-MODEL_NAMES = ("mlp-digits", "cnn-digits", "tfc", "sfc", "lfc", "cnv", "resnet18", "hourglass")
+MODEL_NAMES = ("mlp-digits", "cnn-digits", "tfc", "sfc", "lfc", "cnv", "resnet8", "resnet18",
+               "hourglass")
 SOFTWARE_ONLY_MODELS = ("resnet18", "hourglass")  # they train; compile refuses them
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "npz", "synthetic", "synthetic-pose")
 PARAMS = ("dense", "svd", "tucker", "holistic-tucker", "cp")

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .layers import BinaryConv2d, BinaryLinear
+from .residual import ResNet8
 
 __all__ = ["BINARIZED_INPUT_MODELS", "MODELS", "BinarizeInput", "BinaryNet", "build_model"]
 
@@ -237,6 +238,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "sfc": _fc([256, 256, 256]),
     "lfc": _fc([1024, 1024, 1024]),
     "cnv": cnv,
+    "resnet8": lambda shape, classes, dropout: ResNet8(shape, classes, dropout=dropout),
     "resnet18": lambda shape, classes, dropout: ResNet18(shape, classes),
     "hourglass": lambda shape, joints, dropout: Hourglass(shape, joints),
 }
@@ -256,7 +258,8 @@ def build_model(name: str, input_shape: Sequence[int], num_outputs: int,
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), not {dropout!r}")
-    if name in ("cnn-digits", "cnv", "resnet18", "hourglass") and len(input_shape) != 3:
+    if name in ("cnn-digits", "cnv", "resnet8", "resnet18", "hourglass") and \
+            len(input_shape) != 3:
         raise ValueError(f"model {name!r} needs image input (C, H, W), not shape {tuple(input_shape)}")
     if input_binarizer is None:
         return MODELS[name](tuple(input_shape), num_outputs, dropout)

@@ -59,6 +59,7 @@ from .export import (
     export_network,
 )
 from .quantizers import FRAC_BITS
+from .residual import ResNet8, lower_resnet
 
 __all__ = ["binarized_input_encoding", "build_test_set", "check_compilable", "encode_frames",
            "explain_disagreements", "lower", "lower_run", "nchw_to_ir", "read_provenance",
@@ -268,10 +269,15 @@ def lower_run(run_dir: str | Path) -> tuple[Graph, dict[str, Any]]:
     check_compilable(run_dir, _saved_quantizer(run_dir))  # early: before the data set loads
     model, config, data = load_run(run_dir)
     check_compilable(run_dir, config.quantizer)
-    net = export_network(model, data.input_bits, data.input_scale, name=config.model)
-    graph, sources = lower(net)
-    encoding = ({} if net.input_threshold is None else
-                {"input_encoding": binarized_input_encoding(data.input_bits, net.input_threshold)})
+    encoding: dict[str, Any] = {}
+    if isinstance(model, ResNet8):  # a residual stream: its own lowering (train/residual.py)
+        graph, sources = lower_resnet(model, data.input_bits, data.input_scale, config.model)
+    else:
+        net = export_network(model, data.input_bits, data.input_scale, name=config.model)
+        graph, sources = lower(net)
+        if net.input_threshold is not None:
+            encoding = {"input_encoding": binarized_input_encoding(data.input_bits,
+                                                                   net.input_threshold)}
     return graph, {
         "run": str(Path(run_dir).resolve()),
         "model": config.model,
@@ -388,6 +394,8 @@ def torch_predictions(model: torch.nn.Module, x_int: torch.Tensor, input_scale: 
     """Eval-mode class predictions of the torch model, inputs scaled as in training."""
     with torch.no_grad():
         model.eval()
+        if isinstance(model, ResNet8):
+            model.input_scale = input_scale  # its exact integer streams, as the IR computes them
         return np.concatenate([model(x_int[i:i + batch].float() * input_scale).argmax(1).numpy()
                                for i in range(0, len(x_int), batch)])
 
@@ -411,6 +419,10 @@ def explain_disagreements(model: torch.nn.Module, graph: Graph, sources: dict[st
     at a threshold); or, when every layer agrees, the top two torch scores and
     their gap (a near-tie of real scores, settled by the integer score rounding).
     """
+    if not hasattr(model, "body"):  # a residual network: only the classes are compared
+        preds = torch_predictions(model, x_int, input_scale)
+        return [{"torch": int(p), "golden": int(g)} for p, g in zip(preds, golden["class"],
+                                                                      strict=True)]
     preds, bn = torch_trace(model, x_int, input_scale)
     reports = []
     thresholds = [n for n in graph.nodes if n.kind == "Threshold"]
