@@ -3,8 +3,9 @@
 An interrupted stage must never leave a half artifact that a later stage takes
 for whole (docs/architecture.md, section 1): everything is written to a temporary file in the
 same folder and renamed into place, and a stage whose output is a folder of files that belong
-together (``rtl/``, ``boards/NAME/``) writes a temporary sibling folder and swaps it in
-(:func:`replaced_dir`).
+together (``rtl/``, ``boards/NAME/``, ``sim/``) writes a temporary sibling folder and swaps it
+in (:func:`replaced_dir`); files that belong together in a shared folder (``bench.json``,
+``bench.md``, ``bench.png``) are renamed into place in one step (:func:`replaced_files`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["ArtifactError", "atomic_write", "held_signals", "read_json", "replaced_dir",
-           "sha256_file", "write_json"]
+           "replaced_files", "sha256_file", "write_json"]
 
 _HELD = (signal.SIGINT, signal.SIGTERM)
 
@@ -176,4 +177,32 @@ def replaced_dir(dest: str | Path, beside: tuple[str, ...] = ()) -> Iterator[Pat
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def replaced_files(folder: str | Path, *names: str) -> Iterator[dict[str, Path]]:
+    """Yield a temporary path beside ``folder/NAME`` for each name; a block that ends normally
+    renames them all into place in one step, with SIGINT and SIGTERM held.
+
+    So files that belong together are replaced together: an interrupted or failed block
+    leaves the previous set (or none), never new files beside old ones. The block must write
+    every path. Only a hard kill (SIGKILL) in the renaming step can leave a mix.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmps: dict[str, Path] = {}
+    try:
+        for name in names:
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+            os.close(fd)
+            tmps[name] = Path(tmp)
+        yield dict(tmps)
+        with held_signals():
+            for name, tmp in tmps.items():
+                os.chmod(tmp, 0o666 & ~_UMASK)
+                os.replace(tmp, folder / name)
+    except BaseException:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
         raise

@@ -19,8 +19,10 @@ batch 1 and at its best batch of :data:`BATCHES`:
   batches split over the cores in threads.
 
 Writes ``BUILD/bench.json`` (``hardware`` and ``cpu`` sections), ``bench.md``
-and ``bench.png``. :func:`sweep` costs a range of foldings with the compiler's
-resource model and plots frames/s against LUTs and block RAMs (Pareto front).
+and ``bench.png``, replaced together (:func:`bitfold.artifacts.replaced_files`: an
+interrupted or failed bench leaves the previous three or none). :func:`~bitfold.sweep.sweep`
+costs a range of foldings with the compiler's resource model and plots frames/s against LUTs
+and block RAMs (Pareto front).
 """
 
 from __future__ import annotations
@@ -35,13 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from bitfold.artifacts import ArtifactError, atomic_write, read_json, write_json
+from bitfold.artifacts import ArtifactError, read_json, replaced_files, write_json
+from bitfold.sweep import SWEEP_SCHEMA, plot_sweep, sweep  # noqa: F401  (bitfold.bench's API)
 
 __all__ = ["BATCHES", "BENCH_SCHEMA", "SWEEP_SCHEMA", "bench", "bench_table", "cpu_baselines",
            "hardware_figures", "hardware_rows", "sweep"]
 
 BENCH_SCHEMA = 1
-SWEEP_SCHEMA = 1
 BATCHES = (1, 8, 32, 128, 512)
 CPU_LABELS = {
     "torch-float": "torch float32 (same net, real weights)",
@@ -287,9 +289,10 @@ def bench(build: str | Path, board: str | None = None, clock_mhz: float | None =
         best["hardware_ratio"] = hw["fps"] / best["fps"]
     doc = {"schema": BENCH_SCHEMA, "build": str(build), "machine": machine(), "hardware": hw,
            "cpu": cpu}
-    write_json(build / "bench.json", doc)
-    atomic_write(build / "bench.md", lambda tmp: tmp.write_text(bench_table(doc)))
-    atomic_write(build / "bench.png", lambda tmp: plot_bench(doc, tmp))
+    with replaced_files(build, "bench.json", "bench.md", "bench.png") as tmp:
+        write_json(tmp["bench.json"], doc)
+        tmp["bench.md"].write_text(bench_table(doc))
+        plot_bench(doc, tmp["bench.png"])
     return doc
 
 
@@ -390,86 +393,6 @@ def plot_bench(doc: dict[str, Any], path: Path) -> None:
               fontsize=8, loc="upper right")
     fig.suptitle(f"Throughput: the accelerator against the CPU\n{doc['machine']['cpu']}, "
                  f"{cpu['threads']} threads", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=120)
-    plt.close(fig)
-
-
-def sweep(build: str | Path, device: str = "ecp5", clock_mhz: float = 100.0,
-          allow_padding: bool = False) -> dict[str, Any]:
-    """Cost every folding on the trade-off curve; write sweep.json and sweep.png.
-
-    One design per reachable cycles-per-frame budget, the cheapest there
-    (``compiler.folding.trade_off``), so every point is a design ``bitfold
-    generate --folding`` would build. LUTs and block RAMs are the compiler's
-    resource model: it counts the datapath only (BENCHMARKS.md compares it with
-    nextpnr). A design is on the Pareto front when no other is at least as fast
-    with no more LUTs and no more block RAMs, and better in one of them.
-    """
-    from bitfold.compiler.folding import evaluate_folding, trade_off
-    from bitfold.compiler.serialize import load_graph
-
-    build = Path(build)
-    graph = load_graph(build)
-    foldings = trade_off(graph, clock_mhz, device, allow_padding)
-    rows = [{"folding": [[c.pe, c.simd] for c in f.layers], "cycles_per_frame": f.cycles_per_frame,
-             "fps": f.fps, "luts": f.total("luts"), "brams": f.total("brams"),
-             "ffs": f.total("ffs")} for f in foldings]
-    for d in rows:
-        d["pareto"] = not any(
-            o["fps"] >= d["fps"] and o["luts"] <= d["luts"] and o["brams"] <= d["brams"]
-            and (o["fps"], o["luts"], o["brams"]) != (d["fps"], d["luts"], d["brams"])
-            for o in rows)
-    rows.sort(key=lambda d: d["fps"])
-    doc = {"schema": SWEEP_SCHEMA, "graph": graph.name, "device": device,
-           "clock_mhz": clock_mhz, "resource_model": "compiler cost model (estimate)",
-           "layers": [c.name for c in foldings[0].layers], "designs": rows}
-    if (build / "folding.json").is_file():
-        own = read_json(build / "folding.json")
-        choice = {c["name"]: (c["pe"], c["simd"], c.get("layout")) for c in own["layers"]}
-        costed = evaluate_folding(graph, choice, clock_mhz, device,
-                                  own.get("allow_padding", False))
-        doc["current"] = {"folding": [[c.pe, c.simd] for c in costed.layers],
-                          "fps": costed.fps, "luts": costed.total("luts"),
-                          "brams": costed.total("brams")}
-    write_json(build / "sweep.json", doc)
-    atomic_write(build / "sweep.png", lambda tmp: plot_sweep(doc, tmp))
-    return doc
-
-
-def plot_sweep(doc: dict[str, Any], path: Path) -> None:
-    """Frames/s against LUTs and against block RAMs; colour is the other resource, red rings
-    mark the Pareto front and a star the build's own folding."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = doc["designs"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, what, other, label in ((axes[0], "luts", "brams", "LUTs (estimate)"),
-                                   (axes[1], "brams", "luts", "block RAMs (estimate)")):
-        x = np.array([r[what] for r in rows], float)
-        y = np.array([r["fps"] for r in rows])
-        front = np.array([r["pareto"] for r in rows])
-        dots = ax.scatter(x, y, c=[r[other] for r in rows], cmap="viridis", s=28, zorder=3)
-        ax.scatter(x[front], y[front], s=90, facecolors="none", edgecolors="tab:red",
-                   linewidths=1.2, zorder=2, label="Pareto front (fps, LUTs, BRAMs)")
-        own = doc.get("current")
-        if own:
-            ax.scatter([own[what]], [own["fps"]], marker="*", s=260, color="tab:orange",
-                       edgecolors="black", zorder=4, label="this build's folding")
-        fig.colorbar(dots, ax=ax, label=other.replace("luts", "LUTs").replace("brams",
-                                                                               "block RAMs"))
-        ax.set_xlabel(label)
-        ax.set_ylabel(f"frames/s at {doc['clock_mhz']:g} MHz")
-        ax.set_yscale("log")
-        if what == "luts":
-            ax.set_xscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{doc['graph']}: throughput against resources, {len(rows)} foldings "
-                 f"(cheapest at each cycle budget; {doc['device']} cost model)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=120)
     plt.close(fig)

@@ -245,7 +245,8 @@ def _plot_layers(folding: dict[str, Any], path: Path) -> None:
 
 def write_report(out: str | Path) -> Path:
     """Write ``OUT/report.md`` and its PNG plots from the run's artifacts."""
-    from bitfold.bench import bench_table, plot_bench, plot_sweep
+    from bitfold.bench import bench_table, plot_bench
+    from bitfold.sweep import plot_sweep
 
     out = Path(out)
     a = collect(out)
