@@ -47,7 +47,10 @@ def train_options(p: argparse.ArgumentParser, run: bool = False) -> list[argpars
         help="digits is embedded; mnist, fashion-mnist, cifar10 and npz (your own: "
              "train.npz and test.npz with uint8 x and class indices y) read --data-dir")
     add("--data-dir", help="folder holding the dataset's files")
-    add("--dropout", type=float, default=0.0, help="dropout probability (default: 0)")
+    add("--dropout", type=float, help="dropout probability on the input of every binary layer "
+        "but the first (default: the recipe's)")
+    add("--input-dropout", type=float, metavar="P",
+        help="dropout probability on the input pixels, MLPs only (default: the recipe's)")
     add("--input-bits", type=int, metavar="B",
         help="1: binarize the input inside the network (+1 where pixel >= "
              "--input-threshold, else -1; FINN's SFC/LFC), so the first layer is an "
@@ -58,16 +61,28 @@ def train_options(p: argparse.ArgumentParser, run: bool = False) -> list[argpars
         help="with --input-bits 1: the smallest pixel that becomes +1 (default: half "
              "the data set's full scale, rounded up: 128 for 8-bit images, 8 for the "
              "digits' 0..16)")
-    add = _adder(p.add_argument_group("optimization"), actions)
-    add("--optimizer", default="adam", choices=OPTIMIZERS, help="default: adam")
-    add("--lr", type=float, default=1e-2, help="learning rate (default: 0.01)")
-    add("--weight-decay", type=float, default=0.0, help="L2 weight decay (default: 0)")
-    add("--schedule", default="cosine", choices=SCHEDULES,
-        help="learning-rate schedule over --epochs (default: cosine)")
-    add("--step-size", type=int, default=10, help="epochs between LR drops (step)")
-    add("--gamma", type=float, default=0.1, help="LR factor per drop (step)")
-    add("--epochs", type=int, default=20, help="epochs to train (default: 20)")
-    add("--batch-size", type=int, default=64, help="global batch size (all processes)")
+    add = _adder(p.add_argument_group(
+        "optimization", "An option not given takes the value of the recipe of the --model, "
+        "--dataset and --param (bitfold/train/recipes.py; README, Training recipes): e.g. "
+        "sfc on mnist trains 40 epochs at batch 256 and lr 1e-3; the digits' recipe is the "
+        "value in brackets. An option given always wins."), actions)
+    add("--optimizer", choices=OPTIMIZERS, help="[adam]")
+    add("--lr", type=float, help="learning rate of the latent weights or factors [0.01]")
+    add("--alpha-lr", type=float, metavar="M",
+        help="the learned scales' learning rate, as a multiple of --lr [1]")
+    add("--bn-lr", type=float, metavar="M",
+        help="the batch norms' learning rate, as a multiple of --lr [1]")
+    add("--weight-decay", type=float, help="L2 weight decay [0]")
+    add("--schedule", choices=SCHEDULES, help="learning-rate schedule over --epochs [cosine]")
+    add("--step-size", type=int, help="epochs between LR drops (step) [10]")
+    add("--gamma", type=float, help="LR factor per drop (step) [0.1]")
+    add("--warmup", type=int, metavar="E",
+        help="epochs over which the rate rises linearly, step by step, to the schedule's [0]")
+    add("--epochs", type=int, help="epochs to train [20]")
+    add("--batch-size", type=int, help="global batch size (all processes) [64]")
+    add("--loss", choices=("cross-entropy", "squared-hinge"), help="[cross-entropy]")
+    add("--clip", type=float, metavar="C",
+        help="clamp dense latent weights to [-C, C] after every step; 0: off [0]")
     add("--seed", type=int, default=0,
         help="seed of initialization, data order, augmentation and dropout (default: 0); "
              "the same seed and thread count repeat bit-identically")
@@ -172,6 +187,15 @@ def frames_option(p: argparse.ArgumentParser, text: str = "only the first N test
                    new="--frames", why=" (the same name in every verb)")
 
 
+def _recipe_value(args: argparse.Namespace, name: str) -> Any:
+    """The value the recipe of ``args``' model, data set and parametrization gives ``name``."""
+    from bitfold.train.recipes import RECIPE_FIELDS, recipe
+
+    if name not in RECIPE_FIELDS:
+        return None
+    return recipe(args.model, args.dataset, getattr(args, "param", "holistic-tucker"))[name]
+
+
 def train_argv(args: argparse.Namespace) -> list[str]:
     """The ``bitfold train`` command for the training options in ``args`` (say, ``run``'s).
 
@@ -185,6 +209,8 @@ def train_argv(args: argparse.Namespace) -> list[str]:
         if not hasattr(args, action.dest):
             continue
         value = getattr(args, action.dest)
+        if value is None and flag in ALWAYS:
+            value = _recipe_value(args, action.dest)
         if value is None or value == action.default and flag not in ALWAYS:
             continue
         if action.nargs == 0:

@@ -33,6 +33,8 @@ def _config(args: argparse.Namespace, **overrides):
         sparse_first=getattr(args, "sparse_first_layer", False),
         input_bits=getattr(args, "input_bits", None),
         input_threshold=getattr(args, "input_threshold", None),
+        **{name: getattr(args, name, None)  # unset: the recipe's (bitfold.train.recipes)
+           for name in ("input_dropout", "loss", "clip", "alpha_lr", "bn_lr", "warmup")},
     )
     fields.update(overrides)
     return TrainConfig(**fields)

@@ -17,6 +17,7 @@ from typing import Any
 
 from bitfold.artifacts import ArtifactError, atomic_write, read_json, write_json
 
+from .config import upgrade
 from .trainer import SCHEMA, TrainConfig, train
 
 __all__ = ["DEFAULT_ALPHAS", "DEFAULT_PARAMS", "ablate"]
@@ -26,11 +27,12 @@ DEFAULT_ALPHAS = ("analytic", "learned")
 
 
 def _run_once(config: TrainConfig, run_dir: Path, progress: bool) -> dict[str, Any]:
+    config = config.resolved()  # each cell its own recipe: the rate of its parametrization
     try:
         metrics = read_json(run_dir / "metrics.json", SCHEMA)
         cfg = read_json(run_dir / "config.json", SCHEMA)
         cfg.pop("schema")
-        if cfg == config.to_dict() and metrics["epochs"] == config.epochs:
+        if upgrade(cfg) == config.to_dict() and metrics["epochs"] == config.epochs:
             return metrics
     except (ArtifactError, KeyError):
         pass
@@ -67,7 +69,8 @@ def ablate(base: TrainConfig, out: str | Path, seeds: int = 3,
                 "mean": statistics.fmean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
                 "mean_wall_s": statistics.fmean(walls),
             })
-    result = {"schema": SCHEMA, "model": base.model, "dataset": base.dataset, "epochs": base.epochs,
+    result = {"schema": SCHEMA, "model": base.model, "dataset": base.dataset,
+              "epochs": base.resolved().epochs,
               "seeds": seeds, "cells": cells}
     write_json(out / "ablation.json", result)
     atomic_write(out / "ablation.md", lambda tmp: tmp.write_text(_table(result)))

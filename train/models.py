@@ -85,13 +85,13 @@ class BinaryNet(nn.Module):
 
 
 def _mlp(hidden: Sequence[int], input_shape: Sequence[int], classes: int, dropout: float,
-         first_mode: str = "multibit") -> BinaryNet:
+         first_mode: str = "multibit", input_dropout: float = 0.0) -> BinaryNet:
     in_features = int(torch.tensor(input_shape).prod())
     layers: list[nn.Module] = [nn.Flatten()]
     widths = [in_features, *hidden]
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         mode = first_mode if i == 0 else "binary"
-        layers += [BinaryLinear(n_in, n_out, mode, dropout=dropout if i else 0.0),
+        layers += [BinaryLinear(n_in, n_out, mode, dropout=dropout if i else input_dropout),
                    nn.BatchNorm1d(n_out)]
     layers += [BinaryLinear(widths[-1], classes, dropout=dropout), nn.BatchNorm1d(classes)]
     return BinaryNet(nn.Sequential(*layers), input_shape, classes)
@@ -245,14 +245,18 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 
 
 BINARIZED_INPUT_MODELS = ("mlp-digits", "cnn-digits", "tfc", "sfc", "lfc", "cnv")
+_MLPS = ("mlp-digits", "tfc", "sfc", "lfc")
 
 
 def build_model(name: str, input_shape: Sequence[int], num_outputs: int,
-                dropout: float = 0.0, input_binarizer: BinarizeInput | None = None) -> nn.Module:
+                dropout: float = 0.0, input_binarizer: BinarizeInput | None = None,
+                input_dropout: float = 0.0) -> nn.Module:
     """Build model ``name`` for inputs of ``input_shape`` (C, H, W) and ``num_outputs``.
 
     With ``input_binarizer`` the network binarizes its input with it and its first
-    layer takes binary input (only the :data:`BINARIZED_INPUT_MODELS`).
+    layer takes binary input (only the :data:`BINARIZED_INPUT_MODELS`). ``dropout``
+    drops the inputs of every binary layer but the first, ``input_dropout`` the
+    first's (the MLPs only).
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
@@ -261,11 +265,16 @@ def build_model(name: str, input_shape: Sequence[int], num_outputs: int,
     if name in ("cnn-digits", "cnv", "resnet8", "resnet18", "hourglass") and \
             len(input_shape) != 3:
         raise ValueError(f"model {name!r} needs image input (C, H, W), not shape {tuple(input_shape)}")
+    if not 0 <= input_dropout < 1:
+        raise ValueError(f"input dropout must be in [0, 1), not {input_dropout!r}")
+    kw = {"input_dropout": input_dropout} if input_dropout else {}
+    if kw and name not in _MLPS:
+        raise ValueError(f"--input-dropout applies to the MLPs ({', '.join(_MLPS)}), not {name!r}")
     if input_binarizer is None:
-        return MODELS[name](tuple(input_shape), num_outputs, dropout)
+        return MODELS[name](tuple(input_shape), num_outputs, dropout, **kw)
     if name not in BINARIZED_INPUT_MODELS:
         raise ValueError(f"--input-bits 1 (binarized input) needs a feed-forward binary model "
                          f"({', '.join(BINARIZED_INPUT_MODELS)}), not {name!r}")
-    model = MODELS[name](tuple(input_shape), num_outputs, dropout, first_mode="binary")
+    model = MODELS[name](tuple(input_shape), num_outputs, dropout, first_mode="binary", **kw)
     model.input_binarizer = input_binarizer
     return model

@@ -1,4 +1,9 @@
-"""The training loop: optimizers, schedules, checkpoints, exact resume and DDP.
+"""The training loop: exact resume, the per-step pieces and DDP.
+
+The run's options come from :class:`~bitfold.train.config.TrainConfig`, resolved
+against its model's recipe (:mod:`bitfold.train.recipes`); optimizer, schedule,
+warm-up, clipping and losses are in :mod:`bitfold.train.optim`, checkpoint files
+in :mod:`bitfold.train.checkpoint`.
 
 Every epoch draws its shuffle, augmentation and dropout randomness from a
 generator seeded by ``(seed, epoch)``, and the checkpoint written at each
@@ -14,14 +19,10 @@ rank 0 writes the artifacts.
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import shutil
 import sys
 import time
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,158 +32,29 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from tqdm import tqdm
 
-from bitfold.artifacts import ArtifactError, atomic_write, read_json, write_json
+from bitfold.artifacts import ArtifactError, read_json, write_json
 
-from .catalog import OPTIMIZERS, SCHEDULES
-from .data import DATASETS, Dataset, augment, load_dataset
-from .factorize import PARAMS
+from .checkpoint import (
+    RUN_KEYS,
+    SCHEMA,
+    load_float_weights,
+    load_state,
+    read_checkpoint,
+    run_checkpoint,
+    save_checkpoint,
+)
+from .config import TrainConfig, upgrade
+from .data import Dataset, augment, load_dataset
+from .dist import Dist
 from .layers import parametrize_model
-from .models import MODELS, BinarizeInput, build_model
-from .quant import ALPHA_MODES
-from .quantizers import check_quantizer, check_sparse_group
+from .models import BinarizeInput, build_model
+from .optim import clip_params, loss_fn, make_optimizer, make_scheduler, replan, warmup_factor
 
 __all__ = ["SCHEMA", "TrainConfig", "evaluate", "input_threshold", "load_run", "read_checkpoint",
            "train"]
 
-SCHEMA = 1
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a training run (saved as ``RUN/config.json``).
-
-    ``input_bits`` is None (the data set's own multi-bit pixels) or 1: the
-    network binarizes its input, ``+1`` where ``pixel >= input_threshold``
-    (default: half the data set's full scale, see :func:`input_threshold`). Both are
-    left out of the saved dict when None, so runs without them read and write
-    as before.
-    """
-
-    model: str = "mlp-digits"
-    dataset: str = "digits"
-    data_dir: str | None = None
-    param: str = "holistic-tucker"
-    alpha: str = "learned"
-    rank: float | None = None
-    quantizer: str = "binary"
-    sparsity: float | None = None
-    bases: int | None = None
-    low_rank: int | None = None
-    sparse_group: int | None = None
-    sparse_first: bool = False
-    input_bits: int | None = None
-    input_threshold: int | None = None
-    optimizer: str = "adam"
-    lr: float = 1e-2
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    step_size: int = 10
-    gamma: float = 0.1
-    epochs: int = 20
-    batch_size: int = 64
-    seed: int = 0
-    augment: bool = False
-    dropout: float = 0.0
-    init_from: str | None = None
-    device: str = "cpu"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        choices = {"model": tuple(MODELS), "dataset": DATASETS, "param": PARAMS,
-                   "alpha": ALPHA_MODES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
-                                 f"not {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "step_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, not {self.lr!r}")
-        check_quantizer(self.quantizer, self.sparsity, self.bases, self.low_rank)
-        check_sparse_group(self.sparsity, self.sparse_group)
-        if self.sparse_first and self.quantizer != "sparse":
-            raise ValueError("--sparse-first-layer applies to --quantizer sparse only")
-        self._check_input()
-
-    def _check_input(self) -> None:
-        if self.input_bits is not None and self.input_bits < 1:
-            raise ValueError(f"--input-bits must be at least 1, not {self.input_bits!r}")
-        if self.input_threshold is not None:
-            if self.input_bits != 1:
-                raise ValueError("--input-threshold applies to --input-bits 1 (binarized input) "
-                                 "only")
-            if self.input_threshold < 1:
-                raise ValueError(f"--input-threshold must be at least 1, not "
-                                 f"{self.input_threshold!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        for name in ("input_bits", "input_threshold"):  # absent unless set: older runs unchanged
-            if out[name] is None:
-                del out[name]
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ArtifactError(f"unknown config keys {sorted(unknown)}")
-        if data.get("quantizer") == "sparse" and "sparse_first" not in data:
-            data = {**data, "sparse_first": True}  # sparse runs before the option: every layer
-        return cls(**data)
-
 
 # --------------------------------------------------------------------------- model set-up
-
-
-def read_checkpoint(path: Path, map_location: str | torch.device = "cpu", what: str = "") -> Any:
-    """``torch.load(path, weights_only=True)``, every failure one :class:`ArtifactError` line.
-
-    Only tensors and plain values are ever unpickled. torch's own messages are not
-    passed on: a refused object ends in its advice to retry with ``weights_only=False``,
-    which would run whatever code the file holds.
-    """
-    import pickle
-    import zipfile
-
-    where = f"{what}{path}"
-    try:
-        with warnings.catch_warnings():  # e.g. its note on a foreign pickle protocol
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise ArtifactError(f"{where}: no such checkpoint") from None
-    except pickle.UnpicklingError:
-        raise ArtifactError(f"{where}: holds Python objects other than tensors and plain values; "
-                            "bitfold loads weights only and refuses it (retrain, or use a "
-                            "checkpoint written by bitfold train)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        reason = str(exc).split(". ")[0].strip().rstrip(".")[:120] or type(exc).__name__
-        raise ArtifactError(f"{where}: truncated or corrupted checkpoint ({reason}); retrain, or "
-                            "restore the file") from None
-
-
-def _load_float_weights(model: nn.Module, source: str) -> None:
-    """Load real-valued weights (a plain state_dict, or a ``--param dense`` run) into ``model``."""
-    path = Path(source)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    blob = read_checkpoint(path, what="--init-from ")
-    state = blob.get("model", blob) if isinstance(blob, dict) else None
-    if not isinstance(state, dict):
-        raise ArtifactError(f"--init-from {path}: expected a state_dict")
-    state = {k.replace(".parametrizations.weight.original", ".weight"): v for k, v in state.items()
-             if not k.endswith(".alpha")}
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    shapes = [k for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or shapes:
-        detail = f"missing {missing[:3]}" if missing else f"shape mismatch in {shapes[:3]}"
-        raise ArtifactError(f"--init-from {path}: weights do not fit this model ({detail}); "
-                            "start from a checkpoint of the same --model with --param dense")
-    model.load_state_dict({k: state[k] for k in own})
 
 
 def input_threshold(config: TrainConfig, data: Dataset) -> int | None:
@@ -221,10 +93,11 @@ def _input_binarizer(config: TrainConfig, data: Dataset) -> BinarizeInput | None
 
 def make_model(config: TrainConfig, data: Dataset) -> nn.Module:
     """Build, optionally initialize from float weights, then parametrize the model."""
+    config = config.resolved()
     model = build_model(config.model, data.input_shape, data.num_outputs, config.dropout,
-                        _input_binarizer(config, data))
+                        _input_binarizer(config, data), input_dropout=config.input_dropout)
     if config.init_from:
-        _load_float_weights(model, config.init_from)
+        load_float_weights(model, config.init_from)
     return parametrize_model(model, config.param, config.alpha, config.rank, config.quantizer,
                              config.sparsity, config.bases, config.low_rank,
                              sparse_group=config.sparse_group, sparse_first=config.sparse_first)
@@ -236,40 +109,12 @@ def load_run(run_dir: str | Path, map_location: str = "cpu") -> tuple[nn.Module,
     path = run_dir / "checkpoint.pt"
     if not path.is_file():
         raise ArtifactError(f"{run_dir}: no checkpoint.pt; run `bitfold train --out {run_dir}` first")
-    ckpt = _run_checkpoint(path, map_location, RUN_KEYS)
+    ckpt = run_checkpoint(path, map_location, RUN_KEYS)
     config = TrainConfig.from_dict(ckpt["config"])
     data = load_dataset(config.dataset, config.data_dir)
     model = make_model(dataclasses.replace(config, init_from=None), data)
-    _load_state(model, ckpt["model"], path)
+    load_state(model, ckpt["model"], path)
     return model.eval(), config, data
-
-
-RUN_KEYS = ("config", "model")  # what compile and golden read
-RESUME_KEYS = ("config", "epoch", "model", "optimizer", "scheduler", "history", "wall_s")
-
-
-def _run_checkpoint(path: Path, map_location: str | torch.device,
-                    keys: tuple[str, ...] = RESUME_KEYS) -> dict[str, Any]:
-    """A run's ``checkpoint.pt``: read safely, its schema and ``keys`` checked."""
-    ckpt = read_checkpoint(path, map_location)
-    if not isinstance(ckpt, dict):
-        raise ArtifactError(f"{path}: not a bitfold checkpoint (a {type(ckpt).__name__}, not a dict)")
-    if ckpt.get("schema") != SCHEMA:
-        raise ArtifactError(f"{path}: checkpoint schema {ckpt.get('schema')!r}, expected {SCHEMA}")
-    missing = [k for k in keys if k not in ckpt]
-    if missing or not isinstance(ckpt["config"], dict) or not isinstance(ckpt["model"], dict):
-        raise ArtifactError(f"{path}: not a bitfold checkpoint (missing or malformed "
-                            f"{', '.join(missing) or 'config/model'}); retrain")
-    return ckpt
-
-
-def _load_state(model: nn.Module, state: dict[str, Any], path: Path) -> None:
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
-        raise ArtifactError(f"{path}: the weights do not fit the model of its config "
-                            f"({first[:160]}); retrain") from None
 
 
 # --------------------------------------------------------------------------- loop pieces
@@ -279,10 +124,10 @@ def _inputs(x: Tensor, data: Dataset, device: torch.device) -> Tensor:
     return x.to(device).float() * data.input_scale
 
 
-def _loss(out: Tensor, y: Tensor, data: Dataset) -> Tensor:
+def _loss(out: Tensor, y: Tensor, data: Dataset, kind: str) -> Tensor:
     if data.task == "pose":
         return F.mse_loss(out, heatmaps(y, out.shape[-2:], data.input_shape[-2:]))
-    return F.cross_entropy(out, y)
+    return loss_fn(out, y, kind)
 
 
 def heatmaps(joints: Tensor, size: tuple[int, int], image: tuple[int, int], sigma: float = 1.0) -> Tensor:
@@ -333,61 +178,6 @@ def evaluate(model: nn.Module, data: Dataset, device: torch.device | str = "cpu"
     return float(total) / len(data.x_test)
 
 
-def _optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.RMSprop(params, lr=config.lr, weight_decay=config.weight_decay)
-
-
-def _scheduler(config: TrainConfig, opt: torch.optim.Optimizer):
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
-    if config.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, config.step_size, config.gamma)
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-
-
-class _Dist:
-    """The process group when launched by ``torchrun``; a single process otherwise."""
-
-    def __init__(self, device: str) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.device = torch.device(device)
-        if self.world > 1:
-            import torch.distributed as dist
-
-            backend = "nccl" if self.device.type == "cuda" else "gloo"
-            if self.device.type == "cuda":
-                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            if not dist.is_initialized():
-                dist.init_process_group(backend)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def mean(self, value: Tensor) -> Tensor:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            value = value.clone()
-            dist.all_reduce(value)
-            value /= self.world
-        return value
-
-    def close(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-            dist.destroy_process_group()
-
-
-def _save_checkpoint(path: Path, blob: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save(blob, tmp))
-
-
 # --------------------------------------------------------------------------- train
 
 
@@ -419,9 +209,10 @@ def train(
         (refused otherwise); its checkpoint and metrics are replaced.
     """
     out = Path(out)
+    config = config.resolved()
     if not resume:
         _check_run_dir(out, config, force)
-    dist = _Dist(config.device)
+    dist = Dist(config.device)
     device = dist.device
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, config.data_dir)
@@ -433,8 +224,8 @@ def train(
     net: nn.Module = model
     if dist.world > 1:
         net = nn.parallel.DistributedDataParallel(model)
-    opt = _optimizer(config, model.parameters())
-    sched = _scheduler(config, opt)
+    opt = make_optimizer(config, model)
+    sched = make_scheduler(config, opt)
 
     history: list[dict[str, Any]] = []
     extended: list[dict[str, int]] = []  # --resume with another --epochs, each time
@@ -443,7 +234,7 @@ def train(
         path = out / "checkpoint.pt"
         if not path.is_file():
             raise ArtifactError(f"{out}: nothing to resume (no checkpoint.pt)")
-        ckpt = _run_checkpoint(path, device)
+        ckpt = run_checkpoint(path, device)
         changed = _changed(ckpt["config"], config.to_dict())
         if set(changed) - {"epochs"}:
             raise ValueError(f"--resume with a different configuration ({', '.join(changed)}); "
@@ -451,13 +242,13 @@ def train(
         if config.epochs < ckpt["epoch"]:
             raise ValueError(f"--resume --epochs {config.epochs}: {out} has already trained "
                              f"{ckpt['epoch']} epochs; give --epochs {ckpt['epoch']} or more")
-        _load_state(model, ckpt["model"], path)
+        load_state(model, ckpt["model"], path)
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         start, history, wall_before = ckpt["epoch"], ckpt["history"], ckpt["wall_s"]
         extended = list(ckpt.get("extended", []))
         if changed:  # --epochs changed: the schedule is planned anew from here
-            _replan(sched, opt, config)
+            replan(sched, opt, config)
             extended.append({"at_epoch": start, "from": ckpt["config"]["epochs"],
                              "to": config.epochs})  # config.json follows with the checkpoint
     elif dist.main:
@@ -479,6 +270,7 @@ def train(
 
 
 def _changed(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    stored = upgrade(stored)  # an older run's config: the fields it lacks as it trained
     return sorted(k for k in {*now, *stored} if stored.get(k) != now.get(k))
 
 
@@ -498,23 +290,14 @@ def _check_run_dir(out: Path, config: TrainConfig, force: bool) -> None:
                          "continue it (only --epochs may change), or choose another --out")
 
 
-def _replan(sched, opt: torch.optim.Optimizer, config: TrainConfig) -> None:
-    """A resumed run's schedule for a new ``config.epochs``, from the epoch it stands at."""
-    if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR):
-        sched.T_max = config.epochs
-        t = sched.last_epoch
-        for group, base in zip(opt.param_groups, sched.base_lrs, strict=True):
-            group["lr"] = sched.eta_min + (base - sched.eta_min) * (
-                1 + math.cos(math.pi * t / config.epochs)) / 2
-        sched._last_lr = [group["lr"] for group in opt.param_groups]
-
-
 def _train_epochs(config, out, dist, data, model, net, opt, sched, start, history, wall_before,
                   extended, progress, on_epoch_end) -> dict[str, Any]:
     device = dist.device
 
     n = len(data.x_train)
     steps = -(-n // config.batch_size)
+    warm_steps = config.warmup * steps
+    clipped = clip_params(model) if config.clip else []
     t0 = time.perf_counter()
     metrics: dict[str, Any] = {}
     for epoch in range(start, config.epochs):
@@ -528,7 +311,12 @@ def _train_epochs(config, out, dist, data, model, net, opt, sched, start, histor
                    disable=not (progress and dist.main and sys.stderr.isatty()), leave=False,
                    mininterval=0.5)
         epoch_t0 = time.perf_counter()
+        epoch_lrs = [group["lr"] for group in opt.param_groups]  # the schedule's, this epoch
         for step in bar:
+            if epoch * steps + step < warm_steps:
+                factor = warmup_factor(epoch * steps + step, warm_steps)
+                for group, lr in zip(opt.param_groups, epoch_lrs, strict=True):
+                    group["lr"] = lr * factor
             idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
             idx = idx[dist.rank::dist.world]
             x = data.x_train[idx]
@@ -537,10 +325,14 @@ def _train_epochs(config, out, dist, data, model, net, opt, sched, start, histor
             x = _inputs(x, data, device)
             y = data.y_train[idx].to(device)
             outp = net(x)
-            loss = _loss(outp, y, data)
+            loss = _loss(outp, y, data, config.loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if clipped:
+                with torch.no_grad():
+                    for p in clipped:
+                        p.clamp_(-config.clip, config.clip)
             head = None if data.head_train is None else data.head_train[idx].to(device)
             with torch.no_grad():
                 loss_sum += loss.detach() * len(idx)
@@ -548,6 +340,8 @@ def _train_epochs(config, out, dist, data, model, net, opt, sched, start, histor
             if step % 10 == 0 and not bar.disable:
                 seen = min((step + 1) * config.batch_size, n)
                 bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{float(correct) * dist.world / seen:.3f}")
+        for group, lr in zip(opt.param_groups, epoch_lrs, strict=True):
+            group["lr"] = lr  # the warm-up's scaling undone: the schedule steps from its own
         sched.step()
         train_loss = float(dist.mean(loss_sum)) * dist.world / n
         train_acc = float(dist.mean(correct)) * dist.world / n
@@ -559,7 +353,7 @@ def _train_epochs(config, out, dist, data, model, net, opt, sched, start, histor
         wall = wall_before + time.perf_counter() - t0
         metric_name = "PCKh" if data.task == "pose" else "acc"
         if dist.main:
-            _save_checkpoint(out / "checkpoint.pt", {
+            save_checkpoint(out / "checkpoint.pt", {
                 "schema": SCHEMA, "config": config.to_dict(), "epoch": epoch + 1,
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "history": history, "wall_s": wall,

@@ -1,0 +1,147 @@
+"""Training recipes (per-model defaults) and the options they set: per-group learning rates,
+warm-up, latent-weight clipping, squared hinge loss, input dropout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from bitfold.options import param_options, train_argv, train_options
+from bitfold.train.config import TrainConfig
+from bitfold.train.data import load_dataset
+from bitfold.train.layers import BinaryLinear
+from bitfold.train.optim import loss_fn, make_optimizer, param_groups, warmup_factor
+from bitfold.train.recipes import LEGACY, RECIPE_FIELDS, recipe
+from bitfold.train.trainer import make_model, train
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    train_options(p)
+    param_options(p)
+    return p.parse_args(list(argv))
+
+
+def test_the_digits_recipe_is_the_old_defaults_and_every_field_is_set():
+    config = TrainConfig().resolved()
+    assert {name: getattr(config, name) for name in RECIPE_FIELDS} == LEGACY
+    assert (config.lr, config.epochs, config.batch_size) == (1e-2, 20, 64)
+
+
+def test_a_model_recipe_fills_unset_fields_and_an_explicit_option_wins():
+    own = recipe("sfc", "mnist")
+    assert own != LEGACY  # sfc on MNIST has its own recipe
+    plain = TrainConfig(model="sfc", dataset="mnist").resolved()
+    assert {name: getattr(plain, name) for name in RECIPE_FIELDS} == own
+    given = TrainConfig(model="sfc", dataset="mnist", lr=0.5, epochs=3, loss="cross-entropy",
+                        warmup=0).resolved()
+    assert (given.lr, given.epochs, given.loss, given.warmup) == (0.5, 3, "cross-entropy", 0)
+    assert given.batch_size == own["batch_size"]
+    assert TrainConfig(model="sfc", dataset="npz").resolved().lr == LEGACY["lr"]  # no recipe
+
+
+def test_the_cli_leaves_recipe_options_unset_and_run_prints_the_resolved_epochs():
+    args = _parse("--model", "sfc", "--dataset", "mnist")
+    assert all(getattr(args, name) is None for name in RECIPE_FIELDS)
+    argv = train_argv(args)
+    assert argv[argv.index("--epochs") + 1] == str(recipe("sfc", "mnist")["epochs"])
+    assert "--lr" not in argv  # left to the recipe, as train resolves it
+    demo = train_argv(_parse())  # the demo's command, as before recipes
+    assert dict(zip(demo[1::2], demo[2::2], strict=True)) == {
+        "--model": "mlp-digits", "--dataset": "digits", "--param": "holistic-tucker",
+        "--alpha": "learned", "--epochs": "20"}
+    given = train_argv(_parse("--lr", "0.003"))
+    assert given[given.index("--lr") + 1] == "0.003"
+
+
+def test_an_older_runs_config_reads_back_as_it_was_trained():
+    old = TrainConfig().resolved().to_dict()
+    for name in ("input_dropout", "loss", "clip", "alpha_lr", "bn_lr", "warmup"):
+        del old[name]
+    old.update(model="sfc", dataset="mnist")  # trained before sfc had a recipe
+    back = TrainConfig.from_dict(old)
+    assert (back.loss, back.clip, back.alpha_lr, back.bn_lr, back.warmup,
+            back.input_dropout) == ("cross-entropy", 0.0, 1.0, 1.0, 0, 0.0)
+
+
+def test_invalid_recipe_options_are_refused():
+    for bad, match in ((dict(loss="hinge"), "loss must be one of"),
+                       (dict(bn_lr=0.0), "bn_lr must be positive"),
+                       (dict(input_dropout=1.0), r"input_dropout must be in \[0, 1\)"),
+                       (dict(clip=-1.0), "clip must be 0"), (dict(warmup=-1), "warmup must be")):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**bad)
+
+
+def test_parameter_groups_and_their_learning_rates():
+    data = load_dataset("digits")
+    config = TrainConfig(lr=1e-3, alpha_lr=10.0, bn_lr=3.0).resolved()
+    model = make_model(config, data)
+    groups = param_groups(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert groups["alphas"] and all(names[id(p)].endswith(".alpha") for p in groups["alphas"])
+    bn = [p for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d) for p in m.parameters()]
+    assert [id(p) for p in groups["bn"]] == [id(p) for p in bn] and len(bn) == 8  # 4 norms
+    assert sum(map(len, groups.values())) == len(list(model.parameters()))
+    opt = make_optimizer(config, model)
+    lrs = [g["lr"] for g in opt.param_groups]
+    assert lrs == pytest.approx([1e-3, 1e-2, 3e-3])
+    one = make_optimizer(TrainConfig(lr=1e-3).resolved(), model)
+    assert len(one.param_groups) == 1  # factors 1: one group, as before recipes
+
+
+def test_squared_hinge_loss_values():
+    y = torch.tensor([0, 1])
+    out = torch.tensor([[2.0, -3.0], [0.5, 0.0]])
+    # sample 0: margins 1-2 -> 0, 1-3 -> 0; sample 1: 1+0.5 = 1.5 -> 2.25, 1-0 = 1 -> 1
+    assert float(loss_fn(out, y, "squared-hinge")) == pytest.approx((2.25 + 1.0) / 4)
+    assert float(loss_fn(out, y, "cross-entropy")) == pytest.approx(
+        float(torch.nn.functional.cross_entropy(out, y)))
+
+
+def test_warmup_factor_rises_linearly_then_stays_at_one():
+    assert [warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+
+
+def _tiny(**kw) -> TrainConfig:
+    return TrainConfig(**{**dict(epochs=2, batch_size=128, lr=1e-2), **kw})
+
+
+def test_warmup_changes_training_and_leaves_the_schedule_as_planned(tmp_path):
+    plain = train(_tiny(), tmp_path / "plain", progress=False)
+    warm = train(_tiny(warmup=1), tmp_path / "warm", progress=False)
+    assert [h["lr"] for h in warm["history"]] == [h["lr"] for h in plain["history"]]
+    assert warm["history"][0]["train_loss"] != plain["history"][0]["train_loss"]
+    saved = json.loads((tmp_path / "warm" / "config.json").read_text())
+    assert saved["warmup"] == 1 and saved["lr"] == 1e-2
+
+
+def test_clip_bounds_dense_latent_weights(tmp_path):
+    def latent_max(run) -> float:
+        state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+        return max(float(v.abs().max()) for k, v in state.items()
+                   if k.endswith("parametrizations.weight.original"))
+
+    train(_tiny(param="dense", lr=0.05), tmp_path / "free", progress=False)
+    train(_tiny(param="dense", lr=0.05, clip=0.125), tmp_path / "clipped", progress=False)
+    assert latent_max(tmp_path / "free") > 0.125
+    assert latent_max(tmp_path / "clipped") == 0.125  # exact in float32
+
+
+def test_input_dropout_drops_only_the_first_layers_input():
+    data = load_dataset("digits")
+    model = make_model(TrainConfig(dropout=0.1, input_dropout=0.3).resolved(), data)
+    rates = [m.dropout for m in model.modules() if isinstance(m, BinaryLinear)]
+    assert rates[0] == 0.3 and set(rates[1:]) == {0.1}
+    with pytest.raises(ValueError, match="--input-dropout applies to the MLPs"):
+        make_model(TrainConfig(model="cnn-digits", input_dropout=0.2).resolved(), data)
+
+
+def test_resume_of_a_plain_recipe_run_is_accepted(tmp_path):
+    train(_tiny(epochs=1, lr=None, batch_size=None), tmp_path, progress=False)
+    metrics = train(_tiny(epochs=2, lr=None, batch_size=None), tmp_path, resume=True,
+                    progress=False)
+    assert metrics["epochs"] == 2
