@@ -30,12 +30,13 @@ from typing import Any
 from bitfold.artifacts import read_json, write_json
 
 from .frames import Vectors
-from .runner import (
+from .tools import (
     SIMULATORS,
     TIMESCALE,
     SimulationError,
-    _check,
     build_design,
+    check_installed,
+    cocotb_runner,
     simulator_path,
 )
 
@@ -150,7 +151,7 @@ def simulate_many(designs: list[Design], work: str | Path, *, simulator: str = "
         raise SimulationError(f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
     if not designs:
         raise SimulationError("no designs to simulate")
-    _check(simulator)
+    check_installed(simulator)
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     top_v = work / f"{top}.v"
@@ -205,9 +206,7 @@ def keep_runtime(build: Path, dest: Path) -> None:
 
 
 def _run(simulator: str, top: str, work: Path) -> None:
-    from cocotb_tools.runner import get_runner
-
-    runner = get_runner(simulator)
+    runner = cocotb_runner(simulator)
     os.environ["PATH"] = simulator_path()
     env = {"BITFOLD_SIM_CONFIG": str((work / "config.json").resolve()),
            "PATH": simulator_path(), "COCOTB_LOG_LEVEL": "WARNING"}

@@ -191,8 +191,9 @@ async def clock_and_reset(dut) -> RisingEdge:
 @cocotb.test()
 async def run_frames(dut) -> None:
     """Stream every frame of the vectors file through the design and check every result."""
-    cfg = json.loads(Path(os.environ[CONFIG_ENV]).read_text())
-    vectors = Vectors.load(cfg["vectors"])
+    path = Path(os.environ[CONFIG_ENV])
+    cfg = json.loads(path.read_text())
+    vectors = Vectors.load(path.parent / cfg["vectors"])  # relative to the file (or absolute)
     inp = cfg["input"]
     beats = pack_beats(vectors.frames, inp["elements_per_beat"], inp["element_bits"])
     n = len(vectors.classes)
@@ -247,7 +248,7 @@ async def run_frames(dut) -> None:
         "sim_wall_s": wall,
         "classes": board.got,
     }
-    Path(cfg["result"]).write_text(json.dumps(result, indent=2) + "\n")
+    (path.parent / cfg["result"]).write_text(json.dumps(result, indent=2) + "\n")
     # the cocotb test's verdict: raised, not asserted, so it holds under python -O too
     if result["timed_out"]:
         raise AssertionError(

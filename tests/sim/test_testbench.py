@@ -7,6 +7,8 @@ model within 5%; a flipped weight bit must fail with the mismatch report.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -34,7 +36,7 @@ def test_small_mlp_is_bit_exact_and_meets_the_cycle_models(mlp_build, simulator,
     need(simulator)
     build, folding = mlp_build
     x = _frames(build, 24)
-    report = simulate(build, x, simulator=simulator, sim_dir=tmp_path)
+    report = simulate(build, x, simulator=simulator, sim_dir=tmp_path / "sim")
     assert report["frames"] == 24 and report["mismatches"] == 0, report.get("first_mismatch")
     assert not report["timed_out"]
     amaranth = simulate_network(build_plan(load_graph(build), folding), x)
@@ -42,7 +44,7 @@ def test_small_mlp_is_bit_exact_and_meets_the_cycle_models(mlp_build, simulator,
     assert report["cycles_per_frame"] == pytest.approx(folding.cycles_per_frame, rel=0.05)
     assert report["analytic_cycles_per_frame"] == folding.cycles_per_frame
     assert report["latency_cycles"] > 0 and report["simulator"] == simulator
-    assert (tmp_path / "report.json").is_file()
+    assert json.loads((tmp_path / "sim" / "report.json").read_text()) == report
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
@@ -50,7 +52,7 @@ def test_small_mlp_is_bit_exact_under_random_stalls(mlp_build, simulator, tmp_pa
     need(simulator)
     build, _ = mlp_build
     report = simulate(build, _frames(build, 16, 2), simulator=simulator, stalls=True, seed=3,
-                      sim_dir=tmp_path)
+                      sim_dir=tmp_path / "sim")
     assert report["frames"] == 16 and report["mismatches"] == 0, report.get("first_mismatch")
     assert report["stalls"] == {"p_idle": 0.3, "p_stall": 0.3, "seed": 3}
 
@@ -59,10 +61,10 @@ def test_small_cnn_is_bit_exact_with_and_without_stalls(cnn_build, tmp_path) -> 
     need("icarus")
     build, folding = cnn_build
     x = _frames(build, 8)
-    report = simulate(build, x, simulator="icarus", sim_dir=tmp_path)
+    report = simulate(build, x, simulator="icarus", sim_dir=tmp_path / "sim")
     assert report["frames"] == 8 and report["mismatches"] == 0, report.get("first_mismatch")
     assert report["cycles_per_frame"] == pytest.approx(folding.cycles_per_frame, rel=0.05)
-    report = simulate(build, x[:4], simulator="icarus", stalls=True, seed=5, sim_dir=tmp_path)
+    report = simulate(build, x[:4], simulator="icarus", stalls=True, seed=5, sim_dir=tmp_path / "sim")
     assert report["frames"] == 4 and report["mismatches"] == 0, report.get("first_mismatch")
 
 
@@ -90,7 +92,7 @@ def test_mutation_and_simulate_refuse_what_they_cannot_do(mlp_build, tmp_path) -
     with pytest.raises(SimulationError, match=r"^unknown simulator 'ghdl'; choose one of icarus, "):
         simulate(build, _frames(build, 2), simulator="ghdl")
     with pytest.raises(SimulationError, match=r"^frames must be \(N, 8, 8, 1\) with N >= 1"):
-        simulate(build, np.zeros((2, 64), int), sim_dir=tmp_path)
+        simulate(build, np.zeros((2, 64), int), sim_dir=tmp_path / "sim")
     with pytest.raises(SimulationError, match=r".*: no manifest.json; run `bitfold generate "):
         simulate(tmp_path, _frames(build, 2), sim_dir=tmp_path / "s")
     old = tmp_path / "old"

@@ -84,7 +84,7 @@ def test_mlp_digits_every_test_frame_is_bit_exact(designs, simulator, stalls, tm
     need(simulator)
     build, folding = designs("mlp-digits")
     x, _ = _frames("digits", None)
-    report = simulate(build, x, simulator=simulator, stalls=stalls, seed=1, sim_dir=tmp_path)
+    report = simulate(build, x, simulator=simulator, stalls=stalls, seed=1, sim_dir=tmp_path / "sim")
     _check(report, len(x))
     if not stalls:
         assert report["cycles_per_frame"] == pytest.approx(folding.cycles_per_frame, rel=0.05)
@@ -96,7 +96,7 @@ def test_mlp_digits_on_icarus_matches_golden_and_amaranth_cycles(designs, tmp_pa
     need("icarus")
     build, folding = designs("mlp-digits")
     x, _ = _frames("digits", 48)
-    report = simulate(build, x, simulator="icarus", sim_dir=tmp_path)
+    report = simulate(build, x, simulator="icarus", sim_dir=tmp_path / "sim")
     _check(report, len(x))
     amaranth = simulate_network(build_plan(load_graph(build), folding), x[:16])
     assert report["cycles_per_frame"] == amaranth.steady_cycles_per_frame()
@@ -108,12 +108,12 @@ def test_cnn_digits_every_test_frame_is_bit_exact(designs, tmp_path) -> None:
     need("verilator")
     build, folding = designs("cnn-digits")
     x, _ = _frames("digits", None)
-    report = simulate(build, x, simulator="verilator", sim_dir=tmp_path)
+    report = simulate(build, x, simulator="verilator", sim_dir=tmp_path / "sim")
     _check(report, len(x))
     amaranth = simulate_network(build_plan(load_graph(build), folding), x[:6])
     assert report["cycles_per_frame"] == pytest.approx(amaranth.steady_cycles_per_frame(), rel=0.01)
     assert report["cycles_per_frame"] == pytest.approx(folding.cycles_per_frame, rel=0.05)
-    report = simulate(build, x[:24], simulator="verilator", stalls=True, seed=2, sim_dir=tmp_path)
+    report = simulate(build, x[:24], simulator="verilator", stalls=True, seed=2, sim_dir=tmp_path / "sim")
     _check(report, 24)
 
 
@@ -127,7 +127,7 @@ def test_sfc_mnist_whole_test_set_bit_exact_with_golden_accuracy(designs, mnist_
     x, labels = _frames("mnist", None, mnist_dir)
     assert len(x) == 10_000
     classes, scores = expected_outputs(load_graph(build), x)
-    report = simulate(build, x, simulator="verilator", sim_dir=tmp_path,
+    report = simulate(build, x, simulator="verilator", sim_dir=tmp_path / "sim",
                       expected=(classes, scores))
     _check(report, len(x))  # every class equals golden, so the accuracies are equal
     golden_acc = float((classes == labels).mean())
