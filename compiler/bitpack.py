@@ -14,7 +14,7 @@ import numpy as np
 
 from .tensortype import TensorType
 
-__all__ = ["PackedXnor", "pack_bits", "popcount_rows"]
+__all__ = ["PackedXnor", "pack_bits", "pack_ints", "popcount_rows"]
 
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:
@@ -25,6 +25,24 @@ def pack_bits(bits: np.ndarray) -> np.ndarray:
         packed = np.concatenate(
             [packed, np.zeros(packed.shape[:-1] + (tail,), dtype=np.uint8)], axis=-1)
     return np.ascontiguousarray(packed).view("<u8")
+
+
+def pack_ints(values, bits: int) -> list[int]:
+    """Each row of integers ``values`` (``(N, E)``) as one integer: element ``i`` at bits
+    ``[i*bits, (i+1)*bits)``, two's complement (only its low ``bits`` bits are kept).
+
+    The one packer of stream words and memory words: the hardware's input beats (``hw``,
+    ``sim``), its weight and per-neuron ROM words (:mod:`.memlayout`).
+    """
+    v = np.asarray(values)
+    if v.ndim != 2:
+        raise ValueError(f"values must be 2-D (rows of elements), not shape {v.shape}")
+    if bits > 62 or v.dtype == object:  # beyond int64: plain integers
+        mask = (1 << bits) - 1
+        return [sum((int(x) & mask) << (i * bits) for i, x in enumerate(row)) for row in v]
+    v = v.astype(np.int64, copy=False)
+    planes = ((v[:, :, None] >> np.arange(bits)) & 1).astype(np.uint8)
+    return [int.from_bytes(row.tobytes(), "little") for row in pack_bits(planes.reshape(len(v), -1))]
 
 
 def popcount_rows(op, x: np.ndarray, w_t: np.ndarray, count_dtype) -> np.ndarray:

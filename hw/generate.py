@@ -167,7 +167,6 @@ def manifest(plan: Plan, folding: Folding, hashes: dict[str, str], graph_sha256:
     two are those of the ``graph.json`` and ``folding.json`` it is generated from.
     """
     in_width = plan.in_elems * plan.stages[0].in_bits
-    cost = {c.name: c for c in folding.layers}  # each MVU's layout and weight memory
     return {
         "schema": MANIFEST_SCHEMA,
         "graph": plan.graph,
@@ -212,9 +211,7 @@ def manifest(plan: Plan, folding: Folding, hashes: dict[str, str], graph_sha256:
         "expected_cycles_per_frame": plan.cycles_per_frame,
         "bottleneck": folding.bottleneck,
         "stages": [{"name": s.name, "kind": s.kind, "node": s.node, "in_elems": s.in_elems,
-                    "out_elems": s.out_elems, "fifo_depth": s.fifo_depth,
-                    **({"weight_memory": cost[s.node].weight_memory,
-                        "layout": cost[s.node].layout} if s.kind == "mvu" else {})}
+                    "out_elems": s.out_elems, "fifo_depth": s.fifo_depth, **s.describe()}
                    for s in plan.stages],
     }
 

@@ -18,50 +18,13 @@ from amaranth.hdl import Const, Module, Mux, Shape, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from bitfold.compiler.cost import group_slot_bits
+from bitfold.compiler.memlayout import group_words
 
 from .index_mvu import checked_mask
 from .mvu import MVU
 from .ranges import accumulator_range, check_accumulator, weight_memory_kind
 
-__all__ = ["GroupMVU", "group_words"]
-
-
-def group_words(mask: np.ndarray, group: int, pe: int, simd: int
-                ) -> tuple[int, int, bool, list[int]]:
-    """``(kept N, slot bits, ragged, words)`` of a sparse layer's group layout.
-
-    Group ``g`` of row ``r`` holds columns ``g*G .. g*G + G - 1``; its kept
-    positions in the group, ascending, fill slots ``0 .. N - 1`` (``N`` the most
-    kept in any group, at least 1), padding last, each slot a position then a
-    valid bit when some group keeps fewer than ``N``. Row ``nf*pe + p``, group
-    ``sf*simd + s``, slot ``j`` is at address ``nf*SF + sf`` (``SF = MW / (G simd)``),
-    bits ``((p*simd + s)*N + j) * slot``.
-    """
-    mask = np.asarray(mask)
-    mh, mw = mask.shape
-    if group < 2 or group & (group - 1) or mw % group:
-        raise ValueError(f"group must be a power of two >= 2 dividing the {mw} inputs, "
-                         f"not {group!r}")
-    groups = mask.reshape(mh, mw // group, group)
-    counts = groups.sum(axis=2)
-    n = max(1, int(counts.max()))
-    ragged = bool(counts.min() < n)
-    slot = group_slot_bits(group, ragged)
-    pos_bits = slot - (1 if ragged else 0)
-    if mh % pe or (mw // group) % simd:
-        raise ValueError(f"pe must divide {mh} and simd the {mw // group} groups, "
-                         f"not pe={pe!r}, simd={simd!r}")
-    nf, sf = mh // pe, mw // group // simd
-    words = [0] * (nf * sf)
-    for r in range(mh):
-        f, p = divmod(r, pe)
-        for g in range(mw // group):
-            a, s = divmod(g, simd)
-            for j, pos in enumerate(np.flatnonzero(groups[r, g])):
-                value = int(pos) | ((1 << pos_bits) if ragged else 0)
-                words[f * sf + a] |= value << (((p * simd + s) * n + j) * slot)
-    return n, slot, ragged, words
+__all__ = ["GroupMVU"]
 
 
 class GroupMVU(MVU):
@@ -76,7 +39,8 @@ class GroupMVU(MVU):
 
     def __init__(self, mask: np.ndarray, group: int, pe: int, simd: int, acc_shape: Shape, *,
                  polarity: np.ndarray, thresholds: np.ndarray | None = None,
-                 input_bits: int = 1, bipolar: bool = True, levels_per_stage: int = 2) -> None:
+                 input_bits: int = 1, bipolar: bool = True, levels_per_stage: int = 2,
+                 weight_memory: str | None = None) -> None:
         mask, polarity = checked_mask(mask, polarity, pe=pe, simd=simd, input_bits=input_bits,
                                       bipolar=bipolar, levels_per_stage=levels_per_stage)
         mh, mw = mask.shape
@@ -91,7 +55,7 @@ class GroupMVU(MVU):
         self.nf, self.sf = mh // pe, mw // group // simd
         self.input_bits, self.bipolar, self.acc_shape = input_bits, bipolar, acc_shape
         self.levels_per_stage = levels_per_stage
-        self.weight_memory = weight_memory_kind(self.nf * self.sf)
+        self.weight_memory = weight_memory or weight_memory_kind(self.nf * self.sf)
         self.weight_width = pe * simd * self.kept * self.slot_bits
         out_shape = unsigned(pe) if thresholds is not None else unsigned(pe * acc_shape.width)
         wiring.Component.__init__(self, {

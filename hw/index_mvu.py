@@ -12,12 +12,14 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from bitfold.compiler.memlayout import index_words, vector_beats
+
 from .arith import reg
 from .mvu import MVU
 from .ranges import accumulator_range, check_accumulator, weight_memory_kind
 from .streams import check_positive
 
-__all__ = ["IndexMVU", "checked_mask", "index_words", "vector_beats"]
+__all__ = ["IndexMVU", "checked_mask"]
 
 
 def checked_mask(mask: np.ndarray, polarity: np.ndarray, *, bipolar: bool, input_bits: int,
@@ -33,43 +35,6 @@ def checked_mask(mask: np.ndarray, polarity: np.ndarray, *, bipolar: bool, input
     if bipolar and input_bits != 1:
         raise ValueError(f"bipolar input has input_bits=1, not {input_bits!r}")
     return mask, polarity
-
-
-def index_words(mask: np.ndarray, pe: int, simd: int) -> tuple[int, int, list[int]]:
-    """``(position bits, slot bits, words)`` of a sparse layer's index layout.
-
-    Row ``r``'s kept inputs (where ``mask`` is 1), ascending, are its slots
-    ``0 .. K - 1`` (``K`` the most in a row, at least 1); a shorter row's last
-    slots are padding. Slot ``t`` of row ``nf*pe + p`` is at address
-    ``nf*SF + t // simd`` (``SF = K / simd``), bits ``(p*simd + t % simd) * slot``:
-    the position, then a valid bit when some row has fewer than ``K`` (padding is 0 with
-    valid 0).
-    """
-    mask = np.asarray(mask)
-    mh, mw = mask.shape
-    rows = [np.flatnonzero(r) for r in mask]
-    k = max(1, max(len(r) for r in rows))
-    ragged = min(len(r) for r in rows) < k  # some slots are padding
-    ib = max(1, (mw - 1).bit_length())
-    slot = ib + (1 if ragged else 0)
-    if mh % pe or k % simd:
-        raise ValueError(f"pe must divide {mh} and simd the {k} kept inputs of the fullest row, "
-                         f"not pe={pe!r}, simd={simd!r}")
-    nf, sf = mh // pe, k // simd
-    words = [0] * (nf * sf)
-    for r, kept in enumerate(rows):
-        n, p = divmod(r, pe)
-        for t, pos in enumerate(kept):
-            f, s_ = divmod(t, simd)
-            value = int(pos) | ((1 << ib) if ragged else 0)
-            words[n * sf + f] |= value << ((p * simd + s_) * slot)
-    return ib, slot, words
-
-
-def vector_beats(mw: int, cycles: int) -> int:
-    """Elements per input word of an :class:`IndexMVU`: the fewest dividing ``mw`` whose
-    ``mw / in_elems`` words arrive within ``cycles`` (a vector's compute cycles)."""
-    return next(b for b in range(1, mw + 1) if mw % b == 0 and mw // b <= cycles)
 
 
 class IndexMVU(MVU):
@@ -100,7 +65,7 @@ class IndexMVU(MVU):
     def __init__(self, mask: np.ndarray, pe: int, simd: int, acc_shape: Shape, *,
                  polarity: np.ndarray, thresholds: np.ndarray | None = None, input_bits: int = 1,
                  bipolar: bool = True, levels_per_stage: int = 2,
-                 in_elems: int | None = None) -> None:
+                 in_elems: int | None = None, weight_memory: str | None = None) -> None:
         mask, polarity = checked_mask(mask, polarity, pe=pe, simd=simd, input_bits=input_bits,
                                       bipolar=bipolar, levels_per_stage=levels_per_stage)
         mh, mw = mask.shape
@@ -116,7 +81,7 @@ class IndexMVU(MVU):
         self.nf, self.sf = mh // pe, k // simd
         self.input_bits, self.bipolar, self.acc_shape = input_bits, bipolar, acc_shape
         self.levels_per_stage = levels_per_stage
-        self.weight_memory = weight_memory_kind(self.nf * self.sf)
+        self.weight_memory = weight_memory or weight_memory_kind(self.nf * self.sf)
         self.weight_width = pe * simd * self.slot_bits
         if in_elems is None:
             in_elems = vector_beats(mw, self.nf * self.sf)

@@ -33,21 +33,29 @@ empty or being read, so nothing is lost or duplicated under backpressure.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from bitfold.compiler.memlayout import (
+    fold_words,
+    offset_words,
+    signed_bits,
+    threshold_words,
+    weight_words,
+)
+
 from .arith import add, as_signed, bits_on_wire, reg, wire
 from .inbuf import input_banks
-from .memwords import fold_words, offset_words, signed_bits, threshold_words, weight_words
 from .pairs import PAIR_MIN_PE, pair_correction, pair_terms
 from .ranges import LUTROM_MAX_DEPTH, accumulator_range, check_accumulator, weight_memory_kind
 from .streams import check_positive
 
-__all__ = ["MVU", "accumulator_range", "fold_words", "offset_words",
-           "threshold_words", "weight_memory_kind", "weight_words"]
+__all__ = ["MVU", "accumulator_range"]
 
 ALWAYS = Const(1)
 CREDITS = 16  # output FIFO words of a credit-issued MVU: more than its results in flight
@@ -135,7 +143,7 @@ class MVU(wiring.Component):
     def __init__(self, weights: np.ndarray, pe: int, simd: int, acc_shape: Shape, *,
                  thresholds: np.ndarray | None = None, input_bits: int = 1, bipolar: bool = True,
                  levels_per_stage: int = 2, polarity: np.ndarray | None = None,
-                 plane_scale: np.ndarray | None = None, offset: np.ndarray | None = None,
+                 plane_scale: Sequence[int] | None = None, offset: Sequence[int] | None = None,
                  offset_scale: int = 1, weight_memory: str | None = None,
                  register_reads: bool = True, credit: bool = False, block_pes: int = 0) -> None:
         weights = np.asarray(weights)
@@ -280,7 +288,7 @@ class MVU(wiring.Component):
             raise ValueError("an MVU without thresholds has no threshold memory")
         if self.pair_correction is not None:  # paired terms: the accumulators are off by it
             thresholds = thresholds + self.pair_correction
-        width, _ = threshold_words(thresholds, self.pe, self.acc_shape.width)
+        width, _ = threshold_words(thresholds, self.pe)
         return self._fold_rom(m, "thresholds", thresholds, signed(width), nf, en)
 
     # ---------------------------------------------------------------- datapath

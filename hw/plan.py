@@ -27,8 +27,8 @@ analytic cycle model.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -46,31 +46,24 @@ from bitfold.compiler.ir import (
     Threshold,
     Window,
 )
+from bitfold.compiler.memlayout import index_window_lanes, vector_beats, window_lanes, window_order
 
-from .index_mvu import vector_beats
 from .names import class_bits, sanitize
-from .swu import window_order
+from .stages import (
+    GroupMVUStage,
+    IndexMVUStage,
+    MVUStage,
+    PoolStage,
+    ScoreStage,
+    SerialMVUStage,
+    Stage,
+    WindowStage,
+)
 
 __all__ = ["HardwareError", "Plan", "Stage", "build_plan"]
 
-
 class HardwareError(ValueError):
     """A graph or folding the hardware generator cannot build, with the reason."""
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One hardware stage; ``params`` are its component's constructor arguments."""
-
-    kind: str  # "mvu" | "swu" | "pool" | "score"
-    name: str  # sanitized, unique
-    node: str  # the IR node it implements
-    in_elems: int
-    in_bits: int
-    out_elems: int
-    out_bits: int
-    params: dict = field(default_factory=dict)
-    fifo_depth: int = 2  # FIFO in front of this stage
 
 
 @dataclass(frozen=True)
@@ -104,57 +97,29 @@ class Plan:
         return [flat[i:i + self.in_elems] for i in range(0, flat.size, self.in_elems)]
 
 
-def _next(graph: Graph, node: Node, want: tuple[type, ...]) -> Node:
+# ----------------------------------------------------------------------------- the chain
+
+
+@dataclass(frozen=True)
+class _LayerLink:
+    """A layer of the chain and what it feeds: a Threshold (its bits), another dense layer
+    (its popcounts: a low-rank pair) or the ScoreAffine (its integers)."""
+
+    layer: Layer
+    after: Threshold | Layer | ScoreAffine
+
+
+def _next(graph: Graph, node: Node, *want: type[Node]) -> Node:
     users = graph.consumers(node.name)
-    if len(users) != 1 or not isinstance(users[0], want):
-        kinds = " or ".join(t.__name__ for t in want)
-        got = ", ".join(f"{u.kind} {u.name!r}" for u in users) or "nothing"
-        raise HardwareError(f"graph {graph.name!r}: {node.kind} {node.name!r} must feed exactly "
-                            f"one {kinds}, not {got} (the generator builds chains)")
-    return users[0]
-
-
-def _mvu_simd_lanes(kernel: int, c: int, simd: int) -> int:
-    """Window columns per sliding-window word: the fewest giving at least ``simd`` elements."""
-    for lanes in range(1, kernel + 1):
-        if kernel % lanes == 0 and lanes * kernel * c >= simd:
-            return lanes
-    return kernel
-
-
-def _window_stage(geo: Window, t: TensorType, cost: LayerCost, in_elems: int, bits: int,
-                  fifo_min: int) -> tuple[dict, int]:
-    """A convolution's sliding-window stage (``Stage`` fields) and its MVU's input word."""
-    h, w, c = t.shape
-    k = geo.kernel
-    lanes = _mvu_simd_lanes(k, c, in_elems)
-    if cost.layout == "index":  # whole window columns, as few as load a window in time
-        lanes = next(n for n in range(1, k + 1) if k % n == 0 and k // n <= cost.nf * cost.sf)
-        in_elems = lanes * k * c
-    return dict(in_elems=c, in_bits=bits, out_elems=lanes * k * c, out_bits=bits,
-                fifo_depth=fifo_min,
-                params=dict(h=h, w=w, c=c, elem_bits=bits, kernel=k, stride=geo.stride,
-                            pad=geo.pad, pad_value=int(geo.pad_bit(t)), lanes=lanes)), in_elems
-
-
-def _unit_params(node: Layer, cost: LayerCost, weights: np.ndarray, group: int, in_elems: int,
-                 t: TensorType, t_acc: TensorType, fast: bool) -> tuple[dict, int]:
-    """The MVU's parameters (the encoding's own: weights, polarity, offsets, planes; the
-    layout's: index, group, serial) and its input word."""
-    params = dict(pe=cost.pe, simd=cost.simd, acc_bits=t_acc.bits, acc_signed=t_acc.signed,
-                  input_bits=1 if t.bipolar else t.bits, bipolar=t.bipolar, thresholds=None,
-                  weight_memory=cost.weight_memory, register_reads=fast, credit=fast,
-                  **({"block_pes": cost.block_pes} if cost.block_pes else {}))
-    params.update(node.encoding.unit_params(weights, t))
-    if cost.layout == "index":  # a sparse layer's kept positions
-        if not node.conv:
-            in_elems = vector_beats(weights.shape[-1], cost.nf * cost.sf)
-        params.update(layout="index", in_elems=in_elems)
-    elif group:  # a sparse layer's N of every G
-        params.update(layout="group", group=group)
-    elif cost.layout == "serial":  # a composite layer: one set of lanes, a plane a cycle
-        params["layout"] = "serial"
-    return params, in_elems
+    if len(users) == 1:
+        user = users[0]
+        for kind in want:
+            if isinstance(user, kind):
+                return user
+    kinds = " or ".join(t.__name__ for t in want)
+    got = ", ".join(f"{u.kind} {u.name!r}" for u in users) or "nothing"
+    raise HardwareError(f"graph {graph.name!r}: {node.kind} {node.name!r} must feed exactly "
+                        f"one {kinds}, not {got} (the generator builds chains)")
 
 
 def _input(graph: Graph, folding: Folding) -> Input:
@@ -174,12 +139,92 @@ def _input(graph: Graph, folding: Folding) -> Input:
     return node
 
 
-def _layer_stages(graph: Graph, node: Layer, cost: LayerCost, fast: bool, fifo_min: int,
-                  add: Callable[..., None]) -> tuple[Node, dict]:
-    """Add a convolution's sliding window; return the node after the layer and the
-    ``Stage`` fields of its MVU but ``out_bits`` (with the thresholds of a Threshold after it,
-    as the encoding's unit compares them)."""
-    t = graph.types[node.input]
+def _chain(graph: Graph, start: Input) -> tuple[list[MaxPool2d | _LayerLink], ScoreAffine]:
+    """The supported chain from ``start``: max pools and layers (with what each feeds) in
+    stream order, and the ScoreAffine at its end (whose ArgMax is the graph's output)."""
+    links: list[MaxPool2d | _LayerLink] = []
+    cur: Node = start
+    while True:
+        nxt = _next(graph, cur, Layer, MaxPool2d)
+        if isinstance(nxt, MaxPool2d):
+            links.append(nxt)
+            cur = nxt
+            continue
+        assert isinstance(nxt, Layer)
+        after = _next(graph, nxt, Threshold, ScoreAffine, Layer)
+        assert isinstance(after, Threshold | ScoreAffine | Layer)
+        links.append(_LayerLink(nxt, after))
+        t_acc = graph.types[nxt.name]
+        if isinstance(after, Layer) and (nxt.conv or after.conv or t_acc.signed):
+            raise HardwareError(f"graph {graph.name!r}: {nxt.kind} {nxt.name!r} may feed "
+                                "a dense layer directly only as a dense layer with "
+                                "unsigned (popcount) outputs")
+        if isinstance(after, ScoreAffine):
+            if nxt.conv:
+                raise HardwareError(f"graph {graph.name!r}: the scores must come from a dense "
+                                    f"layer, not the convolution {nxt.name!r}")
+            argmax = _next(graph, after, ArgMax)
+            if argmax.name != graph.outputs[0]:
+                raise HardwareError(f"graph {graph.name!r}: the output must be the ArgMax "
+                                    f"{argmax.name!r}, not {graph.outputs[0]!r}")
+            return links, after
+        cur = nxt if isinstance(after, Layer) else after
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def _window_stage(name: str, node: Layer, geo: Window, t: TensorType, cost: LayerCost,
+                  in_elems: int) -> WindowStage:
+    """A convolution's sliding window, its words as the MVU behind it takes them."""
+    h, w, c = t.shape
+    k = geo.kernel
+    bits = 1 if t.bipolar else t.bits
+    if cost.layout == "index":  # whole window columns, as few as load a window in time
+        lanes = index_window_lanes(k, cost.nf * cost.sf)
+    else:
+        lanes = window_lanes(k, c, in_elems)
+    return WindowStage(name=name, node=node.name, in_elems=c, in_bits=bits,
+                       out_elems=lanes * k * c, out_bits=bits, h=h, w=w, c=c, elem_bits=bits,
+                       kernel=k, stride=geo.stride, pad=geo.pad, pad_value=int(geo.pad_bit(t)),
+                       lanes=lanes)
+
+
+_MVU_STAGES: dict[str, type[MVUStage]] = {"index": IndexMVUStage, "group": GroupMVUStage,
+                                          "serial": SerialMVUStage}
+
+
+def _unit_fields(graph: Graph, link: _LayerLink, cost: LayerCost, weights: np.ndarray,
+                 fast: bool) -> dict[str, Any]:
+    """The MVU's parameters: the folding's, the layer's types and the encoding's own
+    (weights, polarity, offsets, planes; ``Encoding.unit_params``), and the thresholds of
+    a Threshold after it, as the encoding's unit compares them."""
+    node, after = link.layer, link.after
+    t, t_acc = graph.types[node.input], graph.types[node.name]
+    fields: dict[str, Any] = dict(
+        layout=cost.layout, pe=cost.pe, simd=cost.simd, nf=cost.nf, sf=cost.sf,
+        acc_bits=t_acc.bits, acc_signed=t_acc.signed, input_bits=1 if t.bipolar else t.bits,
+        bipolar=t.bipolar, thresholds=None, weight_memory=cost.weight_memory,
+        register_reads=fast, credit=fast, block_pes=cost.block_pes)
+    params = node.encoding.unit_params(weights, t)
+    for key in ("plane_scale", "offset"):
+        if key in params:
+            params[key] = tuple(int(v) for v in params[key])
+    fields.update(params)
+    if isinstance(after, Threshold):
+        fields["thresholds"] = node.encoding.unit_thresholds(np.asarray(after.thresholds), t)
+    elif not node.encoding.UNIT_ACCUMULATES_IR:
+        raise HardwareError(f"graph {graph.name!r}: {node.kind} {node.name!r} must feed a "
+                            "Threshold: its unit accumulates another integer than the layer, "
+                            "so only the thresholded bits are the layer's")
+    return fields
+
+
+def _layer_stages(graph: Graph, link: _LayerLink, cost: LayerCost, fast: bool,
+                  names: set[str]) -> list[Stage]:
+    """A layer's stages: a convolution's sliding window, then its MVU."""
+    node = link.layer
+    t, t_acc = graph.types[node.input], graph.types[node.name]
     bits = 1 if t.bipolar else t.bits
     weights = node.encoding.planes()  # (planes, mh, mw)
     group = group_structure(weights[0])[0] if cost.layout == "group" else 0
@@ -187,45 +232,51 @@ def _layer_stages(graph: Graph, node: Layer, cost: LayerCost, fast: bool, fifo_m
         raise HardwareError("padded foldings (pe or simd not dividing the layer) are not "
                             "supported by the generator yet; fold without --allow-padding")
     in_elems = cost.simd * group if group else cost.simd  # the group layout: SIMD groups of G
+    stages: list[Stage] = []
     if isinstance(node.geometry, Window):
-        swu, in_elems = _window_stage(node.geometry, t, cost, in_elems, bits, fifo_min)
-        add("swu", node.name, **swu)
+        swu = _window_stage(sanitize(node.name, "swu", names), node, node.geometry, t, cost,
+                            in_elems)
+        stages.append(swu)
+        if cost.layout == "index":
+            in_elems = swu.out_elems
         weights = weights[..., window_order(node.geometry.kernel, t.shape[2])]
-    after = _next(graph, node, (Threshold, ScoreAffine, Layer))
-    params, in_elems = _unit_params(node, cost, weights, group, in_elems, t,
-                                    graph.types[node.name], fast)
-    if isinstance(after, Threshold):
-        params["thresholds"] = node.encoding.unit_thresholds(np.asarray(after.thresholds), t)
-    elif not node.encoding.UNIT_ACCUMULATES_IR:
-        raise HardwareError(f"graph {graph.name!r}: {node.kind} {node.name!r} must feed a "
-                            "Threshold: its unit accumulates another integer than the layer, "
-                            "so only the thresholded bits are the layer's")
-    # the serial unit re-reads a one-bank buffer: its FIFO holds the next vector; every
-    # other MVU takes the next vector into its second bank while it computes
-    depth = max(fifo_min, weights.shape[-1] // in_elems + 2) if cost.layout == "serial" \
-        else fifo_min
-    return after, dict(in_elems=in_elems, in_bits=bits, out_elems=cost.pe, params=params,
-                       fifo_depth=depth)
+    elif cost.layout == "index":
+        in_elems = vector_beats(weights.shape[-1], cost.nf * cost.sf)
+    fields = _unit_fields(graph, link, cost, weights, fast)
+    if group:
+        fields["group"] = group
+    out_bits = 1 if isinstance(link.after, Threshold) else t_acc.bits
+    stages.append(_MVU_STAGES.get(cost.layout, MVUStage)(
+        name=sanitize(node.name, "mvu", names), node=node.name, in_elems=in_elems,
+        in_bits=bits, out_elems=cost.pe, out_bits=out_bits, **fields))
+    return stages
 
 
-def _pool_stage(graph: Graph, node: MaxPool2d, fifo_min: int) -> dict:
-    """A max pool's ``Stage`` fields: a pixel of all channels a word."""
+def _pool_stage(graph: Graph, node: MaxPool2d, names: set[str]) -> PoolStage:
+    """A max pool: a pixel of all channels a word."""
     h, w, c = graph.types[node.input].shape
-    return dict(in_elems=c, in_bits=1, out_elems=c, out_bits=1, fifo_depth=fifo_min,
-                params=dict(h=h, w=w, c=c, kernel=node.kernel, stride=node.stride))
+    return PoolStage(name=sanitize(node.name, "pool", names), node=node.name, in_elems=c,
+                     in_bits=1, out_elems=c, out_bits=1, h=h, w=w, c=c, kernel=node.kernel,
+                     stride=node.stride)
 
 
-def _score_stage(graph: Graph, node: ScoreAffine, fast: bool, fifo_min: int) -> dict:
-    """The score/argmax stage's ``Stage`` fields, after checking the ArgMax is the output."""
-    argmax = _next(graph, node, (ArgMax,))
-    if argmax.name != graph.outputs[0]:
-        raise HardwareError(f"graph {graph.name!r}: the output must be the ArgMax "
-                            f"{argmax.name!r}, not {graph.outputs[0]!r}")
+def _score_stage(graph: Graph, node: ScoreAffine, fast: bool, names: set[str]) -> ScoreStage:
+    """The score/argmax stage: one accumulator a word in, one result beat a class out."""
     t_acc, t_score = graph.types[node.input], graph.types[node.name]
-    return dict(in_elems=1, in_bits=t_acc.bits, out_elems=1, out_bits=0, fifo_depth=fifo_min,
-                params=dict(scale=[int(v) for v in node.scale], bias=[int(v) for v in node.bias],
-                            acc_bits=t_acc.bits, acc_signed=t_acc.signed,
-                            score_bits=t_score.bits, split_products=fast))
+    return ScoreStage(name=sanitize(node.name, "score", names), node=node.name, in_elems=1,
+                      in_bits=t_acc.bits, out_elems=1, out_bits=0,
+                      scale=tuple(int(v) for v in node.scale),
+                      bias=tuple(int(v) for v in node.bias), acc_bits=t_acc.bits,
+                      acc_signed=t_acc.signed, score_bits=t_score.bits, split_products=fast)
+
+
+def _fifo_depth(stage: Stage, fifo_min: int) -> int:
+    """The FIFO in front of ``stage``: ``fifo_min``, or for a serial composite unit, which
+    re-reads a one-bank buffer, one input vector plus two (every other MVU takes the next
+    vector into its second bank while it computes)."""
+    if isinstance(stage, SerialMVUStage):
+        return max(fifo_min, stage.weights.shape[-1] // stage.in_elems + 2)
+    return fifo_min
 
 
 def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
@@ -239,49 +290,25 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
     several inputs/outputs and for padded foldings.
     """
     node = _input(graph, folding)
+    links, score = _chain(graph, node)
     fold = {c.name: c for c in folding.layers}
     # a fast fabric: block-RAM reads registered, MVUs stall by credits, DSP products split
     fast = DEVICES[folding.device].register_reads
     fifo_min = max([fifo_min] + [int(f.get("depth", 0)) for f in folding.fifos])
-    stages: list[Stage] = []
     names: set[str] = set()
-
-    def add(kind: str, node_name: str, **kw) -> None:
-        name = sanitize(node_name, kind, names)
-        stages.append(Stage(kind, name, node_name, **kw))
-
-    cur: Node = node
-    while True:
-        nxt = _next(graph, cur, (Layer, MaxPool2d))
-        if isinstance(nxt, MaxPool2d):
-            add("pool", nxt.name, **_pool_stage(graph, nxt, fifo_min))
-            cur = nxt
-            continue
-        after, mvu = _layer_stages(graph, nxt, fold[nxt.name], fast, fifo_min, add)
-        t_acc = graph.types[nxt.name]
-        if isinstance(after, Layer):  # a low-rank pair: integers into the next layer
-            if nxt.conv or after.conv or t_acc.signed:
-                raise HardwareError(f"graph {graph.name!r}: {nxt.kind} {nxt.name!r} may feed "
-                                    "a dense layer directly only as a dense layer with "
-                                    "unsigned (popcount) outputs")
-            add("mvu", nxt.name, out_bits=t_acc.bits, **mvu)
-            cur = nxt
-            continue
-        if isinstance(after, Threshold):
-            add("mvu", nxt.name, out_bits=1, **mvu)
-            cur = after
-            continue
-        if nxt.conv:
-            raise HardwareError(f"graph {graph.name!r}: the scores must come from a dense layer, "
-                                f"not the convolution {nxt.name!r}")
-        add("mvu", nxt.name, out_bits=t_acc.bits, **mvu)
-        add("score", after.name, **_score_stage(graph, after, fast, fifo_min))
-        break
-    t_in, classes = graph.types[node.name], len(after.scale)
+    stages: list[Stage] = []
+    for link in links:
+        if isinstance(link, MaxPool2d):
+            stages.append(_pool_stage(graph, link, names))
+        else:
+            stages.extend(_layer_stages(graph, link, fold[link.layer.name], fast, names))
+    stages.append(_score_stage(graph, score, fast, names))
+    stages = [replace(s, fifo_depth=_fifo_depth(s, fifo_min)) for s in stages]
+    t_in, classes = graph.types[node.name], len(score.scale)
     return Plan(graph=graph.name, top_name=sanitize(graph.name, "bitfold", set()),
                 input_name=node.name, input_shape=tuple(t_in.shape),
                 input_bits=1 if t_in.bipolar else t_in.bits, input_bipolar=t_in.bipolar,
-                stages=tuple(stages), classes=classes, score_bits=graph.types[after.name].bits,
+                stages=tuple(stages), classes=classes, score_bits=graph.types[score.name].bits,
                 class_bits=class_bits(classes), cycles_per_frame=folding.cycles_per_frame,
                 folding={c.name: {"pe": c.pe, "simd": c.simd, "nf": c.nf, "sf": c.sf,
                                   "cycles": c.cycles} for c in folding.layers})

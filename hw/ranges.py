@@ -6,6 +6,7 @@ import numpy as np
 from amaranth.hdl import Shape
 
 from bitfold.compiler.cost import ResourceModel
+from bitfold.compiler.memlayout import weight_memory_kind as _kind
 from bitfold.compiler.verify import domain_range
 
 __all__ = ["LUTROM_MAX_DEPTH", "accumulator_range", "check_accumulator",
@@ -15,10 +16,8 @@ LUTROM_MAX_DEPTH = ResourceModel.lutrom_max_depth  # the default of units built 
 
 
 def weight_memory_kind(depth: int, lutrom_max_depth: int = LUTROM_MAX_DEPTH) -> str:
-    """Where a ``depth``-word weight memory lives: constants, LUT ROM or block RAM."""
-    if depth == 1:
-        return "constant"
-    return "lutrom" if depth <= lutrom_max_depth else "bram"
+    """Where a ``depth``-word weight memory lives (:func:`~bitfold.compiler.memlayout.weight_memory_kind`)."""
+    return _kind(depth, lutrom_max_depth)
 
 
 def accumulator_range(weights: np.ndarray, input_bits: int, bipolar: bool,

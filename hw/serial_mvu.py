@@ -11,26 +11,19 @@ about ``1 / K`` of the adder trees; the folding (``compiler.cost``, layout
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import memory
 
+from bitfold.compiler.memlayout import serial_weight_words
+
 from .arith import reg
-from .memwords import weight_words
 from .mvu import MVU
 from .ranges import weight_memory_kind
 
-__all__ = ["SerialCompositeMVU", "serial_weight_words"]
-
-
-def serial_weight_words(weights: np.ndarray, pe: int, simd: int) -> list[int]:
-    """Weight words of ``(K, mh, mw)`` planes, plane-major per word position.
-
-    Plane ``k`` of position ``nf*SF + sf`` is at address ``(nf*SF + sf)*K + k``,
-    bit ``p*simd + s`` (as :func:`~bitfold.hw.mvu.weight_words` of one plane).
-    """
-    planes = [weight_words(plane, pe, simd) for plane in np.asarray(weights)]
-    return [w for words in zip(*planes, strict=True) for w in words]
+__all__ = ["SerialCompositeMVU"]
 
 
 class SerialCompositeMVU(MVU):
@@ -50,15 +43,16 @@ class SerialCompositeMVU(MVU):
     """
 
     def __init__(self, weights: np.ndarray, pe: int, simd: int, acc_shape: Shape, *,
-                 plane_scale: np.ndarray, thresholds: np.ndarray | None = None,
-                 input_bits: int = 1, bipolar: bool = True, levels_per_stage: int = 2) -> None:
+                 plane_scale: Sequence[int], thresholds: np.ndarray | None = None,
+                 input_bits: int = 1, bipolar: bool = True, levels_per_stage: int = 2,
+                 weight_memory: str | None = None) -> None:
         if plane_scale is None:
             raise ValueError("a serial composite MVU needs plane_scale")
         super().__init__(weights, pe, simd, acc_shape, thresholds=thresholds,
                          input_bits=input_bits, bipolar=bipolar,
                          levels_per_stage=levels_per_stage, plane_scale=plane_scale)
         self.serial_scales = [int(m) for m in plane_scale]  # MVU.plane_scale, never None here
-        self.weight_memory = weight_memory_kind(self.nf * self.sf * self.planes)
+        self.weight_memory = weight_memory or weight_memory_kind(self.nf * self.sf * self.planes)
         self.weight_width = pe * simd
         self.shared_input_sum = False  # its lanes take +-x terms (no input-sum lane)
 

@@ -14,17 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bitfold.compiler.bitpack import pack_ints
+
 __all__ = ["NetworkRun", "StreamRun", "decode_beats", "pack", "run_stream", "simulate_network",
            "unpack"]
 
 
 def pack(elems: Sequence[int] | np.ndarray, bits: int) -> int:
     """One payload from integer elements (two's complement, ``bits`` each)."""
-    mask = (1 << bits) - 1
-    word = 0
-    for i, e in enumerate(np.asarray(elems).ravel().tolist()):
-        word |= (int(e) & mask) << (i * bits)
-    return word
+    return pack_ints(np.asarray(elems).reshape(1, -1), bits)[0]
 
 
 def unpack(word: int, n: int, bits: int, signed: bool = False) -> list[int]:

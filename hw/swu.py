@@ -16,27 +16,15 @@ frame's tail overlaps the next frame's head.
 
 from __future__ import annotations
 
-import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from bitfold.compiler.memlayout import line_buffer_rows
+
 from .streams import check_positive
 
-__all__ = ["SlidingWindow", "line_buffer_rows", "window_order"]
-
-
-def window_order(kernel: int, channels: int) -> np.ndarray:
-    """Indices into a ``(ky, kx, c)``-flattened window giving the unit's ``(kx, ky, c)`` order."""
-    idx = np.arange(kernel * kernel * channels).reshape(kernel, kernel, channels)
-    return idx.transpose(1, 0, 2).ravel()
-
-
-def line_buffer_rows(h: int, kernel: int, stride: int, pad: int) -> int:
-    """Row slots the line buffer needs: ``k + s`` (capped at ``h``), or the frame's tail rows."""
-    oh = (h + 2 * pad - kernel) // stride + 1
-    tail = h - max(0, (oh - 1) * stride - pad)
-    return max(1, min(h, max(kernel + stride, tail)))
+__all__ = ["SlidingWindow"]
 
 
 class SlidingWindow(wiring.Component):

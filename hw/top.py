@@ -10,60 +10,20 @@ that no stage's stall logic waits on a converter's combinational ready.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Shape, signed, unsigned
+from amaranth.hdl import Module, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .group_mvu import GroupMVU
-from .index_mvu import IndexMVU
-from .mvu import MVU
 from .plan import HardwareError, Plan, Stage
-from .pool import MaxPool
-from .score import ScoreArgMax, result_layout
-from .serial_mvu import SerialCompositeMVU
+from .score import result_layout
 from .streams import SkidBuffer, StreamFIFO, WidthConverter
-from .swu import SlidingWindow
 
 __all__ = ["Dataflow", "stage_component"]
 
 
-def _shape(bits: int, is_signed: bool) -> Shape:
-    return signed(bits) if is_signed else unsigned(bits)
-
-
 def stage_component(stage: Stage) -> wiring.Component:
-    """The Amaranth component of one planned stage."""
-    p = stage.params
-    if stage.kind == "mvu" and p.get("layout") == "index":
-        return IndexMVU(p["weights"], p["pe"], p["simd"], _shape(p["acc_bits"], p["acc_signed"]),
-                        polarity=p["polarity"], thresholds=p["thresholds"],
-                        input_bits=p["input_bits"], bipolar=p["bipolar"], in_elems=p["in_elems"])
-    if stage.kind == "mvu" and p.get("layout") == "group":
-        return GroupMVU(p["weights"], p["group"], p["pe"], p["simd"],
-                        _shape(p["acc_bits"], p["acc_signed"]), polarity=p["polarity"],
-                        thresholds=p["thresholds"], input_bits=p["input_bits"],
-                        bipolar=p["bipolar"])
-    if stage.kind == "mvu" and p.get("layout") == "serial":
-        return SerialCompositeMVU(p["weights"], p["pe"], p["simd"],
-                                  _shape(p["acc_bits"], p["acc_signed"]),
-                                  plane_scale=p["plane_scale"], thresholds=p["thresholds"],
-                                  input_bits=p["input_bits"], bipolar=p["bipolar"])
-    if stage.kind == "mvu":
-        return MVU(p["weights"], p["pe"], p["simd"], _shape(p["acc_bits"], p["acc_signed"]),
-                   thresholds=p["thresholds"], input_bits=p["input_bits"], bipolar=p["bipolar"],
-                   polarity=p.get("polarity"), plane_scale=p.get("plane_scale"),
-                   offset=p.get("offset"), offset_scale=p.get("offset_scale", 1),
-                   weight_memory=p.get("weight_memory"),
-                   register_reads=p.get("register_reads", True),
-                   credit=p.get("credit", False), block_pes=p.get("block_pes", 0))
-    if stage.kind == "swu":
-        return SlidingWindow(**p)
-    if stage.kind == "pool":
-        return MaxPool(**p)
-    if stage.kind == "score":
-        return ScoreArgMax(p["scale"], p["bias"], _shape(p["acc_bits"], p["acc_signed"]),
-                           p["score_bits"], split_products=p.get("split_products", True))
-    raise ValueError(f"unknown stage kind {stage.kind!r}")
+    """The Amaranth component of one planned stage (:meth:`~.stages.Stage.component`)."""
+    return stage.component()
 
 
 class Dataflow(wiring.Component):

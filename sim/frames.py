@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from bitfold.compiler.bitpack import pack_ints
+
 __all__ = ["Vectors", "decode_beat", "decode_output", "expected_outputs", "pack_beats"]
 
 
@@ -32,10 +34,7 @@ def pack_beats(frames: np.ndarray, elements_per_beat: int, element_bits: int) ->
     if flat.size and (flat.min() < 0 or flat.max() >= 1 << element_bits):
         raise ValueError(f"frame elements must lie in 0..{(1 << element_bits) - 1} "
                          f"({element_bits} bits), not {flat.min()}..{flat.max()}")
-    beats = flat.reshape(-1, elements_per_beat)
-    bits = ((beats[:, :, None] >> np.arange(element_bits)) & 1).astype(np.uint8)
-    packed = np.packbits(bits.reshape(len(beats), -1), axis=1, bitorder="little")
-    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+    return pack_ints(flat.reshape(-1, elements_per_beat), element_bits)
 
 
 def decode_beat(word: int, output: dict[str, Any]) -> tuple[int, int]:

@@ -21,12 +21,13 @@ from bitfold.compiler.ir import (
     TensorType,
     Window,
 )
+from bitfold.compiler.memlayout import window_order
 from bitfold.hw.mvu import MVU, accumulator_range
 from bitfold.hw.pool import MaxPool
 from bitfold.hw.score import ScoreArgMax, score_widths
 from bitfold.hw.simulate import pack, run_stream, unpack
 from bitfold.hw.streams import SkidBuffer, StreamFIFO, WidthConverter
-from bitfold.hw.swu import SlidingWindow, window_order
+from bitfold.hw.swu import SlidingWindow
 
 STALLS = [(0.0, 0.0), (0.35, 0.4)]
 

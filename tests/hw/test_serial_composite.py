@@ -35,11 +35,13 @@ from bitfold.compiler.ir import (
     TensorType,
     Threshold,
 )
+from bitfold.compiler.memlayout import serial_weight_words
 from bitfold.compiler.verify import build_graph, channel_ranges
 from bitfold.hw.mvu import MVU, accumulator_range
 from bitfold.hw.plan import build_plan
-from bitfold.hw.serial_mvu import SerialCompositeMVU, serial_weight_words
+from bitfold.hw.serial_mvu import SerialCompositeMVU
 from bitfold.hw.simulate import pack, run_stream, unpack
+from bitfold.hw.stages import MVUStage, SerialMVUStage
 
 from ..compiler.randgraphs import lowered_graphs, random_inputs
 from .helpers import composite_mlp, folded, small_cnn
@@ -157,8 +159,9 @@ def test_networks_with_serial_composite_layers_are_bit_exact(make, choice) -> No
     assert [c.layout for c in folding.layers] == [v[2] if len(v) > 2 else "dense"
                                                   for v in choice.values()]
     plan = build_plan(graph, folding)
-    kinds = {s.node: s.params.get("layout") for s in plan.stages if s.kind == "mvu"}
-    assert kinds == {k: v[2] if len(v) > 2 else None for k, v in choice.items()}
+    kinds = {s.node: (s.layout, type(s)) for s in plan.stages if isinstance(s, MVUStage)}
+    assert kinds == {k: ("serial", SerialMVUStage) if len(v) > 2 else ("dense", MVUStage)
+                     for k, v in choice.items()}
     x = np.random.default_rng(2).integers(0, 1 << graph.types[graph.inputs[0]].bits,
                                           (6, *graph.types[graph.inputs[0]].shape))
     check_network(graph, folding, x, p_idle=0.3, p_stall=0.3, seed=5)

@@ -1,0 +1,273 @@
+"""The stages of a hardware plan: one frozen dataclass per kind of unit, plain data.
+
+Every stage has its stream formats (``in_elems`` elements of ``in_bits`` bits in,
+``out_elems`` of ``out_bits`` out) and the depth of the FIFO in front of it; each kind
+adds its unit's parameters, builds its Amaranth component (:meth:`Stage.component`,
+which imports Amaranth only when called) and lists its memories (:meth:`Stage.memories`,
+the layouts of :mod:`bitfold.compiler.memlayout`). :func:`~.plan.build_plan` makes them.
+
+======================  ==========  =====================================================
+stage                   ``kind``    unit
+======================  ==========  =====================================================
+:class:`WindowStage`    ``swu``     :class:`~.swu.SlidingWindow`
+:class:`PoolStage`      ``pool``    :class:`~.pool.MaxPool`
+:class:`MVUStage`       ``mvu``     :class:`~.mvu.MVU` (dense, mask, parallel planes)
+:class:`IndexMVUStage`  ``mvu``     :class:`~.index_mvu.IndexMVU` (index layout)
+:class:`GroupMVUStage`  ``mvu``     :class:`~.group_mvu.GroupMVU` (group layout)
+:class:`SerialMVUStage` ``mvu``     :class:`~.serial_mvu.SerialCompositeMVU` (serial)
+:class:`ScoreStage`     ``score``   :class:`~.score.ScoreArgMax`
+======================  ==========  =====================================================
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from bitfold.compiler.memlayout import (
+    group_words,
+    index_words,
+    line_buffer_rows,
+    offset_bits,
+    threshold_bits,
+    weight_geometry,
+)
+
+T = TypeVar("T")
+
+__all__ = ["GroupMVUStage", "IndexMVUStage", "MVUStage", "MemorySpec", "PoolStage",
+           "ScoreStage", "SerialMVUStage", "Stage", "WindowStage"]
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """One memory of a unit: ``depth`` words of ``width`` bits; ``kind`` is where it lives
+    (``"constant"``, ``"lutrom"``, ``"bram"``, or ``"ram"`` for written buffers)."""
+
+    name: str
+    depth: int
+    width: int
+    kind: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stage(abc.ABC):
+    """One hardware stage: its node, its stream formats and the FIFO in front of it."""
+
+    kind: ClassVar[str]  # "mvu" | "swu" | "pool" | "score" (the manifest's)
+    name: str  # sanitized, unique
+    node: str  # the IR node it implements
+    in_elems: int
+    in_bits: int
+    out_elems: int
+    out_bits: int
+    fifo_depth: int = 2  # FIFO in front of this stage
+
+    @abc.abstractmethod
+    def component(self) -> Any:
+        """The stage's Amaranth component."""
+
+    def memories(self) -> tuple[MemorySpec, ...]:
+        """The unit's memories (none by default)."""
+        return ()
+
+    def describe(self) -> dict[str, Any]:
+        """What ``manifest.json`` says of the stage beside its formats."""
+        return {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowStage(Stage):
+    """A convolution's sliding window over a ``(h, w, c)`` map (:class:`~.swu.SlidingWindow`)."""
+
+    kind: ClassVar[str] = "swu"
+    h: int
+    w: int
+    c: int
+    elem_bits: int
+    kernel: int
+    stride: int
+    pad: int
+    pad_value: int
+    lanes: int
+
+    def component(self) -> Any:
+        from .swu import SlidingWindow
+
+        return SlidingWindow(self.h, self.w, self.c, self.elem_bits, self.kernel, self.stride,
+                             self.pad, self.pad_value, self.lanes)
+
+    def memories(self) -> tuple[MemorySpec, ...]:
+        rows = line_buffer_rows(self.h, self.kernel, self.stride, self.pad)
+        return tuple(MemorySpec(f"row{n}", self.w, self.c * self.elem_bits, "ram")
+                     for n in range(rows))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolStage(Stage):
+    """A max pool of a binary ``(h, w, c)`` map (:class:`~.pool.MaxPool`)."""
+
+    kind: ClassVar[str] = "pool"
+    h: int
+    w: int
+    c: int
+    kernel: int
+    stride: int
+
+    def component(self) -> Any:
+        from .pool import MaxPool
+
+        return MaxPool(self.h, self.w, self.c, self.kernel, self.stride)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreStage(Stage):
+    """The integer class scores and their running argmax (:class:`~.score.ScoreArgMax`)."""
+
+    kind: ClassVar[str] = "score"
+    scale: tuple[int, ...]
+    bias: tuple[int, ...]
+    acc_bits: int
+    acc_signed: bool
+    score_bits: int
+    split_products: bool
+
+    def component(self) -> Any:
+        from .score import ScoreArgMax
+
+        return ScoreArgMax(list(self.scale), list(self.bias),
+                           _shape(self.acc_bits, self.acc_signed), self.score_bits,
+                           split_products=self.split_products)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class MVUStage(Stage):
+    """A matrix-vector unit (:class:`~.mvu.MVU`): a binary, sparse (mask layout), composite
+    (parallel planes) or domain layer, as its weight encoding's parameters say
+    (``Encoding.unit_params``: ``polarity``, ``plane_scale``, ``offset``)."""
+
+    kind: ClassVar[str] = "mvu"
+    layout: str  # the folding's (LayerCost.layout)
+    weights: np.ndarray  # (mh, mw) bits, or (K, mh, mw) planes; columns in stream order
+    pe: int
+    simd: int
+    nf: int
+    sf: int
+    acc_bits: int
+    acc_signed: bool
+    input_bits: int
+    bipolar: bool
+    thresholds: np.ndarray | None
+    weight_memory: str  # the folding's (LayerCost.weight_memory)
+    polarity: np.ndarray | None = None
+    plane_scale: tuple[int, ...] | None = None
+    offset: tuple[int, ...] | None = None
+    offset_scale: int = 1
+    register_reads: bool = True
+    credit: bool = False
+    block_pes: int = 0
+
+    @property
+    def acc_shape(self) -> Any:
+        return _shape(self.acc_bits, self.acc_signed)
+
+    def component(self) -> Any:
+        from .mvu import MVU
+
+        return MVU(self.weights, self.pe, self.simd, self.acc_shape, thresholds=self.thresholds,
+                   input_bits=self.input_bits, bipolar=self.bipolar, polarity=self.polarity,
+                   plane_scale=self.plane_scale, offset=self.offset,
+                   offset_scale=self.offset_scale, weight_memory=self.weight_memory,
+                   register_reads=self.register_reads, credit=self.credit,
+                   block_pes=self.block_pes)
+
+    def describe(self) -> dict[str, Any]:
+        return {"weight_memory": self.weight_memory, "layout": self.layout}
+
+    def _weight_memory(self) -> MemorySpec:
+        mh, mw = self.weights.shape[-2:]
+        planes = self.weights.shape[0] if self.weights.ndim == 3 else 1
+        *_, depth, width = weight_geometry(self.layout, mh, mw, self.pe, self.simd, planes)
+        return MemorySpec("weights", depth, width, self.weight_memory)
+
+    def memories(self) -> tuple[MemorySpec, ...]:
+        """The weights and, with more than one neuron fold, the per-neuron ROMs."""
+        out = [self._weight_memory()]
+        if self.nf > 1:
+            if self.thresholds is not None:
+                out.append(MemorySpec("thresholds", self.nf,
+                                      self.pe * threshold_bits(self.thresholds), "rom"))
+            if self.polarity is not None:
+                out.append(MemorySpec("polarity", self.nf, self.pe, "rom"))
+            if self.offset is not None:
+                out.append(MemorySpec("offsets", self.nf, self.pe * offset_bits(self.offset),
+                                      "rom"))
+        return tuple(out)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class IndexMVUStage(MVUStage):
+    """A sparse layer in the index layout (:class:`~.index_mvu.IndexMVU`): the kept inputs'
+    positions; it takes its input vector in words of ``in_elems`` elements."""
+
+    def component(self) -> Any:
+        from .index_mvu import IndexMVU
+
+        return IndexMVU(self.weights, self.pe, self.simd, self.acc_shape,
+                        polarity=_given(self.polarity, "polarity"), thresholds=self.thresholds,
+                        input_bits=self.input_bits, bipolar=self.bipolar, in_elems=self.in_elems,
+                        weight_memory=self.weight_memory)
+
+    def _weight_memory(self) -> MemorySpec:
+        _, slot, words = index_words(self.weights, self.pe, self.simd)
+        return MemorySpec("weights", len(words), self.pe * self.simd * slot, self.weight_memory)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class GroupMVUStage(MVUStage):
+    """A sparse layer in the group layout (:class:`~.group_mvu.GroupMVU`): ``N`` positions in
+    every group of ``group`` inputs, ``SIMD`` groups a word."""
+
+    group: int
+
+    def component(self) -> Any:
+        from .group_mvu import GroupMVU
+
+        return GroupMVU(self.weights, self.group, self.pe, self.simd, self.acc_shape,
+                        polarity=_given(self.polarity, "polarity"), thresholds=self.thresholds,
+                        input_bits=self.input_bits, bipolar=self.bipolar,
+                        weight_memory=self.weight_memory)
+
+    def _weight_memory(self) -> MemorySpec:
+        kept, slot, _, words = group_words(self.weights, self.group, self.pe, self.simd)
+        return MemorySpec("weights", len(words), self.pe * self.simd * kept * slot,
+                          self.weight_memory)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class SerialMVUStage(MVUStage):
+    """A composite layer with its planes one a cycle (:class:`~.serial_mvu.SerialCompositeMVU`)."""
+
+    def component(self) -> Any:
+        from .serial_mvu import SerialCompositeMVU
+
+        return SerialCompositeMVU(self.weights, self.pe, self.simd, self.acc_shape,
+                                  plane_scale=_given(self.plane_scale, "plane_scale"),
+                                  thresholds=self.thresholds,
+                                  input_bits=self.input_bits, bipolar=self.bipolar,
+                                  weight_memory=self.weight_memory)
+
+
+def _given(value: T | None, what: str) -> T:
+    if value is None:
+        raise ValueError(f"this unit needs {what}")
+    return value
+
+
+def _shape(bits: int, is_signed: bool) -> Any:
+    from amaranth.hdl import signed, unsigned
+
+    return signed(bits) if is_signed else unsigned(bits)
