@@ -67,26 +67,38 @@ def _group_alive(pgrp: int) -> list[str]:
             if group == pgrp and state not in ("Z", "X")]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_an_interrupted_simulate_ends_its_simulator_and_keeps_the_previous_run(tmp_path, sig):
+@pytest.mark.parametrize("sig, simulator, tool, inner", [
+    (signal.SIGINT, "icarus", "vvp", None),  # streaming frames
+    (signal.SIGTERM, "icarus", "vvp", None),
+    (signal.SIGTERM, "verilator", "make", "cc1plus"),  # building: make, g++ and its compiler
+], ids=["SIGINT-vvp", "SIGTERM-vvp", "SIGTERM-verilator-make"])
+def test_an_interrupted_simulate_ends_its_simulator_and_keeps_the_previous_run(tmp_path, sig,
+                                                                               simulator, tool,
+                                                                               inner):
     need("icarus")
+    need(simulator)
     build = _digits_build(tmp_path / "b")
     first = _cli("simulate", str(build), "--frames", "6")
     assert first.returncode == 0, first.stderr
     sim = build / "sim"
     before = _snapshot(sim)
     assert read_json(sim / "report.json")["frames"] == 6
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_CHILD, "simulate", str(build), "--stalls"],
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_CHILD, "simulate", str(build), "--stalls",
+                             "--simulator", simulator],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    vvp = None
-    while vvp is None:
+    pid = None
+    while pid is None:
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "vvp never started"
-        vvp = next((pid for pid, (name, ppid, _, _) in _processes().items()
-                    if name == "vvp" and ppid == proc.pid), None)
+        assert time.monotonic() < deadline, f"{tool} never started"
+        pid = next((p for p, (name, ppid, _, _) in _processes().items()
+                    if name == tool and ppid == proc.pid), None)
         time.sleep(0.05)
-    group = _processes()[vvp][2]
+    group = _processes()[pid][2]
+    while inner is not None and inner not in _group_alive(group):  # a grandchild of bitfold's
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{inner} never started"
+        time.sleep(0.05)
     assert group != os.getpgrp()  # the simulator runs in a process group of its own
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
