@@ -194,15 +194,15 @@ def replaced_files(folder: str | Path, *names: str) -> Iterator[dict[str, Path]]
     tmps: dict[str, Path] = {}
     try:
         for name in names:
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+            fd, made = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
             os.close(fd)
-            tmps[name] = Path(tmp)
+            tmps[name] = Path(made)
         yield dict(tmps)
         with held_signals():
-            for name, tmp in tmps.items():
-                os.chmod(tmp, 0o666 & ~_UMASK)
-                os.replace(tmp, folder / name)
+            for name, path in tmps.items():
+                os.chmod(path, 0o666 & ~_UMASK)
+                os.replace(path, folder / name)
     except BaseException:
-        for tmp in tmps.values():
-            tmp.unlink(missing_ok=True)
+        for path in tmps.values():
+            path.unlink(missing_ok=True)
         raise
