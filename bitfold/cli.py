@@ -306,10 +306,15 @@ def stage_verbs() -> dict[str, Callable[[Sequence[str]], int]]:
 def _cmd_run(args: argparse.Namespace) -> int:
     """``bitfold run``: the pipeline, with the stage verbs it runs."""
     from bitfold.pipeline import run_pipeline
-    from bitfold.train.catalog import MODEL_NAMES, SOFTWARE_ONLY_MODELS
+    from bitfold.train.catalog import GOLDEN_ONLY_MODELS, MODEL_NAMES, SOFTWARE_ONLY_MODELS
 
-    if args.model in SOFTWARE_ONLY_MODELS and not args.import_model:  # refused before training
-        built = ", ".join(m for m in MODEL_NAMES if m not in SOFTWARE_ONLY_MODELS)
+    unbuilt = SOFTWARE_ONLY_MODELS + GOLDEN_ONLY_MODELS
+    built = ", ".join(m for m in MODEL_NAMES if m not in unbuilt)
+    if args.model in GOLDEN_ONLY_MODELS and not args.import_model:  # refused before training
+        raise ValueError(f"--model {args.model} compiles and runs in the golden model, but its "
+                         "residual streams have no hardware yet; use bitfold train, compile and "
+                         f"golden, or run a model bitfold builds: {built}")
+    if args.model in SOFTWARE_ONLY_MODELS and not args.import_model:
         raise ValueError(f"--model {args.model} trains but cannot be lowered to hardware (real-"
                          "valued layers and shortcuts); train it with bitfold train, or run a "
                          f"model bitfold builds: {built}")

@@ -266,6 +266,14 @@ def test_resume_extends_the_epochs_on_a_replanned_cosine_schedule(tmp_path, caps
                    r"^bitfold train: error: --resume with a different configuration \(lr\); ")
 
 
+def test_run_refuses_a_golden_only_model_before_training(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["run", "--model", "resnet8", "--out", str(out), "--epochs", "1"])
+    one_line_error(capsys, code, r"^bitfold run: error: --model resnet8 compiles and runs in the "
+                                 r"golden model, but its residual streams have no hardware yet; ")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("model", ["resnet18", "hourglass"])
 def test_run_refuses_a_model_it_cannot_build_before_training(tmp_path, capsys, model):
     out = tmp_path / "out"
