@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from bitfold.artifacts import ArtifactError, read_json, replaced_files, write_json
+from bitfold.artifacts import ArtifactError, read_json, replaced_files, sha256_file, write_json
 from bitfold.sweep import SWEEP_SCHEMA, plot_sweep, sweep  # noqa: F401  (bitfold.bench's API)
 
 __all__ = ["BATCHES", "BENCH_SCHEMA", "SWEEP_SCHEMA", "bench", "bench_table", "cpu_baselines",
@@ -203,6 +203,10 @@ def hardware_figures(build: str | Path, board: str | None = None,
     sim = read_json(sim_path) if sim_path.is_file() else None
     if sim is not None and sim.get("analytic_cycles_per_frame") != analytic:
         sim = None  # simulated at another folding: not this design's figure
+    manifest = build / "rtl" / "manifest.json"
+    if sim is not None and "rtl_manifest_sha256" in sim and (
+            not manifest.is_file() or sha256_file(manifest) != sim["rtl_manifest_sha256"]):
+        sim = None  # measured on another rtl/ (generated again since, or a --rtl copy)
     if sim is not None and sim.get("cycles_per_frame") and not sim.get("mismatches"):
         cycles, cycles_src = sim["cycles_per_frame"], f"measured ({sim['simulator']})"
         latency = sim.get("latency_cycles")

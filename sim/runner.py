@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bitfold.artifacts import held_signals, read_json, replaced_dir, write_json
+from bitfold.artifacts import held_signals, read_json, replaced_dir, sha256_file, write_json
 
 from .frames import Vectors
 from .tools import (
@@ -193,6 +193,9 @@ def _simulate_in(sim_dir: Path, build: Path, rtl: Path, manifest: dict[str, Any]
     report = {
         "schema": REPORT_SCHEMA,
         "top": manifest["top"],
+        # the design simulated: rtl/manifest.json holds the hash of every file, graph.json and
+        # folding.json, so bench takes these cycles only for the rtl/ they were measured on
+        "rtl_manifest_sha256": sha256_file(rtl / "manifest.json"),
         "simulator": simulator,
         "stalls": {"p_idle": p_idle, "p_stall": p_stall, "seed": seed} if stalls else None,
         "frames": res["frames"],

@@ -73,3 +73,23 @@ def test_replaced_files_renames_all_or_none(tmp_path) -> None:
         tmp["b"].write_text("new b")
     assert [(tmp_path / n).read_text() for n in "ab"] == ["new a", "new b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+def test_bench_takes_simulated_cycles_only_for_the_rtl_they_were_measured_on(tmp_path) -> None:
+    from bitfold.artifacts import sha256_file, write_json
+    from bitfold.bench import hardware_figures
+    from bitfold.cli import main
+
+    build = tiny_build(tmp_path / "build")
+    assert main(["generate", str(build), "--folding", str(build / "folding.json")]) == 0
+    analytic = read_json(build / "folding.json")["totals"]["cycles_per_frame"]
+    report = {"schema": 1, "simulator": "icarus", "cycles_per_frame": analytic + 0.5,
+              "analytic_cycles_per_frame": analytic, "mismatches": 0, "latency_cycles": 40,
+              "rtl_manifest_sha256": sha256_file(build / "rtl" / "manifest.json")}
+    write_json(build / "sim" / "report.json", report)
+    hw = hardware_figures(build)
+    assert (hw["cycles_per_frame"], hw["cycles_source"]) == (analytic + 0.5, "measured (icarus)")
+    write_json(build / "sim" / "report.json", {**report, "rtl_manifest_sha256": "0" * 64})
+    hw = hardware_figures(build)  # simulated on another rtl/: the analytic figure, said so
+    assert (hw["cycles_per_frame"], hw["cycles_source"]) == \
+        (analytic, "analytic (no bit-exact simulation report)")
