@@ -145,3 +145,16 @@ def test_residual_graphs_survive_the_file_round_trip(graph, tmp_path_factory) ->
     build = tmp_path_factory.mktemp("res")
     save_graph(folded, build)
     assert load_graph(build) == folded
+
+
+def test_folding_refuses_a_residual_graph_in_one_line() -> None:
+    from bitfold.compiler.errors import FoldingError
+    from bitfold.compiler.folding import fold_for_budget
+
+    nodes = _stream([1, 2]) + [Threshold("t", "r", np.array([1, 2])),
+                              Layer("fc", "t", Binary(np.ones((2, 2), np.uint8))),
+                              AffineArgMax("out", "fc", np.ones(2), np.zeros(2))]
+    graph = fold(build_graph("g", nodes, ["out"]))
+    with pytest.raises(FoldingError, match=r"^graph 'g' has residual-stream nodes \(Requantize "
+                                           r"'r' and 0 more\), which bitfold has no hardware"):
+        fold_for_budget(graph, max_luts=10_000)
