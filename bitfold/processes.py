@@ -10,6 +10,7 @@ session, so a Ctrl-C at the terminal reaches bitfold alone, and bitfold ends the
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -19,7 +20,7 @@ from typing import IO, Any
 
 from bitfold.artifacts import held_signals
 
-__all__ = ["end_group", "group", "run_in_group"]
+__all__ = ["end_group", "first_error", "group", "run_in_group"]
 
 
 def end_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
@@ -65,3 +66,22 @@ def run_in_group(cmd: Sequence[str], *, cwd: str | os.PathLike | None = None,
     """Run ``cmd`` to its end in a process group of its own; return its exit status."""
     with group(cmd, cwd=cwd, env=env, stdout=stdout, stderr=stderr) as proc:
         return proc.wait()
+
+
+# what a tool's error line starts with or holds, most specific first: yosys' and nextpnr's
+# ERROR:, Verilator's %Error, iverilog's and gcc's "file:line: [syntax] error", make's ***
+_ERRORS = (re.compile(r"^(ERROR:|%Error)"), re.compile(r":\s*(syntax |fatal )?error\b", re.I),
+           re.compile(r"\*\*\*"), re.compile(r"\berror\b", re.I))
+
+
+def first_error(log: str, limit: int = 240) -> str:
+    """The first line of a tool's log that reports an error (the most specific kind first),
+    else its last line; stripped and cut to ``limit`` characters, for a one-line message."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    for pattern in _ERRORS:
+        line = next((x for x in lines if pattern.search(x)), None)
+        if line is not None:
+            break
+    else:
+        line = lines[-1] if lines else "no output"
+    return line if len(line) <= limit else line[:limit - 3] + "..."

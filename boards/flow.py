@@ -25,7 +25,6 @@ once more at the fastest clock :data:`FMAX_MARGIN` below that Fmax.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -40,7 +39,7 @@ from bitfold.artifacts import held_signals, replaced_dir, write_json
 from bitfold.compiler.cost import DEVICES, board_top_cost
 from bitfold.compiler.folding import Folding, evaluate_folding, fold_for_budget
 from bitfold.compiler.ir import Graph
-from bitfold.processes import group
+from bitfold.processes import first_error, group
 
 from .board_report import (
     BOARD_REPORT_SCHEMA,
@@ -265,7 +264,7 @@ def run_build(out: Path, board: Board, progress: bool = True, shown: Path | None
     if proc.returncode:
         text = (out / "build.log").read_text(errors="replace")
         raise BuildError(f"{board.name}: the build failed in {_phase(out)} (exit "
-                         f"{proc.returncode}): {_first_error(text)}; see "
+                         f"{proc.returncode}): {first_error(text)}; see "
                          f"{shown or out}/build.log")
     return time.monotonic() - start
 
@@ -277,14 +276,6 @@ def _phase(out: Path) -> str:
         if (out / marker).exists():
             phase = name
     return phase
-
-
-def _first_error(log: str, limit: int = 240) -> str:
-    """The first line of a tool's log that says ERROR (else its last line), on one line."""
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    line = next((x for x in lines if re.match(r"(ERROR|Error|error)\b", x)),
-                lines[-1] if lines else "no output")
-    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def _retry_clock(board: Board, fmax_mhz: float) -> BoardClock:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bitfold.processes import run_in_group
+from bitfold.processes import first_error, run_in_group
 
 __all__ = ["BUILD_RECIPE", "SIMULATORS", "STAMP", "TIMESCALE", "SimulationError", "available",
            "build_design", "check_installed", "cocotb_runner", "simulator_path"]
@@ -235,7 +235,9 @@ def _build(manifest: dict[str, Any], simulator: str, where: Path, shown: Path,
                      build_dir=str(where), timescale=TIMESCALE, build_args=args,
                      always=True, log_file=str(where / "build.log"))
     except (SystemExit, Exception) as exc:  # cocotb exits on a failed tool
-        raise SimulationError(f"{simulator} could not build {manifest['top']}: {exc!r}; "
+        log = where / "build.log"
+        what = first_error(log.read_text(errors="replace")) if log.is_file() else repr(exc)
+        raise SimulationError(f"{simulator} could not build {manifest['top']}: {what}; "
                               f"see {shown / 'build.log'}") from None
     finally:
         os.environ.pop("MAKEFLAGS", None) if saved is None else os.environ.update(MAKEFLAGS=saved)

@@ -31,11 +31,24 @@ def quick_bench():
     bitfold.bench.bench = original
 
 
+# a run folder as a user may name it: every stage takes it as it is, nothing in it runs (an
+# --out with quotes once broke Icarus with a traceback, and GNU make refuses a space)
+HOSTILE = "it's a \"demo\" $(touch PWNED) `touch PWNED2`"
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory) -> tuple[Path, str]:
-    out = tmp_path_factory.mktemp("run") / "demo"
+    out = tmp_path_factory.mktemp("run") / HOSTILE
     assert main([*RUN, "--out", str(out)]) == 0
     return out, str(out)
+
+
+def test_a_run_folder_with_quotes_spaces_and_substitutions_runs_every_stage(first_run) -> None:
+    out, _ = first_run
+    assert sorted(read_json(out / "run.json")["stages"]) == \
+        ["bench", "compile", "generate", "golden", "simulate", "train"]
+    assert read_json(out / "build" / "sim" / "report.json")["mismatches"] == 0
+    assert not list(out.parent.rglob("PWNED*")) and not list(Path.cwd().glob("PWNED*"))
 
 
 def _stages(out: Path) -> dict[str, bool]:

@@ -151,3 +151,23 @@ def test_a_build_folder_with_spaces_quotes_and_substitutions_simulates(tmp_path,
     assert (report["frames"], report["mismatches"], report["simulator"]) == (5, 0, simulator)
     assert not list(tmp_path.rglob("PWNED*")) and not list(Path.cwd().glob("PWNED*"))
     assert (build / "sim" / simulator / "build" / "bitfold-build.sha256").is_file()  # cached
+
+
+def test_a_design_the_simulator_cannot_build_is_one_line_with_its_error_and_log(tmp_path):
+    need("icarus")
+    build = _digits_build(tmp_path / "b")
+    tools = tmp_path / "venv" / "bin"
+    tools.mkdir(parents=True)
+    (tools / "iverilog").write_text("#!/bin/sh\necho 'Parsing the sources'\n"
+                                    "echo 'core.v:3: syntax error'\necho 'I give up.'\nexit 2\n")
+    (tools / "iverilog").chmod(0o755)
+    res = subprocess.run([sys.executable, "-c", FAKE_CHILD, str(tools / "python"), "simulate",
+                          str(build), "--frames", "4"], capture_output=True, text=True,
+                         timeout=900)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr == ("bitfold simulate: error: icarus could not build bitfold_small_mlp: "
+                          f"core.v:3: syntax error; see {build}/sim.failed/icarus/build/"
+                          "build.log\n")
+    assert "I give up." in (build / "sim.failed" / "icarus" / "build" / "build.log").read_text()
+    assert not (build / "sim").exists()  # no half a simulation folder
+    assert not [p for p in build.iterdir() if p.name.startswith(".")]
