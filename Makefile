@@ -46,13 +46,13 @@ test-slow: setup
 
 # BENCHMARKS.md has each one's recorded result; the last two are issue 15's golden == RTL at
 # scale: 1,000 random graphs through Verilator against the golden model (about 17 min on 2 cores)
-# and 100,000 frames under random stalls on both sides through one design
+# and 100,000 frames under random stalls on both sides through one design (a CNN: window, pool)
 bench: setup
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/golden_throughput.py
 	$(BIN)/python -m benchmarks.hw_random_networks
 	$(BIN)/python -m benchmarks.rtl_differential --count 1000
-	$(BIN)/python -m benchmarks.rtl_soak --frames 100000
+	$(BIN)/python -m benchmarks.rtl_soak --example small-cnn --cycles 36 --frames 100000
 
 lint: setup
 	$(BIN)/ruff check bitfold train compiler hw sim boards interop tests benchmarks
