@@ -1,0 +1,226 @@
+"""Units of the residual stream (docs/ir.md, "Residual streams"), one pixel a beat.
+
+A stream word is one pixel: ``c`` signed elements of ``bits`` bits (element ``i`` at
+payload bits ``[i*bits, (i+1)*bits)``, as everywhere in bitfold):
+
+* :class:`StreamThreshold`: a ``Threshold`` on a stream, the next block's sign;
+* :class:`RequantAdd`: ``Requantize`` of a layer's accumulators and the ``Add`` of the
+  skip, one join of two streams (no skip: a ``Requantize`` alone);
+* :class:`StreamFork`: one stream to two consumers (the block's input to its binary
+  branch and to its skip FIFO), each taking every beat at its own pace;
+* :class:`AvgPoolStream`, :class:`UpsampleStream`: the ``AvgPool2d`` and ``Upsample2d``
+  of a strided skip and of an hourglass' way up.
+
+Every output is registered and every unit keeps full throughput (a beat a cycle) under
+continuous flow; they are checked against ``compiler.golden`` under random stalls
+(``tests/hw/test_residual_units.py``). They are not yet placed by the generator's plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .streams import check_positive
+from .swu import SlidingWindow
+
+__all__ = ["AvgPoolStream", "RequantAdd", "StreamFork", "StreamThreshold", "UpsampleStream",
+           "saturate"]
+
+
+def _elements(word: Value, n: int, bits: int) -> list[Value]:
+    return [word[i * bits:(i + 1) * bits].as_signed() for i in range(n)]
+
+
+def saturate(v: Value, bits: int) -> Value:
+    """``v`` clamped to ``bits`` signed bits, as a ``bits``-bit value."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(v > hi, Const(hi, signed(bits)),
+               Mux(v < lo, Const(lo, signed(bits)), v[:bits].as_signed()))
+
+
+def _pipe(m: Module, o, fire_in: Value) -> Value:
+    """A registered output stage: returns ``en``, the cycle it may load ``o``'s register;
+    ``o.valid`` follows ``fire_in`` (the inputs it consumes this cycle)."""
+    en = Signal()
+    m.d.comb += en.eq(~o.valid | o.ready)
+    with m.If(en):
+        m.d.sync += o.valid.eq(fire_in)
+    return en
+
+
+class StreamThreshold(wiring.Component):
+    """``+1`` where ``x[c] >= thresholds[c]``: a stream of ``c``-channel pixels of signed
+    ``bits``-bit elements to bipolar pixels (``c`` bits a beat)."""
+
+    def __init__(self, c: int, bits: int, thresholds: Sequence[int]) -> None:
+        check_positive(c=c, bits=bits)
+        self.c, self.bits = c, bits
+        self.thresholds = [int(t) for t in thresholds]
+        if len(self.thresholds) != c:
+            raise ValueError(f"{len(self.thresholds)} thresholds for {c} channels")
+        super().__init__({"i_stream": In(stream.Signature(unsigned(c * bits))),
+                          "o_stream": Out(stream.Signature(unsigned(c)))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        i, o = self.i_stream, self.o_stream
+        en = _pipe(m, o, i.valid)
+        m.d.comb += i.ready.eq(en)
+        # a threshold beyond the stream's range is a constant bit
+        lo, hi = -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
+        bits = [Const(1, 1) if t <= lo else Const(0, 1) if t > hi else x >= t
+                for x, t in zip(_elements(i.payload, self.c, self.bits), self.thresholds,
+                                strict=True)]
+        with m.If(en):
+            m.d.sync += o.payload.eq(Cat(*bits))
+        return m
+
+
+class RequantAdd(wiring.Component):
+    """``sat(sat(floor((mult * acc + bias) / 2**shift)) + skip)`` per channel, a pixel a beat.
+
+    ``acc_stream`` carries ``c`` accumulators of ``acc_shape``; ``skip_stream`` (absent
+    when ``skip_c`` is 0: a ``Requantize`` alone) ``skip_c <= c`` stream elements of
+    ``bits`` bits, the channels it lacks adding zero. The multiplies are by constants.
+    """
+
+    def __init__(self, c: int, acc_shape, mult: Sequence[int], bias: Sequence[int], shift: int,
+                 bits: int, skip_c: int = 0) -> None:
+        check_positive(c=c, bits=bits)
+        if len(mult) != c or len(bias) != c:
+            raise ValueError(f"mult and bias need {c} entries, not {len(mult)}, {len(bias)}")
+        if not 0 <= skip_c <= c or not 0 <= shift <= 32:
+            raise ValueError(f"skip channels 0..{c} and shift 0..32, not {skip_c}, {shift}")
+        self.c, self.acc_shape, self.shift, self.bits, self.skip_c = c, acc_shape, shift, bits, \
+            skip_c
+        self.mult, self.bias = [int(v) for v in mult], [int(v) for v in bias]
+        ports = {"acc_stream": In(stream.Signature(unsigned(c * acc_shape.width))),
+                 "o_stream": Out(stream.Signature(unsigned(c * bits)))}
+        if skip_c:
+            ports["skip_stream"] = In(stream.Signature(unsigned(skip_c * bits)))
+        super().__init__(ports)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        a, o = self.acc_stream, self.o_stream
+        skip = getattr(self, "skip_stream", None)
+        both = a.valid & (skip.valid if skip is not None else 1)
+        en = _pipe(m, o, both)
+        m.d.comb += a.ready.eq(en & both)
+        if skip is not None:
+            m.d.comb += skip.ready.eq(en & both)
+        w = self.acc_shape.width
+        accs = [a.payload[k * w:(k + 1) * w] for k in range(self.c)]
+        accs = [v.as_signed() if self.acc_shape.signed else v for v in accs]
+        skips = _elements(skip.payload, self.skip_c, self.bits) if skip is not None else []
+        out = []
+        for k, (acc, mu, b) in enumerate(zip(accs, self.mult, self.bias, strict=True)):
+            q = saturate((acc * mu + b) >> self.shift, self.bits)
+            out.append(saturate(q.as_signed() + skips[k], self.bits) if k < len(skips) else q)
+        with m.If(en):
+            m.d.sync += o.payload.eq(Cat(*out))
+        return m
+
+
+class StreamFork(wiring.Component):
+    """Every beat of ``i_stream`` to both ``a_stream`` and ``b_stream``.
+
+    A beat leaves when each output has taken it, in the same cycle or in different ones
+    (an output that took it waits for the other): neither consumer stalls the other
+    beyond the beat they share.
+    """
+
+    def __init__(self, width: int) -> None:
+        check_positive(width=width)
+        self.width = width
+        super().__init__({"i_stream": In(stream.Signature(unsigned(width))),
+                          "a_stream": Out(stream.Signature(unsigned(width))),
+                          "b_stream": Out(stream.Signature(unsigned(width)))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        i = self.i_stream
+        outs = (self.a_stream, self.b_stream)
+        taken = [Signal(name=f"taken_{n}") for n in "ab"]  # took the current beat already
+        done = [t | o.ready for t, o in zip(taken, outs, strict=True)]
+        m.d.comb += i.ready.eq(done[0] & done[1])
+        for t, o, d in zip(taken, outs, done, strict=True):
+            m.d.comb += [o.valid.eq(i.valid & ~t), o.payload.eq(i.payload)]
+            with m.If(i.valid):
+                m.d.sync += t.eq(Mux(i.ready, 0, d))
+        return m
+
+
+class AvgPoolStream(wiring.Component):
+    """``floor(sum / kernel**2)`` of each ``kernel x kernel`` window of an ``(h, w, c)`` map of
+    signed ``bits``-bit elements (no padding); ``kernel**2`` must be a power of two."""
+
+    def __init__(self, h: int, w: int, c: int, bits: int, kernel: int = 2,
+                 stride: int = 2) -> None:
+        check_positive(h=h, w=w, c=c, bits=bits, kernel=kernel, stride=stride)
+        if kernel & (kernel - 1):
+            raise ValueError(f"kernel {kernel}: the hardware divides by a power of two only")
+        self.h, self.w, self.c, self.bits, self.kernel, self.stride = h, w, c, bits, kernel, stride
+        self.window = SlidingWindow(h, w, c, bits, kernel, stride, 0, 0, lanes=kernel)
+        super().__init__({"i_stream": In(stream.Signature(unsigned(c * bits))),
+                          "o_stream": Out(stream.Signature(unsigned(c * bits)))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.window = win = self.window
+        wiring.connect(m, wiring.flipped(self.i_stream), win.i_stream)
+        o, wo = self.o_stream, win.o_stream
+        en = _pipe(m, o, wo.valid)
+        m.d.comb += wo.ready.eq(en)
+        n = self.kernel * self.kernel
+        elems = _elements(wo.payload, n * self.c, self.bits)
+        shift = n.bit_length() - 1
+        means = []
+        for k in range(self.c):
+            total = sum(elems[p * self.c + k] for p in range(n))
+            means.append((total >> shift)[:self.bits])  # arithmetic: floor
+        with m.If(en):
+            m.d.sync += o.payload.eq(Cat(*means))
+        return m
+
+
+class UpsampleStream(wiring.Component):
+    """Nearest-neighbour upsampling of an ``(h, w)`` map of ``width``-bit pixels by ``factor``:
+    each pixel ``factor`` times across, each row ``factor`` times down (a row buffer replays
+    it)."""
+
+    def __init__(self, h: int, w: int, width: int, factor: int = 2) -> None:
+        check_positive(h=h, w=w, width=width, factor=factor)
+        self.h, self.w, self.width, self.factor = h, w, width, factor
+        super().__init__({"i_stream": In(stream.Signature(unsigned(width))),
+                          "o_stream": Out(stream.Signature(unsigned(width)))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        i, o = self.i_stream, self.o_stream
+        f, w = self.factor, self.w
+        m.submodules.row = row = memory.Memory(shape=unsigned(self.width), depth=w, init=[])
+        wr, rd = row.write_port(), row.read_port(domain="comb")
+        col = Signal(range(w))
+        rep = Signal(range(f))  # the copy of the row being emitted
+        copy = Signal(range(f))  # the copy of the pixel being emitted
+        fresh = rep == 0  # the row's first copy reads the input, the others the row buffer
+        m.d.comb += rd.addr.eq(col)
+        pixel = Mux(fresh, i.payload, rd.data)
+        have = Mux(fresh, i.valid, 1)
+        en = _pipe(m, o, have)
+        last_copy = copy == f - 1
+        m.d.comb += [i.ready.eq(en & fresh & last_copy),
+                     wr.addr.eq(col), wr.data.eq(i.payload), wr.en.eq(i.valid & i.ready)]
+        with m.If(en & have):
+            m.d.sync += [o.payload.eq(pixel), copy.eq(Mux(last_copy, 0, copy + 1))]
+            with m.If(last_copy):
+                m.d.sync += col.eq(Mux(col == w - 1, 0, col + 1))
+                with m.If(col == w - 1):
+                    m.d.sync += rep.eq(Mux(rep == f - 1, 0, rep + 1))
+        return m
+
