@@ -29,6 +29,7 @@ from .cost_base import (
 from .memlayout import (
     group_slot_bits,
     index_slot_bits,
+    rom_in_block_ram,
     vector_beats,
     weight_geometry,
     weight_memory_kind,
@@ -269,7 +270,7 @@ def _back(f: Counter, layer: LayerShape, pe: int, nf: int, sf_passes: int,
         f["ff_ctrl"] += 1
         if nf > 1:  # read synchronously: a block RAM when deeper than a LUT ROM (hw.mvu)
             brams += add_memory(f, memory_map(nf, pe * layer.threshold_bits, model, rom=True,
-                                              block=nf > model.lutrom_max_depth))
+                                              block=rom_in_block_ram(nf, model.lutrom_max_depth)))
     return brams
 
 

@@ -27,7 +27,7 @@ from .bitpack import pack_ints
 
 __all__ = ["fold_words", "group_slot_bits", "group_words", "index_bits", "index_slot_bits",
            "index_window_lanes", "index_words", "line_buffer_rows", "offset_bits",
-           "offset_words", "serial_weight_words", "signed_bits", "threshold_bits",
+           "offset_words", "rom_in_block_ram", "serial_weight_words", "signed_bits", "threshold_bits",
            "threshold_words", "vector_beats", "weight_geometry", "weight_memory_kind",
            "weight_words", "window_lanes", "window_order"]
 
@@ -43,6 +43,12 @@ def weight_memory_kind(depth: int, lutrom_max_depth: int) -> str:
     if depth == 1:
         return "constant"
     return "lutrom" if depth <= lutrom_max_depth else "bram"
+
+
+def rom_in_block_ram(depth: int, lutrom_max_depth: int) -> bool:
+    """Whether a per-neuron ROM read synchronously (thresholds) of ``depth`` words is block
+    RAM (``rom_style = "block"``): deeper than a LUT ROM."""
+    return depth > lutrom_max_depth
 
 
 # ----------------------------------------------------------------------------- geometry

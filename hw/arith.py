@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Signal, Value
 
-__all__ = ["add", "as_signed", "bits_on_wire", "reg", "wire"]
+__all__ = ["add", "adder_trees", "as_signed", "bits_on_wire", "reg", "wire"]
 
 
 def as_signed(v: Value) -> Value:
@@ -53,3 +53,28 @@ def reg(m: Module, value: Value, en: Value, name: str, control: bool = False) ->
     with m.If(en):
         m.d.sync += sig.eq(value)
     return sig
+
+
+def adder_trees(m: Module, lanes: list[list[Value]], ctl: Value, en: Value, levels_per_stage: int
+                ) -> tuple[list[Value], Value]:
+    """Pairwise adder trees over every lane's terms, registered (with ``en``) every
+    ``levels_per_stage`` levels and at the root, the control word ``ctl`` beside them; the
+    lanes' sums and the control word.
+
+    Lanes with fewer terms (pruned sparse ones) are padded with constant zeros, so
+    every lane has the same pipeline depth; synthesis removes the additions of zero.
+    """
+    longest = max(len(t) for t in lanes)
+    lanes = [t + [Const(0, 1)] * (longest - len(t)) for t in lanes]
+    # one-bit terms feed the logic half adders, which read each input twice: on a wire
+    lanes = [bits_on_wire(m, t) if all(len(v) == 1 for v in t) else t for t in lanes]
+    level = 0
+    while len(lanes[0]) > 1:
+        lanes = [[add(m, t[i], t[i + 1]) if i + 1 < len(t) else t[i]
+                  for i in range(0, len(t), 2)] for t in lanes]
+        level += 1
+        if level % levels_per_stage == 0 or len(lanes[0]) == 1:
+            lanes = [[reg(m, v, en, f"tree{level}_p{p}_{i}") for i, v in enumerate(t)]
+                     for p, t in enumerate(lanes)]
+            ctl = reg(m, ctl, en, f"tree{level}_ctl", control=True)
+    return [t[0] for t in lanes], ctl

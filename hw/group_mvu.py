@@ -14,15 +14,13 @@ same cycles, and the memory shrinks with them (``compiler/cost.py`` prices it).
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Shape, Value, unsigned
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Const, Module, Mux, Shape, Value
 
 from bitfold.compiler.memlayout import group_words
 
-from .index_mvu import checked_mask
+from .index_mvu import sparse_weights
 from .mvu import MVU
-from .ranges import accumulator_range, check_accumulator, weight_memory_kind
+from .ranges import LUTROM_MAX_DEPTH
 
 __all__ = ["GroupMVU"]
 
@@ -37,31 +35,31 @@ class GroupMVU(MVU):
     buffer, adder trees, accumulators and thresholds are :class:`MVU`'s.
     """
 
+    LAYOUT = "group"
+
     def __init__(self, mask: np.ndarray, group: int, pe: int, simd: int, acc_shape: Shape, *,
                  polarity: np.ndarray, thresholds: np.ndarray | None = None,
                  input_bits: int = 1, bipolar: bool = True, levels_per_stage: int = 2,
-                 weight_memory: str | None = None) -> None:
-        mask, polarity = checked_mask(mask, polarity, pe=pe, simd=simd, input_bits=input_bits,
-                                      bipolar=bipolar, levels_per_stage=levels_per_stage)
-        mh, mw = mask.shape
-        self.kept, self.slot_bits, self.ragged, self._words = group_words(mask, group, pe, simd)
+                 weight_memory: str | None = None,
+                 lutrom_max_depth: int = LUTROM_MAX_DEPTH) -> None:
+        weights = sparse_weights(mask, polarity, pe=pe, simd=simd, input_bits=input_bits,
+                                 levels_per_stage=levels_per_stage)
+        self.kept, self.slot_bits, self.ragged, self._words = group_words(weights.bits, group,
+                                                                          pe, simd)
         self.group = group
-        acc_shape = Shape.cast(acc_shape)
-        lo, hi = accumulator_range(mask, input_bits, bipolar, polarity)
-        thresholds = check_accumulator(acc_shape, lo, hi, thresholds, mh)
-        self.weights, self.thresholds = mask.astype(np.uint8), thresholds
-        self.polarity, self.plane_scale, self.planes = polarity, None, 1
-        self.mh, self.mw, self.pe, self.simd = mh, mw, pe, simd
-        self.nf, self.sf = mh // pe, mw // group // simd
-        self.input_bits, self.bipolar, self.acc_shape = input_bits, bipolar, acc_shape
-        self.levels_per_stage = levels_per_stage
-        self.weight_memory = weight_memory or weight_memory_kind(self.nf * self.sf)
-        self.weight_width = pe * simd * self.kept * self.slot_bits
-        out_shape = unsigned(pe) if thresholds is not None else unsigned(pe * acc_shape.width)
-        wiring.Component.__init__(self, {
-            "i_stream": In(stream.Signature(unsigned(simd * group * input_bits))),
-            "o_stream": Out(stream.Signature(out_shape)),
-        })
+        super().__init__(weights, pe, simd, acc_shape, thresholds=thresholds,
+                         input_bits=input_bits, bipolar=bipolar,
+                         levels_per_stage=levels_per_stage, weight_memory=weight_memory,
+                         lutrom_max_depth=lutrom_max_depth)
+
+    def _columns(self, mw: int) -> int:
+        return mw // self.group  # groups of G inputs
+
+    def _slots(self) -> tuple[int, int]:
+        return self.slot_bits, self.kept
+
+    def _input_elems(self) -> int:
+        return self.simd * self.group
 
     def weight_words(self) -> list[int]:
         """Slot memory words (:func:`group_words`)."""
@@ -75,7 +73,7 @@ class GroupMVU(MVU):
     def _lanes(self, m: Module, x: Value, w: Value, nf: Value) -> list[list[Value]]:
         g, bits, n = self.group, self.input_bits, self.kept
         pos_bits = self.slot_bits - (1 if self.ragged else 0)
-        pols = self._polarity(m, nf)
+        pols = self.polarity_lanes(m, nf)
         constant = self.weight_memory == "constant"
         lanes = []
         for p in range(self.pe):

@@ -8,33 +8,24 @@ and skips the zeros (``compiler/cost.py`` and docs/ir.md give the trade-off).
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value
 
 from bitfold.compiler.memlayout import index_words, vector_beats
 
 from .arith import reg
 from .mvu import MVU
-from .ranges import accumulator_range, check_accumulator, weight_memory_kind
+from .ranges import LUTROM_MAX_DEPTH
 from .streams import check_positive
+from .weights import SparseWeights
 
-__all__ = ["IndexMVU", "checked_mask"]
+__all__ = ["IndexMVU", "sparse_weights"]
 
 
-def checked_mask(mask: np.ndarray, polarity: np.ndarray, *, bipolar: bool, input_bits: int,
-                 **positive: int) -> tuple[np.ndarray, np.ndarray]:
-    """A sparse unit's ``(mask, polarity)`` as arrays; ``ValueError`` naming what is wrong."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2 or mask.size == 0 or not np.isin(mask, (0, 1)).all():
-        raise ValueError(f"mask must be a non-empty 2-D array of bits, not shape {mask.shape}")
-    check_positive(input_bits=input_bits, **positive)
-    polarity = np.asarray(polarity).astype(np.uint8)
-    if polarity.shape != (mask.shape[0],):
-        raise ValueError(f"polarity must have shape ({mask.shape[0]},), not {polarity.shape}")
-    if bipolar and input_bits != 1:
-        raise ValueError(f"bipolar input has input_bits=1, not {input_bits!r}")
-    return mask, polarity
+def sparse_weights(mask: np.ndarray, polarity: np.ndarray, **positive: int) -> SparseWeights:
+    """A sparse unit's weights, after checking ``positive`` (``ValueError`` naming what is
+    wrong)."""
+    check_positive(**positive)
+    return SparseWeights(mask, polarity)
 
 
 class IndexMVU(MVU):
@@ -62,49 +53,50 @@ class IndexMVU(MVU):
     once its last gather has moved on, so the unit never reads a half-written bank.
     """
 
+    LAYOUT = "index"
+
     def __init__(self, mask: np.ndarray, pe: int, simd: int, acc_shape: Shape, *,
                  polarity: np.ndarray, thresholds: np.ndarray | None = None, input_bits: int = 1,
                  bipolar: bool = True, levels_per_stage: int = 2,
-                 in_elems: int | None = None, weight_memory: str | None = None) -> None:
-        mask, polarity = checked_mask(mask, polarity, pe=pe, simd=simd, input_bits=input_bits,
-                                      bipolar=bipolar, levels_per_stage=levels_per_stage)
+                 in_elems: int | None = None, weight_memory: str | None = None,
+                 lutrom_max_depth: int = LUTROM_MAX_DEPTH) -> None:
+        weights = sparse_weights(mask, polarity, pe=pe, simd=simd, input_bits=input_bits,
+                                 levels_per_stage=levels_per_stage)
+        mask = weights.bits
         mh, mw = mask.shape
         self.index_bits, self.slot_bits, self._words = index_words(mask, pe, simd)
         self.ragged = self.slot_bits > self.index_bits
-        k = max(1, int(mask.sum(axis=1).max()))
-        acc_shape = Shape.cast(acc_shape)
-        lo, hi = accumulator_range(mask, input_bits, bipolar, polarity)
-        thresholds = check_accumulator(acc_shape, lo, hi, thresholds, mh)
-        self.weights, self.thresholds = mask.astype(np.uint8), thresholds
-        self.polarity, self.plane_scale, self.planes = polarity, None, 1
-        self.mh, self.mw, self.pe, self.simd, self.kept = mh, mw, pe, simd, k
-        self.nf, self.sf = mh // pe, k // simd
-        self.input_bits, self.bipolar, self.acc_shape = input_bits, bipolar, acc_shape
-        self.levels_per_stage = levels_per_stage
-        self.weight_memory = weight_memory or weight_memory_kind(self.nf * self.sf)
-        self.weight_width = pe * simd * self.slot_bits
+        self.kept = max(1, int(mask.sum(axis=1).max()))
         if in_elems is None:
-            in_elems = vector_beats(mw, self.nf * self.sf)
+            in_elems = vector_beats(mw, (mh // pe) * (self.kept // simd))
         check_positive(in_elems=in_elems)
         if mw % in_elems:
             raise ValueError(f"in_elems must divide the input count {mw}, not {in_elems!r}")
         self.in_elems = in_elems
-        out_shape = unsigned(pe) if thresholds is not None else unsigned(pe * acc_shape.width)
-        wiring.Component.__init__(self, {
-            "i_stream": In(stream.Signature(unsigned(in_elems * input_bits))),
-            "o_stream": Out(stream.Signature(out_shape)),
-        })
+        super().__init__(weights, pe, simd, acc_shape, thresholds=thresholds,
+                         input_bits=input_bits, bipolar=bipolar,
+                         levels_per_stage=levels_per_stage, weight_memory=weight_memory,
+                         lutrom_max_depth=lutrom_max_depth)
+
+    def _columns(self, mw: int) -> int:
+        return self.kept  # the kept inputs of the fullest row
+
+    def _slots(self) -> tuple[int, int]:
+        return self.slot_bits, 1
+
+    def _input_elems(self) -> int:
+        return self.in_elems
 
     def weight_words(self) -> list[int]:
         """Index memory words (:func:`index_words`)."""
         return self._words
 
-    def _front(self, m: Module, en: Value) -> tuple[list[list[Value]], Value]:
-        nf_n, sf_n, bits = self.nf, self.sf, self.input_bits
-        i = self.i_stream
+    def _writer(self, m: Module) -> tuple[list[Signal], list[Signal], Signal, Signal]:
+        """Input words into the free bank, in order: ``(banks, full, wr_bank, held)``;
+        ``held`` (driven by the reader) stalls the writer while stage 1 keeps gathering
+        from the bank it would write."""
+        bits, i = self.input_bits, self.i_stream
         beats = self.mw // self.in_elems
-
-        # writer: input words into the free bank, in order
         banks = [Signal(self.mw * bits, name=f"bank{b}") for b in range(2)]
         full = [Signal(name=f"full{b}") for b in range(2)]
         wr_bank = Signal()
@@ -123,8 +115,14 @@ class IndexMVU(MVU):
                 for b in range(2):
                     with m.If(wr_bank == b):
                         m.d.sync += full[b].eq(1)
+        return banks, full, wr_bank, held
 
-        # reader, stage 0: fold counters over a full bank
+    def _front(self, m: Module, en: Value) -> tuple[list[list[Value]], Value]:
+        """The reader: fold counters over a full bank, the positions, the gathered terms."""
+        nf_n, sf_n, bits = self.nf, self.sf, self.input_bits
+        banks, full, wr_bank, held = self._writer(m)
+
+        # stage 0: fold counters over a full bank
         rd_bank = Signal()
         sf = Signal(range(sf_n))
         nf = Signal(range(nf_n))
@@ -150,7 +148,7 @@ class IndexMVU(MVU):
         nf1, bank = ctl1[3:3 + nf_bits], ctl1[3 + nf_bits]
         m.d.comb += held.eq(~en & ctl1[0] & (bank == wr_bank))
 
-        pols = self._polarity(m, nf1)
+        pols = self.polarity_lanes(m, nf1)
         lanes = []
         for p in range(self.pe):
             terms = []

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bitfold.compiler.cost import DEVICES, LayerCost, group_structure
+from bitfold.compiler.cost import DEVICES, LayerCost, ResourceModel, group_structure
 from bitfold.compiler.folding import Folding
 from bitfold.compiler.ir import (
     ArgMax,
@@ -195,7 +195,7 @@ _MVU_STAGES: dict[str, type[MVUStage]] = {"index": IndexMVUStage, "group": Group
 
 
 def _unit_fields(graph: Graph, link: _LayerLink, cost: LayerCost, weights: np.ndarray,
-                 fast: bool) -> dict[str, Any]:
+                 model: ResourceModel) -> dict[str, Any]:
     """The MVU's parameters: the folding's, the layer's types and the encoding's own
     (weights, polarity, offsets, planes; ``Encoding.unit_params``), and the thresholds of
     a Threshold after it, as the encoding's unit compares them."""
@@ -205,7 +205,8 @@ def _unit_fields(graph: Graph, link: _LayerLink, cost: LayerCost, weights: np.nd
         layout=cost.layout, pe=cost.pe, simd=cost.simd, nf=cost.nf, sf=cost.sf,
         acc_bits=t_acc.bits, acc_signed=t_acc.signed, input_bits=1 if t.bipolar else t.bits,
         bipolar=t.bipolar, thresholds=None, weight_memory=cost.weight_memory,
-        register_reads=fast, credit=fast, block_pes=cost.block_pes)
+        register_reads=model.register_reads, credit=model.register_reads,
+        block_pes=cost.block_pes, lutrom_max_depth=model.lutrom_max_depth)
     params = node.encoding.unit_params(weights, t)
     for key in ("plane_scale", "offset"):
         if key in params:
@@ -220,7 +221,7 @@ def _unit_fields(graph: Graph, link: _LayerLink, cost: LayerCost, weights: np.nd
     return fields
 
 
-def _layer_stages(graph: Graph, link: _LayerLink, cost: LayerCost, fast: bool,
+def _layer_stages(graph: Graph, link: _LayerLink, cost: LayerCost, model: ResourceModel,
                   names: set[str]) -> list[Stage]:
     """A layer's stages: a convolution's sliding window, then its MVU."""
     node = link.layer
@@ -242,7 +243,7 @@ def _layer_stages(graph: Graph, link: _LayerLink, cost: LayerCost, fast: bool,
         weights = weights[..., window_order(node.geometry.kernel, t.shape[2])]
     elif cost.layout == "index":
         in_elems = vector_beats(weights.shape[-1], cost.nf * cost.sf)
-    fields = _unit_fields(graph, link, cost, weights, fast)
+    fields = _unit_fields(graph, link, cost, weights, model)
     if group:
         fields["group"] = group
     out_bits = 1 if isinstance(link.after, Threshold) else t_acc.bits
@@ -292,8 +293,9 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
     node = _input(graph, folding)
     links, score = _chain(graph, node)
     fold = {c.name: c for c in folding.layers}
+    model = DEVICES[folding.device]
     # a fast fabric: block-RAM reads registered, MVUs stall by credits, DSP products split
-    fast = DEVICES[folding.device].register_reads
+    fast = model.register_reads
     fifo_min = max([fifo_min] + [int(f.get("depth", 0)) for f in folding.fifos])
     names: set[str] = set()
     stages: list[Stage] = []
@@ -301,7 +303,7 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
         if isinstance(link, MaxPool2d):
             stages.append(_pool_stage(graph, link, names))
         else:
-            stages.extend(_layer_stages(graph, link, fold[link.layer.name], fast, names))
+            stages.extend(_layer_stages(graph, link, fold[link.layer.name], model, names))
     stages.append(_score_stage(graph, score, fast, names))
     stages = [replace(s, fifo_depth=_fifo_depth(s, fifo_min)) for s in stages]
     t_in, classes = graph.types[node.name], len(score.scale)

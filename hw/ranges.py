@@ -1,4 +1,6 @@
-"""Where an MVU's weights live and the range its accumulators must hold."""
+"""The default memory placement of units built without a folding, and the accumulator check.
+
+The range itself is the IR's (``Encoding.channel_ranges``, :meth:`.weights.UnitWeights.acc_range`)."""
 
 from __future__ import annotations
 
@@ -6,42 +8,10 @@ import numpy as np
 from amaranth.hdl import Shape
 
 from bitfold.compiler.cost import ResourceModel
-from bitfold.compiler.memlayout import weight_memory_kind as _kind
-from bitfold.compiler.verify import domain_range
 
-__all__ = ["LUTROM_MAX_DEPTH", "accumulator_range", "check_accumulator",
-           "weight_memory_kind"]
+__all__ = ["LUTROM_MAX_DEPTH", "check_accumulator"]
 
 LUTROM_MAX_DEPTH = ResourceModel.lutrom_max_depth  # the default of units built without a folding
-
-
-def weight_memory_kind(depth: int, lutrom_max_depth: int = LUTROM_MAX_DEPTH) -> str:
-    """Where a ``depth``-word weight memory lives (:func:`~bitfold.compiler.memlayout.weight_memory_kind`)."""
-    return _kind(depth, lutrom_max_depth)
-
-
-def accumulator_range(weights: np.ndarray, input_bits: int, bipolar: bool,
-                      polarity: np.ndarray | None = None,
-                      plane_scale: np.ndarray | None = None,
-                      offset: np.ndarray | None = None,
-                      offset_scale: int = 1) -> tuple[int, int]:
-    """The exact range of an MVU's accumulators (as ``compiler.verify.channel_ranges``)."""
-    top = 1 if bipolar else (1 << input_bits) - 1
-    weights = np.asarray(weights)
-    if offset is not None:  # a domain layer: every partial sum lies in its row's range
-        ranges = [domain_range(weights.shape[-1], offset_scale, int(m), top, bipolar)
-                  for m in offset]
-        return min(r[0] for r in ranges), max(r[1] for r in ranges)
-    if polarity is not None:
-        nnz = weights.sum(axis=1) * top
-        if bipolar:
-            return 0, int(nnz.max())
-        pos = nnz[np.asarray(polarity) == 1]
-        neg = nnz[np.asarray(polarity) == 0]
-        return -int(neg.max(initial=0)), int(pos.max(initial=0))
-    scale = 1 if plane_scale is None else int(np.sum(plane_scale))
-    bound = weights.shape[-1] * top * scale
-    return (0, bound) if bipolar else (-bound, bound)
 
 
 def check_accumulator(acc_shape: Shape, lo: int, hi: int, thresholds, mh: int) -> np.ndarray | None:

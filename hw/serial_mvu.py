@@ -21,7 +21,8 @@ from bitfold.compiler.memlayout import serial_weight_words
 
 from .arith import reg
 from .mvu import MVU
-from .ranges import weight_memory_kind
+from .ranges import LUTROM_MAX_DEPTH
+from .weights import CompositeWeights
 
 __all__ = ["SerialCompositeMVU"]
 
@@ -42,19 +43,22 @@ class SerialCompositeMVU(MVU):
     ``sf == SF - 1, k == K - 1``, so one output vector takes ``NF * SF * K`` cycles.
     """
 
+    LAYOUT = "serial"
+    GATED_INPUTS = False  # its lanes take +-x terms (no input-sum lane)
+
     def __init__(self, weights: np.ndarray, pe: int, simd: int, acc_shape: Shape, *,
                  plane_scale: Sequence[int], thresholds: np.ndarray | None = None,
                  input_bits: int = 1, bipolar: bool = True, levels_per_stage: int = 2,
-                 weight_memory: str | None = None) -> None:
+                 weight_memory: str | None = None,
+                 lutrom_max_depth: int = LUTROM_MAX_DEPTH) -> None:
         if plane_scale is None:
             raise ValueError("a serial composite MVU needs plane_scale")
-        super().__init__(weights, pe, simd, acc_shape, thresholds=thresholds,
+        planes = CompositeWeights(weights, plane_scale)
+        super().__init__(planes, pe, simd, acc_shape, thresholds=thresholds,
                          input_bits=input_bits, bipolar=bipolar,
-                         levels_per_stage=levels_per_stage, plane_scale=plane_scale)
-        self.serial_scales = [int(m) for m in plane_scale]  # MVU.plane_scale, never None here
-        self.weight_memory = weight_memory or weight_memory_kind(self.nf * self.sf * self.planes)
-        self.weight_width = pe * simd
-        self.shared_input_sum = False  # its lanes take +-x terms (no input-sum lane)
+                         levels_per_stage=levels_per_stage, weight_memory=weight_memory,
+                         lutrom_max_depth=lutrom_max_depth)
+        self.serial_scales = planes.scales
 
     def weight_words(self) -> list[int]:
         """Weight memory words (:func:`serial_weight_words`): address ``(nf*SF + sf)*K + k``."""
@@ -101,7 +105,7 @@ class SerialCompositeMVU(MVU):
             x = Mux(from_stream, x_in, rd.data)
         else:
             x = x_in
-        return [self._terms(m, x, w, p) for p in range(self.pe)], ctl1
+        return [self.enc.terms(self, m, x, w, p, None) for p in range(self.pe)], ctl1
 
     def _tree(self, m: Module, lanes: list[list[Value]], ctl: Value, en: Value
               ) -> tuple[list[Value], Value]:
@@ -117,6 +121,6 @@ class SerialCompositeMVU(MVU):
             scaled.append(reg(m, value, en, f"scaled{p}"))
         return scaled, reg(m, ctl, en, "scaled_ctl", control=True)
 
-    def _combine(self, sums: list[Value]) -> list[Value]:
+    def _combine(self, m: Module, sums: list[Value], nf: Value) -> list[Value]:
         """The planes are scaled one a cycle in :meth:`_tree` and added by the accumulator."""
         return sums

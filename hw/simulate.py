@@ -64,8 +64,6 @@ def run_stream(dut, inputs: Sequence[int], n_out: int, *, p_idle: float = 0.0,
     max_cycles : int, optional
         Give up (``RuntimeError``) after this many cycles; default generous.
     """
-    from amaranth.sim import Simulator
-
     rng = np.random.default_rng(seed)
     inputs = list(inputs)
     if max_cycles is None:
@@ -101,7 +99,14 @@ def run_stream(dut, inputs: Sequence[int], n_out: int, *, p_idle: float = 0.0,
         ctx.set(i_s.valid, 0)
         run.cycles = cycle
 
+    _simulate(dut, bench, vcd)
+    return run
+
+
+def _simulate(dut, bench, vcd: str | None) -> None:
+    """Run testbench ``bench`` on ``dut`` in a clocked top (optionally writing a VCD)."""
     from amaranth.hdl import Module, Signal
+    from amaranth.sim import Simulator
 
     top = Module()  # a clock domain even for purely combinational components
     top.submodules.dut = dut
@@ -115,7 +120,6 @@ def run_stream(dut, inputs: Sequence[int], n_out: int, *, p_idle: float = 0.0,
             sim.run()
     else:
         sim.run()
-    return run
 
 
 @dataclass

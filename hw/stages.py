@@ -147,7 +147,10 @@ class ScoreStage(Stage):
 class MVUStage(Stage):
     """A matrix-vector unit (:class:`~.mvu.MVU`): a binary, sparse (mask layout), composite
     (parallel planes) or domain layer, as its weight encoding's parameters say
-    (``Encoding.unit_params``: ``polarity``, ``plane_scale``, ``offset``)."""
+    (``Encoding.unit_params``: ``polarity``, ``plane_scale``, ``offset``;
+    :func:`~.weights.unit_weights` makes the unit's strategy of them). ``register_reads``,
+    ``credit`` and ``block_pes`` are this unit's: the index, group and serial units
+    register their reads and stall on one enable on every fabric."""
 
     kind: ClassVar[str] = "mvu"
     layout: str  # the folding's (LayerCost.layout)
@@ -169,6 +172,7 @@ class MVUStage(Stage):
     register_reads: bool = True
     credit: bool = False
     block_pes: int = 0
+    lutrom_max_depth: int = 16  # the device's (ResourceModel.lutrom_max_depth)
 
     @property
     def acc_shape(self) -> Any:
@@ -176,13 +180,15 @@ class MVUStage(Stage):
 
     def component(self) -> Any:
         from .mvu import MVU
+        from .weights import unit_weights
 
-        return MVU(self.weights, self.pe, self.simd, self.acc_shape, thresholds=self.thresholds,
-                   input_bits=self.input_bits, bipolar=self.bipolar, polarity=self.polarity,
-                   plane_scale=self.plane_scale, offset=self.offset,
-                   offset_scale=self.offset_scale, weight_memory=self.weight_memory,
-                   register_reads=self.register_reads, credit=self.credit,
-                   block_pes=self.block_pes)
+        weights = unit_weights(self.weights, self.polarity, self.plane_scale, self.offset,
+                               self.offset_scale)
+        return MVU(weights, self.pe, self.simd, self.acc_shape, thresholds=self.thresholds,
+                   input_bits=self.input_bits, bipolar=self.bipolar,
+                   weight_memory=self.weight_memory, register_reads=self.register_reads,
+                   credit=self.credit, block_pes=self.block_pes,
+                   lutrom_max_depth=self.lutrom_max_depth)
 
     def describe(self) -> dict[str, Any]:
         return {"weight_memory": self.weight_memory, "layout": self.layout}
@@ -219,7 +225,7 @@ class IndexMVUStage(MVUStage):
         return IndexMVU(self.weights, self.pe, self.simd, self.acc_shape,
                         polarity=_given(self.polarity, "polarity"), thresholds=self.thresholds,
                         input_bits=self.input_bits, bipolar=self.bipolar, in_elems=self.in_elems,
-                        weight_memory=self.weight_memory)
+                        weight_memory=self.weight_memory, lutrom_max_depth=self.lutrom_max_depth)
 
     def _weight_memory(self) -> MemorySpec:
         _, slot, words = index_words(self.weights, self.pe, self.simd)
@@ -239,7 +245,7 @@ class GroupMVUStage(MVUStage):
         return GroupMVU(self.weights, self.group, self.pe, self.simd, self.acc_shape,
                         polarity=_given(self.polarity, "polarity"), thresholds=self.thresholds,
                         input_bits=self.input_bits, bipolar=self.bipolar,
-                        weight_memory=self.weight_memory)
+                        weight_memory=self.weight_memory, lutrom_max_depth=self.lutrom_max_depth)
 
     def _weight_memory(self) -> MemorySpec:
         kept, slot, _, words = group_words(self.weights, self.group, self.pe, self.simd)
@@ -258,7 +264,8 @@ class SerialMVUStage(MVUStage):
                                   plane_scale=_given(self.plane_scale, "plane_scale"),
                                   thresholds=self.thresholds,
                                   input_bits=self.input_bits, bipolar=self.bipolar,
-                                  weight_memory=self.weight_memory)
+                                  weight_memory=self.weight_memory,
+                                  lutrom_max_depth=self.lutrom_max_depth)
 
 
 def _given(value: T | None, what: str) -> T:

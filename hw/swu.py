@@ -16,7 +16,7 @@ frame's tail overlaps the next frame's head.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -77,22 +77,26 @@ class SlidingWindow(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        h, w, k, s, p, r = self.h, self.w, self.kernel, self.stride, self.pad, self.rows
-        lanes, oh, ow = self.lanes, self.oh, self.ow
-        pix = self.c * self.elem_bits
-        i, o = self.i_stream, self.o_stream
-
-        slots = [memory.Memory(shape=unsigned(pix), depth=w, init=[]) for _ in range(r)]
+        slots = [memory.Memory(shape=unsigned(self.c * self.elem_bits), depth=self.w, init=[])
+                 for _ in range(self.rows)]
         for n, mem in enumerate(slots):
             m.submodules[f"row{n}"] = mem
-        filled = Signal(range(r + 1))  # complete rows held (in order from the reader's first)
+        filled = Signal(range(self.rows + 1))  # complete rows held (in order from the reader's first)
         row_done = Signal()
-        release = Signal(range(h + 1))
+        release = Signal(range(self.h + 1))
+        self._writer(m, slots, filled, row_done)
+        m.d.sync += filled.eq(filled + row_done - release)
+        self._reader(m, slots, filled, release)
+        return m
 
-        # writer: one pixel per cycle into slot wslot while a slot is free
+    def _writer(self, m: Module, slots: list[memory.Memory], filled: Signal,
+                row_done: Signal) -> None:
+        """One pixel per cycle into row slot ``wslot`` while a slot is free; ``row_done``
+        when a row is complete."""
+        w, i = self.w, self.i_stream
         wx = Signal(range(w))
-        wslot = Signal(range(r))
-        m.d.comb += i.ready.eq(filled < r)
+        wslot = Signal(range(self.rows))
+        m.d.comb += i.ready.eq(filled < self.rows)
         w_go = i.valid & i.ready
         for n, mem in enumerate(slots):
             wp = mem.write_port()
@@ -102,9 +106,13 @@ class SlidingWindow(wiring.Component):
             with m.If(wx == w - 1):
                 m.d.comb += row_done.eq(1)
                 m.d.sync += wslot.eq(self._mod_rows(wslot + 1))
-        m.d.sync += filled.eq(filled + row_done - release)
 
-        # reader: one word (lanes window columns x k rows) per cycle
+    def _reader(self, m: Module, slots: list[memory.Memory], filled: Signal,
+                release: Signal) -> None:
+        """One word (``lanes`` window columns x ``k`` rows) per cycle once every row its
+        output row needs is complete; ``release`` the rows no later window needs."""
+        h, w, k, s, p = self.h, self.w, self.kernel, self.stride, self.pad
+        lanes, oh, ow, o = self.lanes, self.oh, self.ow, self.o_stream
         en = Signal()
         m.d.comb += en.eq(~o.valid | o.ready)
         oy = Signal(range(oh))
@@ -113,7 +121,7 @@ class SlidingWindow(wiring.Component):
         row0 = Signal(signed(max(h, p, s * oh).bit_length() + 2), init=-p)
         col0 = Signal(signed(max(w, p, s * ow).bit_length() + 2), init=-p)
         rel = Signal(range(h + 1))  # rows of this frame released so far
-        rslot0 = Signal(range(r))  # slot of row `rel`
+        rslot0 = Signal(range(self.rows))  # slot of row `rel`
         last_row = oy == oh - 1
         need = Signal(signed(len(row0) + 1))
         m.d.comb += need.eq(Mux(last_row, h - 1,
@@ -136,8 +144,13 @@ class SlidingWindow(wiring.Component):
                              row0.eq(Mux(last_row, -p, nxt)),
                              rel.eq(Mux(last_row, 0, new_rel)),
                              rslot0.eq(self._mod_rows(rslot0 + n_rel))]
+        self._read_words(m, slots, en, rows_ok, row0, col0, g, rel, rslot0)
 
-        # read addresses: column per lane, slot per ky; padding flags travel with the read
+    def _read_words(self, m: Module, slots: list[memory.Memory], en: Signal, rows_ok: Value,
+                    row0: Signal, col0: Signal, g: Signal, rel: Signal, rslot0: Signal) -> None:
+        """The read addresses (a column per lane, a slot per ``ky``), the padding flags that
+        travel with the read, and the output word."""
+        h, w, k, r, lanes, o = self.h, self.w, self.kernel, self.rows, self.lanes, self.o_stream
         sel = []
         inside = []
         for ky in range(k):
@@ -154,12 +167,12 @@ class SlidingWindow(wiring.Component):
         valid_r = Signal(name="valid_r")
         with m.If(en):
             m.d.sync += [sel_r.eq(Cat(*sel)), inside_r.eq(Cat(*inside)), valid_r.eq(rows_ok)]
-        data = [[None] * r for _ in range(lanes)]
-        for n, mem in enumerate(slots):
+        data: list[list[Value]] = [[] for _ in range(lanes)]
+        for mem in slots:
             for j in range(lanes):
                 rp = mem.read_port()
                 m.d.comb += [rp.addr.eq(cols[j][:len(rp.addr)]), rp.en.eq(en)]
-                data[j][n] = rp.data
+                data[j].append(rp.data)
         pad = Const(self.pad_value, self.elem_bits)
         pad_pix = Cat(*([pad] * self.c))
         words = []
@@ -173,4 +186,3 @@ class SlidingWindow(wiring.Component):
         with m.If(en):
             m.d.sync += [out_valid.eq(valid_r), out_word.eq(Cat(*words))]
         m.d.comb += [o.valid.eq(out_valid), o.payload.eq(out_word)]
-        return m

@@ -130,7 +130,7 @@ def test_the_contract_sees_the_whole_package(graph) -> None:
             "bitfold.sim.runner", "bitfold.boards.flow", "bitfold.interop.importer"} <= set(graph)
     assert "bitfold.compiler.ir" in graph["bitfold.compiler.verify"]  # relative imports resolve
     assert "bitfold.verbs" in graph["bitfold.cli"]  # `from bitfold import verbs`
-    assert "bitfold.compiler.verify" in graph["bitfold.hw.ranges"]  # absolute imports resolve
+    assert "bitfold.compiler.memlayout" in graph["bitfold.hw.stages"]  # absolute imports resolve
 
 
 def test_circles_are_found_with_their_modules() -> None:

@@ -19,6 +19,7 @@ from bitfold.compiler.ir import (
 )
 from bitfold.compiler.passes import fold
 from bitfold.compiler.verify import build_graph, channel_ranges
+from bitfold.hw.weights import unit_weights
 
 
 def random_folding(graph: Graph, rng: np.random.Generator, index: float = 0.0,
@@ -39,6 +40,13 @@ def random_folding(graph: Graph, rng: np.random.Generator, index: float = 0.0,
         choice[layer.name] = (int(rng.choice(legal_values(layer.mh, False))),
                               int(rng.choice(legal_values(cols, False))), layout)
     return evaluate_folding(graph, choice)
+
+
+def accumulator_range(weights: np.ndarray, input_bits: int, bipolar: bool,
+                      **encoding) -> tuple[int, int]:
+    """The range of an MVU's accumulators: its weight encoding's (``polarity``,
+    ``plane_scale``, ``offset``/``offset_scale``; none: binary), from the IR's channel ranges."""
+    return unit_weights(weights, **encoding).acc_range(input_bits, bipolar)
 
 
 def folded(graph: Graph) -> Graph:

@@ -22,12 +22,15 @@ from bitfold.compiler.ir import (
     Window,
 )
 from bitfold.compiler.memlayout import window_order
-from bitfold.hw.mvu import MVU, accumulator_range
+from bitfold.hw.mvu import MVU
 from bitfold.hw.pool import MaxPool
 from bitfold.hw.score import ScoreArgMax, score_widths
 from bitfold.hw.simulate import pack, run_stream, unpack
 from bitfold.hw.streams import SkidBuffer, StreamFIFO, WidthConverter
 from bitfold.hw.swu import SlidingWindow
+from bitfold.hw.weights import unit_weights
+
+from .helpers import accumulator_range
 
 STALLS = [(0.0, 0.0), (0.35, 0.4)]
 
@@ -332,8 +335,8 @@ def test_sparse_and_composite_mvus_match_golden(scheme, mh, mw, pe, simd, bits, 
         node = Layer("fc", "x", Composite(weights, plane_scale))
         kw = dict(plane_scale=plane_scale)
     x, acc, shape, thresholds = _dense_case(rng, node, weights, bits, thr, n, **kw)
-    dut = MVU(weights, pe, simd, shape, thresholds=thresholds, input_bits=bits,
-              bipolar=bipolar, **kw)
+    dut = MVU(unit_weights(weights, **kw), pe, simd, shape, thresholds=thresholds,
+              input_bits=bits, bipolar=bipolar)
     _check_stream(dut, x, acc, shape, thresholds, simd, bits, stall)
 
 

@@ -37,14 +37,15 @@ from bitfold.compiler.ir import (
 )
 from bitfold.compiler.memlayout import serial_weight_words
 from bitfold.compiler.verify import build_graph, channel_ranges
-from bitfold.hw.mvu import MVU, accumulator_range
+from bitfold.hw.mvu import MVU
 from bitfold.hw.plan import build_plan
 from bitfold.hw.serial_mvu import SerialCompositeMVU
 from bitfold.hw.simulate import pack, run_stream, unpack
 from bitfold.hw.stages import MVUStage, SerialMVUStage
+from bitfold.hw.weights import CompositeWeights
 
 from ..compiler.randgraphs import lowered_graphs, random_inputs
-from .helpers import composite_mlp, folded, small_cnn
+from .helpers import accumulator_range, composite_mlp, folded, small_cnn
 from .test_network import check_network
 
 STALLS = [(0.0, 0.0), (0.35, 0.4)]
@@ -110,13 +111,13 @@ def test_serial_unit_equals_the_parallel_unit_and_stores_planes_plane_major() ->
     shape = _shape(*accumulator_range(weights, 1, True, plane_scale=scale))
     x = rng.integers(0, 2, (4, 8))
     outs = []
-    for cls in (MVU, SerialCompositeMVU):
-        dut = cls(weights, 3, 4, shape, plane_scale=scale)
+    for dut in (MVU(CompositeWeights(weights, scale), 3, 4, shape),
+                SerialCompositeMVU(weights, 3, 4, shape, plane_scale=scale)):
         run = run_stream(dut, _words(x, 4, 1), 4 * 2, p_stall=0.3, seed=3)
         outs.append(run.outputs)
     assert outs[0] == outs[1]
     words = serial_weight_words(weights, 3, 4)
-    par = MVU(weights, 3, 4, shape, plane_scale=scale)
+    par = MVU(CompositeWeights(weights, scale), 3, 4, shape)
     Fragment.get(par, None)
     parallel = par.weight_words()
     mask = (1 << 12) - 1
