@@ -36,13 +36,14 @@ def unit(pe: int, simd: int, bits: int, nf: int = 4, sf: int = 4, seed: int = 0)
     """The MVU of one case, with random weights and thresholds inside the accumulator range."""
     from amaranth.hdl import signed, unsigned
 
-    from bitfold.hw.mvu import MVU, accumulator_range
+    from bitfold.hw.mvu import MVU
+    from bitfold.hw.weights import BinaryWeights
 
     rng = np.random.default_rng(seed)
     mh, mw = pe * nf, simd * sf
     weights = rng.integers(0, 2, (mh, mw))
     bipolar = bits == 1
-    lo, hi = accumulator_range(weights, bits, bipolar)
+    lo, hi = BinaryWeights(weights).acc_range(bits, bipolar)
     shape = unsigned(hi.bit_length()) if lo >= 0 else signed(max(-lo, hi).bit_length() + 1)
     thresholds = rng.integers(lo, hi + 1, mh)
     return MVU(weights, pe, simd, shape, thresholds=thresholds, input_bits=bits, bipolar=bipolar)
