@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -102,11 +102,12 @@ class Plan:
 
 @dataclass(frozen=True)
 class _LayerLink:
-    """A layer of the chain and what it feeds: a Threshold (its bits), another dense layer
-    (its popcounts: a low-rank pair) or the ScoreAffine (its integers)."""
+    """A layer of the chain and, when it feeds one, its Threshold (the unit outputs bits);
+    else it feeds another dense layer (its popcounts: a low-rank pair) or the ScoreAffine
+    (its integers)."""
 
     layer: Layer
-    after: Threshold | Layer | ScoreAffine
+    threshold: Threshold | None
 
 
 def _next(graph: Graph, node: Node, *want: type[Node]) -> Node:
@@ -150,25 +151,29 @@ def _chain(graph: Graph, start: Input) -> tuple[list[MaxPool2d | _LayerLink], Sc
             links.append(nxt)
             cur = nxt
             continue
-        assert isinstance(nxt, Layer)
-        after = _next(graph, nxt, Threshold, ScoreAffine, Layer)
-        assert isinstance(after, Threshold | ScoreAffine | Layer)
-        links.append(_LayerLink(nxt, after))
-        t_acc = graph.types[nxt.name]
-        if isinstance(after, Layer) and (nxt.conv or after.conv or t_acc.signed):
-            raise HardwareError(f"graph {graph.name!r}: {nxt.kind} {nxt.name!r} may feed "
-                                "a dense layer directly only as a dense layer with "
-                                "unsigned (popcount) outputs")
-        if isinstance(after, ScoreAffine):
-            if nxt.conv:
-                raise HardwareError(f"graph {graph.name!r}: the scores must come from a dense "
-                                    f"layer, not the convolution {nxt.name!r}")
-            argmax = _next(graph, after, ArgMax)
-            if argmax.name != graph.outputs[0]:
-                raise HardwareError(f"graph {graph.name!r}: the output must be the ArgMax "
-                                    f"{argmax.name!r}, not {graph.outputs[0]!r}")
-            return links, after
-        cur = nxt if isinstance(after, Layer) else after
+        layer = cast(Layer, nxt)
+        after = _next(graph, layer, Threshold, ScoreAffine, Layer)
+        threshold = after if isinstance(after, Threshold) else None
+        links.append(_LayerLink(layer, threshold))
+        if threshold is not None:
+            cur = threshold
+            continue
+        if isinstance(after, Layer):  # a low-rank pair: integers into the next layer
+            if layer.conv or after.conv or graph.types[layer.name].signed:
+                raise HardwareError(f"graph {graph.name!r}: {layer.kind} {layer.name!r} may "
+                                    "feed a dense layer directly only as a dense layer with "
+                                    "unsigned (popcount) outputs")
+            cur = layer
+            continue
+        if layer.conv:
+            raise HardwareError(f"graph {graph.name!r}: the scores must come from a dense "
+                                f"layer, not the convolution {layer.name!r}")
+        score = cast(ScoreAffine, after)
+        argmax = _next(graph, score, ArgMax)
+        if argmax.name != graph.outputs[0]:
+            raise HardwareError(f"graph {graph.name!r}: the output must be the ArgMax "
+                                f"{argmax.name!r}, not {graph.outputs[0]!r}")
+        return links, score
 
 
 # ----------------------------------------------------------------------------- builders
@@ -199,7 +204,7 @@ def _unit_fields(graph: Graph, link: _LayerLink, cost: LayerCost, weights: np.nd
     """The MVU's parameters: the folding's, the layer's types and the encoding's own
     (weights, polarity, offsets, planes; ``Encoding.unit_params``), and the thresholds of
     a Threshold after it, as the encoding's unit compares them."""
-    node, after = link.layer, link.after
+    node = link.layer
     t, t_acc = graph.types[node.input], graph.types[node.name]
     fields: dict[str, Any] = dict(
         layout=cost.layout, pe=cost.pe, simd=cost.simd, nf=cost.nf, sf=cost.sf,
@@ -212,8 +217,9 @@ def _unit_fields(graph: Graph, link: _LayerLink, cost: LayerCost, weights: np.nd
         if key in params:
             params[key] = tuple(int(v) for v in params[key])
     fields.update(params)
-    if isinstance(after, Threshold):
-        fields["thresholds"] = node.encoding.unit_thresholds(np.asarray(after.thresholds), t)
+    if link.threshold is not None:
+        fields["thresholds"] = node.encoding.unit_thresholds(
+            np.asarray(link.threshold.thresholds), t)
     elif not node.encoding.UNIT_ACCUMULATES_IR:
         raise HardwareError(f"graph {graph.name!r}: {node.kind} {node.name!r} must feed a "
                             "Threshold: its unit accumulates another integer than the layer, "
@@ -246,7 +252,7 @@ def _layer_stages(graph: Graph, link: _LayerLink, cost: LayerCost, model: Resour
     fields = _unit_fields(graph, link, cost, weights, model)
     if group:
         fields["group"] = group
-    out_bits = 1 if isinstance(link.after, Threshold) else t_acc.bits
+    out_bits = 1 if link.threshold is not None else t_acc.bits
     stages.append(_MVU_STAGES.get(cost.layout, MVUStage)(
         name=sanitize(node.name, "mvu", names), node=node.name, in_elems=in_elems,
         in_bits=bits, out_elems=cost.pe, out_bits=out_bits, **fields))
@@ -269,15 +275,6 @@ def _score_stage(graph: Graph, node: ScoreAffine, fast: bool, names: set[str]) -
                       scale=tuple(int(v) for v in node.scale),
                       bias=tuple(int(v) for v in node.bias), acc_bits=t_acc.bits,
                       acc_signed=t_acc.signed, score_bits=t_score.bits, split_products=fast)
-
-
-def _fifo_depth(stage: Stage, fifo_min: int) -> int:
-    """The FIFO in front of ``stage``: ``fifo_min``, or for a serial composite unit, which
-    re-reads a one-bank buffer, one input vector plus two (every other MVU takes the next
-    vector into its second bank while it computes)."""
-    if isinstance(stage, SerialMVUStage):
-        return max(fifo_min, stage.weights.shape[-1] // stage.in_elems + 2)
-    return fifo_min
 
 
 def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
@@ -305,7 +302,7 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
         else:
             stages.extend(_layer_stages(graph, link, fold[link.layer.name], model, names))
     stages.append(_score_stage(graph, score, fast, names))
-    stages = [replace(s, fifo_depth=_fifo_depth(s, fifo_min)) for s in stages]
+    stages = [replace(s, fifo_depth=s.fifo_depth_at(fifo_min)) for s in stages]  # FIFO sizing
     t_in, classes = graph.types[node.name], len(score.scale)
     return Plan(graph=graph.name, top_name=sanitize(graph.name, "bitfold", set()),
                 input_name=node.name, input_shape=tuple(t_in.shape),

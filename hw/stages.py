@@ -74,6 +74,10 @@ class Stage(abc.ABC):
         """The unit's memories (none by default)."""
         return ()
 
+    def fifo_depth_at(self, fifo_min: int) -> int:
+        """The FIFO in front of the stage, given the least depth of any (``fifo_min``)."""
+        return fifo_min
+
     def describe(self) -> dict[str, Any]:
         """What ``manifest.json`` says of the stage beside its formats."""
         return {}
@@ -256,6 +260,11 @@ class GroupMVUStage(MVUStage):
 @dataclass(frozen=True, kw_only=True, eq=False)
 class SerialMVUStage(MVUStage):
     """A composite layer with its planes one a cycle (:class:`~.serial_mvu.SerialCompositeMVU`)."""
+
+    def fifo_depth_at(self, fifo_min: int) -> int:
+        """One input vector plus two: the unit re-reads a one-bank buffer (every other MVU
+        takes the next vector into its second bank while it computes)."""
+        return max(fifo_min, self.weights.shape[-1] // self.in_elems + 2)
 
     def component(self) -> Any:
         from .serial_mvu import SerialCompositeMVU
