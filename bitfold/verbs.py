@@ -102,6 +102,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _golden_pose(build, graph, model, data, frames: int | None) -> int:
+    from bitfold.artifacts import write_json
+    from bitfold.train.hourglass_hw import HourglassHW, golden_pose
+
+    if not isinstance(model, HourglassHW):
+        raise ValueError(f"{build}: a pose build of a {type(model).__name__}; golden runs the "
+                         "hourglass-hw model's heatmaps only")
+    n = len(data.x_test) if frames is None else min(frames, len(data.x_test))
+    report = golden_pose(model, graph, data, n)
+    write_json(build / "golden.json", report)
+    print(f"{build}/golden.json: golden PCKh {report['pckh']:.4f}, torch {report['torch_pckh']:.4f}"
+          f", heatmaps differ on {report['heatmaps_differ']} of {n} {data.name} test images")
+    return 0
+
+
 def cmd_golden(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -136,6 +151,8 @@ def cmd_golden(args: argparse.Namespace) -> int:
         from bitfold.train.trainer import load_run
 
         model, config, data = load_run(run)
+        if data.task == "pose":  # heatmaps, not classes: PCKh of both, and the heatmaps compared
+            return _golden_pose(build, graph, model, data, args.frames)
     name = args.dataset or prov.get("dataset") or (config.dataset if model else None)
     if model is None or name != config.dataset or args.data_dir:
         data = build_test_set(build, name, args.data_dir, prov, encoded=False)

@@ -7,12 +7,13 @@ names from here, so a name is added in one place.
 from __future__ import annotations
 
 __all__ = ["ALPHA_MODES", "DATASETS", "MODEL_NAMES", "OPTIMIZERS", "PARAMS", "QUANTIZERS", "SCHEDULES",
-           "GOLDEN_ONLY_MODELS", "SOFTWARE_ONLY_MODELS"]
+           "GOLDEN_ONLY_MODELS", "POSE_MODELS", "SOFTWARE_ONLY_MODELS"]
 
 MODEL_NAMES = ("mlp-digits", "cnn-digits", "tfc", "sfc", "lfc", "cnv", "resnet8", "resnet18",
-               "hourglass")
+               "hourglass", "hourglass-hw")
+POSE_MODELS = ("hourglass", "hourglass-hw")  # they take a pose dataset (synthetic-pose)
 SOFTWARE_ONLY_MODELS = ("resnet18", "hourglass")  # they train; compile refuses them
-GOLDEN_ONLY_MODELS = ("resnet8",)  # they compile and run in the golden model; no hardware yet
+GOLDEN_ONLY_MODELS = ("resnet8", "hourglass-hw")  # they compile and run in the golden model; no hardware yet
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "npz", "synthetic", "synthetic-pose")
 PARAMS = ("dense", "svd", "tucker", "holistic-tucker", "cp")
 ALPHA_MODES = ("none", "analytic", "learned")

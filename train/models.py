@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from .hourglass_hw import HourglassHW
 from .layers import BinaryConv2d, BinaryLinear
 from .residual import ResNet8
 
@@ -241,6 +242,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet8": lambda shape, classes, dropout: ResNet8(shape, classes, dropout=dropout),
     "resnet18": lambda shape, classes, dropout: ResNet18(shape, classes),
     "hourglass": lambda shape, joints, dropout: Hourglass(shape, joints),
+    "hourglass-hw": lambda shape, joints, dropout: HourglassHW(shape, joints),
 }
 
 
@@ -262,7 +264,7 @@ def build_model(name: str, input_shape: Sequence[int], num_outputs: int,
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), not {dropout!r}")
-    if name in ("cnn-digits", "cnv", "resnet8", "resnet18", "hourglass") and \
+    if name in ("cnn-digits", "cnv", "resnet8", "resnet18", "hourglass", "hourglass-hw") and \
             len(input_shape) != 3:
         raise ValueError(f"model {name!r} needs image input (C, H, W), not shape {tuple(input_shape)}")
     if not 0 <= input_dropout < 1:

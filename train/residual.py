@@ -76,30 +76,31 @@ def _sign_weight(layer: BinaryLayer) -> tuple[Tensor, np.ndarray]:
 
 
 def requant_ints(alpha: np.ndarray, bn: nn.BatchNorm2d | nn.BatchNorm1d, per_acc: float,
-                 offset_dots: float) -> tuple[np.ndarray, np.ndarray]:
+                 offset_dots: float, frac: int = STREAM_FRAC) -> tuple[np.ndarray, np.ndarray]:
     """``Requantize``'s ``mult`` and ``bias`` (shift :data:`MULT_SHIFT`) of a binary layer.
 
-    The stream value is ``floor(z * 2**FRAC + 1/2)`` with
+    The stream value is ``floor(z * 2**frac + 1/2)`` with
     ``z = BN(alpha * dot)`` and ``dot = per_acc * acc + offset_dots`` (bipolar input:
     ``2 acc - F``; multi-bit input: ``input_scale * acc``). Both torch's exact eval and
     the IR use these integers, so they agree bit for bit.
     """
     inv = bn.weight.detach().double().numpy() / np.sqrt(bn.running_var.double().numpy() + bn.eps)
-    k = alpha * inv * 2.0 ** STREAM_FRAC  # per unit of dot
+    k = alpha * inv * 2.0 ** frac  # per unit of dot
     c = (bn.bias.detach().double().numpy() - bn.running_mean.double().numpy() * inv) \
-        * 2.0 ** STREAM_FRAC + 0.5
+        * 2.0 ** frac + 0.5
     scale = 2.0 ** MULT_SHIFT
     mult = np.round(k * per_acc * scale).astype(np.int64)
     bias = np.round((c + k * offset_dots) * scale).astype(np.int64)
     return mult, bias
 
 
-def _requant_exact(acc: Tensor, mult: np.ndarray, bias: np.ndarray) -> Tensor:
+def _requant_exact(acc: Tensor, mult: np.ndarray, bias: np.ndarray,
+                   bits: int = STREAM_BITS) -> Tensor:
     """``sat(floor((mult * acc + bias) / 2**MULT_SHIFT))`` in float64 (exact: below 2**53)."""
     shape = (1, -1) + (1,) * (acc.dim() - 2)
     m = torch.from_numpy(mult.astype(np.float64)).view(shape)
     b = torch.from_numpy(bias.astype(np.float64)).view(shape)
-    lo, hi = _grid_limits()
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return torch.clamp(torch.floor((acc.double() * m + b) / 2.0 ** MULT_SHIFT), lo, hi)
 
 

@@ -58,6 +58,7 @@ from .export import (
     ExportError,
     export_network,
 )
+from .hourglass_hw import HourglassHW, lower_hourglass
 from .quantizers import FRAC_BITS
 from .residual import ResNet8, lower_resnet
 
@@ -272,6 +273,9 @@ def lower_run(run_dir: str | Path) -> tuple[Graph, dict[str, Any]]:
     encoding: dict[str, Any] = {}
     if isinstance(model, ResNet8):  # a residual stream: its own lowering (train/residual.py)
         graph, sources = lower_resnet(model, data.input_bits, data.input_scale, config.model)
+    elif isinstance(model, HourglassHW):
+        graph, sources = lower_hourglass(model, data.input_bits, data.input_scale,
+                                         config.model.replace("-", "_"))
     else:
         net = export_network(model, data.input_bits, data.input_scale, name=config.model)
         graph, sources = lower(net)

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from bitfold.artifacts import ArtifactError, read_json, write_json
 
+from .catalog import POSE_MODELS
 from .checkpoint import (
     RUN_KEYS,
     SCHEMA,
@@ -216,10 +217,11 @@ def train(
     device = dist.device
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, config.data_dir)
-    if data.task == "pose" and config.model != "hourglass":
-        raise ValueError(f"dataset {config.dataset!r} is a pose task; use --model hourglass")
-    if config.model == "hourglass" and data.task != "pose":
-        raise ValueError("--model hourglass needs a pose dataset (synthetic-pose)")
+    if data.task == "pose" and config.model not in POSE_MODELS:
+        raise ValueError(f"dataset {config.dataset!r} is a pose task; use --model "
+                         f"{' or '.join(POSE_MODELS)}")
+    if config.model in POSE_MODELS and data.task != "pose":
+        raise ValueError(f"--model {config.model} needs a pose dataset (synthetic-pose)")
     model = make_model(config, data).to(device)
     net: nn.Module = model
     if dist.world > 1:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -70,3 +72,39 @@ def test_exact_eval_is_close_to_the_training_forward() -> None:
         exact_out = model(x)
     assert torch.allclose(float_out, exact_out, atol=0.5)
     assert (float_out.argmax(1) == exact_out.argmax(1)).float().mean() >= 0.9
+
+
+def test_hourglass_heatmaps_of_torch_equal_the_golden_model() -> None:
+    from bitfold.train.hourglass_hw import HEAT_BITS, HourglassHW, heatmaps_nchw, lower_hourglass
+
+    torch.manual_seed(4)
+    model = parametrize_model(HourglassHW((3, 32, 32), 3, width=8, depth=1), "dense", "learned")
+    x = torch.randint(0, 256, (8, 3, 32, 32))
+    with torch.no_grad():
+        model.train()
+        model(x.float() * SCALE)
+        model.eval()
+        model.input_scale = SCALE
+        maps = model(x.float() * SCALE)
+    graph = fold(lower_hourglass(model, 8, SCALE)[0])
+    assert graph.types["heatmaps"].bits == HEAT_BITS and maps.shape == (8, 3, 8, 8)
+    kinds = {n.op for n in graph.nodes}
+    assert {"Upsample2d", "AvgPool2d", "Add", "Requantize"} <= kinds
+    golden = run_reference(graph, x.numpy().transpose(0, 2, 3, 1))["heatmaps"]
+    assert torch.equal(heatmaps_nchw(golden).float(), maps)
+
+
+def test_golden_of_a_pose_build_compares_pckh(tmp_path, capsys) -> None:
+    from bitfold.cli import main
+
+    run, build = tmp_path / "run", tmp_path / "build"
+    assert main(["train", "--model", "hourglass-hw", "--dataset", "synthetic-pose", "--param",
+                 "dense", "--epochs", "1", "--quiet", "--out", str(run)]) == 0
+    assert main(["compile", str(run), "--out", str(build)]) == 0
+    capsys.readouterr()
+    assert main(["golden", str(build)]) == 0
+    line = capsys.readouterr().out.strip()
+    report = json.loads((build / "golden.json").read_text())
+    assert report["pckh"] == report["torch_pckh"] and report["heatmaps_differ"] == 0
+    assert line == (f"{build}/golden.json: golden PCKh {report['pckh']:.4f}, torch "
+                    f"{report['pckh']:.4f}, heatmaps differ on 0 of 128 synthetic-pose test images")
