@@ -14,13 +14,14 @@ same cycles, and the memory shrinks with them (``compiler/cost.py`` prices it).
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Shape, Value
+from amaranth.hdl import Const, Module, Shape, Value
 
 from bitfold.compiler.memlayout import group_words
 
 from .index_mvu import sparse_weights
 from .mvu import MVU
 from .ranges import LUTROM_MAX_DEPTH
+from .weights import SparseWeights
 
 __all__ = ["GroupMVU"]
 
@@ -66,9 +67,7 @@ class GroupMVU(MVU):
         return self._words
 
     def _term(self, x: Value, valid: Value, pol: Value) -> Value:
-        if self.bipolar:
-            return valid & ~(x ^ pol)
-        return Mux(valid, Mux(pol, x, -x), 0)
+        return SparseWeights.gathered_term(self, x, valid, pol)
 
     def _lanes(self, m: Module, x: Value, w: Value, nf: Value) -> list[list[Value]]:
         g, bits, n = self.group, self.input_bits, self.kept

@@ -157,9 +157,6 @@ class IndexMVU(MVU):
                 pos = slot[:self.index_bits]
                 x = Mux(bank, banks[1].word_select(pos, bits), banks[0].word_select(pos, bits))
                 valid = slot[self.index_bits] if self.ragged else Const(1, 1)
-                if self.bipolar:
-                    terms.append(valid & ~(x ^ pols[p]))
-                else:
-                    terms.append(Mux(valid, Mux(pols[p], x, -x), 0))
+                terms.append(SparseWeights.gathered_term(self, x, valid, pols[p]))
             lanes.append(terms)
         return lanes, ctl1

@@ -168,6 +168,15 @@ class SparseWeights(UnitWeights):
         return [Mux(wp[s], Mux(pol, xs[s], -xs[s]), 0) for s in keep]
 
 
+    @staticmethod
+    def gathered_term(unit: MVU, x: Value, valid: Value, pol: Value) -> Value:
+        """The term of a kept input ``x`` the index or group layout gathered by position:
+        ``valid & xnor(x, pol)``, or multi-bit ``+-x`` (0 when not ``valid``)."""
+        if unit.bipolar:
+            return valid & ~(x ^ pol)
+        return Mux(valid, Mux(pol, x, -x), 0)
+
+
 class CompositeWeights(UnitWeights):
     """``K`` planes ``(K, mh, mw)`` and their positive integer scales
     (``compiler.composite.Composite``): the planes run as parallel lanes sharing each
