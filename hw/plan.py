@@ -1,7 +1,9 @@
 """The hardware plan of a network: its stages, stream formats and FIFOs, from the IR and a folding.
 
-A plan is plain data (no Amaranth): the dataflow top builds components from
-it and ``manifest.json`` describes it. Supported graphs are chains::
+A plan is plain data (no Amaranth): one typed stage per unit (:mod:`.stages`), each
+building its component; the dataflow top wires them and ``manifest.json`` describes
+them. :func:`build_plan` is a chain matcher (:func:`_chain`), one builder per stage kind
+and the FIFO sizing. Supported graphs are chains::
 
     Input -> [ (conv Layer | dense Layer) -> Threshold -> MaxPool2d? ]*
           -> dense Layer -> ScoreAffine -> ArgMax
@@ -9,7 +11,7 @@ it and ``manifest.json`` describes it. Supported graphs are chains::
 where every layer may have any weight encoding (binary, sparse, composite, domain; the
 encoding gives the unit its parameters, ``Encoding.unit_params``), and a dense layer may
 feed its popcounts straight into another dense layer (a low-rank pair). A sparse layer folded in the index
-layout becomes an :class:`~.mvu.IndexMVU`, which takes its input vector (or
+layout becomes an :class:`~.index_mvu.IndexMVU`, which takes its input vector (or
 window) in words of ``in_elems`` elements, as few as load one vector within its
 ``NF * SF`` compute cycles; in the group layout, a :class:`~.group_mvu.GroupMVU`, which
 takes ``SIMD`` groups of ``G`` inputs a word. A composite layer folded in the serial layout becomes
