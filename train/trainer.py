@@ -99,6 +99,8 @@ def make_model(config: TrainConfig, data: Dataset) -> nn.Module:
                         _input_binarizer(config, data), input_dropout=config.input_dropout)
     if config.init_from:
         load_float_weights(model, config.init_from)
+    if hasattr(model, "input_scale"):  # residual models: eval computes the integer streams
+        model.input_scale = data.input_scale
     return parametrize_model(model, config.param, config.alpha, config.rank, config.quantizer,
                              config.sparsity, config.bases, config.low_rank,
                              sparse_group=config.sparse_group, sparse_first=config.sparse_first)
