@@ -13,13 +13,16 @@ payload bits ``[i*bits, (i+1)*bits)``, as everywhere in bitfold):
 
 Every output is registered and every unit keeps full throughput (a beat a cycle) under
 continuous flow; they are checked against ``compiler.golden`` under random stalls
-(``tests/hw/test_residual_units.py``). They are not yet placed by the generator's plan.
+(``tests/hw/test_residual_units.py``). :class:`ResidualBlock` composes them with a sliding
+window and an MVU into one unit of a residual network, its skip FIFO sized by
+:func:`skip_fifo_min`. The generator's plan does not place them yet.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -27,8 +30,8 @@ from amaranth.lib.wiring import In, Out
 from .streams import check_positive
 from .swu import SlidingWindow
 
-__all__ = ["AvgPoolStream", "RequantAdd", "StreamFork", "StreamThreshold", "UpsampleStream",
-           "saturate"]
+__all__ = ["SKIP_SLACK", "AvgPoolStream", "RequantAdd", "ResidualBlock", "StreamFork",
+           "StreamThreshold", "UpsampleStream", "saturate", "skip_fifo_min"]
 
 
 def _elements(word: Value, n: int, bits: int) -> list[Value]:
@@ -224,3 +227,108 @@ class UpsampleStream(wiring.Component):
                     m.d.sync += rep.eq(Mux(rep == f - 1, 0, rep + 1))
         return m
 
+
+
+SKIP_SLACK = 4  # skip-FIFO entries beyond the minimum: the branch's registered stages
+
+
+def skip_fifo_min(h: int, w: int, kernel: int, stride: int, pad: int) -> int:
+    """Skip-FIFO entries with which a residual block cannot deadlock, whatever the stalls.
+
+    The sliding window emits an output row once every input row it needs is complete, so
+    the branch produces output ``(i, 0)`` only after input row ``need(i) = min(h - 1,
+    i s - pad + max(k, s) - 1)`` (the last output row: ``h - 1``); by then the fork has
+    passed every skip pixel made of rows ``0 .. need(i)``, and the join has taken only
+    those of output rows ``< i``. A stride-1 skip is a pixel per input pixel; a stride-2 one
+    (``AvgPool2d`` 2x2) a pooled row per two input rows. The FIFO alone holding the
+    difference is safe; the registers ahead of it (the fork's, a pool's line buffer) hold a
+    little more, so the true minimum can be lower (measured: 11 of this bound's 12 for a
+    6-pixel-wide stride-1 block; 1 of 4 for an 8x8 strided block, whose pool buffers rows).
+    """
+    oh = (h + 2 * pad - kernel) // stride + 1
+    ow = (w + 2 * pad - kernel) // stride + 1
+    worst = 0
+    for i in range(oh):
+        need = h - 1 if i == oh - 1 else min(h - 1, i * stride - pad + max(kernel, stride) - 1)
+        made = (need + 1) * w if stride == 1 else (need + 1) // 2 * ow
+        worst = max(worst, made - i * ow)
+    return max(1, worst)
+
+
+class ResidualBlock(wiring.Component):
+    """One pre-activation unit on the stream, a pixel of ``c_in`` elements a beat in and of
+    ``c_out`` out: ``r' = sat(sat(requant(conv(sign(r)))) + skip(r))``.
+
+    The fork sends each input pixel to the binary branch (:class:`StreamThreshold`, a
+    :class:`~.swu.SlidingWindow`, an :class:`~.mvu.MVU` without thresholds) and to the skip
+    FIFO (behind an :class:`AvgPoolStream` when the block strides); :class:`RequantAdd`
+    joins them. ``weights`` are the convolution's ``(c_out, k, k, c_in)`` bits. The FIFO
+    holds :func:`skip_fifo_min` + :data:`SKIP_SLACK` pixels unless ``skip_depth`` says
+    otherwise; fewer than the minimum is refused (the dataflow would deadlock) unless
+    ``unsafe_depth`` (for the test that shows it).
+    """
+
+    def __init__(self, h: int, w: int, c_in: int, bits: int, thresholds: Sequence[int],
+                 weights: np.ndarray, stride: int, pad_bit: int, mult: Sequence[int],
+                 bias: Sequence[int], shift: int, pe: int, simd: int,
+                 skip_depth: int | None = None, unsafe_depth: bool = False) -> None:
+        from bitfold.compiler.memlayout import window_lanes, window_order
+
+        weights = np.asarray(weights)
+        c_out, k = weights.shape[0], weights.shape[1]
+        self.h, self.w, self.c_in, self.c_out, self.bits, self.k = h, w, c_in, c_out, bits, k
+        self.stride, self.pe, self.simd = stride, pe, simd
+        if stride not in (1, 2) or c_out < c_in or k % 2 == 0:
+            raise ValueError(f"a block has an odd kernel, stride 1 or 2 and c_out >= c_in, not "
+                             f"kernel {k}, stride {stride}, {c_in}->{c_out}")
+        pad = k // 2
+        self.minimum = skip_fifo_min(h, w, k, stride, pad)
+        self.skip_depth = self.minimum + SKIP_SLACK if skip_depth is None else skip_depth
+        if self.skip_depth < self.minimum and not unsafe_depth:
+            raise ValueError(f"skip FIFO of {self.skip_depth} pixels: the block needs at least "
+                             f"{self.minimum} ({h}x{w} input, kernel {k}, stride {stride}) or "
+                             "its dataflow can deadlock")
+        self.thresholds = [int(t) for t in thresholds]
+        self.rows = weights.reshape(c_out, -1)[:, window_order(k, c_in)]
+        self.lanes = window_lanes(k, c_in, simd)
+        self.pad_bit, self.pad = pad_bit, pad
+        fan_in = k * k * c_in
+        self.acc_shape = unsigned(fan_in.bit_length())
+        self.mult, self.bias, self.shift = list(mult), list(bias), shift
+        super().__init__({"i_stream": In(stream.Signature(unsigned(c_in * bits))),
+                          "o_stream": Out(stream.Signature(unsigned(c_out * bits)))})
+
+    def elaborate(self, platform) -> Module:
+        from .mvu import MVU
+        from .streams import StreamFIFO, WidthConverter
+
+        m = Module()
+        b, acc_w = self.bits, self.acc_shape.width
+        m.submodules.fork = fork = StreamFork(self.c_in * b)
+        m.submodules.sign = sign = StreamThreshold(self.c_in, b, self.thresholds)
+        m.submodules.window = win = SlidingWindow(self.h, self.w, self.c_in, 1, self.k,
+                                                  self.stride, self.pad, self.pad_bit,
+                                                  lanes=self.lanes)
+        m.submodules.to_mvu = to_mvu = WidthConverter(self.lanes * self.k * self.c_in,
+                                                      self.simd, 1)
+        m.submodules.mvu = mvu = MVU(self.rows, self.pe, self.simd, self.acc_shape)
+        m.submodules.to_pixel = to_pixel = WidthConverter(self.pe, self.c_out, acc_w)
+        m.submodules.skip = skip = StreamFIFO(self.c_in * b, self.skip_depth)
+        m.submodules.join = join = RequantAdd(self.c_out, self.acc_shape, self.mult, self.bias,
+                                              self.shift, b, self.c_in)
+        wiring.connect(m, wiring.flipped(self.i_stream), fork.i_stream)
+        wiring.connect(m, fork.a_stream, sign.i_stream)
+        wiring.connect(m, sign.o_stream, win.i_stream)
+        wiring.connect(m, win.o_stream, to_mvu.i_stream)
+        wiring.connect(m, to_mvu.o_stream, mvu.i_stream)
+        wiring.connect(m, mvu.o_stream, to_pixel.i_stream)
+        wiring.connect(m, to_pixel.o_stream, join.acc_stream)
+        if self.stride == 2:
+            m.submodules.pool = pool = AvgPoolStream(self.h, self.w, self.c_in, b, 2, 2)
+            wiring.connect(m, fork.b_stream, pool.i_stream)
+            wiring.connect(m, pool.o_stream, skip.i_stream)
+        else:
+            wiring.connect(m, fork.b_stream, skip.i_stream)
+        wiring.connect(m, skip.o_stream, join.skip_stream)
+        wiring.connect(m, join.o_stream, wiring.flipped(self.o_stream))
+        return m

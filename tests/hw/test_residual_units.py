@@ -152,3 +152,59 @@ def test_upsample_stream_repeats_like_the_node(h, w, f, stall) -> None:
     assert _unpixels(run.outputs, 2, 4).tolist() == want.reshape(-1, 2).tolist()
     if stall == (0.0, 0.0):  # an output pixel a cycle
         assert run.out_cycles[-1] - run.out_cycles[0] == want[..., 0].size - 1
+
+
+def _block_case(rng: np.random.Generator, h: int, w: int, c_in: int, c_out: int, stride: int,
+                bits: int = 5):
+    """A random pre-activation block, its golden graph's pieces and input maps."""
+    from bitfold.compiler.encodings import Binary
+    from bitfold.compiler.ir import Layer, TensorType, Window
+
+    weights = rng.integers(0, 2, (c_out, 3, 3, c_in)).astype(np.uint8)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    thresholds = rng.integers(lo, hi + 2, c_in)
+    mult, bias = rng.integers(-40, 40, c_out), rng.integers(-600, 600, c_out)
+    x = rng.integers(lo, hi + 1, (3, h, w, c_in))
+    pad_bit = int(rng.integers(0, 2))
+    a = golden.threshold(Threshold("a", "r", thresholds), x, None)
+    conv = Layer("conv", "a", Binary(weights), Window(3, stride, 1, 2 * pad_bit - 1))
+    acc = golden.layer(conv, a, TensorType((h, w, c_in), 1, True))
+    q = golden.requantize(Requantize("q", "conv", mult, bias, 6, bits), acc, None)
+    skip = golden.avg_pool2d(AvgPool2d("p", "r", 2, 2), x, None) if stride == 2 else x
+    want = golden.add(Add("r1", "q", "s", bits), q, skip)
+    return dict(thresholds=thresholds, weights=weights, stride=stride, pad_bit=pad_bit,
+                mult=mult, bias=bias, shift=6), x, want
+
+
+@pytest.mark.parametrize("stall", STALLS)
+@pytest.mark.parametrize("h,w,c_in,c_out,stride,pe,simd", [
+    (4, 5, 2, 2, 1, 1, 9), (6, 4, 2, 3, 2, 3, 6), (5, 5, 1, 2, 1, 2, 3)])
+def test_residual_block_is_the_unit_of_the_golden_model(h, w, c_in, c_out, stride, pe, simd,
+                                                        stall) -> None:
+    from bitfold.hw.residual import ResidualBlock
+
+    params, x, want = _block_case(np.random.default_rng(h * w + c_out), h, w, c_in, c_out,
+                                  stride)
+    dut = ResidualBlock(h, w, c_in, 5, pe=pe, simd=simd, **params)
+    run = run_stream(dut, _pixels(x, 5), want[..., 0].size, p_idle=stall[0],
+                     p_stall=stall[1], seed=6)
+    assert _unpixels(run.outputs, c_out, 5).tolist() == want.reshape(-1, c_out).tolist()
+
+
+def test_a_skip_fifo_below_the_minimum_is_refused_and_would_deadlock() -> None:
+    from bitfold.hw.residual import ResidualBlock, skip_fifo_min
+
+    h, w = 5, 6
+    assert skip_fifo_min(h, w, 3, 1, 1) == 2 * w  # output row i waits for input row i + 1
+    assert skip_fifo_min(8, 8, 3, 2, 1) == 4  # a pooled row
+    params, x, want = _block_case(np.random.default_rng(0), h, w, 2, 2, 1)
+    with pytest.raises(ValueError, match=r"^skip FIFO of 6 pixels: the block needs at least 12 "
+                                         r"\(5x6 input, kernel 3, stride 1\) or its dataflow "
+                                         r"can deadlock$"):
+        ResidualBlock(h, w, 2, 5, pe=2, simd=6, skip_depth=6, **params)
+    exact = ResidualBlock(h, w, 2, 5, pe=2, simd=6, skip_depth=12, **params)
+    run = run_stream(exact, _pixels(x, 5), want[..., 0].size, p_idle=0.3, p_stall=0.3, seed=1)
+    assert _unpixels(run.outputs, 2, 5).tolist() == want.reshape(-1, 2).tolist()
+    small = ResidualBlock(h, w, 2, 5, pe=2, simd=6, skip_depth=6, unsafe_depth=True, **params)
+    with pytest.raises(RuntimeError, match=r"^no progress"):
+        run_stream(small, _pixels(x, 5), want[..., 0].size, max_cycles=3000)
