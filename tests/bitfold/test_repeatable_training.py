@@ -5,7 +5,8 @@ gave three accuracies (0.8059, 0.7574, 0.7682), and two default-thread runs spli
 Here each run is a separate ``bitfold train`` process with the defaults (holistic Tucker,
 learned alpha, sfc/MNIST's recipe; batch 64 when BENCHMARKS.md recorded it), 3 at
 ``OMP_NUM_THREADS=1`` and 3 at 2: every run of a thread count must give the same weights
-(SHA-256 over every tensor of the checkpoint) and the same metrics. Different thread counts are not promised to agree (README, "Reproducibility").
+(SHA-256 over every tensor of the checkpoint) and the same metrics. Different thread counts
+are not promised to agree (README, "Reproducibility").
 The recorded run is in BENCHMARKS.md, "Repeatable training".
 """
 
