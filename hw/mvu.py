@@ -114,7 +114,8 @@ class MVU(wiring.Component):
         issues a word only while every result in flight has a place there.
     lutrom_max_depth : int
         The deepest per-neuron ROM (thresholds) read from LUTs; deeper ones are block RAM
-        (the device's ``ResourceModel.lutrom_max_depth``, as the cost model counts).
+        (the device's ``ResourceModel.lutrom_max_depth``, as the cost model counts); also
+        the deepest LUT-ROM weight memory when ``weight_memory`` is not given.
 
     The index, group and serial layouts (:mod:`.index_mvu`, :mod:`.group_mvu`,
     :mod:`.serial_mvu`) are subclasses sharing this constructor: a layout says what
