@@ -18,11 +18,9 @@ batch 1 and at its best batch of :data:`BATCHES`:
 * ``golden-packed``: the compiler's packed-bit executor on the integer graph,
   batches split over the cores in threads.
 
-Writes ``BUILD/bench.json`` (``hardware`` and ``cpu`` sections), ``bench.md``
-and ``bench.png``, replaced together (:func:`bitfold.artifacts.replaced_files`: an
-interrupted or failed bench leaves the previous three or none). :func:`~bitfold.sweep.sweep`
-costs a range of foldings with the compiler's resource model and plots frames/s against LUTs
-and block RAMs (Pareto front).
+Writes ``BUILD/bench.json`` (``hardware`` and ``cpu`` sections), ``bench.md`` and
+``bench.png``, replaced together (:func:`bitfold.artifacts.replaced_files`); the sweep of
+foldings is :mod:`bitfold.sweep`.
 """
 
 from __future__ import annotations
