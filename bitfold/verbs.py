@@ -108,7 +108,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _golden_pose(build, graph, model, data, frames: int | None) -> int:
     from bitfold.artifacts import write_json
-    from bitfold.train.hourglass_hw import HourglassHW, golden_pose
+    from bitfold.train.hourglass_hw import HourglassHW
+    from bitfold.train.torch_eval import golden_pose
 
     if not isinstance(model, HourglassHW):
         raise ValueError(f"{build}: a pose build of a {type(model).__name__}; golden runs the "

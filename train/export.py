@@ -14,9 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layers import BinaryConv2d, BinaryLayer, BinaryLinear
+from .layers import BinaryConv2d, BinaryLayer, BinaryLinear, binary_weight
 from .models import BinaryNet
-from .quant import binary_sign
 from .quantizers import DomainWeight, LowRankWeight, SparseWeight
 
 __all__ = [
@@ -144,18 +143,6 @@ def _first_unsupported(model: nn.Module) -> str:
             reasons.append(f"block {qual} adds a real-valued residual shortcut")
             break
     return " and ".join(reasons) or "it is not a feed-forward BinaryNet"
-
-
-@torch.no_grad()
-def binary_weight(layer: BinaryLayer) -> tuple[np.ndarray, np.ndarray]:
-    """The layer's inference weight as ``(sign(reconstruction) as int8, alpha as float64)``."""
-    real = layer.real_weight().detach().double()
-    binarizer = layer.binarizer
-    if binarizer is None:
-        alpha = torch.ones(real.shape[0], dtype=torch.float64)
-    else:
-        alpha = binarizer.scale(real.float()).detach().double()
-    return binary_sign(real).to(torch.int8).numpy(), alpha.numpy()
 
 
 @torch.no_grad()

@@ -187,25 +187,3 @@ def heatmaps_nchw(values: np.ndarray) -> Tensor:
     """The IR's ``(N, h, w, J)`` integer heatmaps as torch's ``(N, J, h, w)`` values."""
     return torch.from_numpy(values.transpose(0, 3, 1, 2).astype(np.float64) / 2.0 ** HEAT_FRAC)
 
-
-def golden_pose(model: HourglassHW, graph: Graph, data, n: int) -> dict:
-    """``bitfold golden`` for a pose build: PCKh@0.5 of the golden heatmaps and of torch's (in
-    exact eval) on the first ``n`` test images, and the images whose heatmaps differ."""
-    from bitfold.compiler.packed import PackedExecutor
-
-    from .trainer import pckh
-
-    x = data.x_test[:n]
-    golden = heatmaps_nchw(PackedExecutor(graph).run(x.numpy().transpose(0, 2, 3, 1),
-                                                     keep=graph.outputs)[graph.outputs[0]])
-    model.eval()
-    model.input_scale = data.input_scale
-    with torch.no_grad():
-        torch_maps = torch.cat([model(x[i:i + 64].float() * data.input_scale)
-                                for i in range(0, n, 64)]).double()
-    joints, head, image = data.y_test[:n], data.head_test[:n], data.input_shape[-2:]
-    differ = [int(i) for i in torch.nonzero((golden != torch_maps).flatten(1).any(1))]
-    return {"schema": 1, "task": "pose", "frames": n, "dataset": data.name, "split": "test",
-            "pckh": float(pckh(golden, joints, head, image).mean()),
-            "torch_pckh": float(pckh(torch_maps, joints, head, image).mean()),
-            "heatmaps_differ": len(differ), "differing_frames": differ[:100]}

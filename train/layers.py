@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -29,7 +30,7 @@ from .factorize import (
     SVDWeight,
     TuckerWeight,
 )
-from .quant import BinarizeWeight, sign_ste
+from .quant import BinarizeWeight, binary_sign, sign_ste
 from .quantizers import (
     QUANTIZER_LINKS,
     CompositeWeight,
@@ -45,6 +46,7 @@ __all__ = [
     "BinaryLayer",
     "BinaryLinear",
     "binary_layers",
+    "binary_weight",
     "low_rank_layers",
     "parametrize_model",
 ]
@@ -188,6 +190,18 @@ class BinaryConv2d(BinaryLayer):
             f"stride={self.stride}, padding={self.padding}, pad_value={self.pad_value}, "
             f"input_mode={self.input_mode}{self._activation_repr()}"
         )
+
+
+@torch.no_grad()
+def binary_weight(layer: BinaryLayer) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's inference weight as ``(sign(reconstruction) as int8, alpha as float64)``."""
+    real = layer.real_weight().detach().double()
+    binarizer = layer.binarizer
+    if binarizer is None:
+        alpha = torch.ones(real.shape[0], dtype=torch.float64)
+    else:
+        alpha = binarizer.scale(real.float()).detach().double()
+    return binary_sign(real).to(torch.int8).numpy(), alpha.numpy()
 
 
 def binary_layers(model: nn.Module) -> list[tuple[str, BinaryLayer]]:

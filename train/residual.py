@@ -45,7 +45,7 @@ from bitfold.compiler.ir import (
 )
 from bitfold.compiler.verify import build_graph
 
-from .layers import BinaryConv2d, BinaryLayer, BinaryLinear
+from .layers import BinaryConv2d, BinaryLayer, BinaryLinear, binary_weight
 
 __all__ = ["MULT_SHIFT", "STREAM_BITS", "STREAM_FRAC", "ResNet8", "lower_resnet", "requant_ints"]
 
@@ -69,8 +69,6 @@ def _grid_limits() -> tuple[int, int]:
 
 def _sign_weight(layer: BinaryLayer) -> tuple[Tensor, np.ndarray]:
     """The layer's binary weight as +-1 floats and its alpha per output channel."""
-    from .export import binary_weight
-
     sign, alpha = binary_weight(layer)
     return torch.from_numpy(sign.astype(np.float32)), alpha
 

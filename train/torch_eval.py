@@ -9,10 +9,13 @@ import numpy as np
 import torch
 
 from bitfold.compiler.ir import Graph
+from bitfold.compiler.packed import PackedExecutor
 
+from .hourglass_hw import HourglassHW, heatmaps_nchw
 from .residual import ResNet8
+from .trainer import pckh
 
-__all__ = ["explain_disagreements", "torch_predictions", "torch_trace"]
+__all__ = ["explain_disagreements", "golden_pose", "torch_predictions", "torch_trace"]
 
 
 @torch.no_grad()
@@ -107,3 +110,22 @@ def explain_disagreements(model: torch.nn.Module, graph: Graph, sources: dict[st
             report["torch_gap"] = float(scores[top[0]] - scores[top[1]])
         reports.append(report)
     return reports
+
+
+def golden_pose(model: HourglassHW, graph: Graph, data, n: int) -> dict:
+    """``bitfold golden`` for a pose build: PCKh@0.5 of the golden heatmaps and of torch's (in
+    exact eval) on the first ``n`` test images, and the images whose heatmaps differ."""
+    x = data.x_test[:n]
+    golden = heatmaps_nchw(PackedExecutor(graph).run(x.numpy().transpose(0, 2, 3, 1),
+                                                     keep=graph.outputs)[graph.outputs[0]])
+    model.eval()
+    model.input_scale = data.input_scale
+    with torch.no_grad():
+        torch_maps = torch.cat([model(x[i:i + 64].float() * data.input_scale)
+                                for i in range(0, n, 64)]).double()
+    joints, head, image = data.y_test[:n], data.head_test[:n], data.input_shape[-2:]
+    differ = [int(i) for i in torch.nonzero((golden != torch_maps).flatten(1).any(1))]
+    return {"schema": 1, "task": "pose", "frames": n, "dataset": data.name, "split": "test",
+            "pckh": float(pckh(golden, joints, head, image).mean()),
+            "torch_pckh": float(pckh(torch_maps, joints, head, image).mean()),
+            "heatmaps_differ": len(differ), "differing_frames": differ[:100]}
