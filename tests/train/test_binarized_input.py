@@ -209,9 +209,9 @@ def test_compile_and_golden_agree_on_a_trained_run(trained_build, digits) -> Non
 
 def test_every_stage_reads_the_test_frames_as_bits(trained_build, digits) -> None:
     from bitfold.bench import cpu_baselines
+    from bitfold.board_verbs import _selftest_frames
     from bitfold.compiler.serialize import load_graph
     from bitfold.sim.runner import dataset_frames
-    from bitfold.board_verbs import _selftest_frames
 
     _, build = trained_build
     bits = (nchw_to_ir(digits.x_test.numpy()) >= 8).astype(np.uint8)
