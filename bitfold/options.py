@@ -61,11 +61,13 @@ def train_options(p: argparse.ArgumentParser, run: bool = False) -> list[argpars
         help="with --input-bits 1: the smallest pixel that becomes +1 (default: half "
              "the data set's full scale, rounded up: 128 for 8-bit images, 8 for the "
              "digits' 0..16)")
+    from bitfold.train.recipes import describe
+
     add = _adder(p.add_argument_group(
         "optimization", "An option not given takes the value of the recipe of the --model, "
-        "--dataset and --param (bitfold/train/recipes.py; README, Training recipes): e.g. "
-        "sfc on mnist trains 40 epochs at batch 256 and lr 1e-3; the digits' recipe is the "
-        "value in brackets. An option given always wins."), actions)
+        "--dataset and --param (train/recipes.py; README, Training recipes); the digits' "
+        "recipe, the base, is the value in brackets, and e.g. holistic Tucker on sfc/mnist "
+        f"sets {describe('sfc', 'mnist')}. An option given always wins."), actions)
     add("--optimizer", choices=OPTIMIZERS, help="[adam]")
     add("--lr", type=float, help="learning rate of the latent weights or factors [0.01]")
     add("--alpha-lr", type=float, metavar="M",

@@ -39,8 +39,9 @@ RECIPES: tuple[tuple[dict[str, tuple[str, ...]], dict[str, Any]], ...] = (
     # lfc: 4.7x sfc's step; 30 epochs is what one shared core here trains in about an hour.
     ({**_MNIST_MLPS, "model": ("lfc",)}, {"epochs": 30}),
     # dense: its best rates are 10-30x higher (1e-2 of 3e-4..3e-2 at 3 epochs, the steadier
-    # of the two best); its batch norms at the same rate.
-    ({**_MNIST_MLPS, "param": ("dense",)}, {"lr": 1e-2, "bn_lr": 1.0}),
+    # of the two best); its batch norms at the same rate; latent weights clipped to [-1, 1]
+    # (sfc, 40 epochs: 97.90% against 97.71% unclipped).
+    ({**_MNIST_MLPS, "param": ("dense",)}, {"lr": 1e-2, "bn_lr": 1.0, "clip": 1.0}),
 )
 
 
