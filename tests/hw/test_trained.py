@@ -1,6 +1,6 @@
 """Trained networks (mlp-digits, cnn-digits, sfc) generated and simulated whole in amaranth.sim.
 
-For three foldings each: 64 test-set frames bit-exact against the golden model
+For three foldings each: 32 test-set frames bit-exact against the golden model
 (class and every score) and the measured steady-state cycles per frame within
 5% of the analytic model; one folding each again under random stalls. Uses
 ``build/MODEL-digits`` when present, else trains briefly and compiles.
@@ -68,7 +68,7 @@ CASES = [pytest.param(m, i, marks=[pytest.mark.slow] + ([pytest.mark.ci] if i ==
 def test_trained_network_is_bit_exact_and_meets_the_cycle_model(builds, model, which) -> None:
     graph = load_graph(builds(model))
     folding = fold_for_fps(graph, FOLDINGS[model][which])
-    x = _digits(64)
+    x = _digits(32)
     run = check_network(graph, folding, x)
     measured = run.steady_cycles_per_frame()
     print(f"{model} {[(c.pe, c.simd) for c in folding.layers]}: {measured:.1f} cycles/frame "
