@@ -21,7 +21,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bitfold.compiler.encodings import Binary
@@ -42,31 +41,22 @@ from .layers import BinaryConv2d
 from .residual import (
     MULT_SHIFT,
     STREAM_BITS,
-    STREAM_FRAC,
     ResidualUnit,
-    _clamp_ste,
     _conv_bits,
-    _floor_ste,
+    _popcounts,
     _requant_exact,
+    _requant_train,
     _sign_node,
     _sign_weight,
     _Stem,
     requant_ints,
+    stream_add,
+    stream_down,
 )
 
 __all__ = ["HEAT_BITS", "HEAT_FRAC", "HourglassHW", "lower_hourglass"]
 
 HEAT_BITS, HEAT_FRAC = 16, 8  # the heatmaps: int16 with 8 fractional bits
-
-
-def _down(r: Tensor) -> Tensor:
-    """Floor of the 2x2 mean, on the stream's grid."""
-    return torch.floor(F.avg_pool2d(r, 2) * 2.0 ** STREAM_FRAC) / 2.0 ** STREAM_FRAC
-
-
-def _join(a: Tensor, b: Tensor) -> Tensor:
-    lo, hi = -(1 << (STREAM_BITS - 1)), (1 << (STREAM_BITS - 1)) - 1
-    return _clamp_ste((a + b) * 2.0 ** STREAM_FRAC, lo, hi) / 2.0 ** STREAM_FRAC
 
 
 class _Level(nn.Module):
@@ -78,8 +68,8 @@ class _Level(nn.Module):
         self.inner: nn.Module = _Level(depth - 1, c) if depth > 1 else ResidualUnit(c, c)
 
     def forward(self, x: Tensor, exact: bool) -> Tensor:
-        low = self.up(self.inner(self.down(_down(x), exact), exact), exact)
-        return _join(self.skip(x, exact), low.repeat_interleave(2, 2).repeat_interleave(2, 3))
+        low = self.up(self.inner(self.down(stream_down(x), exact), exact), exact)
+        return stream_add(self.skip(x, exact), low.repeat_interleave(2, 2).repeat_interleave(2, 3))
 
 
 class HourglassHW(nn.Module):
@@ -106,16 +96,11 @@ class HourglassHW(nn.Module):
         exact = not self.training and self.input_scale is not None
         r = self.stem(x, self.input_scale if exact else None)
         for unit in self.pre:
-            r = unit(_down(r), exact)
+            r = unit(stream_down(r), exact)
         r = self.hourglass(r, exact) - self.tau.view(1, -1, 1, 1)
-        lo, hi = -(1 << (HEAT_BITS - 1)), (1 << (HEAT_BITS - 1)) - 1
         if not exact or self.head.binarizer is None:
-            q = _clamp_ste(_floor_ste(self.bn(self.head(r)) * 2.0 ** HEAT_FRAC + 0.5), lo, hi)
-            return q / 2.0 ** HEAT_FRAC
-        sign, alpha = _sign_weight(self.head)
-        fan_in = sign.shape[1]
-        bits = torch.where(r >= 0, 1.0, -1.0).double()
-        acc = (F.conv2d(bits, sign.double()) + fan_in) / 2
+            return _requant_train(self.bn(self.head(r)), HEAT_FRAC, HEAT_BITS) / 2.0 ** HEAT_FRAC
+        acc, alpha, fan_in = _popcounts(r, self.head)
         mult, bias = requant_ints(alpha, self.bn, 2.0, -fan_in, HEAT_FRAC)
         return (_requant_exact(acc, mult, bias, HEAT_BITS) / 2.0 ** HEAT_FRAC).float()
 

@@ -47,7 +47,8 @@ from bitfold.compiler.verify import build_graph
 
 from .layers import BinaryConv2d, BinaryLayer, BinaryLinear, binary_weight
 
-__all__ = ["MULT_SHIFT", "STREAM_BITS", "STREAM_FRAC", "ResNet8", "lower_resnet", "requant_ints"]
+__all__ = ["MULT_SHIFT", "STREAM_BITS", "STREAM_FRAC", "ResNet8", "lower_resnet", "requant_ints",
+           "stream_add", "stream_down"]
 
 STREAM_BITS = 8  # the residual stream: int8 ...
 STREAM_FRAC = 4  # ... with 4 fractional bits: -8 .. 7.9375 in steps of 1/16
@@ -63,8 +64,32 @@ def _clamp_ste(x: Tensor, lo: float, hi: float) -> Tensor:
     return torch.clamp(x, lo, hi)
 
 
-def _grid_limits() -> tuple[int, int]:
-    return -(1 << (STREAM_BITS - 1)), (1 << (STREAM_BITS - 1)) - 1
+def _limits(bits: int = STREAM_BITS) -> tuple[int, int]:
+    """The range of a ``bits``-bit signed integer: where the stream saturates."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def _requant_train(z: Tensor, frac: int = STREAM_FRAC, bits: int = STREAM_BITS) -> Tensor:
+    """``sat(floor(z * 2**frac + 1/2))``, the training forward of a ``Requantize`` (an integer
+    value; straight-through gradients)."""
+    return _clamp_ste(_floor_ste(z * 2.0 ** frac + 0.5), *_limits(bits))
+
+
+def stream_down(r: Tensor) -> Tensor:
+    """``AvgPool2d`` 2x2 on the stream: the floor of the mean, on the stream's grid."""
+    return torch.floor(F.avg_pool2d(r, 2) * 2.0 ** STREAM_FRAC) / 2.0 ** STREAM_FRAC
+
+
+def _popcounts(x: Tensor, conv: BinaryConv2d) -> tuple[Tensor, np.ndarray, int]:
+    """A binary convolution's exact accumulators on ``sign(x)``, the popcount of xnor (pads
+    counting), with its alpha and fan-in: float64, exact."""
+    sign, alpha = _sign_weight(conv)
+    bits = torch.where(x >= 0, 1.0, -1.0).double()
+    if conv.padding:
+        bits = F.pad(bits, (conv.padding,) * 4, value=conv.pad_value)
+    fan_in = sign[0].numel()
+    dot = F.conv2d(bits, sign.double(), stride=conv.stride)
+    return (dot + fan_in) / 2, alpha, fan_in
 
 
 def _sign_weight(layer: BinaryLayer) -> tuple[Tensor, np.ndarray]:
@@ -98,8 +123,7 @@ def _requant_exact(acc: Tensor, mult: np.ndarray, bias: np.ndarray,
     shape = (1, -1) + (1,) * (acc.dim() - 2)
     m = torch.from_numpy(mult.astype(np.float64)).view(shape)
     b = torch.from_numpy(bias.astype(np.float64)).view(shape)
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return torch.clamp(torch.floor((acc.double() * m + b) / 2.0 ** MULT_SHIFT), lo, hi)
+    return torch.clamp(torch.floor((acc.double() * m + b) / 2.0 ** MULT_SHIFT), *_limits(bits))
 
 
 class _Stem(nn.Module):
@@ -111,10 +135,8 @@ class _Stem(nn.Module):
         self.bn = nn.BatchNorm2d(c_out)
 
     def forward(self, x: Tensor, input_scale: float | None) -> Tensor:
-        lo, hi = _grid_limits()
         if self.training or input_scale is None or self.conv.binarizer is None:
-            q = _floor_ste(self.bn(self.conv(x)) * 2.0 ** STREAM_FRAC + 0.5)
-            return _clamp_ste(q, lo, hi) / 2.0 ** STREAM_FRAC
+            return _requant_train(self.bn(self.conv(x))) / 2.0 ** STREAM_FRAC
         sign, alpha = _sign_weight(self.conv)
         x_int = torch.round(x.double() / input_scale)
         acc = F.conv2d(F.pad(x_int, (1,) * 4), sign.double())
@@ -136,27 +158,25 @@ class ResidualUnit(nn.Module):
         self.stride, self.c_in, self.c_out = stride, c_in, c_out
 
     def _skip(self, r: Tensor) -> Tensor:
-        if self.stride == 2:  # floor of the mean, on the stream's grid
-            r = torch.floor(F.avg_pool2d(r, 2) * 2.0 ** STREAM_FRAC) / 2.0 ** STREAM_FRAC
+        if self.stride == 2:
+            r = stream_down(r)
         if self.c_out > self.c_in:
             r = F.pad(r, (0, 0, 0, 0, 0, self.c_out - self.c_in))
         return r
 
     def forward(self, r: Tensor, exact: bool) -> Tensor:
-        lo, hi = _grid_limits()
         x = r - self.tau.view(1, -1, 1, 1)
         if not exact or self.conv.binarizer is None:
-            q = _clamp_ste(_floor_ste(self.bn(self.conv(x)) * 2.0 ** STREAM_FRAC + 0.5), lo, hi)
+            q = _requant_train(self.bn(self.conv(x)))
         else:
-            sign, alpha = _sign_weight(self.conv)
-            bits = torch.where(x >= 0, 1.0, -1.0).double()
-            dot = F.conv2d(F.pad(bits, (1,) * 4, value=self.conv.pad_value), sign.double(),
-                           stride=self.stride)
-            fan_in = self.c_in * 9
-            acc = (dot + fan_in) / 2  # the popcount of xnor
+            acc, alpha, fan_in = _popcounts(x, self.conv)
             q = _requant_exact(acc, *requant_ints(alpha, self.bn, 2.0, -fan_in)).float()
-        total = _clamp_ste(q + self._skip(r) * 2.0 ** STREAM_FRAC, lo, hi)
-        return total / 2.0 ** STREAM_FRAC
+        return stream_add(q / 2.0 ** STREAM_FRAC, self._skip(r))
+
+
+def stream_add(a: Tensor, b: Tensor) -> Tensor:
+    """``Add`` on the stream: ``a + b`` saturated (both on the grid)."""
+    return _clamp_ste((a + b) * 2.0 ** STREAM_FRAC, *_limits()) / 2.0 ** STREAM_FRAC
 
 
 class ResNet8(nn.Module):
