@@ -114,16 +114,22 @@ def threshold(node: Threshold, acc: np.ndarray, t_in: TensorType) -> np.ndarray:
     return (acc >= node.thresholds).astype(np.uint8)
 
 
-def max_pool2d(node: MaxPool2d, x: np.ndarray, t_in: TensorType) -> np.ndarray:
-    """OR of the bits in each window (max of bipolar values)."""
+def _pool(x: np.ndarray, k: int, s: int, reduce: Callable[[np.ndarray], np.ndarray],
+          dtype: type) -> np.ndarray:
+    """``reduce`` of each ``k x k`` window (stride ``s``, no padding) of ``(N, H, W, C)`` maps;
+    ``reduce`` takes ``(N, k, k, C)`` and returns ``(N, C)``."""
     n, h, w, c = x.shape
-    k, s = node.kernel, node.stride
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
-    out = np.empty((n, oh, ow, c), dtype=np.uint8)
+    out = np.empty((n, oh, ow, c), dtype=dtype)
     for i in range(oh):
         for j in range(ow):
-            out[:, i, j, :] = x[:, i * s:i * s + k, j * s:j * s + k, :].max(axis=(1, 2))
+            out[:, i, j, :] = reduce(x[:, i * s:i * s + k, j * s:j * s + k, :])
     return out
+
+
+def max_pool2d(node: MaxPool2d, x: np.ndarray, t_in: TensorType) -> np.ndarray:
+    """OR of the bits in each window (max of bipolar values)."""
+    return _pool(x, node.kernel, node.stride, lambda win: win.max(axis=(1, 2)), np.uint8)
 
 
 def score_affine(node: ScoreAffine, acc: np.ndarray, t_in: TensorType) -> np.ndarray:
@@ -154,14 +160,8 @@ def add(node: Add, x: np.ndarray, skip: np.ndarray) -> np.ndarray:
 
 def avg_pool2d(node: AvgPool2d, x: np.ndarray, t_in: TensorType) -> np.ndarray:
     """``floor(sum / kernel**2)`` of each window (floor division: toward minus infinity)."""
-    n, h, w, c = x.shape
-    k, s = node.kernel, node.stride
-    oh, ow = (h - k) // s + 1, (w - k) // s + 1
-    out = np.empty((n, oh, ow, c), dtype=np.int64)
-    for i in range(oh):
-        for j in range(ow):
-            out[:, i, j, :] = x[:, i * s:i * s + k, j * s:j * s + k, :].sum(axis=(1, 2)) // (k * k)
-    return out
+    k = node.kernel
+    return _pool(x, k, node.stride, lambda win: win.sum(axis=(1, 2)) // (k * k), np.int64)
 
 
 def upsample2d(node: Upsample2d, x: np.ndarray, t_in: TensorType) -> np.ndarray:

@@ -121,14 +121,18 @@ class PackedExecutor:
                 for name, p in parts.items()}
 
 
-def _max_pool(node: MaxPool2d, x: np.ndarray) -> np.ndarray:
+def _windows(node: MaxPool2d | AvgPool2d, x: np.ndarray) -> np.ndarray:
+    """A pool's windows of ``(N, H, W, C)`` maps, ``(N, OH, OW, C, k, k)`` (a view)."""
     win = sliding_window_view(x, (node.kernel, node.kernel), axis=(1, 2))
-    return win[:, ::node.stride, ::node.stride].max(axis=(-2, -1))
+    return win[:, ::node.stride, ::node.stride]
+
+
+def _max_pool(node: MaxPool2d, x: np.ndarray) -> np.ndarray:
+    return _windows(node, x).max(axis=(-2, -1))
 
 
 def _avg_pool(node: AvgPool2d, x: np.ndarray) -> np.ndarray:
-    win = sliding_window_view(x, (node.kernel, node.kernel), axis=(1, 2))
-    return win[:, ::node.stride, ::node.stride].sum(axis=(-2, -1)) // (node.kernel ** 2)
+    return _windows(node, x).sum(axis=(-2, -1)) // (node.kernel ** 2)
 
 
 def _clip(v: np.ndarray, bits: int) -> np.ndarray:
