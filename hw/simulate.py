@@ -16,8 +16,8 @@ import numpy as np
 
 from bitfold.compiler.bitpack import pack_ints
 
-__all__ = ["NetworkRun", "StreamRun", "decode_beats", "pack", "run_stream", "simulate_network",
-           "unpack"]
+__all__ = ["NetworkRun", "StreamRun", "decode_beats", "pack", "run_stream", "simulate_bench",
+           "simulate_network", "unpack"]
 
 
 def pack(elems: Sequence[int] | np.ndarray, bits: int) -> int:
@@ -99,12 +99,13 @@ def run_stream(dut, inputs: Sequence[int], n_out: int, *, p_idle: float = 0.0,
         ctx.set(i_s.valid, 0)
         run.cycles = cycle
 
-    _simulate(dut, bench, vcd)
+    simulate_bench(dut, bench, vcd)
     return run
 
 
-def _simulate(dut, bench, vcd: str | None) -> None:
-    """Run testbench ``bench`` on ``dut`` in a clocked top (optionally writing a VCD)."""
+def simulate_bench(dut, bench, vcd: str | None = None) -> None:
+    """Run the async testbench ``bench(ctx)`` on ``dut`` in a clocked top (optionally writing a
+    VCD): for drivers other than :func:`run_stream`'s one stream in, one out."""
     from amaranth.hdl import Module, Signal
     from amaranth.sim import Simulator
 

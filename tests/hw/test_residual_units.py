@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal, Value, signed, unsigned
-from amaranth.sim import Simulator
+from amaranth.hdl import Value, signed, unsigned
 
 from bitfold.compiler import golden
 from bitfold.compiler.ir import Add, AvgPool2d, Requantize, Threshold, Upsample2d
@@ -16,7 +15,7 @@ from bitfold.hw.residual import (
     StreamThreshold,
     UpsampleStream,
 )
-from bitfold.hw.simulate import pack, run_stream, unpack
+from bitfold.hw.simulate import pack, run_stream, simulate_bench, unpack
 
 STALLS = [(0.0, 0.0), (0.35, 0.4)]
 
@@ -55,14 +54,7 @@ def _drive(dut, inputs: dict[str, list[int]], outputs: dict[str, int], p_idle: f
             await ctx.tick()
             cycles[0] += 1
 
-    top = Module()
-    top.submodules.dut = dut
-    tick = Signal()
-    top.d.sync += tick.eq(~tick)
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate_bench(dut, bench)
     return got, cycles[0]
 
 
