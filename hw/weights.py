@@ -217,6 +217,7 @@ class DomainWeights(UnitWeights):
     read by the neuron fold (constants when ``NF == 1``)."""
 
     KEEPS_INPUT_SUM = True
+    offset: list[int]  # always given, unlike the base class'
 
     def __init__(self, weights: np.ndarray, offset: Sequence[int], scale: int) -> None:
         super().__init__(weights)
@@ -233,7 +234,6 @@ class DomainWeights(UnitWeights):
 
     def combine(self, unit: MVU, m: Module, sums: list[Value], nf: Value) -> list[Value]:
         """``offset_scale * sum_p + offset[p] * sum_x`` per lane (``sum_x`` the last lane)."""
-        assert self.offset is not None
         width, _ = offset_words(self.offset, unit.pe)
         offsets = unit.fold_rom(m, "offsets", self.offset, signed(width), nf)
         x_sum = sums[-1]
