@@ -12,7 +12,6 @@ The recorded run is in BENCHMARKS.md, "Repeatable training".
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -22,21 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.train.helpers import weights_sha256
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 RUNS_PER_THREAD_COUNT = 3
 EPOCHS = 3
-
-
-def weights_sha256(run: Path) -> str:
-    import torch
-
-    state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
-    h = hashlib.sha256()
-    for key in sorted(state):
-        h.update(key.encode())
-        h.update(state[key].contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 @pytest.mark.slow

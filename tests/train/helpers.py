@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import torch
 
 from bitfold.train.layers import binary_layers
@@ -17,3 +20,13 @@ def mix_alpha_signs(model: torch.nn.Module, g: torch.Generator, zero_first: bool
             alpha.copy_(sign * (0.2 + torch.rand(alpha.shape, generator=g)))
             if zero_first:
                 alpha[0] = 0.0
+
+
+def weights_sha256(run: Path) -> str:
+    """SHA-256 over every tensor of ``RUN/checkpoint.pt``'s model, in key order."""
+    state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+    h = hashlib.sha256()
+    for key in sorted(state):
+        h.update(key.encode())
+        h.update(state[key].contiguous().numpy().tobytes())
+    return h.hexdigest()

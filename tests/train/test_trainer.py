@@ -19,6 +19,8 @@ from bitfold.train.layers import parametrize_model
 from bitfold.train.models import MODELS, build_model
 from bitfold.train.trainer import TrainConfig, load_run, train
 
+from .helpers import weights_sha256
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -263,17 +265,6 @@ def test_ddp_two_processes_follow_single_process(tmp_path):
     assert d["test_accuracy"] >= s["test_accuracy"] - 0.05
 
 
-def _weights_hash(run: Path) -> str:
-    import hashlib
-
-    state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
-    h = hashlib.sha256()
-    for key in sorted(state):
-        h.update(key.encode())
-        h.update(state[key].contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def test_sfc_on_mnist_repeats_bit_identically_in_separate_processes(tmp_path, mnist_dir):
     """The reported failure: sfc on MNIST, same options and seed, separate processes.
 
@@ -298,6 +289,6 @@ def test_sfc_on_mnist_repeats_bit_identically_in_separate_processes(tmp_path, mn
             res = run_cli("train", "--model", "sfc", "--dataset", "npz", "--data-dir", str(subset),
                           "--epochs", "2", "--out", str(out), "--quiet", OMP_NUM_THREADS=threads)
             assert res.returncode == 0, res.stderr[-2000:]
-            hashes.setdefault(threads, set()).add(_weights_hash(out))
+            hashes.setdefault(threads, set()).add(weights_sha256(out))
             assert json.loads((out / "metrics.json").read_text())["threads"] == int(threads)
     assert {t: len(h) for t, h in hashes.items()} == {"1": 1, "2": 1}, hashes
