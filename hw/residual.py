@@ -27,6 +27,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigne
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from bitfold.compiler.memlayout import window_lanes, window_order
+
 from .streams import check_positive
 from .swu import SlidingWindow
 
@@ -272,8 +274,6 @@ class ResidualBlock(wiring.Component):
                  weights: np.ndarray, stride: int, pad_bit: int, mult: Sequence[int],
                  bias: Sequence[int], shift: int, pe: int, simd: int,
                  skip_depth: int | None = None, unsafe_depth: bool = False) -> None:
-        from bitfold.compiler.memlayout import window_lanes, window_order
-
         weights = np.asarray(weights)
         c_out, k = weights.shape[0], weights.shape[1]
         self.h, self.w, self.c_in, self.c_out, self.bits, self.k = h, w, c_in, c_out, bits, k

@@ -12,7 +12,6 @@ from bitfold.compiler.ir import Graph
 from bitfold.compiler.packed import PackedExecutor
 
 from .hourglass_hw import HourglassHW, heatmaps_nchw
-from .residual import ResNet8
 from .trainer import pckh
 
 __all__ = ["explain_disagreements", "golden_pose", "torch_predictions", "torch_trace"]
@@ -52,8 +51,8 @@ def torch_predictions(model: torch.nn.Module, x_int: torch.Tensor, input_scale: 
     """Eval-mode class predictions of the torch model, inputs scaled as in training."""
     with torch.no_grad():
         model.eval()
-        if isinstance(model, ResNet8):
-            model.input_scale = input_scale  # its exact integer streams, as the IR computes them
+        if hasattr(model, "input_scale"):  # a residual model: its exact integer streams,
+            model.input_scale = input_scale  # as make_model gives it
         return np.concatenate([model(x_int[i:i + batch].float() * input_scale).argmax(1).numpy()
                                for i in range(0, len(x_int), batch)])
 
