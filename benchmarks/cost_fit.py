@@ -13,7 +13,7 @@ Two steps, both re-runnable whenever the hardware generator changes:
 2. ``fit``: the samples ``benchmarks.cost_vs_built`` collected (every
    component of every calibration design: the cost model's features and the
    measured counts) -> least-squares coefficients per family, component and
-   metric, written to ``compiler/calibration.py``, which ``compiler/cost.py``
+   metric, written to ``compiler/calibration.json``, which ``compiler/cost.py``
    reads.
 
 ::
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import pprint
 import subprocess
 import sys
 from pathlib import Path
@@ -190,7 +189,7 @@ def flatten_scales(designs: list[dict], coefficients: dict, prior_weight: float
 
 def fit_and_write(samples_path: Path, out: Path, prior_weight: float = 0.005,
                   holdout: bool = False) -> dict:
-    """Fit every family's and kind's coefficients; write ``compiler/calibration.py``.
+    """Fit every family's and kind's coefficients; write ``compiler/calibration.json``.
     ``holdout``: from the extra random foldings alone (the calibration set left out, to
     see how the fit carries over to designs it has not seen)."""
     from benchmarks.cost_vs_built import DESIGNS, load_samples
@@ -228,13 +227,8 @@ def fit_and_write(samples_path: Path, out: Path, prior_weight: float = 0.005,
         coefficients[family]["mvu"]["luts"]["tree_shared"] = round(-shared, 4)
     fit = {"designs": len(designs), "hw": hw, "prior_weight": prior_weight,
            "weight_power": WEIGHT_POWER, "holdout": holdout}
-    text = (Path(out).read_text().split("# Written by benchmarks/cost_fit.py")[0] +
-            f"# Written by benchmarks/cost_fit.py from {len(designs)} synthesized designs:\n" +
-            "".join(f"#   {line}\n" for line in report) +
-            "FIT = " + pprint.pformat(fit, width=100) + "\n" +
-            "COEFFICIENTS: dict[str, dict[str, dict[str, dict[str, float]]]] = " +
-            json.dumps(coefficients, indent=4, sort_keys=True) + "\n")
-    Path(out).write_text(text)
+    doc = {"fit": fit, "report": report, "coefficients": coefficients}
+    Path(out).write_text(json.dumps(doc, indent=4, sort_keys=True) + "\n")
     print("\n".join(report))
     print(f"wrote {out}")
     return coefficients
@@ -291,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--force", action="store_true")
     f = sub.add_parser("fit", help="fit the coefficients from the collected samples")
     f.add_argument("--samples", type=Path, default=ROOT / "runs" / "cost_vs_built" / "samples.json")
-    f.add_argument("--write", type=Path, default=ROOT / "compiler" / "calibration.py")
+    f.add_argument("--write", type=Path, default=ROOT / "compiler" / "calibration.json")
     f.add_argument("--prior-weight", type=float, default=0.005,
                    help="pull of each coefficient towards its prior (ridge, scaled per feature)")
     f.add_argument("--holdout", action="store_true",
