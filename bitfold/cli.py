@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from bitfold import __version__, verbs
 from bitfold.options import (
@@ -27,6 +28,9 @@ from bitfold.options import (
     train_options,
 )
 
+if TYPE_CHECKING:  # what add_subparsers returns: its add_parser makes one verb's parser
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
 __all__ = ["STAGE_VERBS", "Terminated", "build_parser", "main", "stage_verbs"]
 
 # The verbs bitfold run runs as its stages.
@@ -34,13 +38,19 @@ STAGE_VERBS = ("train", "import", "compile", "golden", "generate", "simulate", "
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every verb; each verb's options are its own function below (``_VERBS``)."""
     parser = argparse.ArgumentParser(
         prog="bitfold",
         description="Binary neural networks from factorized training to a verified FPGA accelerator.",
     )
     parser.add_argument("--version", action="version", version=f"bitfold {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for add_verb in _VERBS:
+        add_verb(sub)
+    return parser
 
+
+def _train_verb(sub: Subparsers) -> None:
     p = sub.add_parser("train", help="train a binary network into a run folder",
                        description="Train a binary network whose binary weights are parametrized "
                                    "by real-valued factorizations (Bulat et al.).")
@@ -54,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train afresh into RUN even if it holds a run with other options")
     p.set_defaults(func=verbs.cmd_train)
 
+
+def _run_verb(sub: Subparsers) -> None:
     p = sub.add_parser("run", help="everything, end to end: train ... bench, and a report",
                        description="Train, compile, check the golden model, fold for the board, "
                                    "generate the RTL, simulate every test frame against the "
@@ -89,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rerun every stage")
     p.set_defaults(func=_cmd_run)
 
+
+def _ablate_verb(sub: Subparsers) -> None:
     p = sub.add_parser("ablate", help="the paper's ablation grid over several seeds",
                        description="Train parametrization x alpha over N seeds; write a table "
                                    "(mean +- std) and a plot.")
@@ -102,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="output folder (default: runs/ablate-MODEL-DATASET)")
     p.set_defaults(func=verbs.cmd_ablate)
 
+
+def _compile_verb(sub: Subparsers) -> None:
     p = sub.add_parser("compile", help="a trained run -> the integer IR (BUILD/graph.json)",
                        description="Export a trained run, fold alpha, batch norm and sign into "
                                    "integer thresholds and the last layer into integer scores, "
@@ -111,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     score_bits_option(p)
     p.set_defaults(func=verbs.cmd_compile)
 
+
+def _import_verb(sub: Subparsers) -> None:
     p = sub.add_parser("import", help="a QONNX / FINN-ONNX binary network -> the IR (BUILD/)",
                        description="Lower a QONNX or FINN-ONNX binary network (W1A1, binary or "
                                    "multi-bit input, dense and conv) into the integer IR: "
@@ -133,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     score_bits_option(p)
     p.set_defaults(func=verbs.cmd_import)
 
+
+def _export_verb(sub: Subparsers) -> None:
     p = sub.add_parser("export", help="a RUN or BUILD -> a QONNX model",
                        description="Write a build's integer network (or a run's, compiled first) "
                                    "as a QONNX model (BipolarQuant, MatMul/Conv, integer "
@@ -148,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-check", action="store_true", help="write the model only")
     p.set_defaults(func=verbs.cmd_export)
 
+
+def _golden_verb(sub: Subparsers) -> None:
     p = sub.add_parser("golden", help="golden-model accuracy and torch agreement",
                        description="Run the golden model (packed executor, cross-checked with the "
                                    "reference interpreter) on a test set; compare with the torch "
@@ -165,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default N: 8)")
     p.set_defaults(func=verbs.cmd_golden)
 
+
+def _fold_verb(sub: Subparsers) -> None:
     p = sub.add_parser("fold", help="choose PE/SIMD per layer: BUILD/folding.json",
                        description="Pick a folding for a target frame rate or the fastest one "
                                    "within a LUT/block-RAM budget, or check a hand-written one; "
@@ -174,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow PE/SIMD that do not divide the layer (padded last fold)")
     p.set_defaults(func=verbs.cmd_fold)
 
+
+def _generate_verb(sub: Subparsers) -> None:
     p = sub.add_parser("generate", help="IR + folding -> Verilog accelerator: BUILD/rtl/",
                        description="Build the streaming XNOR-popcount dataflow accelerator of "
                                    "BUILD's graph at a folding chosen for a frame rate or a "
@@ -183,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     folding_options(p)
     p.set_defaults(func=verbs.cmd_generate)
 
+
+def _simulate_verb(sub: Subparsers) -> None:
     p = sub.add_parser("simulate", help="RTL simulation vs the golden model: BUILD/sim/report.json",
                        description="Stream test frames through BUILD/rtl/ in an HDL simulator "
                                    "(cocotb), compare every result with the golden model and "
@@ -199,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder holding the dataset's files")
     p.set_defaults(func=verbs.cmd_simulate)
 
+
+def _bench_verb(sub: Subparsers) -> None:
     p = sub.add_parser("bench", help="accelerator frames/s vs CPU baselines: BUILD/bench.json",
                        description="Hardware frames/s (the clock the board's bitstream runs "
                                    "at, with nextpnr's Fmax beside it, or --clock-mhz, over the "
@@ -221,10 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no line per measurement")
     p.set_defaults(func=verbs.cmd_bench)
 
+
+def _boards_verb(sub: Subparsers) -> None:
     p = sub.add_parser("boards", help="list the FPGA boards bitfold builds for",
                        description="List board targets: device, package, clock and capacity.")
     p.set_defaults(func=verbs.cmd_boards)
 
+
+def _build_verb(sub: Subparsers) -> None:
     p = sub.add_parser("build", help="bitstream for a board: BUILD/boards/NAME/",
                        description="Check the folding fits the board (cost model), elaborate the "
                                    "UART-bridge (or self-test) top and run the YoWASP toolchain; "
@@ -247,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=verbs.cmd_build)
 
+
+def _infer_verb(sub: Subparsers) -> None:
     p = sub.add_parser("infer", help="classify test frames on a board over its UART",
                        description="Send test frames to a board running the UART-bridge "
                                    "bitstream; compare its classes with the golden model.")
@@ -260,7 +296,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selftest", action="store_true",
                    help="read the self-test bitstream's record: pass/fail and measured frames/s")
     p.set_defaults(func=verbs.cmd_infer)
-    return parser
+
+
+# ``bitfold --help`` lists the verbs in this order.
+_VERBS: tuple[Callable[[Subparsers], None], ...] = (
+    _train_verb,
+    _run_verb,
+    _ablate_verb,
+    _compile_verb,
+    _import_verb,
+    _export_verb,
+    _golden_verb,
+    _fold_verb,
+    _generate_verb,
+    _simulate_verb,
+    _bench_verb,
+    _boards_verb,
+    _build_verb,
+    _infer_verb,
+)
 
 
 class Terminated(KeyboardInterrupt):
