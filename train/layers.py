@@ -264,7 +264,7 @@ def parametrize_model(
         min(C_out, fan_in)`` become :class:`LowRankWeight` (their whole
         chain; they take no part in the factorization).
     sparse_group : int, optional
-        Sparse only: N:G structured masks (:func:`~bitfold.train.quantizers.quantize_sparse`),
+        Sparse only: N:G structured masks (:func:`~bitfold.train.closed_forms.quantize_sparse`),
         grouped along input channels (the first dense layer after a convolution: the
         flattened map's channels), where they divide.
     sparse_first : bool
