@@ -192,7 +192,8 @@ def fit_and_write(samples_path: Path, out: Path, prior_weight: float = 0.005,
     """Fit every family's and kind's coefficients; write ``compiler/calibration.json``.
     ``holdout``: from the extra random foldings alone (the calibration set left out, to
     see how the fit carries over to designs it has not seen)."""
-    from benchmarks.cost_vs_built import DESIGNS, load_samples
+    from benchmarks.cost_designs import DESIGNS
+    from benchmarks.cost_vs_built import load_samples
     from bitfold.compiler.calibration import PRIOR
 
     designs = load_samples(samples_path)
