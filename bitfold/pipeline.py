@@ -273,6 +273,33 @@ def run_pipeline(args, verbs: Mapping[str, VerbRunner],
     if args.frames is not None and args.frames < 1:
         raise ValueError(f"--frames must be at least 1, not {args.frames}")
     out.mkdir(parents=True, exist_ok=True)
+    stages = _stages(args, out, board, imported)
+    stamps = _Stamps(out, args.force)
+    previous = _previous_run(out)
+    pipe = _Pipeline(out, stamps, verbs, say, total=len(stages) + 1)
+    t0 = time.perf_counter()
+    _run_stages(pipe, stages, out, imported)
+    pipe.step += 1
+    say(f"[{pipe.step}/{pipe.total}] report")
+    from bitfold.report import summary_lines, write_report
+
+    doc = {"schema": RUN_SCHEMA, "out": str(out), "board": board.name,
+           "bitstream": not args.no_bitstream, "stages": pipe.timings,
+           "wall_s": round(time.perf_counter() - t0, 1), "version": __version__,
+           "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+    if all(t["reused"] for t in pipe.timings.values()):
+        doc.update(_made_by(previous, pipe.timings), rerun_s=doc["wall_s"])
+    write_json(out / "run.json", doc)
+    report = write_report(out)
+    say("")
+    for line in summary_lines(out):
+        say(line)
+    say(f"report: {report}")
+    return doc
+
+
+def _stages(args, out: Path, board, imported: str | None) -> dict[str, Stage]:
+    """The stages of ``bitfold run`` in ``out``: each one's commands, inputs and outputs."""
     run_dir, build = out / "train", out / "build"
     r, b = str(run_dir), str(build)
     # generate --board: the board's family and clock, its block RAMs, and 75% of its LUTs
@@ -319,10 +346,12 @@ def run_pipeline(args, verbs: Mapping[str, VerbRunner],
                   **stages}
     for stage in stages.values():
         stage.root = out
-    stamps = _Stamps(out, args.force)
-    previous = _previous_run(out)
-    pipe = _Pipeline(out, stamps, verbs, say, total=len(stages) + 1)
-    t0 = time.perf_counter()
+    return stages
+
+
+def _run_stages(pipe: _Pipeline, stages: Mapping[str, Stage], out: Path,
+                imported: str | None) -> None:
+    """Every stage in order, the board build in a child process beside the simulation."""
     for name in ("import", "generate") if imported else ("train", "compile", "golden", "generate"):
         pipe.run(stages[name])
     child = None
@@ -339,20 +368,3 @@ def run_pipeline(args, verbs: Mapping[str, VerbRunner],
             child[0].wait()
         raise
     pipe.run(stages["bench"])
-    pipe.step += 1
-    say(f"[{pipe.step}/{pipe.total}] report")
-    from bitfold.report import summary_lines, write_report
-
-    doc = {"schema": RUN_SCHEMA, "out": str(out), "board": board.name,
-           "bitstream": not args.no_bitstream, "stages": pipe.timings,
-           "wall_s": round(time.perf_counter() - t0, 1), "version": __version__,
-           "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
-    if all(t["reused"] for t in pipe.timings.values()):
-        doc.update(_made_by(previous, pipe.timings), rerun_s=doc["wall_s"])
-    write_json(out / "run.json", doc)
-    report = write_report(out)
-    say("")
-    for line in summary_lines(out):
-        say(line)
-    say(f"report: {report}")
-    return doc

@@ -125,23 +125,27 @@ def _facts(a: dict[str, Any]) -> dict[str, str]:
         facts["resources"] = (f"estimate {t.get('luts')} LUTs, {t.get('brams')} block RAMs "
                               f"(no bitstream built)")
     if bench:
-        hw, cpu = bench["hardware"], bench["cpu"]
-        line = f"{hw['fps']:,.0f} frames/s at {hw['clock_mhz']:g} MHz"
-        if hw.get("fps_at_fmax"):
-            line += f" ({hw['fps_at_fmax']:,.0f} at Fmax {hw['fmax_mhz']:g} MHz)"
-        facts["hardware"] = line
-        parts = []
-        for name, label in (("torch-float", "torch float"), ("torch-binary", "torch binary"),
-                            ("golden-packed", "packed golden")):
-            best = cpu["best"].get(name)
-            if best:
-                one = next(r for r in cpu["rows"] if r["name"] == name and r["batch"] == 1)
-                text = f"{label} {one['fps']:,.0f} (batch 1)"
-                if best["batch"] != 1:
-                    text += f" / {best['fps']:,.0f} (batch {best['batch']})"
-                parts.append(text)
-        facts["CPU"] = "; ".join(parts) + f" frames/s, {cpu['threads']} threads"
+        facts.update(_bench_facts(bench))
     return facts
+
+
+def _bench_facts(bench: dict[str, Any]) -> dict[str, str]:
+    """The ``hardware`` and ``CPU`` lines of :func:`_facts`, from bench.json."""
+    hw, cpu = bench["hardware"], bench["cpu"]
+    line = f"{hw['fps']:,.0f} frames/s at {hw['clock_mhz']:g} MHz"
+    if hw.get("fps_at_fmax"):
+        line += f" ({hw['fps_at_fmax']:,.0f} at Fmax {hw['fmax_mhz']:g} MHz)"
+    parts = []
+    for name, label in (("torch-float", "torch float"), ("torch-binary", "torch binary"),
+                        ("golden-packed", "packed golden")):
+        best = cpu["best"].get(name)
+        if best:
+            one = next(r for r in cpu["rows"] if r["name"] == name and r["batch"] == 1)
+            text = f"{label} {one['fps']:,.0f} (batch 1)"
+            if best["batch"] != 1:
+                text += f" / {best['fps']:,.0f} (batch {best['batch']})"
+            parts.append(text)
+    return {"hardware": line, "CPU": "; ".join(parts) + f" frames/s, {cpu['threads']} threads"}
 
 
 def _imported(a: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +247,17 @@ def _plot_layers(folding: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _whole_run(run: dict[str, Any]) -> str:
+    """How long the run took, from run.json (a re-run that reused every stage says so)."""
+    if "rerun_s" not in run:
+        return f"whole run {run.get('wall_s', 0):.0f} s (load average {run.get('load_average')})"
+    if run.get("wall_s") is None:
+        return (f"every stage reused from an earlier run whose whole time was not recorded "
+                f"(this re-run {run['rerun_s']:.1f} s; each stage's time when it ran is below)")
+    return (f"whole run {run['wall_s']:.0f} s (load average {run.get('load_average')}) when "
+            f"its stages ran; this re-run reused every stage ({run['rerun_s']:.1f} s)")
+
+
 def write_report(out: str | Path) -> Path:
     """Write ``OUT/report.md`` and its PNG plots from the run's artifacts."""
     from bitfold.bench import bench_table, plot_bench
@@ -255,15 +270,7 @@ def write_report(out: str | Path) -> Path:
     about = (f"Imported from {cfg['model']} with bitfold import (no training)" if a["config"] is None
              and cfg else f"{cfg.get('param')} parametrization, alpha {cfg.get('alpha')}"
              f"{_quantizer(cfg)}{_input(a)}, {cfg.get('epochs')} epochs, seed {cfg.get('seed')}")
-    if "rerun_s" not in run:
-        took = f"whole run {run.get('wall_s', 0):.0f} s (load average {run.get('load_average')})"
-    elif run.get("wall_s") is None:
-        took = (f"every stage reused from an earlier run whose whole time was not recorded "
-                f"(this re-run {run['rerun_s']:.1f} s; each stage's time when it ran is below)")
-    else:
-        took = (f"whole run {run['wall_s']:.0f} s (load average {run.get('load_average')}) when "
-                f"its stages ran; this re-run reused every stage ({run['rerun_s']:.1f} s)")
-    lines += [f"{about}; {took}.", "", "| | |", "|---|---|"]
+    lines += [f"{about}; {_whole_run(run)}.", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _facts(a).items()]
     if metrics:
         atomic_write(out / "training.png", lambda tmp: _plot_training(metrics, tmp))

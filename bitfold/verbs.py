@@ -127,12 +127,10 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
     from bitfold.artifacts import ArtifactError, write_json
     from bitfold.compiler.evaluate import evaluate_golden, write_dump
-    from bitfold.compiler.packed import PackedExecutor
     from bitfold.compiler.serialize import load_graph
     from bitfold.train.to_ir import (
         build_test_set,
         encode_frames,
-        explain_disagreements,
         nchw_to_ir,
         read_provenance,
         torch_predictions,
@@ -168,12 +166,8 @@ def cmd_golden(args: argparse.Namespace) -> int:
     report, _ = evaluate_golden(graph, x, labels, torch_pred, args.reference_frames)
     report.update(dataset=data.name, split="test", run=run)
     if model is not None and report["disagreements"] and "sources" in prov:
-        idx = report["disagreements"][:100]  # explained; the count covers them all
-        values = PackedExecutor(graph).run(x[idx])
-        notes = explain_disagreements(model, graph, prov["sources"], x_torch[idx],
-                                      data.input_scale, values)
-        report["disagreements"] = [{"index": i, "label": int(labels[i]), **e}
-                                   for i, e in zip(idx, notes, strict=True)]
+        report["disagreements"] = _explained(report["disagreements"][:100], model, graph,
+                                             prov, x, x_torch, labels, data.input_scale)
     write_json(build / "golden.json", report)
     line = f"{build}/golden.json: golden accuracy {report['accuracy']:.4f}"
     if model is not None:
@@ -184,6 +178,18 @@ def cmd_golden(args: argparse.Namespace) -> int:
         path = write_dump(build / "golden_dump.npz", graph, x[:args.dump])
         print(f"{path}: every tensor of the first {min(args.dump, n)} frames")
     return 0
+
+
+def _explained(idx: list[int], model, graph, prov: dict, x, x_torch, labels,
+               input_scale: float) -> list[dict]:
+    """Each disagreement of ``idx`` (at most 100 are explained; the count covers them all) with
+    its label and where torch and the golden model part (``explain_disagreements``)."""
+    from bitfold.compiler.packed import PackedExecutor
+    from bitfold.train.to_ir import explain_disagreements
+
+    values = PackedExecutor(graph).run(x[idx])
+    notes = explain_disagreements(model, graph, prov["sources"], x_torch[idx], input_scale, values)
+    return [{"index": i, "label": int(labels[i]), **e} for i, e in zip(idx, notes, strict=True)]
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
