@@ -281,6 +281,14 @@ def parametrize_model(
     layers = [m for _, m in binary_layers(model) if all(m is not x for x in low)]
     if not layers and not low:
         raise ValueError(f"{type(model).__name__} has no binary layers to parametrize")
+    _factorize(model, layers, param, rank)
+    _quantize(model, layers, quantizer, alpha, sparsity, bases, sparse_group, sparse_first)
+    return model
+
+
+def _factorize(model: nn.Module, layers: list[BinaryLayer], param: str,
+               rank: float | None) -> None:
+    """The first link of each layer's chain: ``param``'s factorization (none for dense)."""
     if param == "holistic-tucker":
         by_shape: dict[tuple[int, ...], list[BinaryLayer]] = defaultdict(list)
         for layer in layers:
@@ -303,6 +311,12 @@ def parametrize_model(
             else:
                 link = CPWeight(shape, None if rank is None else int(rank))
             parametrize.register_parametrization(layer, "weight", link)
+
+
+def _quantize(model: nn.Module, layers: list[BinaryLayer], quantizer: str, alpha: str,
+              sparsity: float | None, bases: int | None, sparse_group: int | None,
+              sparse_first: bool) -> None:
+    """The last link of each layer's chain: ``quantizer``'s (hard-tanh inputs for float)."""
     flattened = _flattened_channels(model)
     for layer in layers:
         if quantizer == "float":
@@ -319,4 +333,3 @@ def parametrize_model(
         else:
             link = BinarizeWeight(alpha, w)
         parametrize.register_parametrization(layer, "weight", link)
-    return model

@@ -18,7 +18,6 @@ rank 0 writes the artifacts.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import sys
 import time
@@ -36,9 +35,7 @@ from bitfold.artifacts import ArtifactError, read_json, write_json
 
 from .catalog import POSE_MODELS
 from .checkpoint import (
-    RUN_KEYS,
     SCHEMA,
-    load_float_weights,
     load_state,
     read_checkpoint,
     run_checkpoint,
@@ -47,77 +44,11 @@ from .checkpoint import (
 from .config import TrainConfig, upgrade
 from .data import Dataset, augment, load_dataset
 from .dist import Dist
-from .layers import parametrize_model
-from .models import BinarizeInput, build_model
+from .model_setup import input_threshold, load_run, make_model
 from .optim import clip_params, loss_fn, make_optimizer, make_scheduler, replan, warmup_factor
 
-__all__ = ["SCHEMA", "TrainConfig", "evaluate", "input_threshold", "load_run", "read_checkpoint",
-           "train"]
-
-
-# --------------------------------------------------------------------------- model set-up
-
-
-def input_threshold(config: TrainConfig, data: Dataset) -> int | None:
-    """The pixel threshold of a binarized-input run (``--input-bits 1``), else None.
-
-    The default is half the data set's full scale ``S`` (the pixel the network
-    sees as 1.0, ``1 / input_scale``), rounded up: ``(S + 1) // 2``, so 128 for
-    8-bit images (``S = 255``), ``2 ** (b - 1)`` for ``b``-bit npz sets and 8 for
-    the embedded digits (pixels 0..16).
-
-    Raises
-    ------
-    ValueError
-        Where ``--input-bits`` is neither 1 nor the data set's pixel width, or the
-        threshold is not a pixel value of the data set.
-    """
-    if config.input_bits is None or config.input_bits == data.input_bits != 1:
-        return None  # the pixels as they are
-    if config.input_bits != 1:
-        raise ValueError(f"--input-bits {config.input_bits}: {data.name} has {data.input_bits}-bit "
-                         f"pixels; give 1 (binarized input) or {data.input_bits} (the pixels as "
-                         "they are, the default)")
-    top = (1 << data.input_bits) - 1
-    full_scale = round(1 / data.input_scale)
-    t = config.input_threshold if config.input_threshold is not None else (full_scale + 1) // 2
-    if not 1 <= t <= top:
-        raise ValueError(f"--input-threshold {t}: the pixels of {data.name} are 0..{top}; give "
-                         f"a threshold in 1..{top}")
-    return t
-
-
-def _input_binarizer(config: TrainConfig, data: Dataset) -> BinarizeInput | None:
-    t = input_threshold(config, data)
-    return None if t is None else BinarizeInput(t, data.input_scale)
-
-
-def make_model(config: TrainConfig, data: Dataset) -> nn.Module:
-    """Build, optionally initialize from float weights, then parametrize the model."""
-    config = config.resolved()
-    model = build_model(config.model, data.input_shape, data.num_outputs, config.dropout,
-                        _input_binarizer(config, data), input_dropout=config.input_dropout)
-    if config.init_from:
-        load_float_weights(model, config.init_from)
-    if hasattr(model, "input_scale"):  # residual models: eval computes the integer streams
-        model.input_scale = data.input_scale
-    return parametrize_model(model, config.param, config.alpha, config.rank, config.quantizer,
-                             config.sparsity, config.bases, config.low_rank,
-                             sparse_group=config.sparse_group, sparse_first=config.sparse_first)
-
-
-def load_run(run_dir: str | Path, map_location: str = "cpu") -> tuple[nn.Module, TrainConfig, Dataset]:
-    """Rebuild a trained model (eval mode) from ``RUN/checkpoint.pt``, with its config and data."""
-    run_dir = Path(run_dir)
-    path = run_dir / "checkpoint.pt"
-    if not path.is_file():
-        raise ArtifactError(f"{run_dir}: no checkpoint.pt; run `bitfold train --out {run_dir}` first")
-    ckpt = run_checkpoint(path, map_location, RUN_KEYS)
-    config = TrainConfig.from_dict(ckpt["config"])
-    data = load_dataset(config.dataset, config.data_dir)
-    model = make_model(dataclasses.replace(config, init_from=None), data)
-    load_state(model, ckpt["model"], path)
-    return model.eval(), config, data
+__all__ = ["SCHEMA", "TrainConfig", "evaluate", "input_threshold", "load_run", "make_model",
+           "read_checkpoint", "train"]
 
 
 # --------------------------------------------------------------------------- loop pieces
@@ -219,11 +150,7 @@ def train(
     device = dist.device
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, config.data_dir)
-    if data.task == "pose" and config.model not in POSE_MODELS:
-        raise ValueError(f"dataset {config.dataset!r} is a pose task; use --model "
-                         f"{' or '.join(POSE_MODELS)}")
-    if config.model in POSE_MODELS and data.task != "pose":
-        raise ValueError(f"--model {config.model} needs a pose dataset (synthetic-pose)")
+    _check_task(config, data)
     model = make_model(config, data).to(device)
     net: nn.Module = model
     if dist.world > 1:
@@ -235,32 +162,9 @@ def train(
     extended: list[dict[str, int]] = []  # --resume with another --epochs, each time
     start, wall_before, made_dir = 0, 0.0, False
     if resume:
-        path = out / "checkpoint.pt"
-        if not path.is_file():
-            raise ArtifactError(f"{out}: nothing to resume (no checkpoint.pt)")
-        ckpt = run_checkpoint(path, device)
-        changed = _changed(ckpt["config"], config.to_dict())
-        if set(changed) - {"epochs"}:
-            raise ValueError(f"--resume with a different configuration ({', '.join(changed)}); "
-                             f"use the original options (only --epochs may change) or a new --out")
-        if config.epochs < ckpt["epoch"]:
-            raise ValueError(f"--resume --epochs {config.epochs}: {out} has already trained "
-                             f"{ckpt['epoch']} epochs; give --epochs {ckpt['epoch']} or more")
-        load_state(model, ckpt["model"], path)
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        start, history, wall_before = ckpt["epoch"], ckpt["history"], ckpt["wall_s"]
-        extended = list(ckpt.get("extended", []))
-        if changed:  # --epochs changed: the schedule is planned anew from here
-            replan(sched, opt, config)
-            extended.append({"at_epoch": start, "from": ckpt["config"]["epochs"],
-                             "to": config.epochs})  # config.json follows with the checkpoint
+        start, history, wall_before, extended = _resume(out, config, device, model, opt, sched)
     elif dist.main:
-        for stale in ("checkpoint.pt", "metrics.json") if force else ():  # another run's
-            (out / stale).unlink(missing_ok=True)
-        made_dir = not out.exists()
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", {"schema": SCHEMA, **config.to_dict()})
+        made_dir = _fresh_run(out, config, force)
     try:
         return _train_epochs(config, out, dist, data, model, net, opt, sched, start, history,
                              wall_before, extended, progress, on_epoch_end)
@@ -271,6 +175,53 @@ def train(
             else:
                 (out / "config.json").unlink(missing_ok=True)
         raise
+
+
+def _check_task(config: TrainConfig, data: Dataset) -> None:
+    """Refuse a pose model on a classification data set, and the other way round."""
+    if data.task == "pose" and config.model not in POSE_MODELS:
+        raise ValueError(f"dataset {config.dataset!r} is a pose task; use --model "
+                         f"{' or '.join(POSE_MODELS)}")
+    if config.model in POSE_MODELS and data.task != "pose":
+        raise ValueError(f"--model {config.model} needs a pose dataset (synthetic-pose)")
+
+
+def _resume(out: Path, config: TrainConfig, device: torch.device, model: nn.Module, opt,
+            sched) -> tuple[int, list[dict[str, Any]], float, list[dict[str, int]]]:
+    """Load ``out/checkpoint.pt`` into ``model``, ``opt`` and ``sched``; return the epoch
+    reached, the history, the seconds trained so far and the ``--epochs`` changes."""
+    path = out / "checkpoint.pt"
+    if not path.is_file():
+        raise ArtifactError(f"{out}: nothing to resume (no checkpoint.pt)")
+    ckpt = run_checkpoint(path, device)
+    changed = _changed(ckpt["config"], config.to_dict())
+    if set(changed) - {"epochs"}:
+        raise ValueError(f"--resume with a different configuration ({', '.join(changed)}); "
+                         f"use the original options (only --epochs may change) or a new --out")
+    if config.epochs < ckpt["epoch"]:
+        raise ValueError(f"--resume --epochs {config.epochs}: {out} has already trained "
+                         f"{ckpt['epoch']} epochs; give --epochs {ckpt['epoch']} or more")
+    load_state(model, ckpt["model"], path)
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    start, history, wall_before = ckpt["epoch"], ckpt["history"], ckpt["wall_s"]
+    extended = list(ckpt.get("extended", []))
+    if changed:  # --epochs changed: the schedule is planned anew from here
+        replan(sched, opt, config)
+        extended.append({"at_epoch": start, "from": ckpt["config"]["epochs"],
+                         "to": config.epochs})  # config.json follows with the checkpoint
+    return start, history, wall_before, extended
+
+
+def _fresh_run(out: Path, config: TrainConfig, force: bool) -> bool:
+    """Start ``out`` afresh (another run's checkpoint and metrics removed with ``force``) with
+    its config.json; return whether the folder was made here."""
+    for stale in ("checkpoint.pt", "metrics.json") if force else ():  # another run's
+        (out / stale).unlink(missing_ok=True)
+    made_dir = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", {"schema": SCHEMA, **config.to_dict()})
+    return made_dir
 
 
 def _changed(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -297,55 +248,13 @@ def _check_run_dir(out: Path, config: TrainConfig, force: bool) -> None:
 def _train_epochs(config, out, dist, data, model, net, opt, sched, start, history, wall_before,
                   extended, progress, on_epoch_end) -> dict[str, Any]:
     device = dist.device
-
     n = len(data.x_train)
-    steps = -(-n // config.batch_size)
-    warm_steps = config.warmup * steps
     clipped = clip_params(model) if config.clip else []
     t0 = time.perf_counter()
     metrics: dict[str, Any] = {}
     for epoch in range(start, config.epochs):
-        g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout
-        perm = torch.randperm(n, generator=g)
-        net.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", unit="step",
-                   disable=not (progress and dist.main and sys.stderr.isatty()), leave=False,
-                   mininterval=0.5)
-        epoch_t0 = time.perf_counter()
-        epoch_lrs = [group["lr"] for group in opt.param_groups]  # the schedule's, this epoch
-        for step in bar:
-            if epoch * steps + step < warm_steps:
-                factor = warmup_factor(epoch * steps + step, warm_steps)
-                for group, lr in zip(opt.param_groups, epoch_lrs, strict=True):
-                    group["lr"] = lr * factor
-            idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
-            idx = idx[dist.rank::dist.world]
-            x = data.x_train[idx]
-            if config.augment:
-                x = augment(x, g, shift=2 if x.shape[-1] >= 16 else 1, flip=config.dataset == "cifar10")
-            x = _inputs(x, data, device)
-            y = data.y_train[idx].to(device)
-            outp = net(x)
-            loss = _loss(outp, y, data, config.loss)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if clipped:
-                with torch.no_grad():
-                    for p in clipped:
-                        p.clamp_(-config.clip, config.clip)
-            head = None if data.head_train is None else data.head_train[idx].to(device)
-            with torch.no_grad():
-                loss_sum += loss.detach() * len(idx)
-                correct += _correct(outp.detach(), y, head, data)
-            if step % 10 == 0 and not bar.disable:
-                seen = min((step + 1) * config.batch_size, n)
-                bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{float(correct) * dist.world / seen:.3f}")
-        for group, lr in zip(opt.param_groups, epoch_lrs, strict=True):
-            group["lr"] = lr  # the warm-up's scaling undone: the schedule steps from its own
+        loss_sum, correct, epoch_t0 = _epoch(config, dist, data, net, opt, epoch, clipped,
+                                             progress)
         sched.step()
         train_loss = float(dist.mean(loss_sum)) * dist.world / n
         train_acc = float(dist.mean(correct)) * dist.world / n
@@ -381,3 +290,55 @@ def _train_epochs(config, out, dist, data, model, net, opt, sched, start, histor
         metrics = read_json(out / "metrics.json", SCHEMA)
     dist.close()
     return metrics
+
+
+def _epoch(config, dist, data, net, opt, epoch: int, clipped: list, progress: bool
+           ) -> tuple[Tensor, Tensor, float]:
+    """One epoch's steps (warm-up, clipping); return the summed loss and correct count of this
+    rank's samples, and when the epoch's timing started."""
+    device = dist.device
+    n = len(data.x_train)
+    steps = -(-n // config.batch_size)
+    warm_steps = config.warmup * steps
+    g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+    torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout
+    perm = torch.randperm(n, generator=g)
+    net.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", unit="step",
+               disable=not (progress and dist.main and sys.stderr.isatty()), leave=False,
+               mininterval=0.5)
+    epoch_t0 = time.perf_counter()
+    epoch_lrs = [group["lr"] for group in opt.param_groups]  # the schedule's, this epoch
+    for step in bar:
+        if epoch * steps + step < warm_steps:
+            factor = warmup_factor(epoch * steps + step, warm_steps)
+            for group, lr in zip(opt.param_groups, epoch_lrs, strict=True):
+                group["lr"] = lr * factor
+        idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
+        idx = idx[dist.rank::dist.world]
+        x = data.x_train[idx]
+        if config.augment:
+            x = augment(x, g, shift=2 if x.shape[-1] >= 16 else 1, flip=config.dataset == "cifar10")
+        x = _inputs(x, data, device)
+        y = data.y_train[idx].to(device)
+        outp = net(x)
+        loss = _loss(outp, y, data, config.loss)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if clipped:
+            with torch.no_grad():
+                for p in clipped:
+                    p.clamp_(-config.clip, config.clip)
+        head = None if data.head_train is None else data.head_train[idx].to(device)
+        with torch.no_grad():
+            loss_sum += loss.detach() * len(idx)
+            correct += _correct(outp.detach(), y, head, data)
+        if step % 10 == 0 and not bar.disable:
+            seen = min((step + 1) * config.batch_size, n)
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{float(correct) * dist.world / seen:.3f}")
+    for group, lr in zip(opt.param_groups, epoch_lrs, strict=True):
+        group["lr"] = lr  # the warm-up's scaling undone: the schedule steps from its own
+    return loss_sum, correct, epoch_t0
