@@ -105,8 +105,6 @@ def run(count: int, seed: int, *, batch: int = 40, frames: int = 32, max_layers:
         out: Path, simulator: str = "verilator", keep: bool = False,
         log=print) -> dict[str, Any]:
     """The whole differential; returns the summary (and writes ``OUT/networks.jsonl``)."""
-    from bitfold.sim.multi import keep_runtime, simulate_many
-
     t0 = time.time()
     load0 = os.getloadavg()
     out.mkdir(parents=True, exist_ok=True)
@@ -123,52 +121,10 @@ def run(count: int, seed: int, *, batch: int = 40, frames: int = 32, max_layers:
             nets = [prepare(g, s, b0 + i, frames, work / f"rd{b0 + i}")
                     for i, (g, s) in enumerate(graphs[b0:b0 + batch])]
             times["gen_s"] += sum(n.gen_s for n in nets)
-            ok = [n for n in nets if n.design is not None]
-            results: dict[str, dict[str, Any]] = {}
-            if ok:
-                try:
-                    res = simulate_many([n.design for n in ok], work / "sim", simulator=simulator,
-                                        runtime_from=out / "runtime")
-                    if simulator == "verilator":
-                        keep_runtime(work / "sim" / "build", out / "runtime")
-                    times["build_s"] += res["build_s"]
-                    times["sim_s"] += res["sim_s"]
-                    stats["sim_cycles"] += res["cycles"]
-                    results = {r["name"]: r for r in res["designs"]}
-                except Exception:  # a batch that does not build or run: every network errs
-                    for n in ok:
-                        n.error = traceback.format_exc()
+            results = _simulate_batch([n for n in nets if n.design is not None], work, out,
+                                      simulator, times, stats)
             for n in nets:
-                stats["networks"] += 1
-                rec = results.get(n.name)
-                v = "error" if n.error or rec is None else verdict(rec)
-                stats[v] += 1
-                if rec is not None:
-                    stats["frames"] += rec["frames"]
-                kinds.update(n.features)
-                row = {"name": n.name, "index": n.index, "seed": n.seed, "verdict": v,
-                       "features": n.features, "cycles_per_frame": n.cycles_per_frame,
-                       "stalls": n.stalls, "gen_s": round(n.gen_s, 2)}
-                if rec is not None:
-                    row.update({k: rec[k] for k in ("frames", "mismatches", "extra_beats",
-                                                    "timed_out", "cycles", "first_mismatch")})
-                if n.error:
-                    row["error"] = n.error
-                log_file.write(json.dumps(row) + "\n")
-                log_file.flush()
-                if v != "exact":
-                    keep_at = out / "failed" / n.name
-                    if n.folder.exists():
-                        if keep_at.exists():
-                            shutil.rmtree(keep_at)
-                        shutil.copytree(n.folder, keep_at)
-                    failed.append(n.name)
-                    log(f"{v.upper()} {n.name} ({', '.join(n.features)})"
-                        + (f": first {rec['first_mismatch']}" if rec and rec["first_mismatch"]
-                           else "")
-                        + (f"\n{n.error}" if n.error else "")
-                        + f"\n  replay: {sys.executable} -m benchmarks.rtl_differential "
-                          f"--replay {keep_at}")
+                _record(n, results.get(n.name), stats, kinds, log_file, out, failed, log)
             if not keep:
                 for n in nets:
                     shutil.rmtree(n.folder, ignore_errors=True)
@@ -190,6 +146,64 @@ def run(count: int, seed: int, *, batch: int = 40, frames: int = 32, max_layers:
         "cpus": os.cpu_count(), "failed": failed, **source,
     }
     return summary
+
+
+def _simulate_batch(ok: list, work: Path, out: Path, simulator: str, times: Counter,
+                    stats: Counter) -> dict[str, dict[str, Any]]:
+    """One build of the batch's networks that generated (``ok``) and their records by name;
+    a batch that does not build or run gives every one of them its error and no record."""
+    from bitfold.sim.multi import keep_runtime, simulate_many
+
+    if not ok:
+        return {}
+    try:
+        res = simulate_many([n.design for n in ok], work / "sim", simulator=simulator,
+                            runtime_from=out / "runtime")
+        if simulator == "verilator":
+            keep_runtime(work / "sim" / "build", out / "runtime")
+        times["build_s"] += res["build_s"]
+        times["sim_s"] += res["sim_s"]
+        stats["sim_cycles"] += res["cycles"]
+        return {r["name"]: r for r in res["designs"]}
+    except Exception:  # a batch that does not build or run: every network errs
+        for n in ok:
+            n.error = traceback.format_exc()
+        return {}
+
+
+def _record(n, rec: dict[str, Any] | None, stats: Counter, kinds: Counter, log_file,
+            out: Path, failed: list[str], log) -> None:
+    """Count network ``n``'s verdict, write its line of networks.jsonl and, unless it was
+    exact, keep its folder under ``OUT/failed`` and say how to replay it."""
+    stats["networks"] += 1
+    v = "error" if n.error or rec is None else verdict(rec)
+    stats[v] += 1
+    if rec is not None:
+        stats["frames"] += rec["frames"]
+    kinds.update(n.features)
+    row = {"name": n.name, "index": n.index, "seed": n.seed, "verdict": v,
+           "features": n.features, "cycles_per_frame": n.cycles_per_frame,
+           "stalls": n.stalls, "gen_s": round(n.gen_s, 2)}
+    if rec is not None:
+        row.update({k: rec[k] for k in ("frames", "mismatches", "extra_beats",
+                                        "timed_out", "cycles", "first_mismatch")})
+    if n.error:
+        row["error"] = n.error
+    log_file.write(json.dumps(row) + "\n")
+    log_file.flush()
+    if v != "exact":
+        keep_at = out / "failed" / n.name
+        if n.folder.exists():
+            if keep_at.exists():
+                shutil.rmtree(keep_at)
+            shutil.copytree(n.folder, keep_at)
+        failed.append(n.name)
+        log(f"{v.upper()} {n.name} ({', '.join(n.features)})"
+            + (f": first {rec['first_mismatch']}" if rec and rec["first_mismatch"]
+               else "")
+            + (f"\n{n.error}" if n.error else "")
+            + f"\n  replay: {sys.executable} -m benchmarks.rtl_differential "
+              f"--replay {keep_at}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,6 +104,22 @@ def _rank(param: str, rank: float | None) -> str:
     return "-" if param == "dense" else "full" if rank is None else f"{rank:g}"
 
 
+def _timed(steps: dict[tuple[str, str], Callable[[], None]], rounds: int,
+           per_round: int) -> dict[tuple[str, str], list[float]]:
+    """Seconds per step of each of ``steps``, once per round, the steps taking turns in
+    every round (after one warm-up step each)."""
+    for step in steps.values():  # warm up
+        step()
+    times: dict[tuple[str, str], list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for k, step in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(per_round):
+                step()
+            times[k].append((time.perf_counter() - t0) / per_round)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="sfc,cnn-digits")
@@ -134,15 +150,7 @@ def main() -> None:
         runs = [(side, e) for side in sides for e in entries]
         steps = {(side, e): make_step(model_name, *configs[e], args.batch, sides[side])
                  for side, e in runs}
-        for step in steps.values():  # warm up
-            step()
-        times: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
-        for _ in range(args.rounds):
-            for k, step in steps.items():
-                t0 = time.perf_counter()
-                for _ in range(args.steps):
-                    step()
-                times[k].append((time.perf_counter() - t0) / args.steps)
+        times = _timed(steps, args.rounds, args.steps)
         med = {k: statistics.median(t) for k, t in times.items()}
         ratio = {(side, e): med[side, e] / med[side, "dense"] for side, e in runs}
         fast = {(side, e): min(times[side, e]) / min(times[side, "dense"]) for side, e in runs}
