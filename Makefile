@@ -31,9 +31,10 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow or ci"
 
-# The edit-run loop's tier: the import contract and code-size limits, the compiler, the hardware units in amaranth.sim,
-# board tops and flows without FPGA tools, interop; no training, no HDL simulator, no whole-network
-# simulation (tests/hw/test_network.py) and no Brevitas. `make test` runs all of these too.
+# The edit-run loop's tier: the import contract and code-size limits, the compiler, the hardware
+# units in amaranth.sim, board tops and flows without FPGA tools, interop; no training, no HDL
+# simulator, no whole-network simulation (tests/hw/test_network.py) and no Brevitas. `make test`
+# runs all of these too.
 FAST := tests/test_import_contract.py tests/test_code_size.py tests/compiler tests/hw tests/boards tests/interop \
 	tests/bitfold/test_board_clock_figures.py
 NOT_FAST := tests/hw/test_trained.py tests/hw/test_network.py tests/interop/test_brevitas.py
