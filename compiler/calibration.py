@@ -29,7 +29,7 @@ _FAMILY = {
     "ecp5": {"chains": 4.0, "rom_luts": 1.0, "rom_mux": 0.1, "lutram": 6.0, "ff_pack": 0.0,
              "ff_copy": 0.0, "ff_ctrl": 0.0},
 }
-_KINDS = ("mvu", "swu", "pool", "score", "skid", "conv", "fifo", "top")
+_KINDS = ("mvu", "swu", "pool", "score", "skid", "conv", "fifo", "top", "stream")
 _ONE = {"top": 250.0, "score": 60.0, "skid": 2.0, "conv": 4.0}
 
 PRIOR = {

@@ -17,8 +17,9 @@ from .cost_base import (
     lb,
     memory_map,
 )
-from .ir import Graph, Layer, MaxPool2d, ScoreAffine
+from .ir import Graph, Layer, MaxPool2d, Requantize, ScoreAffine, Threshold
 from .memlayout import index_window_lanes, line_buffer_rows, window_lanes
+from .residual import SKIP_SLACK, ResidualUnit, residual_units, skip_fifo_min, stream_node
 
 __all__ = ["board_top_cost", "other_features", "other_stages", "stream_costs", "stream_features",
            "top_features", "window_features"]
@@ -83,10 +84,66 @@ def _score(graph: Graph, node: ScoreAffine) -> Counter:
     return f
 
 
+def _sign(c: int, bits: int) -> Counter:
+    """``hw.residual.StreamThreshold``: a compare with a constant per channel."""
+    return Counter(one=1, post=c * bits, chains=c, ff_pack=c, ff_ctrl=1)
+
+
+def _unit_features(graph: Graph, unit: ResidualUnit, model: ResourceModel) -> tuple[Counter, int]:
+    """The fork, sign, skip FIFO and (strided) average pool of a residual unit
+    (``hw.residual.ResidualBlock``; its window and MVU are the layer's, its join a stream
+    component of the folding's width)."""
+    h, w, c = graph.types[unit.stream].shape
+    bits = graph.types[unit.stream].bits
+    g = unit.window
+    f = _sign(c, bits)
+    f["ff_ctrl"] += 4  # the fork's two taken flags and handshakes
+    f["gates"] += 4
+    depth = skip_fifo_min(h, w, g.kernel, g.stride, g.pad) + SKIP_SLACK
+    fifo, brams = fifo_features(c * bits, depth, model)
+    f.update(fifo)
+    if unit.pool is not None:
+        pool, more, _ = window_features(h, w, c, bits, 2, 2, 0, 2, model)
+        pool["post"] += 3 * c * (bits + 2)  # the four-pixel sum
+        pool["ff_pack"] += c * bits
+        f.update(pool)
+        brams += more
+    return f, brams
+
+
+def join_features(c: int, lanes: int, acc_bits: int, bits: int, skip: bool,
+                  model: ResourceModel) -> Counter:
+    """``hw.residual.RequantAdd`` of ``lanes`` lanes: a product (a DSP block where the fabric
+    has them), the bias, the shift's saturation and the skip's add, two registered stages."""
+    beats = c // lanes
+    prod = acc_bits + 20
+    f: Counter = Counter(one=1)
+    f["post"] += lanes * (prod + 2 * bits + (2 * bits if skip else 0))
+    f["chains"] += lanes * (3 if skip else 2)
+    if model.name == "ice40":  # no multipliers to spare: an adder per multiplier bit
+        f["tree_carry"] += lanes * acc_bits * 18
+    if beats > 1:  # the beat's mult, bias and skip element
+        f["mux"] += lanes * (40 + bits) * (beats - 1)
+    f["ff_pack"] += lanes * (prod + 2 * bits)
+    add_counter(f, beats)
+    f["ff_ctrl"] += 3
+    return f
+
+
 def other_features(graph: Graph, model: ResourceModel) -> list[tuple[str, str, Counter, int]]:
-    """``(node, kind, features, block RAMs)`` of the max pools and the score/argmax unit."""
+    """``(node, kind, features, block RAMs)`` of the max pools, the score/argmax unit and the
+    residual stream's fixed-rate parts (its units' forks, signs and skips; the stream's
+    last sign)."""
     out = []
+    units = {u.add.name: u for u in residual_units(graph).values()}
     for node in graph.nodes:
+        if node.name in units:
+            f, brams = _unit_features(graph, units[node.name], model)
+            out.append((node.name, "stream", f, brams))
+        elif isinstance(node, Threshold) and stream_node(graph, node.input) and \
+                all(u.sign is not node for u in units.values()):
+            t = graph.types[node.input]
+            out.append((node.name, "stream", _sign(t.shape[-1], t.bits), 0))
         if isinstance(node, MaxPool2d):
             h, w, c = graph.types[node.input].shape
             f, brams, _ = window_features(h, w, c, 1, node.kernel, node.stride, 0, node.kernel, model)
@@ -98,8 +155,10 @@ def other_features(graph: Graph, model: ResourceModel) -> list[tuple[str, str, C
 
 
 def other_stages(graph: Graph, model: ResourceModel) -> list[StageCost]:
-    """Max pools (one input pixel, all channels, per cycle) and the score/argmax unit."""
+    """Max pools (one input pixel, all channels, per cycle), the score/argmax unit and the
+    residual stream's units and sign (a pixel a cycle)."""
     out = []
+    units = {u.add.name: u for u in residual_units(graph).values()}
     for name, kind, f, brams in other_features(graph, model):
         node = graph.node(name)
         luts, ffs = component_cost(model.name, kind, f)
@@ -110,6 +169,11 @@ def other_stages(graph: Graph, model: ResourceModel) -> list[StageCost]:
         elif isinstance(node, ScoreAffine):
             out.append(StageCost(name, "ScoreAffine+ArgMax", graph.types[node.input].shape[0],
                                  luts, ffs, 0, 0))
+        else:  # the stream (a unit's input, or the stream's last sign): a pixel a cycle
+            stream = units[name].stream if name in units else node.inputs[0]
+            pixels = math.prod(graph.types[stream].shape[:-1])
+            what = "residual unit" if name in units else "stream sign"
+            out.append(StageCost(name, what, pixels, luts, ffs, brams, 0))
     return out
 
 
@@ -141,9 +205,23 @@ def _converter(a: int, b: int, bits: int) -> Counter:
 def _stream_stages(graph: Graph, costs: dict[str, LayerCost]) -> list[tuple]:
     """``(name, in_elems, in_bits, out_elems, fifo_depth)`` of the stages in stream order, as
     ``hw.plan.build_plan`` lays them out."""
-    stages = []
+    stages: list[tuple] = []
+    units = residual_units(graph)
+    inner = {n.name for u in units.values() for n in (u.sign, u.requant, u.pool) if n}
     for node in graph.nodes:
-        if isinstance(node, Layer):
+        if node.name in inner:
+            continue
+        if isinstance(node, Layer) and node.name in units:
+            t = graph.types[node.input]
+            stages.append((units[node.name].add.name, t.shape[-1],
+                           graph.types[units[node.name].stream].bits, costs[node.name].pe, 2))
+        elif isinstance(node, Requantize):
+            lanes = stages[-1][3]
+            stages.append((node.name, lanes, graph.types[node.input].bits, lanes, 2))
+        elif isinstance(node, Threshold) and stream_node(graph, node.input):
+            t = graph.types[node.input]
+            stages.append((node.name, t.shape[-1], t.bits, t.shape[-1], 2))
+        elif isinstance(node, Layer):
             c = costs[node.name]
             t_in = graph.types[node.input]
             bits = 1 if t_in.bipolar else t_in.bits
@@ -168,10 +246,37 @@ def _stream_stages(graph: Graph, costs: dict[str, LayerCost]) -> list[tuple]:
     return stages
 
 
+def _joins(graph: Graph, costs: dict[str, LayerCost], model: ResourceModel
+           ) -> list[tuple[str, str, Counter]]:
+    """The residual stream's joins (``Requantize`` and ``Add``, as wide as the MVU before
+    them) and a unit's converter from its window to its MVU: what the folding sets."""
+    out = []
+    units = residual_units(graph)
+    for node in graph.nodes:
+        if not isinstance(node, Requantize):
+            continue
+        layer = graph.node(node.inputs[0])
+        cost, t = costs[layer.name], graph.types[node.name]
+        skip = layer.name in units
+        out.append((node.name, "stream", join_features(t.shape[-1], cost.pe,
+                                                       graph.types[layer.name].bits, t.bits,
+                                                       skip, model)))
+        if skip:
+            k, ch = units[layer.name].window.kernel, graph.types[layer.inputs[0]].shape[-1]
+            out.append((node.name, "conv", _converter(window_lanes(k, ch, cost.simd) * k * ch,
+                                                      cost.simd, 1)))
+    return out
+
+
 def stream_costs(graph: Graph, costs: dict[str, LayerCost],
                  model: ResourceModel) -> tuple[StageCost, ...]:
-    """The skid buffers, FIFOs and width converters between the stages (``hw.top``)."""
+    """The skid buffers, FIFOs and width converters between the stages (``hw.top``), and the
+    residual stream's joins."""
     out = []
+    for name, kind, f in _joins(graph, costs, model):
+        luts, ffs = component_cost(model.name, kind, f)
+        out.append(StageCost(f"{name}_{'join' if kind == 'stream' else kind}", kind, 0, luts,
+                             ffs, 0, 0))
     stages = _stream_stages(graph, costs)
     for prev, cur in zip(stages, stages[1:], strict=False):
         name, in_elems, bits, _, depth = cur
@@ -192,7 +297,7 @@ def stream_costs(graph: Graph, costs: dict[str, LayerCost],
 def stream_features(graph: Graph, costs: dict[str, LayerCost],
                     model: ResourceModel) -> list[tuple[str, str, Counter]]:
     """``(stage name, kind, features)`` of every stream component (for the calibration)."""
-    out = []
+    out = _joins(graph, costs, model)
     stages = _stream_stages(graph, costs)
     for prev, cur in zip(stages, stages[1:], strict=False):
         name, in_elems, bits, _, depth = cur

@@ -23,7 +23,8 @@ from .cost import (
     stream_costs,
 )
 from .errors import FoldingError
-from .ir import MVU_KINDS, RESIDUAL_KINDS, Graph
+from .ir import MVU_KINDS, Graph
+from .residual import residual_units
 
 __all__ = ["FOLDING_SCHEMA", "Folding", "check_clock", "check_layer", "device_model", "evaluate_folding",
            "legal_values"]
@@ -158,11 +159,7 @@ def evaluate_folding(graph: Graph, choice: dict[str, tuple], clock_mhz: float = 
                      device: str = "ecp5", allow_padding: bool = False,
                      objective: dict[str, Any] | None = None) -> Folding:
     """Check ``{layer: (pe, simd)}`` (or ``(pe, simd, layout)``) against ``graph`` and cost it."""
-    unbuilt = [n for n in graph.nodes if n.op in RESIDUAL_KINDS]
-    if unbuilt:
-        raise FoldingError(f"graph {graph.name!r} has residual-stream nodes ({unbuilt[0].kind} "
-                           f"{unbuilt[0].name!r} and {len(unbuilt) - 1} more), which bitfold "
-                           "has no hardware for yet; `bitfold golden` runs it")
+    residual_units(graph)  # a residual stream outside the units the hardware builds: refused
     check_clock(clock_mhz)
     model = device_model(device)
     layers = mvu_layers(graph)

@@ -8,6 +8,15 @@ and the FIFO sizing. Supported graphs are chains::
     Input -> [ (conv Layer | dense Layer) -> Threshold -> MaxPool2d? ]*
           -> dense Layer -> ScoreAffine -> ArgMax
 
+and residual networks, whose stream (``compiler.residual``) starts at a layer's
+``Requantize`` and runs through residual units to a ``Threshold`` before a layer::
+
+    ... -> conv Layer -> Requantize -> [residual unit]* -> Threshold -> Layer -> ...
+
+each residual unit one :class:`~.stages.ResidualStage` (fork, sign, window, MVU, skip
+FIFO and join in one :class:`~.residual.ResidualBlock`), a stream pixel a word in and its
+MVU's ``PE`` channels a word out.
+
 where every layer may have any weight encoding (binary, sparse, composite, domain; the
 encoding gives the unit its parameters, ``Encoding.unit_params``), and a dense layer may
 feed its popcounts straight into another dense layer (a low-rank pair). A sparse layer folded in the index
@@ -35,6 +44,7 @@ from typing import Any, cast
 import numpy as np
 
 from bitfold.compiler.cost import DEVICES, LayerCost, ResourceModel, group_structure
+from bitfold.compiler.errors import FoldingError
 from bitfold.compiler.folding import Folding
 from bitfold.compiler.ir import (
     ArgMax,
@@ -43,12 +53,14 @@ from bitfold.compiler.ir import (
     Layer,
     MaxPool2d,
     Node,
+    Requantize,
     ScoreAffine,
     TensorType,
     Threshold,
     Window,
 )
 from bitfold.compiler.memlayout import index_window_lanes, vector_beats, window_lanes, window_order
+from bitfold.compiler.residual import SKIP_SLACK, ResidualUnit, residual_units, skip_fifo_min, stream_node
 
 from .names import class_bits, sanitize
 from .stages import (
@@ -56,8 +68,11 @@ from .stages import (
     IndexMVUStage,
     MVUStage,
     PoolStage,
+    RequantStage,
+    ResidualStage,
     ScoreStage,
     SerialMVUStage,
+    SignStage,
     Stage,
     WindowStage,
 )
@@ -142,23 +157,44 @@ def _input(graph: Graph, folding: Folding) -> Input:
     return node
 
 
-def _chain(graph: Graph, start: Input) -> tuple[list[MaxPool2d | _LayerLink], ScoreAffine]:
-    """The supported chain from ``start``: max pools and layers (with what each feeds) in
-    stream order, and the ScoreAffine at its end (whose ArgMax is the graph's output)."""
-    links: list[MaxPool2d | _LayerLink] = []
+_Link = MaxPool2d | _LayerLink | Requantize | Threshold | ResidualUnit
+
+
+def _chain(graph: Graph, start: Input) -> tuple[list[_Link], ScoreAffine]:
+    """The supported chain from ``start``: max pools, layers (with what each feeds), and on a
+    residual stream its ``Requantize``, residual units and closing ``Threshold``, in stream
+    order, and the ScoreAffine at its end (whose ArgMax is the graph's output)."""
+    try:
+        units = {u.stream: u for u in residual_units(graph).values()}
+    except FoldingError as exc:
+        raise HardwareError(str(exc)) from None
+    links: list[_Link] = []
     cur: Node = start
     while True:
+        if stream_node(graph, cur.name):  # a residual unit, or the stream's last sign
+            unit = units.get(cur.name)
+            if unit is not None:
+                links.append(unit)
+                cur = unit.add
+            else:
+                cur = _next(graph, cur, Threshold)
+                links.append(cast(Threshold, cur))
+            continue
         nxt = _next(graph, cur, Layer, MaxPool2d)
         if isinstance(nxt, MaxPool2d):
             links.append(nxt)
             cur = nxt
             continue
         layer = cast(Layer, nxt)
-        after = _next(graph, layer, Threshold, ScoreAffine, Layer)
+        after = _next(graph, layer, Threshold, ScoreAffine, Layer, Requantize)
         threshold = after if isinstance(after, Threshold) else None
         links.append(_LayerLink(layer, threshold))
         if threshold is not None:
             cur = threshold
+            continue
+        if isinstance(after, Requantize):  # the residual stream starts
+            links.append(after)
+            cur = after
             continue
         if isinstance(after, Layer):  # a low-rank pair: integers into the next layer
             if layer.conv or after.conv or graph.types[layer.name].signed:
@@ -279,6 +315,45 @@ def _score_stage(graph: Graph, node: ScoreAffine, fast: bool, names: set[str]) -
                       acc_signed=t_acc.signed, score_bits=t_score.bits, split_products=fast)
 
 
+def _requant_stage(graph: Graph, node: Requantize, lanes: int, names: set[str]) -> RequantStage:
+    """A layer's accumulators onto the stream: the MVU's ``lanes`` channels a word."""
+    t_acc, t = graph.types[node.input], graph.types[node.name]
+    return RequantStage(name=sanitize(node.name, "requant", names), node=node.name,
+                        in_elems=lanes, in_bits=t_acc.bits, out_elems=lanes, out_bits=t.bits,
+                        c=t.shape[-1], acc_bits=t_acc.bits, acc_signed=t_acc.signed,
+                        mult=tuple(int(v) for v in node.mult),
+                        bias=tuple(int(v) for v in node.bias), shift=node.shift)
+
+
+def _sign_stage(graph: Graph, node: Threshold, names: set[str]) -> SignStage:
+    """The stream's sign before a layer: a pixel a word."""
+    t = graph.types[node.input]
+    c = t.shape[-1]
+    return SignStage(name=sanitize(node.name, "sign", names), node=node.name, in_elems=c,
+                     in_bits=t.bits, out_elems=c, out_bits=1,
+                     thresholds=tuple(int(v) for v in node.thresholds))
+
+
+def _residual_stage(graph: Graph, unit: ResidualUnit, cost: LayerCost, model: ResourceModel,
+                    names: set[str]) -> ResidualStage:
+    """A residual unit: its convolution's window and MVU inside one block."""
+    window, mvu = _layer_stages(graph, _LayerLink(unit.layer, None), cost, model, names)
+    if not isinstance(window, WindowStage) or type(mvu) is not MVUStage:
+        raise HardwareError(f"graph {graph.name!r}: the convolution {unit.layer.name!r} of a "
+                            f"residual unit needs the dense layout, not {cost.layout!r}")
+    h, w, c_in = graph.types[unit.stream].shape
+    t = graph.types[unit.add.name]
+    g = unit.window
+    return ResidualStage(name=sanitize(unit.add.name, "res", names), node=unit.add.name,
+                         in_elems=c_in, in_bits=t.bits, out_elems=mvu.pe, out_bits=t.bits,
+                         thresholds=tuple(int(v) for v in unit.sign.thresholds),
+                         window=window, mvu=mvu, c_out=t.shape[-1],
+                         mult=tuple(int(v) for v in unit.requant.mult),
+                         bias=tuple(int(v) for v in unit.requant.bias),
+                         shift=unit.requant.shift,
+                         skip_depth=skip_fifo_min(h, w, g.kernel, g.stride, g.pad) + SKIP_SLACK)
+
+
 def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
     """Stages, formats and FIFO depths of ``graph`` at ``folding``.
 
@@ -301,6 +376,12 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
     for link in links:
         if isinstance(link, MaxPool2d):
             stages.append(_pool_stage(graph, link, names))
+        elif isinstance(link, Requantize):
+            stages.append(_requant_stage(graph, link, stages[-1].out_elems, names))
+        elif isinstance(link, Threshold):
+            stages.append(_sign_stage(graph, link, names))
+        elif isinstance(link, ResidualUnit):
+            stages.append(_residual_stage(graph, link, fold[link.layer.name], model, names))
         else:
             stages.extend(_layer_stages(graph, link, fold[link.layer.name], model, names))
     stages.append(_score_stage(graph, score, fast, names))

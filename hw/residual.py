@@ -15,7 +15,8 @@ Every output is registered and every unit keeps full throughput (a beat a cycle)
 continuous flow; they are checked against ``compiler.golden`` under random stalls
 (``tests/hw/test_residual_units.py``). :class:`ResidualBlock` composes them with a sliding
 window and an MVU into one unit of a residual network, its skip FIFO sized by
-:func:`skip_fifo_min`. The generator's plan does not place them yet.
+:func:`~bitfold.compiler.residual.skip_fifo_min`; the generator's plan places one for each
+residual unit of a graph (``hw.stages.ResidualStage``).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from bitfold.compiler.memlayout import window_lanes, window_order
+from bitfold.compiler.residual import SKIP_SLACK, skip_fifo_min
 
 from .streams import check_positive
 from .swu import SlidingWindow
@@ -86,47 +88,92 @@ class StreamThreshold(wiring.Component):
 
 
 class RequantAdd(wiring.Component):
-    """``sat(sat(floor((mult * acc + bias) / 2**shift)) + skip)`` per channel, a pixel a beat.
+    """``sat(sat(floor((mult * acc + bias) / 2**shift)) + skip)`` per channel of a ``c``-channel
+    pixel, ``lanes`` channels a beat.
 
-    ``acc_stream`` carries ``c`` accumulators of ``acc_shape``; ``skip_stream`` (absent
-    when ``skip_c`` is 0: a ``Requantize`` alone) ``skip_c <= c`` stream elements of
-    ``bits`` bits, the channels it lacks adding zero. The multiplies are by constants.
+    ``i_stream`` carries ``lanes`` accumulators of ``acc_shape`` a beat, channels ``j *
+    lanes ..`` of a pixel in its beat ``j`` (an MVU's neuron folds: ``c / lanes`` beats a
+    pixel); ``o_stream`` the results the same way. ``skip_stream`` (absent when ``skip_c``
+    is 0: a ``Requantize`` alone) carries a pixel of ``skip_c <= c`` stream elements of
+    ``bits`` bits, read by every beat of its pixel and taken with the last; the channels it
+    lacks add zero. With one beat a pixel the multiplies are by constants, else by the
+    beat's ``mult`` (a multiplier a lane, a DSP block where the fabric has them). Two
+    registered stages: the product and bias, then the shift, saturations and skip.
     """
 
     def __init__(self, c: int, acc_shape, mult: Sequence[int], bias: Sequence[int], shift: int,
-                 bits: int, skip_c: int = 0) -> None:
-        check_positive(c=c, bits=bits)
+                 bits: int, skip_c: int = 0, lanes: int | None = None) -> None:
+        lanes = c if lanes is None else lanes
+        check_positive(c=c, bits=bits, lanes=lanes)
         if len(mult) != c or len(bias) != c:
             raise ValueError(f"mult and bias need {c} entries, not {len(mult)}, {len(bias)}")
-        if not 0 <= skip_c <= c or not 0 <= shift <= 32:
-            raise ValueError(f"skip channels 0..{c} and shift 0..32, not {skip_c}, {shift}")
+        if not 0 <= skip_c <= c or not 0 <= shift <= 32 or c % lanes:
+            raise ValueError(f"skip channels 0..{c}, shift 0..32 and lanes dividing {c}, not "
+                             f"{skip_c}, {shift}, {lanes}")
         self.c, self.acc_shape, self.shift, self.bits, self.skip_c = c, acc_shape, shift, bits, \
             skip_c
+        self.lanes, self.beats = lanes, c // lanes
         self.mult, self.bias = [int(v) for v in mult], [int(v) for v in bias]
-        ports = {"acc_stream": In(stream.Signature(unsigned(c * acc_shape.width))),
-                 "o_stream": Out(stream.Signature(unsigned(c * bits)))}
+        ports = {"i_stream": In(stream.Signature(unsigned(lanes * acc_shape.width))),
+                 "o_stream": Out(stream.Signature(unsigned(lanes * bits)))}
         if skip_c:
             ports["skip_stream"] = In(stream.Signature(unsigned(skip_c * bits)))
         super().__init__(ports)
 
+    def _sum_shape(self):
+        w = self.acc_shape.width
+        lo, hi = (-(1 << (w - 1)), (1 << (w - 1)) - 1) if self.acc_shape.signed else (0, (1 << w) - 1)
+        ends = [mu * a + b for mu, b in zip(self.mult, self.bias, strict=True) for a in (lo, hi)]
+        top = max(max(ends), -min(ends) - 1, 1)
+        return signed(top.bit_length() + 1)
+
+    def _per_beat(self, values: list[int], beat: Value, lane: int) -> Value:
+        """The constant of ``lane`` in the current beat."""
+        column = values[lane::self.lanes]
+        if self.beats == 1:
+            return Const(column[0], signed(max(abs(column[0]), 1).bit_length() + 1))
+        width = max(max(abs(v) for v in column), 1).bit_length() + 1
+        return Array(Const(v, signed(width)) for v in column)[beat]
+
     def elaborate(self, platform) -> Module:
         m = Module()
-        a, o = self.acc_stream, self.o_stream
+        a, o, lanes = self.i_stream, self.o_stream, self.lanes
         skip = getattr(self, "skip_stream", None)
-        both = a.valid & (skip.valid if skip is not None else 1)
-        en = _pipe(m, o, both)
-        m.d.comb += a.ready.eq(en & both)
+        beat = Signal(range(self.beats))
+        last = beat == self.beats - 1
+        ready = a.valid & (skip.valid if skip is not None else 1)
+        staged = Signal()  # stage 1 holds a beat
+        en_out = _pipe(m, o, staged)
+        en = Signal()
+        m.d.comb += [en.eq(~staged | en_out), a.ready.eq(en & ready)]
         if skip is not None:
-            m.d.comb += skip.ready.eq(en & both)
-        w = self.acc_shape.width
-        accs = [a.payload[k * w:(k + 1) * w] for k in range(self.c)]
-        accs = [v.as_signed() if self.acc_shape.signed else v for v in accs]
-        skips = _elements(skip.payload, self.skip_c, self.bits) if skip is not None else []
-        out = []
-        for k, (acc, mu, b) in enumerate(zip(accs, self.mult, self.bias, strict=True)):
-            q = saturate((acc * mu + b) >> self.shift, self.bits)
-            out.append(saturate(q.as_signed() + skips[k], self.bits) if k < len(skips) else q)
+            m.d.comb += skip.ready.eq(en & ready & last)
         with m.If(en):
+            m.d.sync += staged.eq(ready)
+        with m.If(a.valid & a.ready):
+            m.d.sync += beat.eq(Mux(last, 0, beat + 1))
+        w = self.acc_shape.width
+        skips = _elements(skip.payload, self.skip_c, self.bits) if skip is not None else []
+        sums, held = [], []
+        for k in range(lanes):
+            acc = a.payload[k * w:(k + 1) * w]
+            acc = acc.as_signed() if self.acc_shape.signed else acc
+            s = Signal(self._sum_shape(), name=f"sum{k}")
+            h = Signal(signed(self.bits), name=f"skip{k}")
+            channels = [j * lanes + k for j in range(self.beats)]
+            options = [skips[ch] if ch < self.skip_c else Const(0, signed(self.bits))
+                       for ch in channels]
+            with m.If(en & ready):
+                m.d.sync += [s.eq(acc * self._per_beat(self.mult, beat, k)
+                                  + self._per_beat(self.bias, beat, k)),
+                             h.eq(options[0] if self.beats == 1 else Array(options)[beat])]
+            sums.append(s)
+            held.append(h)
+        out = []
+        for s, h in zip(sums, held, strict=True):
+            q = saturate(s >> self.shift, self.bits)
+            out.append(saturate(q.as_signed() + h, self.bits) if self.skip_c else q)
+        with m.If(en_out):
             m.d.sync += o.payload.eq(Cat(*out))
         return m
 
@@ -231,98 +278,83 @@ class UpsampleStream(wiring.Component):
 
 
 
-SKIP_SLACK = 4  # skip-FIFO entries beyond the minimum: the branch's registered stages
-
-
-def skip_fifo_min(h: int, w: int, kernel: int, stride: int, pad: int) -> int:
-    """Skip-FIFO entries with which a residual block cannot deadlock, whatever the stalls.
-
-    The sliding window emits an output row once every input row it needs is complete, so
-    the branch produces output ``(i, 0)`` only after input row ``need(i) = min(h - 1,
-    i s - pad + max(k, s) - 1)`` (the last output row: ``h - 1``); by then the fork has
-    passed every skip pixel made of rows ``0 .. need(i)``, and the join has taken only
-    those of output rows ``< i``. A stride-1 skip is a pixel per input pixel; a stride-2 one
-    (``AvgPool2d`` 2x2) a pooled row per two input rows. The FIFO alone holding the
-    difference is safe; the registers ahead of it (the fork's, a pool's line buffer) hold a
-    little more, so the true minimum can be lower (measured: 11 of this bound's 12 for a
-    6-pixel-wide stride-1 block; 1 of 4 for an 8x8 strided block, whose pool buffers rows).
-    """
-    oh = (h + 2 * pad - kernel) // stride + 1
-    ow = (w + 2 * pad - kernel) // stride + 1
-    worst = 0
-    for i in range(oh):
-        need = h - 1 if i == oh - 1 else min(h - 1, i * stride - pad + max(kernel, stride) - 1)
-        made = (need + 1) * w if stride == 1 else (need + 1) // 2 * ow
-        worst = max(worst, made - i * ow)
-    return max(1, worst)
-
-
 class ResidualBlock(wiring.Component):
-    """One pre-activation unit on the stream, a pixel of ``c_in`` elements a beat in and of
-    ``c_out`` out: ``r' = sat(sat(requant(conv(sign(r)))) + skip(r))``.
+    """One pre-activation unit on the stream, a pixel of ``c_in`` elements a beat in and
+    ``mvu.pe`` channels of ``c_out`` a beat out: ``r' = sat(sat(requant(conv(sign(r)))) +
+    skip(r))``.
 
-    The fork sends each input pixel to the binary branch (:class:`StreamThreshold`, a
-    :class:`~.swu.SlidingWindow`, an :class:`~.mvu.MVU` without thresholds) and to the skip
-    FIFO (behind an :class:`AvgPoolStream` when the block strides); :class:`RequantAdd`
-    joins them. ``weights`` are the convolution's ``(c_out, k, k, c_in)`` bits. The FIFO
-    holds :func:`skip_fifo_min` + :data:`SKIP_SLACK` pixels unless ``skip_depth`` says
-    otherwise; fewer than the minimum is refused (the dataflow would deadlock) unless
-    ``unsafe_depth`` (for the test that shows it).
+    The fork sends each input pixel to the binary branch (``sign``, a
+    :class:`StreamThreshold`; ``window``, a :class:`~.swu.SlidingWindow` of its bits;
+    ``mvu``, an :class:`~.mvu.MVU` without thresholds) and to the skip FIFO (behind an
+    :class:`AvgPoolStream` when the block strides); ``join``, a :class:`RequantAdd` of
+    ``mvu.pe`` lanes, joins them. The FIFO holds
+    :func:`~bitfold.compiler.residual.skip_fifo_min` + :data:`SKIP_SLACK` pixels unless
+    ``skip_depth`` says otherwise; fewer than the minimum is refused (the dataflow would
+    deadlock) unless ``unsafe_depth`` (for the test that shows it).
+    :meth:`from_weights` builds the units from a convolution's weights.
     """
 
-    def __init__(self, h: int, w: int, c_in: int, bits: int, thresholds: Sequence[int],
-                 weights: np.ndarray, stride: int, pad_bit: int, mult: Sequence[int],
-                 bias: Sequence[int], shift: int, pe: int, simd: int,
+    def __init__(self, sign: StreamThreshold, window: SlidingWindow, mvu, join: RequantAdd,
                  skip_depth: int | None = None, unsafe_depth: bool = False) -> None:
-        weights = np.asarray(weights)
-        c_out, k = weights.shape[0], weights.shape[1]
-        self.h, self.w, self.c_in, self.c_out, self.bits, self.k = h, w, c_in, c_out, bits, k
-        self.stride, self.pe, self.simd = stride, pe, simd
-        if stride not in (1, 2) or c_out < c_in or k % 2 == 0:
-            raise ValueError(f"a block has an odd kernel, stride 1 or 2 and c_out >= c_in, not "
-                             f"kernel {k}, stride {stride}, {c_in}->{c_out}")
-        pad = k // 2
-        self.minimum = skip_fifo_min(h, w, k, stride, pad)
+        h, w, c_in, k, stride = window.h, window.w, window.c, window.kernel, window.stride
+        if (sign.c, join.skip_c, join.lanes) != (c_in, c_in, mvu.pe) or join.c < c_in or \
+                stride not in (1, 2) or k % 2 == 0 or window.pad != k // 2:
+            raise ValueError(f"a block has an odd kernel padded to keep the map, stride 1 or 2, "
+                             f"c_out >= c_in and its join as wide as its MVU; not kernel {k} "
+                             f"pad {window.pad}, stride {stride}, {c_in}->{join.c}, "
+                             f"join lanes {join.lanes} for {mvu.pe} PEs")
+        self.h, self.w, self.c_in, self.c_out, self.bits = h, w, c_in, join.c, join.bits
+        self.stride = stride
+        self.sign, self.window, self.mvu, self.join = sign, window, mvu, join
+        self.minimum = skip_fifo_min(h, w, k, stride, window.pad)
         self.skip_depth = self.minimum + SKIP_SLACK if skip_depth is None else skip_depth
         if self.skip_depth < self.minimum and not unsafe_depth:
             raise ValueError(f"skip FIFO of {self.skip_depth} pixels: the block needs at least "
                              f"{self.minimum} ({h}x{w} input, kernel {k}, stride {stride}) or "
                              "its dataflow can deadlock")
-        self.thresholds = [int(t) for t in thresholds]
-        self.rows = weights.reshape(c_out, -1)[:, window_order(k, c_in)]
-        self.lanes = window_lanes(k, c_in, simd)
-        self.pad_bit, self.pad = pad_bit, pad
-        fan_in = k * k * c_in
-        self.acc_shape = unsigned(fan_in.bit_length())
-        self.mult, self.bias, self.shift = list(mult), list(bias), shift
-        super().__init__({"i_stream": In(stream.Signature(unsigned(c_in * bits))),
-                          "o_stream": Out(stream.Signature(unsigned(c_out * bits)))})
+        super().__init__({"i_stream": In(stream.Signature(unsigned(c_in * self.bits))),
+                          "o_stream": Out(stream.Signature(unsigned(mvu.pe * self.bits)))})
+
+    @classmethod
+    def from_weights(cls, h: int, w: int, c_in: int, bits: int, thresholds: Sequence[int],
+                     weights: np.ndarray, stride: int, pad_bit: int, mult: Sequence[int],
+                     bias: Sequence[int], shift: int, pe: int, simd: int,
+                     skip_depth: int | None = None, unsafe_depth: bool = False
+                     ) -> ResidualBlock:
+        """The block of a convolution's ``(c_out, k, k, c_in)`` weight bits at ``pe x simd``."""
+        from .mvu import MVU
+
+        weights = np.asarray(weights)
+        c_out, k = weights.shape[0], weights.shape[1]
+        rows = weights.reshape(c_out, -1)[:, window_order(k, c_in)]
+        acc_shape = unsigned((k * k * c_in).bit_length())
+        window = SlidingWindow(h, w, c_in, 1, k, stride, k // 2, pad_bit,
+                               lanes=window_lanes(k, c_in, simd))
+        return cls(StreamThreshold(c_in, bits, thresholds), window,
+                   MVU(rows, pe, simd, acc_shape),
+                   RequantAdd(c_out, acc_shape, mult, bias, shift, bits, c_in, lanes=pe),
+                   skip_depth, unsafe_depth)
 
     def elaborate(self, platform) -> Module:
-        from .mvu import MVU
         from .streams import StreamFIFO, WidthConverter
 
         m = Module()
-        b, acc_w = self.bits, self.acc_shape.width
+        b, win, mvu = self.bits, self.window, self.mvu
         m.submodules.fork = fork = StreamFork(self.c_in * b)
-        m.submodules.sign = sign = StreamThreshold(self.c_in, b, self.thresholds)
-        m.submodules.window = win = SlidingWindow(self.h, self.w, self.c_in, 1, self.k,
-                                                  self.stride, self.pad, self.pad_bit,
-                                                  lanes=self.lanes)
-        m.submodules.to_mvu = to_mvu = WidthConverter(self.lanes * self.k * self.c_in,
-                                                      self.simd, 1)
-        m.submodules.mvu = mvu = MVU(self.rows, self.pe, self.simd, self.acc_shape)
-        m.submodules.to_pixel = to_pixel = WidthConverter(self.pe, self.c_out, acc_w)
+        m.submodules.sign = sign = self.sign
+        m.submodules.window = win
+        mvu_in = Value.cast(mvu.i_stream.payload).shape().width  # the MVU's word of bits
+        m.submodules.to_mvu = to_mvu = WidthConverter(win.lanes * win.kernel * self.c_in,
+                                                      mvu_in, 1)
+        m.submodules.mvu = mvu
         m.submodules.skip = skip = StreamFIFO(self.c_in * b, self.skip_depth)
-        m.submodules.join = join = RequantAdd(self.c_out, self.acc_shape, self.mult, self.bias,
-                                              self.shift, b, self.c_in)
+        m.submodules.join = join = self.join
         wiring.connect(m, wiring.flipped(self.i_stream), fork.i_stream)
         wiring.connect(m, fork.a_stream, sign.i_stream)
         wiring.connect(m, sign.o_stream, win.i_stream)
         wiring.connect(m, win.o_stream, to_mvu.i_stream)
         wiring.connect(m, to_mvu.o_stream, mvu.i_stream)
-        wiring.connect(m, mvu.o_stream, to_pixel.i_stream)
-        wiring.connect(m, to_pixel.o_stream, join.acc_stream)
+        wiring.connect(m, mvu.o_stream, join.i_stream)
         if self.stride == 2:
             m.submodules.pool = pool = AvgPoolStream(self.h, self.w, self.c_in, b, 2, 2)
             wiring.connect(m, fork.b_stream, pool.i_stream)

@@ -16,13 +16,16 @@ stage                   ``kind``    unit
 :class:`GroupMVUStage`  ``mvu``     :class:`~.group_mvu.GroupMVU` (group layout)
 :class:`SerialMVUStage` ``mvu``     :class:`~.serial_mvu.SerialCompositeMVU` (serial)
 :class:`ScoreStage`     ``score``   :class:`~.score.ScoreArgMax`
+:class:`RequantStage`   ``requant`` :class:`~.residual.RequantAdd` (a ``Requantize`` alone)
+:class:`SignStage`      ``sign``    :class:`~.residual.StreamThreshold`
+:class:`ResidualStage`  ``residual`` :class:`~.residual.ResidualBlock` (a residual unit)
 ======================  ==========  =====================================================
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -39,7 +42,8 @@ from bitfold.compiler.memlayout import (
 T = TypeVar("T")
 
 __all__ = ["GroupMVUStage", "IndexMVUStage", "MVUStage", "MemorySpec", "PoolStage",
-           "ScoreStage", "SerialMVUStage", "Stage", "WindowStage"]
+           "RequantStage", "ResidualStage", "ScoreStage", "SerialMVUStage", "SignStage", "Stage",
+           "WindowStage"]
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,74 @@ class SerialMVUStage(MVUStage):
                                   input_bits=self.input_bits, bipolar=self.bipolar,
                                   weight_memory=self.weight_memory,
                                   lutrom_max_depth=self.lutrom_max_depth)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequantStage(Stage):
+    """A ``Requantize`` of an MVU's accumulators onto the residual stream
+    (:class:`~.residual.RequantAdd` without a skip), the MVU's ``in_elems`` lanes a beat."""
+
+    kind: ClassVar[str] = "requant"
+    c: int
+    acc_bits: int
+    acc_signed: bool
+    mult: tuple[int, ...]
+    bias: tuple[int, ...]
+    shift: int
+
+    def component(self) -> Any:
+        from .residual import RequantAdd
+
+        return RequantAdd(self.c, _shape(self.acc_bits, self.acc_signed), self.mult, self.bias,
+                          self.shift, self.out_bits, lanes=self.in_elems)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignStage(Stage):
+    """A ``Threshold`` on the residual stream, a pixel a beat (:class:`~.residual.StreamThreshold`)."""
+
+    kind: ClassVar[str] = "sign"
+    thresholds: tuple[int, ...]
+
+    def component(self) -> Any:
+        from .residual import StreamThreshold
+
+        return StreamThreshold(self.in_elems, self.in_bits, self.thresholds)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ResidualStage(Stage):
+    """A residual unit (:class:`~.residual.ResidualBlock`): its sign, its convolution's
+    sliding window and MVU (stages of their own kinds, placed inside the block), the
+    ``Requantize`` and ``Add`` of the join, and its skip FIFO of ``skip_depth`` pixels."""
+
+    kind: ClassVar[str] = "residual"
+    thresholds: tuple[int, ...]
+    window: WindowStage
+    mvu: MVUStage
+    c_out: int
+    mult: tuple[int, ...]
+    bias: tuple[int, ...]
+    shift: int
+    skip_depth: int
+
+    def component(self) -> Any:
+        from .residual import RequantAdd, ResidualBlock, StreamThreshold
+
+        join = RequantAdd(self.c_out, self.mvu.acc_shape, self.mult, self.bias, self.shift,
+                          self.in_bits, self.in_elems, lanes=self.mvu.pe)
+        return ResidualBlock(StreamThreshold(self.in_elems, self.in_bits, self.thresholds),
+                             self.window.component(), self.mvu.component(), join,
+                             self.skip_depth)
+
+    def memories(self) -> tuple[MemorySpec, ...]:
+        inner = tuple(replace(m, name=f"{s.name}.{m.name}") for s in (self.window, self.mvu)
+                      for m in s.memories())
+        return (*inner, MemorySpec("skip", self.skip_depth, self.in_elems * self.in_bits, "ram"))
+
+    def describe(self) -> dict[str, Any]:
+        return {"skip_depth": self.skip_depth, "mvu": self.mvu.name, "window": self.window.name,
+                **self.mvu.describe()}
 
 
 def _given(value: T | None, what: str) -> T:

@@ -180,13 +180,14 @@ def _requantize(rng: np.random.Generator, name: str, src: str, c: int, lo: int, 
 
 
 @st.composite
-def residual_graphs(draw, max_blocks: int = 3) -> Graph:
+def residual_graphs(draw, max_blocks: int = 3, hardware: bool = False) -> Graph:
     """A random pre-fold residual network on an image:
     conv -> Requantize, then blocks ``AffineSign -> conv -> Requantize -> Add(skip)`` (a strided
     block's skip average-pooled, a wider block's skip zero-extended; sometimes upsampled back
     and added to the stream before it, an hourglass' join), then ``AffineSign`` (after a global
     average pool, sometimes) -> dense -> ``AffineArgMax``. Pre-activation slopes are >= 0 (a
-    stream's sign cannot be negated into the layer that made it)."""
+    stream's sign cannot be negated into the layer that made it). ``hardware``: only what
+    the generator builds (no upsampling joins, no global pool)."""
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     h, w = 2 * draw(st.integers(1, 4)), 2 * draw(st.integers(1, 4))
@@ -219,12 +220,12 @@ def residual_graphs(draw, max_blocks: int = 3) -> Graph:
             skip = f"down{i}"
         nodes.append(Add(f"r{i + 1}", f"q{i}", skip, stream_bits))
         cur, shape = f"r{i + 1}", (h // stride, w // stride, c_next)
-        if stride == 2 and c_next == c and draw(st.booleans()):  # back up, joined to the input
+        if not hardware and stride == 2 and c_next == c and draw(st.booleans()):  # back up
             nodes.append(Upsample2d(f"up{i}", cur, 2))
             nodes.append(Add(f"j{i}", f"up{i}", block_in, stream_bits))
             cur, shape = f"j{i}", (h, w, c_next)
     h, w, c = shape
-    if h == w and draw(st.booleans()):
+    if not hardware and h == w and draw(st.booleans()):
         nodes.append(AvgPool2d("gap", cur, h, 1))
         cur, shape = "gap", (1, 1, c)
     slope, offset = _affine(rng, c, -(1 << (stream_bits - 1)), (1 << (stream_bits - 1)) - 1)

@@ -147,14 +147,21 @@ def test_residual_graphs_survive_the_file_round_trip(graph, tmp_path_factory) ->
     assert load_graph(build) == folded
 
 
-def test_folding_refuses_a_residual_graph_in_one_line() -> None:
+def test_folding_prices_the_stream_and_refuses_an_add_outside_a_unit_in_one_line() -> None:
     from bitfold.compiler.errors import FoldingError
     from bitfold.compiler.folding import fold_for_budget
 
-    nodes = _stream([1, 2]) + [Threshold("t", "r", np.array([1, 2])),
-                              Layer("fc", "t", Binary(np.ones((2, 2), np.uint8))),
-                              AffineArgMax("out", "fc", np.ones(2), np.zeros(2))]
-    graph = fold(build_graph("g", nodes, ["out"]))
-    with pytest.raises(FoldingError, match=r"^graph 'g' has residual-stream nodes \(Requantize "
-                                           r"'r' and 0 more\), which bitfold has no hardware"):
+    head = _stream([1, 2])
+    tail = [Layer("fc", "t", Binary(np.ones((2, 2), np.uint8))),
+            AffineArgMax("out", "fc", np.ones(2), np.zeros(2))]
+    graph = fold(build_graph("g", head + [Threshold("t", "r", np.array([1, 2]))] + tail,
+                             ["out"]))
+    folding = fold_for_budget(graph, max_luts=10_000)
+    assert [(s.name, s.kind, s.cycles) for s in folding.stages][0] == ("t", "stream sign", 1)
+    assert any(s.name == "r_join" for s in folding.streams)
+    twice = head + [Add("r2", "r", "r", 6), Threshold("t", "r2", np.array([2, 4]))] + tail
+    graph = fold(build_graph("g", twice, ["out"]))
+    with pytest.raises(FoldingError, match=r"^graph 'g': Add 'r2' does not add a Requantize of "
+                                           r"a convolution; the hardware builds pre-activation "
+                                           r"units .*\(docs/ir.md, \"Residual streams\"\)$"):
         fold_for_budget(graph, max_luts=10_000)

@@ -61,7 +61,7 @@ SCORES = [ScoreAffine("scores", "fc1", np.ones(3, np.int64), np.zeros(3, np.int6
     (DENSE + [Threshold("t0", "fc0", np.full(8, 4)), Threshold("t1", "fc0", np.full(8, 5)),
               Layer("fc1", "t0", Binary(RNG.integers(0, 2, (3, 8)))), *SCORES],
      ("class",), r"BinaryDense 'fc0' must feed exactly one Threshold or ScoreAffine or "
-                 r"Layer, not Threshold 't0', Threshold 't1'"),
+                 r"Layer or Requantize, not Threshold 't0', Threshold 't1'"),
     # a convolution's integers straight into a dense layer
     ([Input("x", (4, 4, 1), 1, True),
       Layer("c0", "x", Binary(RNG.integers(0, 2, (2, 3, 3, 1))), Window(3, 1, 0, -1)),

@@ -84,26 +84,28 @@ def test_stream_threshold_is_the_threshold_node(c, bits, stall) -> None:
 
 
 @pytest.mark.parametrize("stall", STALLS)
-@pytest.mark.parametrize("acc_signed,skip_c", [(False, 4), (True, 2), (False, 0)])
-def test_requant_add_is_requantize_then_add(acc_signed, skip_c, stall) -> None:
-    rng = np.random.default_rng(skip_c)
+@pytest.mark.parametrize("acc_signed,skip_c,lanes", [(False, 4, 4), (True, 2, 4), (False, 0, 4),
+                                                     (True, 3, 2), (False, 2, 1)])
+def test_requant_add_is_requantize_then_add(acc_signed, skip_c, lanes, stall) -> None:
+    rng = np.random.default_rng(skip_c + lanes)
     c, bits, shift, n = 4, 6, 5, 50
+    beats = c // lanes  # an MVU's neuron folds: lanes channels a beat
     acc_shape = signed(9) if acc_signed else unsigned(8)
     acc = rng.integers(-256 if acc_signed else 0, 256, (n, c))
     mult, bias = rng.integers(-90, 90, c), rng.integers(-3000, 3000, c)
     q = golden.requantize(Requantize("q", "acc", mult, bias, shift, bits), acc, None)
-    inputs = {"acc_stream": _pixels(acc, acc_shape.width)}
+    inputs = {"i_stream": _pixels(acc.reshape(n * beats, lanes), acc_shape.width)}
     want = q
     if skip_c:
         skip = rng.integers(-32, 32, (n, skip_c))
         want = golden.add(Add("r", "q", "s", bits), q, skip)
         inputs["skip_stream"] = _pixels(skip, bits)
-    dut = RequantAdd(c, acc_shape, mult, bias, shift, bits, skip_c)
-    got, cycles = _drive(dut, inputs, {"o_stream": n}, stall[0], stall[1], seed=2)
-    assert _unpixels(got["o_stream"], c, bits).tolist() == want.tolist()
+    dut = RequantAdd(c, acc_shape, mult, bias, shift, bits, skip_c, lanes=lanes)
+    got, cycles = _drive(dut, inputs, {"o_stream": n * beats}, stall[0], stall[1], seed=2)
+    assert _unpixels(got["o_stream"], lanes, bits).reshape(n, c).tolist() == want.tolist()
     assert (np.abs(want) == 32).any() or (want == 31).any()  # saturation is reached
     if stall == (0.0, 0.0):
-        assert cycles <= n + 2  # a pixel a cycle
+        assert cycles <= n * beats + 3  # a beat a cycle, two registered stages
 
 
 @pytest.mark.parametrize("p_stall", [0.0, 0.5])
@@ -177,10 +179,11 @@ def test_residual_block_is_the_unit_of_the_golden_model(h, w, c_in, c_out, strid
 
     params, x, want = _block_case(np.random.default_rng(h * w + c_out), h, w, c_in, c_out,
                                   stride)
-    dut = ResidualBlock(h, w, c_in, 5, pe=pe, simd=simd, **params)
-    run = run_stream(dut, _pixels(x, 5), want[..., 0].size, p_idle=stall[0],
+    dut = ResidualBlock.from_weights(h, w, c_in, 5, pe=pe, simd=simd, **params)
+    run = run_stream(dut, _pixels(x, 5), want.size // pe, p_idle=stall[0],
                      p_stall=stall[1], seed=6)
-    assert _unpixels(run.outputs, c_out, 5).tolist() == want.reshape(-1, c_out).tolist()
+    got = _unpixels(run.outputs, pe, 5).reshape(-1, c_out)  # pe channels a beat
+    assert got.tolist() == want.reshape(-1, c_out).tolist()
 
 
 def test_a_skip_fifo_below_the_minimum_is_refused_and_would_deadlock() -> None:
@@ -193,10 +196,11 @@ def test_a_skip_fifo_below_the_minimum_is_refused_and_would_deadlock() -> None:
     with pytest.raises(ValueError, match=r"^skip FIFO of 6 pixels: the block needs at least 12 "
                                          r"\(5x6 input, kernel 3, stride 1\) or its dataflow "
                                          r"can deadlock$"):
-        ResidualBlock(h, w, 2, 5, pe=2, simd=6, skip_depth=6, **params)
-    exact = ResidualBlock(h, w, 2, 5, pe=2, simd=6, skip_depth=12, **params)
+        ResidualBlock.from_weights(h, w, 2, 5, pe=2, simd=6, skip_depth=6, **params)
+    exact = ResidualBlock.from_weights(h, w, 2, 5, pe=2, simd=6, skip_depth=12, **params)
     run = run_stream(exact, _pixels(x, 5), want[..., 0].size, p_idle=0.3, p_stall=0.3, seed=1)
     assert _unpixels(run.outputs, 2, 5).tolist() == want.reshape(-1, 2).tolist()
-    small = ResidualBlock(h, w, 2, 5, pe=2, simd=6, skip_depth=6, unsafe_depth=True, **params)
+    small = ResidualBlock.from_weights(h, w, 2, 5, pe=2, simd=6, skip_depth=6, unsafe_depth=True,
+                                       **params)
     with pytest.raises(RuntimeError, match=r"^no progress"):
         run_stream(small, _pixels(x, 5), want[..., 0].size, max_cycles=3000)
