@@ -366,7 +366,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     built = ", ".join(m for m in MODEL_NAMES if m not in unbuilt)
     if args.model in GOLDEN_ONLY_MODELS and not args.import_model:  # refused before training
         raise ValueError(f"--model {args.model} compiles and runs in the golden model, but its "
-                         "residual streams have no hardware yet; use bitfold train, compile and "
+                         "upsampling joins have no hardware yet; use bitfold train, compile and "
                          f"golden, or run a model bitfold builds: {built}")
     if args.model in SOFTWARE_ONLY_MODELS and not args.import_model:
         raise ValueError(f"--model {args.model} trains but cannot be lowered to hardware (real-"

@@ -268,9 +268,10 @@ def test_resume_extends_the_epochs_on_a_replanned_cosine_schedule(tmp_path, caps
 
 def test_run_refuses_a_golden_only_model_before_training(tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["run", "--model", "resnet8", "--out", str(out), "--epochs", "1"])
-    one_line_error(capsys, code, r"^bitfold run: error: --model resnet8 compiles and runs in the "
-                                 r"golden model, but its residual streams have no hardware yet; ")
+    code = main(["run", "--model", "hourglass-hw", "--out", str(out), "--epochs", "1"])
+    one_line_error(capsys, code, r"^bitfold run: error: --model hourglass-hw compiles and runs in "
+                                 r"the golden model, but its upsampling joins have no hardware "
+                                 r"yet; ")
     assert not out.exists()
 
 
