@@ -162,21 +162,7 @@ def simulate_many(designs: list[Design], work: str | Path, *, simulator: str = "
     build_s = build_design(work, {"top": top}, simulator, work / "build", sources=sources,
                            runtime_from=runtime_from)
 
-    cfgs = []
-    for k, d in enumerate(designs):
-        shape = tuple(d.manifest["input"]["shape"])
-        elems = 1
-        for s in shape:
-            elems *= s
-        if d.vectors.frames.ndim != 2 or d.vectors.frames.shape[1] != elems:
-            raise SimulationError(f"{d.name}: frames must be (N, {elems}) flattened, not "
-                                  f"{d.vectors.frames.shape}")
-        vec = d.vectors.save(work / "vectors" / f"n{k}.npz")
-        cfgs.append({"prefix": f"n{k}", "name": d.name, "vectors": str(vec.resolve()),
-                     "input": d.manifest["input"], "output": d.manifest["output"],
-                     "p_idle": d.p_idle, "p_stall": d.p_stall, "idle_burst": d.idle_burst,
-                     "stall_burst": d.stall_burst, "seed": d.seed,
-                     "max_cycles": d.max_cycles(), "stuck_cycles": d.stuck_cycles()})
+    cfgs = [_design_config(k, d, work) for k, d in enumerate(designs)]
     if drain_cycles is None:  # long enough for a frame to pass through the slowest design twice
         drain_cycles = 200 + 4 * max(d.manifest["expected_cycles_per_frame"]
                                      + d.manifest["input"]["beats_per_frame"]
@@ -194,6 +180,23 @@ def simulate_many(designs: list[Design], work: str | Path, *, simulator: str = "
     return {"designs": res["designs"], "cycles": res["cycles"], "build_s": round(build_s, 3),
             "sim_s": round(sim_s, 3), "stream_s": round(res["sim_wall_s"], 3),
             "drain_cycles": drain_cycles, "simulator": simulator}
+
+
+def _design_config(k: int, d: Design, work: Path) -> dict[str, Any]:
+    """Design ``k``'s part of the testbench configuration; its vectors saved under ``work``."""
+    shape = tuple(d.manifest["input"]["shape"])
+    elems = 1
+    for s in shape:
+        elems *= s
+    if d.vectors.frames.ndim != 2 or d.vectors.frames.shape[1] != elems:
+        raise SimulationError(f"{d.name}: frames must be (N, {elems}) flattened, not "
+                              f"{d.vectors.frames.shape}")
+    vec = d.vectors.save(work / "vectors" / f"n{k}.npz")
+    return {"prefix": f"n{k}", "name": d.name, "vectors": str(vec.resolve()),
+            "input": d.manifest["input"], "output": d.manifest["output"],
+            "p_idle": d.p_idle, "p_stall": d.p_stall, "idle_burst": d.idle_burst,
+            "stall_burst": d.stall_burst, "seed": d.seed,
+            "max_cycles": d.max_cycles(), "stuck_cycles": d.stuck_cycles()}
 
 
 def keep_runtime(build: Path, dest: Path) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -124,20 +124,7 @@ def simulate(build: str | Path, frames: np.ndarray, *, simulator: str = "icarus"
     build = Path(build)
     rtl = Path(rtl) if rtl is not None else build / "rtl"
     sim_dir = Path(sim_dir) if sim_dir is not None else build / "sim"
-    if simulator not in SIMULATORS:
-        raise SimulationError(f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
-    if not (rtl / "manifest.json").is_file():
-        raise SimulationError(f"{rtl}: no manifest.json; run `bitfold generate {build} "
-                              "--target-fps F` first")
-    from bitfold.hw.generate import check_rtl
-
-    manifest = check_rtl(rtl, build)  # whole, and generated from this graph and folding
-    check_installed(simulator)
-    frames = np.asarray(frames)
-    shape = tuple(manifest["input"]["shape"])
-    if frames.ndim < 1 or len(frames) < 1 or frames.shape[1:] != shape:
-        raise SimulationError(f"frames must be (N, {', '.join(map(str, shape))}) with N >= 1, "
-                              f"not {frames.shape}")
+    manifest, frames = _checked(build, rtl, simulator, np.asarray(frames))
     t_start = time.perf_counter()
     if expected is None:
         from bitfold.compiler.serialize import load_graph
@@ -147,12 +134,19 @@ def simulate(build: str | Path, frames: np.ndarray, *, simulator: str = "icarus"
         expected = expected_outputs(load_graph(build), frames)
     vectors = Vectors(frames.reshape(len(frames), -1).astype(np.int64), *expected)
     p_idle, p_stall = (p_idle, p_stall) if stalls else (0.0, 0.0)
+    return _replacing(sim_dir, t_start, lambda new: _simulate_in(
+        new, build, rtl, manifest, simulator, vectors, p_idle, p_stall, seed, stalls, labels))
+
+
+def _replacing(sim_dir: Path, t_start: float,
+               run: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """``run(new)`` in a new folder that replaces ``sim_dir`` once it has the report (with
+    ``wall_s`` since ``t_start``); on a failure the new folder becomes ``SIM_DIR.failed``."""
     failed = sim_dir.with_name(sim_dir.name + ".failed")
     with replaced_dir(sim_dir) as new:
         try:
             with _carried_builds(sim_dir, new):
-                report = _simulate_in(new, build, rtl, manifest, simulator, vectors, p_idle,
-                                      p_stall, seed, stalls, labels)
+                report = run(new)
         except SimulationError as exc:  # keep its logs aside; the previous folder stays
             with held_signals():
                 shutil.rmtree(failed, ignore_errors=True)
@@ -164,6 +158,26 @@ def simulate(build: str | Path, frames: np.ndarray, *, simulator: str = "icarus"
     return report
 
 
+def _checked(build: Path, rtl: Path, simulator: str,
+             frames: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+    """``rtl``'s manifest (the folder whole, and generated from ``build``'s graph and folding)
+    and ``frames``, once the simulator is known and installed and the frames fit the input."""
+    if simulator not in SIMULATORS:
+        raise SimulationError(f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
+    if not (rtl / "manifest.json").is_file():
+        raise SimulationError(f"{rtl}: no manifest.json; run `bitfold generate {build} "
+                              "--target-fps F` first")
+    from bitfold.hw.generate import check_rtl
+
+    manifest = check_rtl(rtl, build)  # whole, and generated from this graph and folding
+    check_installed(simulator)
+    shape = tuple(manifest["input"]["shape"])
+    if frames.ndim < 1 or len(frames) < 1 or frames.shape[1:] != shape:
+        raise SimulationError(f"frames must be (N, {', '.join(map(str, shape))}) with N >= 1, "
+                              f"not {frames.shape}")
+    return manifest, frames
+
+
 def _simulate_in(sim_dir: Path, build: Path, rtl: Path, manifest: dict[str, Any], simulator: str,
                  vectors: Vectors, p_idle: float, p_stall: float, seed: int, stalls: bool,
                  labels: np.ndarray | None) -> dict[str, Any]:
@@ -173,15 +187,8 @@ def _simulate_in(sim_dir: Path, build: Path, rtl: Path, manifest: dict[str, Any]
     vectors.save(work / "vectors.npz")
     result_path = work / "result.json"
     cycles = manifest["expected_cycles_per_frame"]
-    n = len(vectors.classes)
-    config = {  # paths relative to this file's folder, which is renamed into place
-        "vectors": "vectors.npz", "result": "result.json",
-        "input": manifest["input"], "output": manifest["output"],
-        "p_idle": p_idle, "p_stall": p_stall, "seed": seed,
-        "max_cycles": 10_000 + 4 * (cycles + manifest["input"]["beats_per_frame"])
-        * (n + 4) * (1 + int(10 * max(p_idle, p_stall))),
-    }
-    write_json(work / "config.json", config)
+    write_json(work / "config.json",
+               _testbench_config(manifest, len(vectors.classes), p_idle, p_stall, seed))
 
     build_s = build_design(rtl, manifest, simulator, work / "build")
     t_sim = time.perf_counter()
@@ -225,6 +232,20 @@ def _simulate_in(sim_dir: Path, build: Path, rtl: Path, manifest: dict[str, Any]
             "hint": f"per-layer golden values: bitfold golden {build} --dump {first['frame'] + 1} "
                     f"(frame {first['frame']} of the test set) writes {build}/golden_dump.npz"}
     return report
+
+
+def _testbench_config(manifest: dict[str, Any], n: int, p_idle: float, p_stall: float,
+                      seed: int) -> dict[str, Any]:
+    """The testbench's ``config.json`` for ``n`` frames: the streams, the stall pattern and a
+    cycle limit well past what the design needs."""
+    cycles = manifest["expected_cycles_per_frame"]
+    return {  # paths relative to this file's folder, which is renamed into place
+        "vectors": "vectors.npz", "result": "result.json",
+        "input": manifest["input"], "output": manifest["output"],
+        "p_idle": p_idle, "p_stall": p_stall, "seed": seed,
+        "max_cycles": 10_000 + 4 * (cycles + manifest["input"]["beats_per_frame"])
+        * (n + 4) * (1 + int(10 * max(p_idle, p_stall))),
+    }
 
 
 def _run(simulator: str, manifest: dict[str, Any], work: Path) -> None:

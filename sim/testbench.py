@@ -188,6 +188,26 @@ async def clock_and_reset(dut) -> RisingEdge:
     return edge
 
 
+def _result(board: Scoreboard, source: AxisSource, n: int, cycle: int, frame_cycles: list[int],
+            wall: float) -> dict[str, Any]:
+    """The run's ``result.json``: what the scoreboard checked, the cycles, the latency."""
+    first_in = source.accepted[0] if source.accepted else None
+    return {
+        "frames": board.checked,
+        "frames_expected": n,
+        "mismatches": board.mismatches,
+        "first_mismatch": board.first,
+        "beats_sent": source.sent,
+        "cycles": cycle,
+        "cycles_per_frame": steady_cycles_per_frame(frame_cycles),
+        "latency_cycles": (frame_cycles[0] - first_in) if frame_cycles and first_in is not None
+        else None,
+        "timed_out": board.checked < n,
+        "sim_wall_s": wall,
+        "classes": board.got,
+    }
+
+
 @cocotb.test()
 async def run_frames(dut) -> None:
     """Stream every frame of the vectors file through the design and check every result."""
@@ -232,22 +252,7 @@ async def run_frames(dut) -> None:
                 wake.append(valid_rises)
             if wake and len(wake) == int(source.valid) + int(sink.ready):
                 await First(*wake, Timer((limit - cycle) * period))
-    wall = time.perf_counter() - start
-    first_in = source.accepted[0] if source.accepted else None
-    result = {
-        "frames": board.checked,
-        "frames_expected": n,
-        "mismatches": board.mismatches,
-        "first_mismatch": board.first,
-        "beats_sent": source.sent,
-        "cycles": cycle,
-        "cycles_per_frame": steady_cycles_per_frame(frame_cycles),
-        "latency_cycles": (frame_cycles[0] - first_in) if frame_cycles and first_in is not None
-        else None,
-        "timed_out": board.checked < n,
-        "sim_wall_s": wall,
-        "classes": board.got,
-    }
+    result = _result(board, source, n, cycle, frame_cycles, time.perf_counter() - start)
     (path.parent / cfg["result"]).write_text(json.dumps(result, indent=2) + "\n")
     # the cocotb test's verdict: raised, not asserted, so it holds under python -O too
     if result["timed_out"]:
