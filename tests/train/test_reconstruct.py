@@ -16,7 +16,13 @@ import torch
 from torch.nn.utils import parametrize
 
 from bitfold.train import factorize
-from bitfold.train.factorize import HolisticTucker, TuckerWeight, mode_dot, tucker_to_tensor
+from bitfold.train.factorize import (
+    HolisticTucker,
+    TuckerWeight,
+    matrix_tucker,
+    mode_dot,
+    tucker_to_tensor,
+)
 from bitfold.train.layers import binary_layers, parametrize_model
 from bitfold.train.models import build_model
 from bitfold.train.quant import binary_sign, sign_ste
@@ -60,6 +66,35 @@ def test_mode_dot_and_tucker_to_tensor_equal_tensorly(shape):
         factors = [torch.randn(d + 1, d, generator=g) for d in shape]
         ours, theirs = tucker_to_tensor(t, factors), tl.tucker_to_tensor((t, factors))
     assert torch.equal(ours, theirs) and ours.stride() == theirs.stride()
+
+
+@pytest.mark.parametrize("layers", [0, 1, 2, 3])
+@pytest.mark.parametrize("shape", [(256, 784, 256, 256), (256, 256, 128, 128), (10, 256, 10, 10),
+                                   (5, 7, 3, 6)])
+def test_matrix_tucker_equals_mode_dot_forward_and_backward(shape, layers):
+    """The 2-D fast path: values, strides and every gradient equal autograd through
+    ``mode_dot`` / ``tucker_to_tensor`` bit for bit (``layers`` 0: layer-wise Tucker, no row),
+    for a contiguous and a transposed incoming gradient."""
+    out, inp, r_out, r_in = shape
+    g = torch.Generator().manual_seed(layers)
+    core = torch.randn(*([layers] if layers else []), r_out, r_in, generator=g)
+    u1, u2 = torch.randn(out, r_out, generator=g), torch.randn(inp, r_in, generator=g)
+    row = torch.randn(layers, generator=g) if layers else None
+    leaves = [t for t in (core, u1, u2, row) if t is not None]
+    for grad in (torch.randn(out, inp, generator=g), torch.randn(inp, out, generator=g).T):
+        results = []
+        for fast in (True, False):
+            ts = [t.detach().clone().requires_grad_(True) for t in leaves]
+            c, a, b, r = ts[0], ts[1], ts[2], ts[3] if layers else None
+            if fast:
+                w = matrix_tucker(c, a, b, r)
+            else:
+                w = tucker_to_tensor(mode_dot(c, r, 0) if layers else c, [a, b])
+            w.backward(grad)
+            results.append((w.detach(), w.stride(), [t.grad for t in ts]))
+        (w1, s1, g1), (w2, s2, g2) = results
+        assert torch.equal(w1, w2) and s1 == s2
+        assert all(torch.equal(x, y) for x, y in zip(g1, g2, strict=True))
 
 
 def _weights_and_grads(model: torch.nn.Module, x: torch.Tensor):
