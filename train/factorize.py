@@ -18,7 +18,10 @@ operations tensorly's functions of the same names issue with its pytorch
 backend, in the same order (so the weights, and everything trained from them,
 are bit-identical to tensorly's), without tensorly's per-call backend dispatch:
 that dispatch was a quarter of holistic Tucker's step overhead on
-``mlp-digits``. The decompositions (``right_inverse``) still call tensorly.
+``mlp-digits``. Matrices (dense layers' weights) take :func:`matrix_tucker`
+instead, one autograd function with the same values and gradients bit for bit
+and fewer, cheaper operations. The decompositions (``right_inverse``) still
+call tensorly.
 """
 
 from __future__ import annotations
@@ -73,14 +76,17 @@ class _MatrixTucker(torch.autograd.Function):
     """``U1 (row . core) U2^T`` for a matrix (or ``U1 core U2^T`` without ``row``), forward and backward.
 
     The same values, bit for bit, as autograd through ``tucker_to_tensor(mode_dot(core,
-    row, 0), [U1, U2])`` (the layouts of its result and of every product's operands are
-    theirs too), in fewer and cheaper operations: the layer mode is a matrix-vector
-    product forward (``mv``, 2.5x faster than the ``1 x L`` matrix product) and its
-    gradient for the core an outer product written as a broadcast multiply (one product
-    per element, as the ``L x 1`` times ``1 x N`` matrix product it replaces, 3-4x
-    faster); and one autograd node instead of a dozen views, reshapes and products.
-    The layer row's gradient keeps its matrix product: a faster kernel would sum in
-    another order.
+    row, 0), [U1, U2])``, and the same layout: the weight is the transpose of a
+    contiguous ``(C_in, C_out)`` product, so the binarization and its gradients see the
+    strides they saw (a contiguous weight changes the bits of the scales' gradients).
+    MKL's products give the same bits for a transposed operand as for tensorly's
+    contiguous copy of it, so the copy is skipped. Fewer and cheaper operations: the
+    layer mode is a matrix-vector product forward (``mv``, 2.5x faster than the
+    ``1 x L`` matrix product), its gradient for the core an outer product written as a
+    broadcast multiply (one product per element, as the ``L x 1`` times ``1 x N`` matrix
+    product it replaces; 3-4x faster), and one autograd node replaces a dozen views,
+    reshapes and products. The layer row's gradient keeps its matrix product: a faster
+    ``mv`` sums in another order.
     """
 
     @staticmethod
@@ -90,16 +96,15 @@ class _MatrixTucker(torch.autograd.Function):
         else:
             m = torch.mv(core.reshape(core.shape[0], -1).t(), row).reshape(core.shape[1:])
         a = torch.mm(u1, m)  # (C_out, R_in)
-        x = a.t().contiguous()  # tensorly's unfolding of mode 1: a copy, as there
-        ctx.save_for_backward(core, u1, u2, row, m, x)
-        return torch.mm(u2, x).t()  # (C_out, C_in), strides (1, C_out), as mode_dot's
+        ctx.save_for_backward(core, u1, u2, row, m, a)
+        return torch.mm(u2, a.t()).t()  # (C_out, C_in), strides (1, C_out), as mode_dot's
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # noqa: D102
-        core, u1, u2, row, m, x = ctx.saved_tensors
+        core, u1, u2, row, m, a = ctx.saved_tensors
         need_core, need_u1, need_u2, need_row = ctx.needs_input_grad
         grad_t = grad.t()  # (C_in, C_out)
-        d_u2 = grad_t.mm(x.t()) if need_u2 else None
+        d_u2 = grad_t.mm(a) if need_u2 else None
         d_a = u2.t().mm(grad_t).t() if need_core or need_u1 or need_row else None
         d_u1 = d_a.mm(m.t()) if need_u1 else None
         d_core = d_row = None
