@@ -76,6 +76,7 @@ from .stages import (
     Stage,
     WindowStage,
 )
+from .weights import unit_weights
 
 __all__ = ["HardwareError", "Plan", "Stage", "build_plan"]
 
@@ -239,9 +240,11 @@ _MVU_STAGES: dict[str, type[MVUStage]] = {"index": IndexMVUStage, "group": Group
 
 def _unit_fields(graph: Graph, link: _LayerLink, cost: LayerCost, weights: np.ndarray,
                  model: ResourceModel) -> dict[str, Any]:
-    """The MVU's parameters: the folding's, the layer's types and the encoding's own
-    (weights, polarity, offsets, planes; ``Encoding.unit_params``), and the thresholds of
-    a Threshold after it, as the encoding's unit compares them."""
+    """The MVU's parameters: the folding's, the layer's types, the encoding's ``unit``
+    (:func:`~.weights.unit_weights` of its weights, polarity, offsets or planes;
+    ``Encoding.unit_params``, whose other keys replace the layer's, as a ternary layer's
+    accumulator does), and the thresholds of a Threshold after it, as the encoding's unit
+    compares them."""
     node = link.layer
     t, t_acc = graph.types[node.input], graph.types[node.name]
     fields: dict[str, Any] = dict(
@@ -251,9 +254,9 @@ def _unit_fields(graph: Graph, link: _LayerLink, cost: LayerCost, weights: np.nd
         register_reads=model.register_reads, credit=model.register_reads,
         block_pes=cost.block_pes, lutrom_max_depth=model.lutrom_max_depth)
     params = node.encoding.unit_params(weights, t)
-    for key in ("plane_scale", "offset"):
-        if key in params:
-            params[key] = tuple(int(v) for v in params[key])
+    fields["unit"] = unit_weights(params.pop("weights"), params.pop("polarity", None),
+                                  params.pop("plane_scale", None), params.pop("offset", None),
+                                  params.pop("offset_scale", 1))
     fields.update(params)
     if link.threshold is not None:
         fields["thresholds"] = node.encoding.unit_thresholds(

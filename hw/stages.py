@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from bitfold.compiler.memlayout import (
     weight_geometry,
 )
 
-T = TypeVar("T")
+from .weights import CompositeWeights, SparseWeights, UnitWeights
 
 __all__ = ["GroupMVUStage", "IndexMVUStage", "MVUStage", "MemorySpec", "PoolStage",
            "RequantStage", "ResidualStage", "ScoreStage", "SerialMVUStage", "SignStage", "Stage",
@@ -154,15 +154,19 @@ class ScoreStage(Stage):
 @dataclass(frozen=True, kw_only=True, eq=False)
 class MVUStage(Stage):
     """A matrix-vector unit (:class:`~.mvu.MVU`): a binary, sparse (mask layout), composite
-    (parallel planes) or domain layer, as its weight encoding's parameters say
-    (``Encoding.unit_params``: ``polarity``, ``plane_scale``, ``offset``;
-    :func:`~.weights.unit_weights` makes the unit's strategy of them). ``register_reads``,
-    ``credit`` and ``block_pes`` are this unit's: the index, group and serial units
-    register their reads and stall on one enable on every fabric."""
+    (parallel planes) or domain layer, as its ``unit`` says: the weight encoding's strategy
+    (:mod:`.weights`), made once by the plan from the encoding's parameters
+    (``Encoding.unit_params``, :func:`~.weights.unit_weights`), its columns in stream
+    order. ``register_reads``, ``credit`` and ``block_pes`` are this unit's: the index,
+    group and serial units register their reads and stall on one enable on every fabric.
+
+    A subclass whose unit builds one encoding alone narrows ``unit`` to its class
+    (``UNIT``, checked when the stage is made)."""
 
     kind: ClassVar[str] = "mvu"
+    UNIT: ClassVar[type[UnitWeights]] = UnitWeights  # the encodings its unit builds
     layout: str  # the folding's (LayerCost.layout)
-    weights: np.ndarray  # (mh, mw) bits, or (K, mh, mw) planes; columns in stream order
+    unit: UnitWeights  # the weight encoding (bits or planes, polarity, scales, offsets)
     pe: int
     simd: int
     nf: int
@@ -173,14 +177,15 @@ class MVUStage(Stage):
     bipolar: bool
     thresholds: np.ndarray | None
     weight_memory: str  # the folding's (LayerCost.weight_memory)
-    polarity: np.ndarray | None = None
-    plane_scale: tuple[int, ...] | None = None
-    offset: tuple[int, ...] | None = None
-    offset_scale: int = 1
     register_reads: bool = True
     credit: bool = False
     block_pes: int = 0
     lutrom_max_depth: int = 16  # the device's (ResourceModel.lutrom_max_depth)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.unit, self.UNIT):
+            raise ValueError(f"{type(self).__name__} {self.name!r} needs "
+                             f"{self.UNIT.__name__}, not {type(self.unit).__name__}")
 
     @property
     def acc_shape(self) -> Any:
@@ -188,11 +193,8 @@ class MVUStage(Stage):
 
     def component(self) -> Any:
         from .mvu import MVU
-        from .weights import unit_weights
 
-        weights = unit_weights(self.weights, self.polarity, self.plane_scale, self.offset,
-                               self.offset_scale)
-        return MVU(weights, self.pe, self.simd, self.acc_shape, thresholds=self.thresholds,
+        return MVU(self.unit, self.pe, self.simd, self.acc_shape, thresholds=self.thresholds,
                    input_bits=self.input_bits, bipolar=self.bipolar,
                    weight_memory=self.weight_memory, register_reads=self.register_reads,
                    credit=self.credit, block_pes=self.block_pes,
@@ -202,9 +204,9 @@ class MVUStage(Stage):
         return {"weight_memory": self.weight_memory, "layout": self.layout}
 
     def _weight_memory(self) -> MemorySpec:
-        mh, mw = self.weights.shape[-2:]
-        planes = self.weights.shape[0] if self.weights.ndim == 3 else 1
-        *_, depth, width = weight_geometry(self.layout, mh, mw, self.pe, self.simd, planes)
+        mh, mw = self.unit.shape
+        *_, depth, width = weight_geometry(self.layout, mh, mw, self.pe, self.simd,
+                                           self.unit.planes)
         return MemorySpec("weights", depth, width, self.weight_memory)
 
     def memories(self) -> tuple[MemorySpec, ...]:
@@ -214,11 +216,11 @@ class MVUStage(Stage):
             if self.thresholds is not None:
                 out.append(MemorySpec("thresholds", self.nf,
                                       self.pe * threshold_bits(self.thresholds), "rom"))
-            if self.polarity is not None:
+            if self.unit.polarity is not None:
                 out.append(MemorySpec("polarity", self.nf, self.pe, "rom"))
-            if self.offset is not None:
-                out.append(MemorySpec("offsets", self.nf, self.pe * offset_bits(self.offset),
-                                      "rom"))
+            if self.unit.offset is not None:
+                out.append(MemorySpec("offsets", self.nf,
+                                      self.pe * offset_bits(self.unit.offset), "rom"))
         return tuple(out)
 
 
@@ -227,16 +229,19 @@ class IndexMVUStage(MVUStage):
     """A sparse layer in the index layout (:class:`~.index_mvu.IndexMVU`): the kept inputs'
     positions; it takes its input vector in words of ``in_elems`` elements."""
 
+    UNIT = SparseWeights
+    unit: SparseWeights
+
     def component(self) -> Any:
         from .index_mvu import IndexMVU
 
-        return IndexMVU(self.weights, self.pe, self.simd, self.acc_shape,
-                        polarity=_given(self.polarity, "polarity"), thresholds=self.thresholds,
+        return IndexMVU(self.unit.bits, self.pe, self.simd, self.acc_shape,
+                        polarity=self.unit.signs, thresholds=self.thresholds,
                         input_bits=self.input_bits, bipolar=self.bipolar, in_elems=self.in_elems,
                         weight_memory=self.weight_memory, lutrom_max_depth=self.lutrom_max_depth)
 
     def _weight_memory(self) -> MemorySpec:
-        _, slot, words = index_words(self.weights, self.pe, self.simd)
+        _, slot, words = index_words(self.unit.bits, self.pe, self.simd)
         return MemorySpec("weights", len(words), self.pe * self.simd * slot, self.weight_memory)
 
 
@@ -245,18 +250,20 @@ class GroupMVUStage(MVUStage):
     """A sparse layer in the group layout (:class:`~.group_mvu.GroupMVU`): ``N`` positions in
     every group of ``group`` inputs, ``SIMD`` groups a word."""
 
+    UNIT = SparseWeights
+    unit: SparseWeights
     group: int
 
     def component(self) -> Any:
         from .group_mvu import GroupMVU
 
-        return GroupMVU(self.weights, self.group, self.pe, self.simd, self.acc_shape,
-                        polarity=_given(self.polarity, "polarity"), thresholds=self.thresholds,
+        return GroupMVU(self.unit.bits, self.group, self.pe, self.simd, self.acc_shape,
+                        polarity=self.unit.signs, thresholds=self.thresholds,
                         input_bits=self.input_bits, bipolar=self.bipolar,
                         weight_memory=self.weight_memory, lutrom_max_depth=self.lutrom_max_depth)
 
     def _weight_memory(self) -> MemorySpec:
-        kept, slot, _, words = group_words(self.weights, self.group, self.pe, self.simd)
+        kept, slot, _, words = group_words(self.unit.bits, self.group, self.pe, self.simd)
         return MemorySpec("weights", len(words), self.pe * self.simd * kept * slot,
                           self.weight_memory)
 
@@ -265,16 +272,19 @@ class GroupMVUStage(MVUStage):
 class SerialMVUStage(MVUStage):
     """A composite layer with its planes one a cycle (:class:`~.serial_mvu.SerialCompositeMVU`)."""
 
+    UNIT = CompositeWeights
+    unit: CompositeWeights
+
     def fifo_depth_at(self, fifo_min: int) -> int:
         """One input vector plus two: the unit re-reads a one-bank buffer (every other MVU
         takes the next vector into its second bank while it computes)."""
-        return max(fifo_min, self.weights.shape[-1] // self.in_elems + 2)
+        return max(fifo_min, self.unit.shape[1] // self.in_elems + 2)
 
     def component(self) -> Any:
         from .serial_mvu import SerialCompositeMVU
 
-        return SerialCompositeMVU(self.weights, self.pe, self.simd, self.acc_shape,
-                                  plane_scale=_given(self.plane_scale, "plane_scale"),
+        return SerialCompositeMVU(self.unit.bits, self.pe, self.simd, self.acc_shape,
+                                  plane_scale=self.unit.scales,
                                   thresholds=self.thresholds,
                                   input_bits=self.input_bits, bipolar=self.bipolar,
                                   weight_memory=self.weight_memory,
@@ -347,12 +357,6 @@ class ResidualStage(Stage):
     def describe(self) -> dict[str, Any]:
         return {"skip_depth": self.skip_depth, "mvu": self.mvu.name, "window": self.window.name,
                 **self.mvu.describe()}
-
-
-def _given(value: T | None, what: str) -> T:
-    if value is None:
-        raise ValueError(f"this unit needs {what}")
-    return value
 
 
 def _shape(bits: int, is_signed: bool) -> Any:

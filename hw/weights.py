@@ -14,15 +14,18 @@ accumulates them; what the weights *mean* is its encoding's:
 
 Each knows its accumulator range from the IR's encoding (:meth:`UnitWeights.acc_range`,
 ``Encoding.channel_ranges``), so the unit and the compiler size accumulators alike.
+
+An encoding's weights are made once, in the hardware plan (``hw/plan.py``, the
+``unit`` of an :class:`~.stages.MVUStage`), which is plain data: this module imports
+Amaranth only in the methods that build the unit's logic.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Value, signed
 
 from bitfold.compiler.binary import Binary
 from bitfold.compiler.composite import Composite
@@ -32,7 +35,8 @@ from bitfold.compiler.memlayout import offset_words
 from bitfold.compiler.sparse import Sparse
 from bitfold.compiler.tensortype import TensorType
 
-from .arith import wire
+if TYPE_CHECKING:
+    from amaranth.hdl import Module, Value
 
 
 class MVU(Protocol):
@@ -107,6 +111,10 @@ class UnitWeights:
     def terms(self, unit: MVU, m: Module, x: Value, w: Value, p: int,
               pol: Value | None) -> list[Value]:
         """The ``simd`` terms of neuron lane ``p`` (of a plane's word ``w``), on wires."""
+        from amaranth.hdl import Cat, Mux
+
+        from .arith import wire
+
         wp = w.word_select(p, unit.simd)
         b = unit.input_bits
         xs = [x[s] if unit.bipolar else x[s * b:(s + 1) * b] for s in range(unit.simd)]
@@ -153,6 +161,10 @@ class SparseWeights(UnitWeights):
     def terms(self, unit: MVU, m: Module, x: Value, w: Value, p: int,
               pol: Value | None) -> list[Value]:
         """Masked inputs equal to the polarity ``pol`` (multi-bit: ``+-x``)."""
+        from amaranth.hdl import Cat, Const, Mux
+
+        from .arith import wire
+
         wp = w.word_select(p, unit.simd)
         b = unit.input_bits
         xs = [x[s] if unit.bipolar else x[s * b:(s + 1) * b] for s in range(unit.simd)]
@@ -172,6 +184,8 @@ class SparseWeights(UnitWeights):
     def gathered_term(unit: MVU, x: Value, valid: Value, pol: Value) -> Value:
         """The term of a kept input ``x`` the index or group layout gathered by position:
         ``valid & xnor(x, pol)``, or multi-bit ``+-x`` (0 when not ``valid``)."""
+        from amaranth.hdl import Mux
+
         if unit.bipolar:
             return valid & ~(x ^ pol)
         return Mux(valid, Mux(pol, x, -x), 0)
@@ -234,6 +248,8 @@ class DomainWeights(UnitWeights):
 
     def combine(self, unit: MVU, m: Module, sums: list[Value], nf: Value) -> list[Value]:
         """``offset_scale * sum_p + offset[p] * sum_x`` per lane (``sum_x`` the last lane)."""
+        from amaranth.hdl import signed
+
         width, _ = offset_words(self.offset, unit.pe)
         offsets = unit.fold_rom(m, "offsets", self.offset, signed(width), nf)
         x_sum = sums[-1]
