@@ -8,13 +8,17 @@ rounds, which other jobs disturb least), and the load average before and after.
 
     .venv/bin/python benchmarks/train_step.py [--models sfc,cnn-digits] [--rounds 15]
         [--params dense,svd,tucker,holistic-tucker,cp,holistic-tucker@0.5] [--baseline REV]
+        [--reconstruction]
 
 A parametrization is measured at ``bitfold train``'s default rank for it;
 ``NAME@R`` measures it at ``--rank R`` (``@1`` is full rank). ``--baseline REV``
 also times the trainer's layers as they were at git revision ``REV`` (``train/``
 read with ``git show`` and imported as a package of its own), in the same rounds,
 with its own ``dense`` as the reference of its ratios: before and after a change,
-side by side in one run.
+side by side in one run. ``--reconstruction`` adds, for this code, each factorization's
+reconstruction alone (every weight rebuilt from its factors, forward and backward, no
+layer, batch or optimizer) against a dense step timed in the same rounds: the part of the
+overhead that no change outside the reconstruction can remove.
 """
 
 from __future__ import annotations
@@ -100,6 +104,49 @@ def make_step(model_name: str, param: str, rank: float | None, batch: int,
     return step
 
 
+def make_reconstruction(model_name: str, param: str, rank: float | None,
+                        builders: Builders = (build_model, parametrize_model)):
+    """The reconstruction alone: every binary layer's real weight rebuilt from its factors,
+    forward and backward (a fixed random gradient), without the layers, batch or optimizer."""
+    build, parametrize = builders
+    torch.manual_seed(0)
+    model = build(model_name, SHAPES[model_name], 10)
+    parametrize(model, param, "learned", rank)
+    layers = [m for m in model.modules() if hasattr(m, "real_weight")]
+    g = torch.Generator().manual_seed(1)
+    grads = [torch.randn(m.real_weight().shape, generator=g) for m in layers]
+
+    def step() -> None:
+        torch.autograd.backward([m.real_weight() for m in layers], grads)
+        model.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _reconstruction_table(model_name: str, entries: list[str], configs: dict, args,
+                          dense_ms: float) -> dict[str, dict[str, float]]:
+    """``--reconstruction``: each factorized entry's reconstruction alone, timed in rounds
+    of its own with the dense step beside it, against that dense step."""
+    factored = [e for e in entries if configs[e][0] != "dense"]
+    steps = {("step", "dense"): make_step(model_name, "dense", None, args.batch)}
+    steps.update({("recon", e): make_reconstruction(model_name, *configs[e]) for e in factored})
+    times = _timed(steps, args.rounds, args.steps)
+    dense = statistics.median(times["step", "dense"])
+    print(f"\n{model_name}: the reconstruction alone (forward + backward of every weight from "
+          f"its factors), median of {args.rounds} rounds, dense step {1e3 * dense:.1f} ms here "
+          f"({dense_ms:.1f} ms above)")
+    print("| parametrization | rank | reconstruction (ms) | x dense step | fastest rounds |\n"
+          "|---|---|---|---|---|")
+    out = {}
+    for e in factored:
+        med, fast = statistics.median(times["recon", e]), min(times["recon", e])
+        out[e] = {"median_ms": 1e3 * med, "ratio_to_dense_step": med / dense,
+                  "min_ratio_to_dense_step": fast / min(times["step", "dense"])}
+        print(f"| {configs[e][0]} | {_rank(*configs[e])} | {1e3 * med:.1f} | {med / dense:.2f}x | "
+              f"{out[e]['min_ratio_to_dense_step']:.2f}x |")
+    return out
+
+
 def _rank(param: str, rank: float | None) -> str:
     return "-" if param == "dense" else "full" if rank is None else f"{rank:g}"
 
@@ -120,6 +167,21 @@ def _timed(steps: dict[tuple[str, str], Callable[[], None]], rounds: int,
     return times
 
 
+def _print_table(entries: list[str], configs: dict, baseline: str | None, med: dict,
+                 ratio: dict, fast: dict) -> None:
+    head = "| parametrization | rank | step (ms) | vs dense | fastest rounds |"
+    if baseline:
+        head += f" at {baseline} (ms) | vs dense | fastest rounds |"
+    print(head + "\n|" + "---|" * head.count(" |"))
+    for e in entries:
+        row = (f"| {configs[e][0]} | {_rank(*configs[e])} | {1e3 * med['current', e]:.1f} | "
+               f"{ratio['current', e]:.2f}x | {fast['current', e]:.2f}x |")
+        if baseline:
+            row += (f" {1e3 * med[baseline, e]:.1f} | {ratio[baseline, e]:.2f}x | "
+                    f"{fast[baseline, e]:.2f}x |")
+        print(row)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="sfc,cnn-digits")
@@ -130,6 +192,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--steps", type=int, default=5, help="steps timed together per round")
+    ap.add_argument("--reconstruction", action="store_true",
+                    help="also time each factorization's reconstruction alone (this code only)")
     ap.add_argument("--out", default="runs/bench/train_step.json")
     args = ap.parse_args()
 
@@ -161,17 +225,10 @@ def main() -> None:
                    for e in entries} for side in sides
         }
         print(f"\n{model_name} (batch {args.batch}, median of {args.rounds} rounds)")
-        head = "| parametrization | rank | step (ms) | vs dense | fastest rounds |"
-        if args.baseline:
-            head += f" at {args.baseline} (ms) | vs dense | fastest rounds |"
-        print(head + "\n|" + "---|" * head.count(" |"))
-        for e in entries:
-            row = (f"| {configs[e][0]} | {_rank(*configs[e])} | {1e3 * med['current', e]:.1f} | "
-                   f"{ratio['current', e]:.2f}x | {fast['current', e]:.2f}x |")
-            if args.baseline:
-                b = args.baseline
-                row += f" {1e3 * med[b, e]:.1f} | {ratio[b, e]:.2f}x | {fast[b, e]:.2f}x |"
-            print(row)
+        _print_table(entries, configs, args.baseline, med, ratio, fast)
+        if args.reconstruction:
+            results["models"][model_name]["reconstruction"] = _reconstruction_table(
+                model_name, entries, configs, args, 1e3 * med["current", "dense"])
     results["load_after"] = os.getloadavg()
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in results['load_after'])}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
