@@ -113,3 +113,27 @@ def test_the_plan_sizes_each_skip_fifo_from_its_unit() -> None:
             g = u.window
             assert stage.skip_depth == skip_fifo_min(h, w, g.kernel, g.stride, g.pad) + SKIP_SLACK
             assert stage.out_elems == stage.mvu.pe
+
+
+def test_generate_verb_builds_a_residual_network_and_fold_refuses_an_hourglass(tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from bitfold.compiler.serialize import save_graph
+
+    graph = _network(True)
+    save_graph(graph, tmp_path / "res")
+    out = subprocess.run([sys.executable, "-m", "bitfold", "generate", str(tmp_path / "res"),
+                          "--max-luts", "100000"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    man = json.loads((tmp_path / "res" / "rtl" / "manifest.json").read_text())
+    kinds = [s["kind"] for s in man["stages"]]
+    assert kinds.count("residual") == len(residual_units(graph)) and "requant" in kinds
+    assert all(s["skip_depth"] > 16 for s in man["stages"] if s["kind"] == "residual")
+    save_graph(fold(_hourglass()), tmp_path / "hg")
+    out = subprocess.run([sys.executable, "-m", "bitfold", "fold", str(tmp_path / "hg"),
+                          "--max-luts", "100000"], capture_output=True, text=True)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "Upsample2d 'up' has no hardware yet" in out.stderr
+    assert not (tmp_path / "hg" / "folding.json").exists()
