@@ -11,6 +11,7 @@ from bitfold.compiler.ir import ArgMax, Input, Layer, ScoreAffine, Threshold, Wi
 from bitfold.compiler.verify import build_graph
 from bitfold.hw.plan import HardwareError, build_plan
 from bitfold.hw.stages import MVUStage, PoolStage, ScoreStage, SerialMVUStage, WindowStage
+from bitfold.hw.weights import BinaryWeights, CompositeWeights
 
 from .helpers import composite_mlp, small_cnn
 
@@ -43,6 +44,20 @@ def test_a_serial_composite_unit_gets_a_fifo_of_one_vector_plus_two() -> None:
     serial = next(s for s in plan.stages if isinstance(s, SerialMVUStage))
     assert serial.fifo_depth == 64 // 16 + 2
     assert {s.fifo_depth for s in plan.stages if s is not serial} == {2}
+
+
+def test_an_mvu_stage_holds_its_encodings_unit_and_a_serial_one_only_planes() -> None:
+    graph = composite_mlp()
+    plan = build_plan(graph, evaluate_folding(graph, {"fc0": (4, 16, "serial"), "fc1": (5, 16)}))
+    serial, parallel = (s for s in plan.stages if isinstance(s, MVUStage))
+    assert type(serial) is SerialMVUStage and isinstance(serial.unit, CompositeWeights)
+    planes = graph.node("fc0").encoding.planes()
+    assert np.array_equal(serial.unit.bits, planes) and serial.unit.shape == planes.shape[1:]
+    assert type(parallel) is MVUStage and isinstance(parallel.unit, CompositeWeights)
+    assert parallel.memories()[0].width == parallel.unit.planes * 5 * 16  # K planes a word
+    with pytest.raises(ValueError, match="SerialMVUStage 'x' needs CompositeWeights, not "
+                                         "BinaryWeights"):
+        SerialMVUStage(**{**vars(serial), "name": "x", "unit": BinaryWeights(planes[0])})
 
 
 def _graph(nodes, outputs=("class",)):
