@@ -97,8 +97,9 @@ class RequantAdd(wiring.Component):
     is 0: a ``Requantize`` alone) carries a pixel of ``skip_c <= c`` stream elements of
     ``bits`` bits, read by every beat of its pixel and taken with the last; the channels it
     lacks add zero. With one beat a pixel the multiplies are by constants, else by the
-    beat's ``mult`` (a multiplier a lane, a DSP block where the fabric has them). Two
-    registered stages: the product and bias, then the shift, saturations and skip.
+    beat's ``mult`` (a multiplier a lane, a DSP block where the fabric has them). Three
+    registered stages under one enable: the operands (the beat's constants and skip element
+    chosen), the product, then the bias, shift, saturations and skip.
     """
 
     def __init__(self, c: int, acc_shape, mult: Sequence[int], bias: Sequence[int], shift: int,
@@ -120,60 +121,62 @@ class RequantAdd(wiring.Component):
             ports["skip_stream"] = In(stream.Signature(unsigned(skip_c * bits)))
         super().__init__(ports)
 
-    def _sum_shape(self):
+    def _product_shape(self):
         w = self.acc_shape.width
         lo, hi = (-(1 << (w - 1)), (1 << (w - 1)) - 1) if self.acc_shape.signed else (0, (1 << w) - 1)
-        ends = [mu * a + b for mu, b in zip(self.mult, self.bias, strict=True) for a in (lo, hi)]
-        top = max(max(ends), -min(ends) - 1, 1)
-        return signed(top.bit_length() + 1)
+        ends = [mu * a for mu in self.mult for a in (lo, hi)]
+        return signed(max(max(ends), -min(ends) - 1, 1).bit_length() + 1)
 
-    def _per_beat(self, values: list[int], beat: Value, lane: int) -> Value:
-        """The constant of ``lane`` in the current beat."""
-        column = values[lane::self.lanes]
-        if self.beats == 1:
-            return Const(column[0], signed(max(abs(column[0]), 1).bit_length() + 1))
-        width = max(max(abs(v) for v in column), 1).bit_length() + 1
-        return Array(Const(v, signed(width)) for v in column)[beat]
+    @staticmethod
+    def _const_shape(values: list[int]):
+        return signed(max(max(abs(v) for v in values), 1).bit_length() + 1)
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        a, o, lanes = self.i_stream, self.o_stream, self.lanes
+        a, o, lanes, beats = self.i_stream, self.o_stream, self.lanes, self.beats
         skip = getattr(self, "skip_stream", None)
-        beat = Signal(range(self.beats))
-        last = beat == self.beats - 1
+        beat = Signal(range(beats))
+        last = beat == beats - 1
         ready = a.valid & (skip.valid if skip is not None else 1)
-        staged = Signal()  # stage 1 holds a beat
-        en_out = _pipe(m, o, staged)
-        en = Signal()
-        m.d.comb += [en.eq(~staged | en_out), a.ready.eq(en & ready)]
+        # one enable for the three stages: operands, product, shift/saturate/skip (out)
+        en, v1, v2 = Signal(), Signal(), Signal()
+        fire = en & ready
+        m.d.comb += [en.eq(~o.valid | o.ready), a.ready.eq(fire)]
         if skip is not None:
-            m.d.comb += skip.ready.eq(en & ready & last)
+            m.d.comb += skip.ready.eq(fire & last)
         with m.If(en):
-            m.d.sync += staged.eq(ready)
-        with m.If(a.valid & a.ready):
+            m.d.sync += [v1.eq(ready), v2.eq(v1), o.valid.eq(v2)]
+        with m.If(fire):
             m.d.sync += beat.eq(Mux(last, 0, beat + 1))
         w = self.acc_shape.width
         skips = _elements(skip.payload, self.skip_c, self.bits) if skip is not None else []
-        sums, held = [], []
+        out = []
         for k in range(lanes):
             acc = a.payload[k * w:(k + 1) * w]
             acc = acc.as_signed() if self.acc_shape.signed else acc
-            s = Signal(self._sum_shape(), name=f"sum{k}")
-            h = Signal(signed(self.bits), name=f"skip{k}")
-            channels = [j * lanes + k for j in range(self.beats)]
-            options = [skips[ch] if ch < self.skip_c else Const(0, signed(self.bits))
-                       for ch in channels]
-            with m.If(en & ready):
-                m.d.sync += [s.eq(acc * self._per_beat(self.mult, beat, k)
-                                  + self._per_beat(self.bias, beat, k)),
-                             h.eq(options[0] if self.beats == 1 else Array(options)[beat])]
-            sums.append(s)
-            held.append(h)
-        out = []
-        for s, h in zip(sums, held, strict=True):
-            q = saturate(s >> self.shift, self.bits)
-            out.append(saturate(q.as_signed() + h, self.bits) if self.skip_c else q)
-        with m.If(en_out):
+            mults, biases = self.mult[k::lanes], self.bias[k::lanes]
+            options = [skips[j * lanes + k] if j * lanes + k < self.skip_c
+                       else Const(0, signed(self.bits)) for j in range(beats)]
+            acc1 = Signal(self.acc_shape, name=f"acc{k}")
+            bias1 = Signal(self._const_shape(biases), name=f"bias{k}")
+            skip1 = Signal(signed(self.bits), name=f"skip{k}")
+            prod = Signal(self._product_shape(), name=f"prod{k}")
+            bias2 = Signal.like(bias1, name=f"bias{k}_2")
+            skip2 = Signal.like(skip1, name=f"skip{k}_2")
+            if beats == 1:  # constants: no operand registers for them
+                mult1: Value = Const(mults[0], self._const_shape(mults))
+                sync = [bias1.eq(biases[0]), skip1.eq(options[0])]
+            else:  # the beat's constants, registered before the multiplier
+                mult1 = Signal(self._const_shape(mults), name=f"mult{k}")
+                sync = [mult1.eq(Array(Const(v, mult1.shape()) for v in mults)[beat]),
+                        bias1.eq(Array(Const(v, bias1.shape()) for v in biases)[beat]),
+                        skip1.eq(Array(options)[beat])]
+            with m.If(en):
+                m.d.sync += [acc1.eq(acc), *sync,
+                             prod.eq(acc1 * mult1), bias2.eq(bias1), skip2.eq(skip1)]
+            q = saturate((prod + bias2) >> self.shift, self.bits)
+            out.append(saturate(q.as_signed() + skip2, self.bits) if self.skip_c else q)
+        with m.If(en):
             m.d.sync += o.payload.eq(Cat(*out))
         return m
 
