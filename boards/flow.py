@@ -37,6 +37,7 @@ import numpy as np
 
 from bitfold.artifacts import held_signals, replaced_dir, write_json
 from bitfold.compiler.cost import DEVICES, board_top_cost
+from bitfold.compiler.cost_stages import join_multipliers
 from bitfold.compiler.folding import Folding, evaluate_folding, fold_for_budget
 from bitfold.compiler.ir import Graph
 from bitfold.processes import first_error, group
@@ -126,6 +127,13 @@ def check_fits(graph: Graph, folding: Folding, board: Board) -> Folding:
                     f"{board.device}'s {board.luts}")
     if brams > board.brams:
         over.append(f"{brams} block RAMs > the {board.device}'s {board.brams}")
+    multipliers = join_multipliers(graph, {c.name: c for c in costed.layers})
+    if multipliers > board.dsps:
+        raise BoardFitError(f"design does not fit {board.name}: its residual joins need "
+                            f"{multipliers} multipliers (one a PE of each layer before a "
+                            f"Requantize) > the {board.device}'s {board.dsps} DSP blocks; "
+                            "refused before place-and-route; fold those layers with fewer PEs "
+                            "(bitfold fold --target-fps lower, or --folding FILE)")
     if not over:
         return costed
     max_luts = int(board.luts * LUT_HEADROOM) - TOP_LUTS

@@ -51,8 +51,8 @@ class Board:
     """A board target.
 
     ``luts`` and ``brams`` are the device's LUT4s and block RAMs (iCE40 EBR of
-    4 kbit, ECP5 DP16KD of 18 kbit); ``family`` names the cost model's
-    resource model.
+    4 kbit, ECP5 DP16KD of 18 kbit), ``dsps`` its multipliers (iCE40 SB_MAC16,
+    ECP5 MULT18X18D); ``family`` names the cost model's resource model.
     """
 
     name: str
@@ -67,6 +67,7 @@ class Board:
     leds: Callable  # platform -> (pass LED, fail LED) output signals
     bitstream_ext: str
     extra_tools: dict = field(default_factory=dict)  # env var -> executable, not on PyPI
+    dsps: int = 0
 
     def summary(self) -> str:
         return (f"{self.name:<16}{self.device:<12}{self.package:<8}{self.clock_mhz:>6g} MHz"
@@ -75,13 +76,13 @@ class Board:
 
 BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("icebreaker", "1BitSquared iCEBreaker", "ice40", "iCE40UP5K", "SG48", 12.0, 5280, 30,
-          _icebreaker, _leds(("led_g", 0, None), ("led_r", 0, None)), "bin"),
+          _icebreaker, _leds(("led_g", 0, None), ("led_r", 0, None)), "bin", dsps=8),
     Board("ulx3s-85f", "Radiona ULX3S, 85k LUT", "ecp5", "LFE5U-85F", "BG381", 25.0, 83640, 208,
-          _ulx3s_85f, _leds(("led", 0, None), ("led", 7, None)), "bit"),
+          _ulx3s_85f, _leds(("led", 0, None), ("led", 7, None)), "bit", dsps=156),
     Board("orangecrab-25f", "Good Stuff Dept. OrangeCrab r0.2, 25k LUT (UART on Feather TX/RX)",
           "ecp5", "LFE5U-25F", "MG285", 48.0, 24288, 56,
           _orangecrab_25f, _leds(("rgb_led", 0, "g"), ("rgb_led", 0, "r")), "bit",
-          {"DFU_SUFFIX": "dfu-suffix"}),
+          {"DFU_SUFFIX": "dfu-suffix"}, dsps=28),
 )}
 
 

@@ -21,8 +21,8 @@ from .ir import Graph, Layer, MaxPool2d, Requantize, ScoreAffine, Threshold
 from .memlayout import index_window_lanes, line_buffer_rows, window_lanes
 from .residual import SKIP_SLACK, ResidualUnit, residual_units, skip_fifo_min, stream_node
 
-__all__ = ["board_top_cost", "other_features", "other_stages", "stream_costs", "stream_features",
-           "top_features", "window_features"]
+__all__ = ["board_top_cost", "join_multipliers", "other_features", "other_stages", "stream_costs",
+           "stream_features", "top_features", "window_features"]
 
 
 def window_features(h: int, w: int, c: int, bits: int, kernel: int, stride: int, pad: int,
@@ -266,6 +266,12 @@ def _joins(graph: Graph, costs: dict[str, LayerCost], model: ResourceModel
             out.append((node.name, "conv", _converter(window_lanes(k, ch, cost.simd) * k * ch,
                                                       cost.simd, 1)))
     return out
+
+
+def join_multipliers(graph: Graph, costs: dict[str, LayerCost]) -> int:
+    """Multipliers of the residual stream's joins: one a lane (``hw.residual.RequantAdd``,
+    ``PE`` lanes after each layer), which Yosys maps to DSP blocks."""
+    return sum(costs[n.inputs[0]].pe for n in graph.nodes if isinstance(n, Requantize))
 
 
 def stream_costs(graph: Graph, costs: dict[str, LayerCost],

@@ -137,3 +137,21 @@ def test_generate_verb_builds_a_residual_network_and_fold_refuses_an_hourglass(t
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "Upsample2d 'up' has no hardware yet" in out.stderr
     assert not (tmp_path / "hg" / "folding.json").exists()
+
+
+def test_a_board_without_the_joins_multipliers_is_refused_before_place_and_route() -> None:
+    from dataclasses import replace
+
+    from bitfold.boards.flow import BoardFitError, check_fits
+    from bitfold.boards.targets import get_board
+
+    graph = _network(False)
+    folding = random_folding(graph, np.random.default_rng(2))
+    lanes = sum(c.pe for c in folding.layers if c.name in {n.inputs[0] for n in graph.nodes
+                                                         if isinstance(n, Requantize)})
+    board = get_board("ulx3s-85f")
+    assert check_fits(graph, folding, replace(board, dsps=lanes)).layers == folding.layers
+    with pytest.raises(BoardFitError, match=rf"^design does not fit ulx3s-85f: its residual "
+                                            rf"joins need {lanes} multipliers .* > the "
+                                            rf"LFE5U-85F's {lanes - 1} DSP blocks; refused"):
+        check_fits(graph, folding, replace(board, dsps=lanes - 1))
