@@ -102,12 +102,14 @@ def _unit_features(graph: Graph, unit: ResidualUnit, model: ResourceModel) -> tu
     depth = skip_fifo_min(h, w, g.kernel, g.stride, g.pad) + SKIP_SLACK
     fifo, brams = fifo_features(c * bits, depth, model)
     f.update(fifo)
-    if unit.pool is not None:
-        pool, more, _ = window_features(h, w, c, bits, 2, 2, 0, 2, model)
-        pool["post"] += 3 * c * (bits + 2)  # the four-pixel sum
-        pool["ff_pack"] += c * bits
-        f.update(pool)
-        brams += more
+    if unit.pool is not None:  # hw.residual.AvgPoolStream: a row of partial sums
+        sb = bits + 2
+        brams += add_memory(f, memory_map(w // 2, c * sb, model, rom=False))
+        f["post"] += 2 * c * sb  # the sums across and down
+        f["chains"] += 2 * c
+        f["ff_pack"] += c * sb + c * bits
+        for n in (w, h, 2, 2, w // 2):
+            add_counter(f, n)
     return f, brams
 
 

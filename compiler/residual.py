@@ -126,7 +126,7 @@ def skip_fifo_min(h: int, w: int, kernel: int, stride: int, pad: int) -> int:
     passed every skip pixel made of rows ``0 .. need(i)``, and the join has taken only
     those of output rows ``< i``. A stride-1 skip is a pixel per input pixel; a stride-2 one
     (``AvgPool2d`` 2x2) a pooled row per two input rows. The FIFO alone holding the
-    difference is safe; the registers ahead of it (the fork's, a pool's line buffer) hold a
+    difference is safe; the registers ahead of it (the fork's, a pool's row of sums) hold a
     little more, so the true minimum can be lower (measured: 11 of this bound's 12 for a
     6-pixel-wide stride-1 block; 1 of 4 for an 8x8 strided block, whose pool buffers rows).
     """

@@ -212,34 +212,59 @@ class StreamFork(wiring.Component):
 
 class AvgPoolStream(wiring.Component):
     """``floor(sum / kernel**2)`` of each ``kernel x kernel`` window of an ``(h, w, c)`` map of
-    signed ``bits``-bit elements (no padding); ``kernel**2`` must be a power of two."""
+    signed ``bits``-bit elements, windows side by side (``stride == kernel``, no padding; the
+    rows and columns past the last whole window are dropped); ``kernel**2`` must be a power
+    of two.
+
+    No line buffer of pixels: each row's ``kernel`` pixels of a window are summed as they
+    pass, and a row buffer of ``w / kernel`` partial sums (``bits + 2 log2(kernel)`` bits an
+    element) adds the window's rows up; the last row's sum leaves as the mean.
+    """
 
     def __init__(self, h: int, w: int, c: int, bits: int, kernel: int = 2,
                  stride: int = 2) -> None:
         check_positive(h=h, w=w, c=c, bits=bits, kernel=kernel, stride=stride)
         if kernel & (kernel - 1):
             raise ValueError(f"kernel {kernel}: the hardware divides by a power of two only")
+        if stride != kernel or kernel > min(h, w):
+            raise ValueError(f"kernel {kernel}, stride {stride} on {h}x{w}: the hardware pools "
+                             "windows side by side (stride == kernel) inside the map")
         self.h, self.w, self.c, self.bits, self.kernel, self.stride = h, w, c, bits, kernel, stride
-        self.window = SlidingWindow(h, w, c, bits, kernel, stride, 0, 0, lanes=kernel)
+        self.oh, self.ow = h // kernel, w // kernel
+        self.sum_bits = bits + 2 * (kernel.bit_length() - 1)
         super().__init__({"i_stream": In(stream.Signature(unsigned(c * bits))),
                           "o_stream": Out(stream.Signature(unsigned(c * bits)))})
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.submodules.window = win = self.window
-        wiring.connect(m, wiring.flipped(self.i_stream), win.i_stream)
-        o, wo = self.o_stream, win.o_stream
-        en = _pipe(m, o, wo.valid)
-        m.d.comb += wo.ready.eq(en)
-        n = self.kernel * self.kernel
-        elems = _elements(wo.payload, n * self.c, self.bits)
-        shift = n.bit_length() - 1
-        means = []
-        for k in range(self.c):
-            total = sum(elems[p * self.c + k] for p in range(n))
-            means.append((total >> shift)[:self.bits])  # arithmetic: floor
-        with m.If(en):
-            m.d.sync += o.payload.eq(Cat(*means))
+        i, o = self.i_stream, self.o_stream
+        k, c, sb = self.kernel, self.c, self.sum_bits
+        m.submodules.rows = rows = memory.Memory(shape=unsigned(c * sb), depth=self.ow, init=[])
+        wr, rd = rows.write_port(), rows.read_port(domain="comb")
+        x, y = Signal(range(self.w)), Signal(range(self.h))
+        hx, vy = Signal(range(k)), Signal(range(k))  # position in the window: column, row
+        ox = Signal(range(self.ow))
+        inside = (x < self.ow * k) & (y < self.oh * k)
+        hsum = [Signal(signed(sb), name=f"hsum{n}") for n in range(c)]
+        pixel = _elements(i.payload, c, self.bits)
+        across = [Mux(hx == 0, 0, hs) + p for hs, p in zip(hsum, pixel, strict=True)]
+        above = _elements(rd.data, c, sb)
+        down = [Mux(vy == 0, 0, a) + h for a, h in zip(above, across, strict=True)]
+        en = _pipe(m, o, i.valid & inside & (hx == k - 1) & (vy == k - 1))
+        m.d.comb += [i.ready.eq(en), rd.addr.eq(ox), wr.addr.eq(ox),
+                     wr.data.eq(Cat(*[d[:sb] for d in down])),
+                     wr.en.eq(i.valid & en & inside & (hx == k - 1) & (vy != k - 1))]
+        shift = 2 * (k.bit_length() - 1)
+        with m.If(i.valid & en):
+            m.d.sync += [h.eq(v) for h, v in zip(hsum, across, strict=True)]
+            m.d.sync += [o.payload.eq(Cat(*[(d >> shift)[:self.bits] for d in down])),
+                         x.eq(Mux(x == self.w - 1, 0, x + 1)),
+                         hx.eq(Mux((hx == k - 1) | (x == self.w - 1), 0, hx + 1))]
+            with m.If(inside & (hx == k - 1)):
+                m.d.sync += ox.eq(Mux(ox == self.ow - 1, 0, ox + 1))
+            with m.If(x == self.w - 1):
+                m.d.sync += [y.eq(Mux(y == self.h - 1, 0, y + 1)),
+                             vy.eq(Mux((vy == k - 1) | (y == self.h - 1), 0, vy + 1)), ox.eq(0)]
         return m
 
 
