@@ -97,9 +97,10 @@ class RequantAdd(wiring.Component):
     is 0: a ``Requantize`` alone) carries a pixel of ``skip_c <= c`` stream elements of
     ``bits`` bits, read by every beat of its pixel and taken with the last; the channels it
     lacks add zero. With one beat a pixel the multiplies are by constants, else by the
-    beat's ``mult`` (a multiplier a lane, a DSP block where the fabric has them). Three
+    beat's ``mult`` (a multiplier a lane, a DSP block where the fabric has them). Four
     registered stages under one enable: the operands (the beat's constants and skip element
-    chosen), the product, then the bias, shift, saturations and skip.
+    chosen), the product, the bias, shift and saturation, then the skip's add and
+    saturation.
     """
 
     def __init__(self, c: int, acc_shape, mult: Sequence[int], bias: Sequence[int], shift: int,
@@ -138,14 +139,15 @@ class RequantAdd(wiring.Component):
         beat = Signal(range(beats))
         last = beat == beats - 1
         ready = a.valid & (skip.valid if skip is not None else 1)
-        # one enable for the three stages: operands, product, shift/saturate/skip (out)
-        en, v1, v2 = Signal(), Signal(), Signal()
+        # one enable for the four stages: operands, product, the requantized value, the skip
+        # added (out)
+        en, v1, v2, v3 = Signal(), Signal(), Signal(), Signal()
         fire = en & ready
         m.d.comb += [en.eq(~o.valid | o.ready), a.ready.eq(fire)]
         if skip is not None:
             m.d.comb += skip.ready.eq(fire & last)
         with m.If(en):
-            m.d.sync += [v1.eq(ready), v2.eq(v1), o.valid.eq(v2)]
+            m.d.sync += [v1.eq(ready), v2.eq(v1), v3.eq(v2), o.valid.eq(v3)]
         with m.If(fire):
             m.d.sync += beat.eq(Mux(last, 0, beat + 1))
         w = self.acc_shape.width
@@ -171,11 +173,14 @@ class RequantAdd(wiring.Component):
                 sync = [mult1.eq(Array(Const(v, mult1.shape()) for v in mults)[beat]),
                         bias1.eq(Array(Const(v, bias1.shape()) for v in biases)[beat]),
                         skip1.eq(Array(options)[beat])]
+            q = Signal(signed(self.bits), name=f"q{k}")
+            skip3 = Signal.like(skip1, name=f"skip{k}_3")
             with m.If(en):
                 m.d.sync += [acc1.eq(acc), *sync,
-                             prod.eq(acc1 * mult1), bias2.eq(bias1), skip2.eq(skip1)]
-            q = saturate((prod + bias2) >> self.shift, self.bits)
-            out.append(saturate(q.as_signed() + skip2, self.bits) if self.skip_c else q)
+                             prod.eq(acc1 * mult1), bias2.eq(bias1), skip2.eq(skip1),
+                             q.eq(saturate((prod + bias2) >> self.shift, self.bits)),
+                             skip3.eq(skip2)]
+            out.append(saturate(q + skip3, self.bits) if self.skip_c else q)
         with m.If(en):
             m.d.sync += o.payload.eq(Cat(*out))
         return m
