@@ -19,7 +19,7 @@ from .cost_base import (
 )
 from .ir import Graph, Layer, MaxPool2d, Requantize, ScoreAffine, Threshold
 from .memlayout import index_window_lanes, line_buffer_rows, window_lanes
-from .residual import SKIP_SLACK, ResidualUnit, residual_units, skip_fifo_min, stream_node
+from .residual import ResidualUnit, residual_units, stream_node
 
 __all__ = ["board_top_cost", "join_multipliers", "other_features", "other_stages", "stream_costs",
            "stream_features", "top_features", "window_features"]
@@ -95,12 +95,10 @@ def _unit_features(graph: Graph, unit: ResidualUnit, model: ResourceModel) -> tu
     component of the folding's width)."""
     h, w, c = graph.types[unit.stream].shape
     bits = graph.types[unit.stream].bits
-    g = unit.window
     f = _sign(c, bits)
     f["ff_ctrl"] += 4  # the fork's two taken flags and handshakes
     f["gates"] += 4
-    depth = skip_fifo_min(h, w, g.kernel, g.stride, g.pad) + SKIP_SLACK
-    fifo, brams = fifo_features(c * bits, depth, model)
+    fifo, brams = fifo_features(c * bits, unit.skip_depth, model)
     f.update(fifo)
     if unit.pool is not None:  # hw.residual.AvgPoolStream: a row of partial sums
         sb = bits + 2

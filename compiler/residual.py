@@ -30,7 +30,9 @@ SKIP_SLACK = 16
 
 @dataclass(frozen=True)
 class ResidualUnit:
-    """One pre-activation unit: the stream it reads and the nodes it is made of."""
+    """One pre-activation unit: the stream it reads, the nodes it is made of, its
+    convolution's window and its skip FIFO's depth (:func:`skip_fifo_min` + :data:`SKIP_SLACK`
+    pixels)."""
 
     stream: str  # the Requantize or Add whose output the unit reads
     sign: Threshold
@@ -38,11 +40,8 @@ class ResidualUnit:
     requant: Requantize
     pool: AvgPool2d | None
     add: Add
-
-    @property
-    def window(self) -> Window:
-        assert isinstance(self.layer.geometry, Window)  # residual_units checks it
-        return self.layer.geometry
+    window: Window
+    skip_depth: int
 
 
 def stream_node(graph: Graph, name: str) -> bool:
@@ -96,7 +95,9 @@ def _unit(graph: Graph, add: Add) -> ResidualUnit:
     chain: list[tuple[Node, type]] = [(sign, Layer), (layer, Requantize), (requant, Add)]
     for node, want in chain + ([(pool, Add)] if pool is not None else []):
         _only_user(graph, node, want, add.name)
-    return ResidualUnit(stream, sign, layer, requant, pool, add)
+    h, w, _ = graph.types[stream].shape
+    depth = skip_fifo_min(h, w, g.kernel, g.stride, g.pad) + SKIP_SLACK
+    return ResidualUnit(stream, sign, layer, requant, pool, add, g, depth)
 
 
 def residual_units(graph: Graph) -> dict[str, ResidualUnit]:

@@ -60,7 +60,7 @@ from bitfold.compiler.ir import (
     Window,
 )
 from bitfold.compiler.memlayout import index_window_lanes, vector_beats, window_lanes, window_order
-from bitfold.compiler.residual import SKIP_SLACK, ResidualUnit, residual_units, skip_fifo_min, stream_node
+from bitfold.compiler.residual import ResidualUnit, residual_units, stream_node
 
 from .names import class_bits, sanitize
 from .stages import (
@@ -344,9 +344,8 @@ def _residual_stage(graph: Graph, unit: ResidualUnit, cost: LayerCost, model: Re
     if not isinstance(window, WindowStage) or type(mvu) is not MVUStage:
         raise HardwareError(f"graph {graph.name!r}: the convolution {unit.layer.name!r} of a "
                             f"residual unit needs the dense layout, not {cost.layout!r}")
-    h, w, c_in = graph.types[unit.stream].shape
+    c_in = graph.types[unit.stream].shape[-1]
     t = graph.types[unit.add.name]
-    g = unit.window
     return ResidualStage(name=sanitize(unit.add.name, "res", names), node=unit.add.name,
                          in_elems=c_in, in_bits=t.bits, out_elems=mvu.pe, out_bits=t.bits,
                          thresholds=tuple(int(v) for v in unit.sign.thresholds),
@@ -354,7 +353,7 @@ def _residual_stage(graph: Graph, unit: ResidualUnit, cost: LayerCost, model: Re
                          mult=tuple(int(v) for v in unit.requant.mult),
                          bias=tuple(int(v) for v in unit.requant.bias),
                          shift=unit.requant.shift,
-                         skip_depth=skip_fifo_min(h, w, g.kernel, g.stride, g.pad) + SKIP_SLACK)
+                         skip_depth=unit.skip_depth)
 
 
 def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
