@@ -39,6 +39,9 @@ def _choose_folding(args: argparse.Namespace, graph):
             max_brams = board.brams
     budget = max_luts is not None or (max_brams is not None and args.target_fps is None)
     chosen = [bool(args.folding), args.target_fps is not None, budget]
+    if args.folding and getattr(args, "two_frames", False):
+        raise ValueError("--two-frames goes with --target-fps or a budget; a folding file says "
+                         'each layer\'s "frames" itself')
     if sum(chosen) != 1 or (args.folding and max_brams is not None):
         raise ValueError("give exactly one of --target-fps F (with an optional --max-brams N), "
                          "--max-luts/--max-brams N, or --folding FILE"
@@ -57,7 +60,8 @@ def _choose_folding(args: argparse.Namespace, graph):
         clock = args.clock_mhz if args.clock_mhz is not None else \
             board.clock_mhz if board is not None else 100.0
         common = dict(clock_mhz=clock, device=board.family if board is not None else
-                      args.family or "ecp5", allow_padding=getattr(args, "allow_padding", False))
+                      args.family or "ecp5", allow_padding=getattr(args, "allow_padding", False),
+                      two_frame=getattr(args, "two_frames", False))
         if args.target_fps is not None:
             folding = fold_for_fps(graph, args.target_fps, max_brams=max_brams, **common)
         else:

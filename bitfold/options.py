@@ -145,6 +145,10 @@ def folding_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-brams", type=int, metavar="N",
                    help="block RAM budget; with --target-fps, the blocks a design may use (spare "
                         "ones then hold weights Yosys would build from LUTs)")
+    p.add_argument("--two-frames", action="store_true",
+                   help="let dense layers compute two frames a pass, each weight read once for "
+                        "both (twice the lanes, half the weight reads: for frame rates whose "
+                        "weight reads outrun the block RAMs)")
     p.add_argument("--folding", metavar="FILE",
                    help="a folding.json (written by bitfold fold or by hand), checked and costed")
     p.add_argument("--board", metavar="NAME",

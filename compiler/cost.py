@@ -125,6 +125,7 @@ __all__ = [
     "stream_costs",
     "stream_features",
     "top_features",
+    "two_frames",
 ]
 
 
@@ -228,10 +229,11 @@ def mvu_layers(graph: Graph) -> list[LayerShape]:
 
 
 def mvu_features(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
-                 layout: str | None = None, block_pes: int = 0) -> dict[str, Counter]:
+                 layout: str | None = None, block_pes: int = 0,
+                 frames: int = 1) -> dict[str, Counter]:
     """The features of a layer's components at a folding: ``{"mvu": ..., "swu": ...}``."""
     layout = layout or layouts(layer)[0]
-    f, _, _, _, in_elems = mvu_unit(layer, pe, simd, layout, model, block_pes)
+    f, _, _, _, in_elems = mvu_unit(layer, pe, simd, layout, model, block_pes, frames)
     out = {"mvu": f}
     if layer.conv:
         h, w, c, k, s, p = layer.window
@@ -258,8 +260,18 @@ def block_ram_pes(layer: LayerShape, pe: int, simd: int, layout: str,
     return weight_memory_kind(depth, model.lutrom_max_depth) == "bram"
 
 
+def two_frames(layer: LayerShape, pe: int, simd: int, layout: str) -> bool:
+    """Whether the layer may compute two frames a pass at ``(pe, simd)`` (hw.frames): a
+    dense layer (the dense or mask layout) with two neuron folds or more (the second frame
+    streams in during the pass) and two input folds or more (both frames' results stream
+    out), and an even pass, so that a frame takes whole cycles."""
+    nf, sf = math.ceil(layer.mh / pe), math.ceil(layer.mw / simd)
+    return (not layer.conv and layout in ("dense", "mask") and nf >= 2 and sf >= 2
+            and nf * sf % 2 == 0)
+
+
 def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
-               layout: str | None = None, block_pes: int = 0) -> LayerCost:
+               layout: str | None = None, block_pes: int = 0, frames: int = 1) -> LayerCost:
     """Cycles and resources of ``layer`` at ``(pe, simd)`` (its MVU, and a convolution's
     sliding window); legality is checked elsewhere.
 
@@ -274,7 +286,11 @@ def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
     if block_pes and not (0 <= block_pes <= pe and block_ram_pes(layer, pe, simd, layout, model)):
         raise ValueError(f"layer {layer.name!r}: block_pes={block_pes} needs 0..{pe} PEs of a "
                          f"binary or mask unit whose weights are deeper than a LUT ROM")
-    f, brams, kind, buffer_bits, in_elems = mvu_unit(layer, pe, simd, layout, model, block_pes)
+    if frames not in (1, 2) or (frames == 2 and not two_frames(layer, pe, simd, layout)):
+        raise ValueError(f"layer {layer.name!r}: frames={frames} needs a dense layer with an "
+                         f"even NF * SF, NF >= 2 and SF >= 2")
+    f, brams, kind, buffer_bits, in_elems = mvu_unit(layer, pe, simd, layout, model, block_pes,
+                                                     frames)
     luts, ffs = component_cost(model.name, "mvu", f)
     if layer.conv:
         h, w, c, k, s, p = layer.window
@@ -286,7 +302,8 @@ def layer_cost(layer: LayerShape, pe: int, simd: int, model: ResourceModel,
     g = MvuGeometry.of(layer, pe, simd, layout, model)
     return LayerCost(
         name=layer.name, pe=pe, simd=simd, mh=layer.mh, mw=layer.mw, nf=g.nf, sf=g.sf,
-        pixels=layer.pixels, cycles=g.nf * g.sf * g.passes * layer.pixels, luts=luts, ffs=ffs,
+        pixels=layer.pixels, cycles=g.nf * g.sf * g.passes * layer.pixels // frames, luts=luts,
+        ffs=ffs,
         brams=brams, weight_bits=g.bits, weight_memory=kind, acc_bits=layer.acc_bits,
         buffer_bits=buffer_bits, layout=layout, in_elems=in_elems, out_elems=pe,
-        block_pes=block_pes)
+        block_pes=block_pes, frames=frames)

@@ -124,6 +124,7 @@ class LayerCost:
     in_elems: int = 0  # elements per input word of the unit (a convolution's window feeds it)
     out_elems: int = 0  # elements per output word (PE)
     block_pes: int = 0  # PEs whose weights are forced into block RAM (:func:`block_ram_pes`)
+    frames: int = 1  # frames computed in one pass, each weight word read once for them all
 
 
 @dataclass(frozen=True)

@@ -99,10 +99,10 @@ def _gather_inputs(layer: LayerShape, simd: int) -> list[int]:
     return out
 
 
-def _input(f: Counter, layer: LayerShape, g: MvuGeometry,
-           model: ResourceModel) -> tuple[int, int, int]:
-    """The input: a register, a two-bank buffer (index: registers), or serial's one bank.
-    Returns ``(block RAMs, buffer bits, input elements)``."""
+def _input(f: Counter, layer: LayerShape, g: MvuGeometry, model: ResourceModel,
+           frames: int = 1) -> tuple[int, int, int]:
+    """The input: a register, a two-bank buffer (index: registers; two frames: one per
+    frame), or serial's one bank. Returns ``(block RAMs, buffer bits, input elements)``."""
     b, nf, sf = layer.input_bits, g.nf, g.sf
     x_bits = g.in_elems * b
     brams, buffer_bits, in_elems = 0, 0, g.in_elems
@@ -123,15 +123,19 @@ def _input(f: Counter, layer: LayerShape, g: MvuGeometry,
     elif nf == 1:
         f["ff_copy"] += x_bits
     else:
-        brams += add_memory(f, memory_map(2 << lb(sf), x_bits, model, rom=False))
+        for _ in range(frames):
+            brams += add_memory(f, memory_map(2 << lb(sf), x_bits, model, rom=False))
         add_counter(f, sf)
         f["ff_ctrl"] += 4
-        buffer_bits = (2 << lb(sf)) * x_bits
+        buffer_bits = frames * (2 << lb(sf)) * x_bits
+        if frames == 2:  # the slot written, the banks' tags, the lone timer (hw.frames)
+            f["ff_ctrl"] += 8
+            add_counter(f, nf * sf + 1)
     return brams, buffer_bits, in_elems
 
 
 def _weights(f: Counter, layer: LayerShape, g: MvuGeometry, model: ResourceModel,
-             block_pes: int) -> tuple[int, int]:
+             block_pes: int, frames: int = 1) -> tuple[int, int]:
     """The weights; a LUT ROM's columns are functions of the address, and Yosys merges the
     equal ones (a 4-word ROM has 16 different columns at most). Returns ``(block RAMs,
     distinct columns)``."""
@@ -148,7 +152,7 @@ def _weights(f: Counter, layer: LayerShape, g: MvuGeometry, model: ResourceModel
             brams += add_memory(f, memory_map(g.depth, g.width - forced, model, rom=True))
     if g.layout not in ("index", "serial") and model.register_reads and \
             (g.kind == "bram" or g.nf > 1):
-        f["ff_copy"] += (0 if g.constant else distinct) + g.in_elems * layer.input_bits
+        f["ff_copy"] += (0 if g.constant else distinct) + frames * g.in_elems * layer.input_bits
         f["ff_ctrl"] += 3 + lb(g.nf)
     return brams, distinct
 
@@ -244,10 +248,10 @@ def _extras(f: Counter, layer: LayerShape, g: MvuGeometry, model: ResourceModel)
 
 
 def _back(f: Counter, layer: LayerShape, pe: int, nf: int, sf_passes: int,
-          model: ResourceModel, sub: bool, combine: int) -> int:
-    """Per-PE arithmetic after the trees, accumulators, thresholds and the output word;
-    return its block RAMs."""
-    a = layer.acc_bits
+          model: ResourceModel, sub: bool, combine: int, frames: int = 1) -> int:
+    """Per-PE arithmetic after the trees, accumulators, thresholds and the output word (of
+    each frame); return its block RAMs."""
+    a, rom_pe, pe = layer.acc_bits, pe, pe * frames
     if sub:  # 2 sum(w & x) - sum(x)
         f["post"] += pe * a
         f["chains"] += pe
@@ -269,14 +273,31 @@ def _back(f: Counter, layer: LayerShape, pe: int, nf: int, sf_passes: int,
         f["ff_pack"] += pe
         f["ff_ctrl"] += 1
         if nf > 1:  # read synchronously: a block RAM when deeper than a LUT ROM (hw.mvu)
-            brams += add_memory(f, memory_map(nf, pe * layer.threshold_bits, model, rom=True,
+            brams += add_memory(f, memory_map(nf, rom_pe * layer.threshold_bits, model, rom=True,
                                               block=rom_in_block_ram(nf, model.lutrom_max_depth)))
     return brams
 
 
-def _credits(f: Counter, layer: LayerShape, g: MvuGeometry, model: ResourceModel) -> int:
+def _out_bits(layer: LayerShape, pe: int) -> int:
+    return pe if layer.output == "threshold" else pe * layer.acc_bits
+
+
+def _unpair(f: Counter, layer: LayerShape, g: MvuGeometry, model: ResourceModel) -> int:
+    """A two-frame unit's output (hw.frames.Unpair): two banks of NF words of both frames;
+    its block RAMs."""
+    w = _out_bits(layer, g.pe)
+    brams = add_memory(f, memory_map(2 * g.nf, 2 * w, model, rom=False))
+    for _ in range(2):
+        add_counter(f, g.nf)
+    f["ff_ctrl"] += 11
+    f["mux"] += w  # the frame's half of the word
+    return brams
+
+
+def _credits(f: Counter, layer: LayerShape, g: MvuGeometry, model: ResourceModel,
+             frames: int = 1) -> int:
     """A fast fabric's unit stalls by credits (hw.mvu): its output FIFO; its block RAMs."""
-    out_bits = g.pe if layer.output == "threshold" else g.pe * layer.acc_bits
+    out_bits = frames * _out_bits(layer, g.pe) + 2 * (frames > 1)  # (lone, first)
     fifo, brams = fifo_features(out_bits, CREDITS, model)
     f.update(fifo)
     add_counter(f, CREDITS + 1)
@@ -286,31 +307,48 @@ def _credits(f: Counter, layer: LayerShape, g: MvuGeometry, model: ResourceModel
 
 
 def mvu_unit(layer: LayerShape, pe: int, simd: int, layout: str, model: ResourceModel,
-             block_pes: int = 0) -> tuple[Counter, int, str, int, int]:
+             block_pes: int = 0, frames: int = 1) -> tuple[Counter, int, str, int, int]:
     """Features, block RAMs, weight memory kind, buffer bits and input elements of an MVU;
-    the weights of its first ``block_pes`` PEs in a block RAM of their own."""
+    the weights of its first ``block_pes`` PEs in a block RAM of their own; ``frames``
+    computed in one pass (hw.frames: each frame's terms, trees and accumulators)."""
     f: Counter = Counter(one=1)
     g = MvuGeometry.of(layer, pe, simd, layout, model)
     bipolar = layer.input_bits == 1
     for n in (g.sf, g.nf, g.depth) + ((g.passes,) if g.serial else ()):
         add_counter(f, n)
-    f["ff_ctrl"] += 3 + lb(g.nf) + (lb(g.passes) if g.serial else 0)  # ctl1
-    brams, buffer_bits, in_elems = _input(f, layer, g, model)
-    weight_brams, distinct = _weights(f, layer, g, model, block_pes)
+    f["ff_ctrl"] += 3 + lb(g.nf) + (lb(g.passes) if g.serial else 0) + 2 * (frames > 1)  # ctl1
+    brams, buffer_bits, in_elems = _input(f, layer, g, model, frames)
+    weight_brams, distinct = _weights(f, layer, g, model, block_pes, frames)
     brams += weight_brams
-    paired = (not bipolar and layer.scheme == "binary" and layout == "dense" and
-              layer.output == "threshold" and pe >= PAIR_MIN_PE and simd >= 2)
-    if layout == "index":
-        _index_terms(f, layer, g)
-    elif layout == "group":
-        _group_terms(f, layer, g)
-    else:
-        _dense_terms(f, layer, g, model, paired, distinct)
-    _extras(f, layer, g, model)
+    f.update(_terms(layer, g, model, distinct, frames))
     sparse = layer.scheme == "sparse"
+    paired = _paired(layer, pe, simd, layout)
     shared = not bipolar and not sparse and not g.serial and layout == "dense" and not paired
     brams += _back(f, layer, pe, g.nf, g.sf * g.passes, model, sub=shared,
-                   combine=g.planes if layer.scheme == "composite" and not g.serial else 1)
+                   combine=g.planes if layer.scheme == "composite" and not g.serial else 1,
+                   frames=frames)
     if model.register_reads and layout in ("dense", "mask"):  # stalls by credits (hw.mvu)
-        brams += _credits(f, layer, g, model)
+        brams += _credits(f, layer, g, model, frames)
+    if frames > 1:
+        brams += _unpair(f, layer, g, model)
     return f, brams, g.kind, buffer_bits, in_elems
+
+
+def _paired(layer: LayerShape, pe: int, simd: int, layout: str) -> bool:
+    """Whether a multi-bit first layer takes its terms from shared input pairs (hw.pairs)."""
+    return (layer.input_bits > 1 and layer.scheme == "binary" and layout == "dense" and
+            layer.output == "threshold" and pe >= PAIR_MIN_PE and simd >= 2)
+
+
+def _terms(layer: LayerShape, g: MvuGeometry, model: ResourceModel, distinct: int,
+           frames: int) -> Counter:
+    """Every frame's terms and adder trees, and a domain or serial unit's extras."""
+    f: Counter = Counter()
+    if g.layout == "index":
+        _index_terms(f, layer, g)
+    elif g.layout == "group":
+        _group_terms(f, layer, g)
+    else:
+        _dense_terms(f, layer, g, model, _paired(layer, g.pe, g.simd, g.layout), distinct)
+    _extras(f, layer, g, model)
+    return Counter({k: v * frames for k, v in f.items()})

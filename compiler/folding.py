@@ -36,6 +36,10 @@ they go; wide, shallow ones it builds from LUTs. Given a block-RAM budget
 weights (:func:`fill_block_ram`): a layer's first ``block_pes`` PEs then have
 their weights in a block RAM of their own, most LUTs saved per block first.
 
+With ``two_frame``, a dense layer may also compute two frames a pass (``"frames": 2``,
+``hw/frames.py``): each weight word read once for both, twice the lanes, ``NF * SF / 2``
+cycles a frame; what a frame rate needs when the weights' reads outrun the block RAMs.
+
 A composite layer (``K`` binary planes) has two: ``"dense"`` (the default; the
 planes as ``K`` parallel lanes, ``NF * SF`` cycles per vector) and ``"serial"``
 (one set of lanes taking the planes one a cycle, ``NF * SF * K`` cycles, about
@@ -60,6 +64,7 @@ from .cost import (
     layouts,
     mvu_layers,
     other_stages,
+    two_frames,
 )
 from .errors import FoldingError
 from .folding_eval import (
@@ -94,25 +99,38 @@ FOLDING_FILE = "folding.json"
 class _Options:
     """A layer's legal foldings sorted by cycles, with the cheapest one up to each cycle count."""
 
-    def __init__(self, layer: LayerShape, model: ResourceModel, allow_padding: bool) -> None:
-        costs = [layer_cost(layer, pe, simd, model, layout)
+    def __init__(self, layer: LayerShape, model: ResourceModel, allow_padding: bool,
+                 two_frame: bool = False) -> None:
+        costs = [layer_cost(layer, pe, simd, model, layout, frames=frames)
                  for layout in layouts(layer)
                  for pe in legal_values(layer.mh, allow_padding)
                  for simd in legal_values(columns(layer, layout),
-                                          allow_padding and layout != "group")]
+                                          allow_padding and layout != "group")
+                 for frames in ((1, 2) if two_frame else (1,))
+                 if frames == 1 or two_frames(layer, pe, simd, layout)]
         costs.sort(key=lambda c: c.cycles)
         self.cycles = [c.cycles for c in costs]
         self.best: list[LayerCost] = []
         for c in costs:
-            key = (c.luts, c.brams, c.pe * c.simd, c.pe)
             if self.best:
                 prev = self.best[-1]
-                c = c if key < (prev.luts, prev.brams, prev.pe * prev.simd, prev.pe) else prev
+                c = c if _rank(c) < _rank(prev) else prev
             self.best.append(c)
 
     def cheapest(self, budget: int) -> LayerCost | None:
         i = bisect.bisect_right(self.cycles, budget)
         return self.best[i - 1] if i else None
+
+
+def _rank(c: LayerCost) -> tuple[int, ...]:
+    """The cheaper of two foldings at a cycle budget: fewer LUTs, block RAMs, lanes, PEs,
+    and one frame a pass before two."""
+    return (c.luts, c.brams, c.pe * c.simd * c.frames, c.pe, c.frames)
+
+
+def _pick(c: LayerCost) -> tuple:
+    """A layer's entry of :func:`evaluate_folding`'s ``choice``."""
+    return (c.pe, c.simd, c.layout, c.block_pes, c.frames)
 
 
 def _fold_at(graph, options, budget, max_brams: int | None = None, **kw) -> Folding | None:
@@ -121,7 +139,7 @@ def _fold_at(graph, options, budget, max_brams: int | None = None, **kw) -> Fold
         c = opt.cheapest(budget)
         if c is None:
             return None
-        picks[name] = (c.pe, c.simd, c.layout)
+        picks[name] = _pick(c)
     folding = evaluate_folding(graph, picks, **kw)
     return folding if max_brams is None else fill_block_ram(graph, folding, max_brams)
 
@@ -132,10 +150,10 @@ def fill_block_ram(graph: Graph, folding: Folding, max_brams: int) -> Folding:
     LUTs saved per block first, as many PEs of each as the spare blocks hold."""
     model = device_model(folding.device)
     shapes = {layer.name: layer for layer in mvu_layers(graph)}
-    picks = {c.name: (c.pe, c.simd, c.layout, c.block_pes) for c in folding.layers}
+    picks = {c.name: _pick(c) for c in folding.layers}
 
     def saving(c: LayerCost, k: int) -> tuple[int, int]:  # (LUTs saved, blocks added) at k PEs
-        new = layer_cost(shapes[c.name], c.pe, c.simd, model, c.layout, k)
+        new = layer_cost(shapes[c.name], c.pe, c.simd, model, c.layout, k, c.frames)
         return c.luts - new.luts, new.brams - c.brams
 
     gains = []
@@ -152,7 +170,7 @@ def fill_block_ram(graph: Graph, folding: Folding, max_brams: int) -> Folding:
             lo, hi = (mid, hi) if saving(c, mid)[1] <= spare else (lo, mid - 1)
         luts, blocks = saving(c, lo) if lo else (0, 0)
         if luts > 0:
-            picks[c.name] = (c.pe, c.simd, c.layout, lo)
+            picks[c.name] = (c.pe, c.simd, c.layout, lo, c.frames)
             spare -= blocks
     if all(picks[c.name][3] == c.block_pes for c in folding.layers):
         return folding
@@ -162,7 +180,7 @@ def fill_block_ram(graph: Graph, folding: Folding, max_brams: int) -> Folding:
 
 def fold_for_fps(graph: Graph, target_fps: float, clock_mhz: float = 100.0,
                  device: str = "ecp5", allow_padding: bool = False,
-                 max_brams: int | None = None) -> Folding:
+                 max_brams: int | None = None, two_frame: bool = False) -> Folding:
     """The cheapest folding reaching ``target_fps`` frames/s at ``clock_mhz``; with
     ``max_brams``, the blocks it leaves hold weights Yosys would build from LUTs
     (:func:`fill_block_ram`), and a folding needing more blocks is refused."""
@@ -179,7 +197,7 @@ def fold_for_fps(graph: Graph, target_fps: float, clock_mhz: float = 100.0,
                                f"{clock_mhz * 1e6 / stage.cycles:.6g} fps")
     options = {}
     for layer in mvu_layers(graph):
-        opt = _Options(layer, model, allow_padding)
+        opt = _Options(layer, model, allow_padding, two_frame)
         if opt.cycles[0] > budget:
             raise FoldingError(
                 f"{target_fps:g} fps at {clock_mhz:g} MHz allows {budget} cycles per frame, but "
@@ -199,12 +217,13 @@ def fold_for_fps(graph: Graph, target_fps: float, clock_mhz: float = 100.0,
 
 def fold_for_budget(graph: Graph, max_luts: int | None = None, max_brams: int | None = None,
                     clock_mhz: float = 100.0, device: str = "ecp5",
-                    allow_padding: bool = False) -> Folding:
+                    allow_padding: bool = False, two_frame: bool = False) -> Folding:
     """The fastest folding (smallest cycles per frame) whose estimate fits the budget."""
     if max_luts is None and max_brams is None:
         raise FoldingError("give a budget: max_luts and/or max_brams")
     model = device_model(device)
-    options = {layer.name: _Options(layer, model, allow_padding) for layer in mvu_layers(graph)}
+    options = {layer.name: _Options(layer, model, allow_padding, two_frame)
+               for layer in mvu_layers(graph)}
     floor = max([s.cycles for s in other_stages(graph, model)] +
                 [o.cycles[0] for o in options.values()])
     candidates = sorted({c for o in options.values() for c in o.cycles if c >= floor} | {floor})
@@ -229,7 +248,7 @@ def fold_for_budget(graph: Graph, max_luts: int | None = None, max_brams: int | 
 
 
 def trade_off(graph: Graph, clock_mhz: float = 100.0, device: str = "ecp5",
-              allow_padding: bool = False) -> list[Folding]:
+              allow_padding: bool = False, two_frame: bool = False) -> list[Folding]:
     """The cheapest folding at every reachable cycles-per-frame budget, fastest first.
 
     The same search as :func:`fold_for_budget` without a budget: one folding per
@@ -237,7 +256,8 @@ def trade_off(graph: Graph, clock_mhz: float = 100.0, device: str = "ecp5",
     """
     check_clock(clock_mhz)
     model = device_model(device)
-    options = {layer.name: _Options(layer, model, allow_padding) for layer in mvu_layers(graph)}
+    options = {layer.name: _Options(layer, model, allow_padding, two_frame)
+               for layer in mvu_layers(graph)}
     floor = max([s.cycles for s in other_stages(graph, model)] +
                 [o.cycles[0] for o in options.values()])
     budgets = sorted({c for o in options.values() for c in o.cycles if c >= floor} | {floor})
@@ -249,7 +269,7 @@ def trade_off(graph: Graph, clock_mhz: float = 100.0, device: str = "ecp5",
                            objective={"kind": "trade-off", "cycle_budget": budget})
         if folding is None:
             continue
-        key = tuple((c.pe, c.simd, c.layout) for c in folding.layers)
+        key = tuple(_pick(c) for c in folding.layers)
         if key not in seen:
             seen.add(key)
             out.append(folding)
@@ -265,7 +285,8 @@ def read_folding(path: str | Path, graph: Graph) -> Folding:
     """Read a folding (written by bitfold or by hand) and check it against ``graph``.
 
     Only ``layers[*].name/pe/simd`` (and a sparse or composite layer's optional ``layout``,
-    and ``block_pes``: how many of its PEs have their weights forced into block RAM) and the
+    ``block_pes``: how many of its PEs have their weights forced into block RAM, and
+    ``frames``: 1, or 2 frames a pass) and the
     optional ``clock_mhz``, ``device``, ``allow_padding`` are read; cycles and estimates
     are recomputed.
     """
@@ -284,7 +305,7 @@ def read_folding(path: str | Path, graph: Graph) -> Folding:
         raise FoldingError(f"{path}: layer {', '.join(map(repr, twice))} is given more than "
                            f"once; give each layer one entry")
     choice = {e["name"]: (e["pe"], e["simd"], e["layout"] if e.get("layout") not in (None, "dense")
-                          else None, e.get("block_pes", 0)) for e in layers}
+                          else None, e.get("block_pes", 0), e.get("frames", 1)) for e in layers}
     try:
         return evaluate_folding(graph, choice, doc.get("clock_mhz", 100.0),
                                 doc.get("device", "ecp5"), bool(doc.get("allow_padding", False)))
@@ -307,7 +328,8 @@ def folding_table(folding: Folding) -> str:
     for c in folding.layers:
         rows.append(f"{c.name:<14}{c.pe:>6}{c.simd:>6}{c.nf:>6}{c.sf:>6}{c.cycles:>10}{c.luts:>8}"
                     f"{c.brams:>7}  {c.weight_bits} bits in {_where(c)}"
-                + (f" ({c.layout} layout)" if c.layout != "dense" else ""))
+                + (f" ({c.layout} layout)" if c.layout != "dense" else "")
+                + (f", {c.frames} frames a pass" if c.frames > 1 else ""))
     for s in folding.stages:
         rows.append(f"{s.name:<14}{'':>24}{s.cycles:>10}{s.luts:>8}{s.brams:>7}  {s.kind}")
     if folding.streams:

@@ -21,6 +21,7 @@ from .cost import (
     mvu_layers,
     other_stages,
     stream_costs,
+    two_frames,
 )
 from .errors import FoldingError
 from .ir import MVU_KINDS, Graph
@@ -158,7 +159,8 @@ def check_clock(clock_mhz: float) -> None:
 def evaluate_folding(graph: Graph, choice: dict[str, tuple], clock_mhz: float = 100.0,
                      device: str = "ecp5", allow_padding: bool = False,
                      objective: dict[str, Any] | None = None) -> Folding:
-    """Check ``{layer: (pe, simd)}`` (or ``(pe, simd, layout)``) against ``graph`` and cost it."""
+    """Check ``{layer: (pe, simd)}`` (or ``(pe, simd, layout[, block_pes[, frames]])``) against
+    ``graph`` and cost it."""
     residual_units(graph)  # a residual stream outside the units the hardware builds: refused
     check_clock(clock_mhz)
     model = device_model(device)
@@ -173,8 +175,13 @@ def evaluate_folding(graph: Graph, choice: dict[str, tuple], clock_mhz: float = 
         pe, simd, *rest = choice[layer.name]
         layout = rest[0] if rest else None
         block_pes = rest[1] if len(rest) > 1 else 0
+        frames = rest[2] if len(rest) > 2 else 1
         check_layer(layer, pe, simd, allow_padding, layout)
         layout = layout or layouts(layer)[0]
+        if frames != 1 and not (frames == 2 and two_frames(layer, pe, simd, layout)):
+            raise FoldingError(f"layer {layer.name!r}: frames={frames!r} is illegal; it is 1, "
+                               f"or 2 for a dense layer whose pe and simd leave two folds or "
+                               f"more each way and an even number of cycles (NF * SF)")
         if not (isinstance(block_pes, int) and not isinstance(block_pes, bool) and
                 (block_pes == 0 or (0 < block_pes <= pe and
                                     block_ram_pes(layer, pe, simd, layout, model)))):
@@ -182,7 +189,7 @@ def evaluate_folding(graph: Graph, choice: dict[str, tuple], clock_mhz: float = 
                                f"counts PEs (0..{pe}) whose weights go to block RAM, for a binary "
                                f"or mask layer whose weight memory is deeper than "
                                f"{model.lutrom_max_depth} words")
-        costs[layer.name] = layer_cost(layer, pe, simd, model, layout, block_pes)
+        costs[layer.name] = layer_cost(layer, pe, simd, model, layout, block_pes, frames)
     return Folding(graph.name, float(clock_mhz), model.name, allow_padding,
                    objective or {"kind": "manual"}, tuple(costs.values()),
                    tuple(other_stages(graph, model)), _fifos(graph, costs, model),

@@ -23,12 +23,10 @@ Thresholds are clamped to the accumulator's range (which leaves ``acc >= T``
 unchanged) and sized to it, and read from a synchronous ROM one stage ahead of
 the comparison.
 
-A domain layer (``offset``) has one more adder tree, shared by the ``pe``
-neurons, summing the input word's elements (bipolar: its bits), and each neuron
-adds ``offset_scale * sum_p + offset[n] * sum_x`` to its accumulator.
-
-The whole pipeline advances together (``en``) whenever its output register is
-empty or being read, so nothing is lost or duplicated under backpressure.
+What a domain, sparse or composite layer's weights mean is its encoding's
+(:mod:`.weights`); a two-frame unit (``frames=2``) is :mod:`.frames`'. The whole
+pipeline advances together (``en``) whenever its output register is empty or
+being read (or, with ``credit``, never stalls), so nothing is lost or duplicated.
 """
 
 from __future__ import annotations
@@ -51,6 +49,7 @@ from bitfold.compiler.memlayout import (
 )
 
 from .arith import adder_trees, as_signed, reg
+from .frames import FRAMES, Unpair, pair_banks
 from .inbuf import input_banks
 from .pairs import PAIR_MIN_PE, pair_correction, pair_terms
 from .ranges import LUTROM_MAX_DEPTH, check_accumulator
@@ -61,14 +60,6 @@ from .weights import BinaryWeights, UnitWeights
 __all__ = ["MVU"]
 
 ALWAYS = Const(1)
-
-
-class _Result:
-    """A result port the back end drives: ``valid`` and ``payload`` (a stream's, or a FIFO's
-    write side)."""
-
-    def __init__(self, valid: Signal, payload: Signal) -> None:
-        self.valid, self.payload = valid, payload
 
 
 class MVU(wiring.Component):
@@ -116,6 +107,10 @@ class MVU(wiring.Component):
         The deepest per-neuron ROM (thresholds) read from LUTs; deeper ones are block RAM
         (the device's ``ResourceModel.lutrom_max_depth``, as the cost model counts); also
         the deepest LUT-ROM weight memory when ``weight_memory`` is not given.
+    frames : int
+        2: each weight word serves two frames in flight (:mod:`.frames`): twice the lanes,
+        ``NF * SF`` cycles per two frames; needs the dense layout, ``NF >= 2`` and
+        ``SF >= 2`` (the input and output streams carry one frame at a time).
 
     The index, group and serial layouts (:mod:`.index_mvu`, :mod:`.group_mvu`,
     :mod:`.serial_mvu`) are subclasses sharing this constructor: a layout says what
@@ -130,13 +125,14 @@ class MVU(wiring.Component):
     # (_pair_terms); per neuron, the paired terms' sum minus the true sum
     pair_correction: np.ndarray | None = None
     _credits: tuple[Value, Signal] | None = None  # (may issue, issues a fold's last word)
+    _roms: dict[str, list[Value]]  # the per-neuron ROMs built (fold_rom)
 
     def __init__(self, weights: UnitWeights | np.ndarray, pe: int, simd: int,
                  acc_shape: Shape, *, thresholds: np.ndarray | None = None, input_bits: int = 1,
                  bipolar: bool = True, levels_per_stage: int = 2,
                  weight_memory: str | None = None, register_reads: bool = True,
                  credit: bool = False, block_pes: int = 0,
-                 lutrom_max_depth: int = LUTROM_MAX_DEPTH) -> None:
+                 lutrom_max_depth: int = LUTROM_MAX_DEPTH, frames: int = 1) -> None:
         enc = weights if isinstance(weights, UnitWeights) else BinaryWeights(weights)
         check_positive(pe=pe, simd=simd, input_bits=input_bits, levels_per_stage=levels_per_stage)
         mh, mw = enc.shape
@@ -170,6 +166,11 @@ class MVU(wiring.Component):
             raise ValueError(f"block_pes={block_pes} needs 1..{pe} PEs of a one-plane unit "
                              f"whose weights are in block RAM, not {self.weight_memory!r}")
         self.block_pes = block_pes
+        bad_pair = frames == 2 and (self.LAYOUT != "dense" or min(self.nf, self.sf) < 2)
+        if frames not in FRAMES or bad_pair:
+            raise ValueError(f"frames must be 1, or 2 for the dense layout with NF >= 2 and "
+                             f"SF >= 2, not {frames!r} (NF={self.nf}, SF={self.sf})")
+        self.frames = frames
         out_shape = unsigned(pe) if thresholds is not None else unsigned(pe * acc_shape.width)
         super().__init__({
             "i_stream": In(stream.Signature(unsigned(self._input_elems() * input_bits))),
@@ -212,8 +213,12 @@ class MVU(wiring.Component):
 
     def fold_rom(self, m: Module, name: str, values, shape: Shape, nf: Value,
                  en: Value | None = None) -> list[Value]:
-        """Each lane's value for fold ``nf`` of a per-neuron ROM (:func:`.roms.fold_rom`)."""
-        return fold_rom(m, name, values, shape, nf, self.nf, self.pe, self.lutrom_max_depth, en)
+        """Each lane's value for fold ``nf`` of a per-neuron ROM (:func:`.roms.fold_rom`); built
+        once, as the frames of a two-frame unit read the same fold."""
+        if name not in self._roms:
+            self._roms[name] = fold_rom(m, name, values, shape, nf, self.nf, self.pe,
+                                        self.lutrom_max_depth, en)
+        return self._roms[name]
 
     def _threshold(self, m: Module, nf: Value, en: Value) -> list[Value]:
         """Each lane's threshold of the fold that is ``nf`` this cycle, from the next advance on."""
@@ -256,18 +261,23 @@ class MVU(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
+        self._roms: dict[str, list[Value]] = {}
+        o = self.o_stream
+        if self.frames == 2:  # both frames' words of a fold, then one frame at a time
+            m.submodules.unpair = unpair = Unpair(len(o.payload), self.nf)
+            wiring.connect(m, unpair.o_stream, wiring.flipped(o))
+            o = unpair.i_stream
         if not self.credit:
             self._credits = None
             en = Signal()
-            m.d.comb += en.eq(~self.o_stream.valid | self.o_stream.ready)
+            m.d.comb += en.eq(~o.valid | o.ready)
             lanes, ctl1 = self._front(m, en)
-            self._back(m, lanes, ctl1, en, self.o_stream)
+            self._back(m, lanes, ctl1, en, o)
             return m
         # credits: the datapath never stalls; the front issues a word only while every
         # result in flight has a place in the output FIFO
-        o = self.o_stream
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=len(o.payload), depth=CREDITS)
-        res = _Result(Signal(name="res_valid"), Signal(len(o.payload), name="res_payload"))
+        res = stream.Signature(unsigned(len(o.payload))).create(path=("res",))  # the FIFO's side
         pending = Signal(range(CREDITS + 1))  # results issued and not yet taken
         issue, issued_last = Signal(), Signal()
         taken = o.valid & o.ready
@@ -280,9 +290,9 @@ class MVU(wiring.Component):
         self._back(m, lanes, ctl1, Const(1), res)
         return m
 
-    def _ctl(self, active: Value, sf: Value, nf: Value) -> Value:
-        """Control word of one cycle: valid, first and last word of a fold, the fold."""
-        return Cat(active, sf == 0, sf == self.sf - 1, nf)
+    def _ctl(self, active: Value, sf: Value, nf: Value, *lone: Value) -> Value:
+        """A cycle's control: valid, a fold's first and last word, (frames=2: lone,) the fold."""
+        return Cat(active, sf == 0, sf == self.sf - 1, *lone, nf)
 
     def _front(self, m: Module, en: Value) -> tuple[list[list[Value]], Value]:
         """Fold counters, weights and inputs: every lane's terms and their control word.
@@ -298,10 +308,14 @@ class MVU(wiring.Component):
         sf = Signal(range(sf_n))
         nf = Signal(range(nf_n))
         addr = Signal(range(nf_n * sf_n))
+        lone: tuple[Value, ...] = ()
         if nf_n == 1:
             active = i.valid & issue
             m.d.comb += i.ready.eq(en & issue)
             x = reg(m, i.payload, en, "x_in")
+        elif self.frames == 2:
+            active, x, tag = pair_banks(m, i, en, sf, nf, sf_n, nf_n, issue)
+            lone = (tag,)  # Cat(lone, first): the pass' frames (hw.frames)
         else:
             active, x = input_banks(m, self.i_stream, en, sf, nf, self.sf, self.nf, issue)
         if issued_last is not None:  # a word that completes a fold: one result
@@ -314,16 +328,17 @@ class MVU(wiring.Component):
 
         # stage 1: weights and input word
         w = self._weights(m, addr, en)
-        ctl1 = reg(m, self._ctl(active, sf, nf), en, "ctl1", control=True)
+        ctl1 = reg(m, self._ctl(active, sf, nf, *lone), en, "ctl1", control=True)
         if self.register_reads and (self.weight_memory == "bram" or nf_n > 1):
             w, x = reg(m, w, en, "w_q"), reg(m, x, en, "x_q")  # a block RAM's slow output
             ctl1 = reg(m, ctl1, en, "ctl_q", control=True)
+        c = 3 + 2 * len(lone)  # the fold index stops here (the polarity ROM); the back end
+        xs = [x] if self.frames == 1 else [x[:len(x) // 2], x[len(x) // 2:]]  # counts its own
         if self.pair_correction is not None:
-            ctl = reg(m, reg(m, ctl1[:3], en, "ctl_pair", control=True), en, "ctl_term",
+            ctl = reg(m, reg(m, ctl1[:c], en, "ctl_pair", control=True), en, "ctl_term",
                       control=True)
-            return self._pair_terms(m, x, w, en), ctl
-        # the fold index stops here (the polarity ROM); the back end counts its own
-        return self._lanes(m, x, w, ctl1[3:3 + len(nf)]), ctl1[:3]
+            return [t for xf in xs for t in self._pair_terms(m, xf, w, en)], ctl
+        return [t for xf in xs for t in self._lanes(m, xf, w, ctl1[c:c + len(nf)])], ctl1[:c]
 
     def _acc_hw(self) -> Shape:
         """The accumulators' shape: the layer's, or a paired layer's shifted range."""
@@ -337,6 +352,14 @@ class MVU(wiring.Component):
         """Every lane's terms from shared input pairs (:func:`.pairs.pair_terms`)."""
         return pair_terms(m, x, w, en, self.pe, self.simd, self.input_bits)
 
+    def _frame_sums(self, m: Module, sums: list[Value], nfi: Value) -> list[Value]:
+        """One frame's values for its accumulators, from its lanes' sums."""
+        if self.shared_input_sum:  # sum(w ? x : -x) = 2 sum(w & x) - sum(x)
+            x_sum = as_signed(sums[-1])
+            sums = [(as_signed(v) << 1) - x_sum for v in sums[:-1]] + \
+                ([sums[-1]] if self.enc.KEEPS_INPUT_SUM else [])
+        return self._combine(m, sums, nfi)
+
     def _back(self, m: Module, lanes: list[list[Value]], ctl1: Value, en: Value, o) -> None:
         """Adder trees, accumulation over ``SF`` cycles, thresholds, the output register."""
         sums, ctl = self._tree(m, lanes, ctl1, en)
@@ -346,11 +369,9 @@ class MVU(wiring.Component):
         if self.nf > 1:
             with m.If(en & valid & last):
                 m.d.sync += nfi.eq(nfi_next)
-        if self.shared_input_sum:  # sum(w ? x : -x) = 2 sum(w & x) - sum(x)
-            x_sum = as_signed(sums[-1])
-            sums = [(as_signed(v) << 1) - x_sum for v in sums[:-1]] + \
-                ([sums[-1]] if self.enc.KEEPS_INPUT_SUM else [])
-        sums = self._combine(m, sums, nfi)
+        per = len(sums) // self.frames  # each frame's lanes, then the next frame's
+        sums = [v for f in range(self.frames)
+                for v in self._frame_sums(m, sums[f * per:(f + 1) * per], nfi)]
         # after a fold's last word the accumulators hold its totals until the next `en`
         accs = []
         for p, s in enumerate(sums):
@@ -359,10 +380,11 @@ class MVU(wiring.Component):
                 m.d.sync += acc.eq(Mux(first, 0, acc) + s)
             accs.append(acc)
         done = reg(m, valid & last, en, "done", control=True)
+        lone = [reg(m, ctl[3:5], en, "tag")] if self.frames == 2 else []  # beside `done`
 
         if self.thresholds is None:
             m.d.comb += [o.valid.eq(done),
-                         o.payload.eq(Cat(*[a[:self.acc_shape.width] for a in accs]))]
+                         o.payload.eq(Cat(*[a[:self.acc_shape.width] for a in accs], *lone))]
             return
         if self.register_reads and self.nf > 1:
             # read ahead (the fold this cycle leaves accumulating) and register the word: the
@@ -373,5 +395,6 @@ class MVU(wiring.Component):
         else:
             thr = self._threshold(m, nfi, en)  # read with the totals, ready beside them
         out_valid = reg(m, done, en, "out_valid", control=True)
-        out_bits = reg(m, Cat(*[a >= th for a, th in zip(accs, thr, strict=True)]), en, "out_bits")
+        out_bits = reg(m, Cat(*[a >= thr[p % self.pe] for p, a in enumerate(accs)], *lone), en,
+                       "out_bits")
         m.d.comb += [o.valid.eq(out_valid), o.payload.eq(out_bits)]

@@ -252,7 +252,7 @@ def _unit_fields(graph: Graph, link: _LayerLink, cost: LayerCost, weights: np.nd
         acc_bits=t_acc.bits, acc_signed=t_acc.signed, input_bits=1 if t.bipolar else t.bits,
         bipolar=t.bipolar, thresholds=None, weight_memory=cost.weight_memory,
         register_reads=model.register_reads, credit=model.register_reads,
-        block_pes=cost.block_pes, lutrom_max_depth=model.lutrom_max_depth)
+        block_pes=cost.block_pes, lutrom_max_depth=model.lutrom_max_depth, frames=cost.frames)
     params = node.encoding.unit_params(weights, t)
     fields["unit"] = unit_weights(params.pop("weights"), params.pop("polarity", None),
                                   params.pop("plane_scale", None), params.pop("offset", None),
@@ -395,4 +395,5 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
                 stages=tuple(stages), classes=classes, score_bits=graph.types[score.name].bits,
                 class_bits=class_bits(classes), cycles_per_frame=folding.cycles_per_frame,
                 folding={c.name: {"pe": c.pe, "simd": c.simd, "nf": c.nf, "sf": c.sf,
-                                  "cycles": c.cycles} for c in folding.layers})
+                                  "frames": c.frames, "cycles": c.cycles}
+                         for c in folding.layers})

@@ -181,6 +181,7 @@ class MVUStage(Stage):
     credit: bool = False
     block_pes: int = 0
     lutrom_max_depth: int = 16  # the device's (ResourceModel.lutrom_max_depth)
+    frames: int = 1  # frames a pass (hw.frames)
 
     def __post_init__(self) -> None:
         if not isinstance(self.unit, self.UNIT):
@@ -198,10 +199,11 @@ class MVUStage(Stage):
                    input_bits=self.input_bits, bipolar=self.bipolar,
                    weight_memory=self.weight_memory, register_reads=self.register_reads,
                    credit=self.credit, block_pes=self.block_pes,
-                   lutrom_max_depth=self.lutrom_max_depth)
+                   lutrom_max_depth=self.lutrom_max_depth, frames=self.frames)
 
     def describe(self) -> dict[str, Any]:
-        return {"weight_memory": self.weight_memory, "layout": self.layout}
+        return {"weight_memory": self.weight_memory, "layout": self.layout,
+                **({"frames": self.frames} if self.frames > 1 else {})}
 
     def _weight_memory(self) -> MemorySpec:
         mh, mw = self.unit.shape

@@ -166,10 +166,13 @@ class Scoreboard:
 
 
 def steady_cycles_per_frame(out_cycles: list[int], skip: int = 2) -> float | None:
-    """Mean cycles between consecutive results after the first ``skip``; ``None`` if too few."""
+    """Mean cycles between consecutive results after the first ``skip``, over an even number
+    of intervals (a unit computing two frames a pass sends them in pairs); ``None`` if too
+    few."""
     t = out_cycles[skip:]
     if len(t) < 2:
         return None
+    t = t[(len(t) - 1) % 2:] if len(t) > 2 else t
     return (t[-1] - t[0]) / (len(t) - 1)
 
 

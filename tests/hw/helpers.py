@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bitfold.compiler.cost import columns, layouts, mvu_layers
+from bitfold.compiler.cost import columns, layouts, mvu_layers, two_frames
 from bitfold.compiler.encodings import Binary, Composite, Domain, Sparse
 from bitfold.compiler.folding import Folding, evaluate_folding, legal_values
 from bitfold.compiler.ir import (
@@ -23,11 +23,12 @@ from bitfold.hw.weights import unit_weights
 
 
 def random_folding(graph: Graph, rng: np.random.Generator, index: float = 0.0,
-                   group: float = 0.0) -> Folding:
+                   group: float = 0.0, frames: float = 0.0) -> Folding:
     """A random legal (unpadded) folding of every binary layer.
 
     A sparse layer takes the index layout with probability ``index``, else its group
-    layout (when it has one) with probability ``group``.
+    layout (when it has one) with probability ``group``; a layer that may compute two
+    frames a pass does so with probability ``frames``.
     """
     choice = {}
     for layer in mvu_layers(graph):
@@ -37,8 +38,11 @@ def random_folding(graph: Graph, rng: np.random.Generator, index: float = 0.0,
         elif layer.scheme == "sparse" and layer.group and rng.random() < group:
             layout = "group"
         cols = columns(layer, layout or layouts(layer)[0])
-        choice[layer.name] = (int(rng.choice(legal_values(layer.mh, False))),
-                              int(rng.choice(legal_values(cols, False))), layout)
+        pe, simd = (int(rng.choice(legal_values(layer.mh, False))),
+                    int(rng.choice(legal_values(cols, False))))
+        two = frames and two_frames(layer, pe, simd, layout or layouts(layer)[0]) and \
+            rng.random() < frames
+        choice[layer.name] = (pe, simd, layout, 0, 2 if two else 1)
     return evaluate_folding(graph, choice)
 
 
