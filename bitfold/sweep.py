@@ -49,7 +49,8 @@ def sweep(build: str | Path, device: str = "ecp5", clock_mhz: float = 100.0,
            "layers": [c.name for c in foldings[0].layers], "designs": rows}
     if (build / "folding.json").is_file():
         own = read_json(build / "folding.json")
-        choice = {c["name"]: (c["pe"], c["simd"], c.get("layout")) for c in own["layers"]}
+        choice = {c["name"]: (c["pe"], c["simd"], c.get("layout"), c.get("block_pes", 0),
+                              c.get("frames", 1)) for c in own["layers"]}
         costed = evaluate_folding(graph, choice, clock_mhz, device,
                                   own.get("allow_padding", False))
         doc["current"] = {"folding": [[c.pe, c.simd] for c in costed.layers],

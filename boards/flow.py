@@ -38,7 +38,7 @@ import numpy as np
 from bitfold.artifacts import held_signals, replaced_dir, write_json
 from bitfold.compiler.cost import DEVICES, board_top_cost
 from bitfold.compiler.cost_stages import join_multipliers
-from bitfold.compiler.folding import Folding, evaluate_folding, fold_for_budget
+from bitfold.compiler.folding import Folding, evaluate_folding, fold_for_budget, folding_choice
 from bitfold.compiler.ir import Graph
 from bitfold.processes import first_error, group
 
@@ -116,8 +116,7 @@ def check_fits(graph: Graph, folding: Folding, board: Board) -> Folding:
     Returns the re-costed folding. Raises :class:`BoardFitError` naming the
     exceeded limit and the fastest folding that fits (from ``fold_for_budget``).
     """
-    choice = {c.name: (c.pe, c.simd, c.layout, c.block_pes) for c in folding.layers}
-    costed = evaluate_folding(graph, choice, board.clock_mhz, board.family,
+    costed = evaluate_folding(graph, folding_choice(folding), board.clock_mhz, board.family,
                               folding.allow_padding)
     top = board_top_cost(graph, {c.name: c for c in costed.layers}, DEVICES[board.family])
     luts, brams = costed.total("luts") + top.luts, costed.total("brams") + top.brams

@@ -84,6 +84,7 @@ __all__ = [
     "check_layer",
     "evaluate_folding",
     "fill_block_ram",
+    "folding_choice",
     "fold_for_budget",
     "trade_off",
     "fold_for_fps",
@@ -133,6 +134,11 @@ def _pick(c: LayerCost) -> tuple:
     return (c.pe, c.simd, c.layout, c.block_pes, c.frames)
 
 
+def folding_choice(folding: Folding) -> dict[str, tuple]:
+    """``folding``'s choice per layer, as :func:`evaluate_folding` takes it (to re-cost it)."""
+    return {c.name: _pick(c) for c in folding.layers}
+
+
 def _fold_at(graph, options, budget, max_brams: int | None = None, **kw) -> Folding | None:
     picks = {}
     for name, opt in options.items():
@@ -150,7 +156,7 @@ def fill_block_ram(graph: Graph, folding: Folding, max_brams: int) -> Folding:
     LUTs saved per block first, as many PEs of each as the spare blocks hold."""
     model = device_model(folding.device)
     shapes = {layer.name: layer for layer in mvu_layers(graph)}
-    picks = {c.name: _pick(c) for c in folding.layers}
+    picks = folding_choice(folding)
 
     def saving(c: LayerCost, k: int) -> tuple[int, int]:  # (LUTs saved, blocks added) at k PEs
         new = layer_cost(shapes[c.name], c.pe, c.simd, model, c.layout, k, c.frames)

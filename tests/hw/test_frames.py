@@ -180,3 +180,14 @@ def test_a_partner_begun_early_waits_for_the_lone_pass_and_keeps_its_place() -> 
     sim.run()
     assert seen_at_pause == [4]  # frame 0 came out alone during the pause
     assert _elems(got, 2, 1) == (acc >= thresholds).astype(int).ravel().tolist()
+
+
+def test_a_board_fit_check_keeps_two_frames() -> None:
+    from bitfold.boards.flow import check_fits
+    from bitfold.boards.targets import get_board
+
+    graph = small_mlp()
+    folding = evaluate_folding(graph, {"fc0": (2, 4, None, 0, 2), "fc1": (1, 2, None, 0, 2)})
+    costed = check_fits(graph, folding, get_board("ulx3s-85f"))
+    assert [c.frames for c in costed.layers] == [2, 2]
+    assert costed.cycles_per_frame == folding.cycles_per_frame == 8
