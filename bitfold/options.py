@@ -34,33 +34,10 @@ def score_bits_option(p: argparse.ArgumentParser) -> None:
                    help="signed width of the integer class scores (default: 32)")
 
 
-def train_options(p: argparse.ArgumentParser, run: bool = False) -> list[argparse.Action]:
-    """The training options of ``train``, ``run`` and ``ablate``; returns the actions added."""
-    from bitfold.train.catalog import DATASETS, MODEL_NAMES, OPTIMIZERS, SCHEDULES
-
-    actions: list[argparse.Action] = []
-    add = _adder(p.add_argument_group("model and data"), actions)
-    add("--model", default="mlp-digits", choices=MODEL_NAMES,
-        help="network (default: mlp-digits); resnet18 and hourglass train but are not "
-             "lowered to hardware")
-    add("--dataset", default="digits", choices=DATASETS,
-        help="digits is embedded; mnist, fashion-mnist, cifar10 and npz (your own: "
-             "train.npz and test.npz with uint8 x and class indices y) read --data-dir")
-    add("--data-dir", help="folder holding the dataset's files")
-    add("--dropout", type=float, help="dropout probability on the input of every binary layer "
-        "but the first (default: the recipe's)")
-    add("--input-dropout", type=float, metavar="P",
-        help="dropout probability on the input pixels, MLPs only (default: the recipe's)")
-    add("--input-bits", type=int, metavar="B",
-        help="1: binarize the input inside the network (+1 where pixel >= "
-             "--input-threshold, else -1; FINN's SFC/LFC), so the first layer is an "
-             "XNOR-popcount layer too; default: the data set's multi-bit pixels"
-             + ("; with --import: the pixels are 0 .. 2**B - 1 (default: 8)"
-                if run else ""))
-    add("--input-threshold", type=int, metavar="T",
-        help="with --input-bits 1: the smallest pixel that becomes +1 (default: half "
-             "the data set's full scale, rounded up: 128 for 8-bit images, 8 for the "
-             "digits' 0..16)")
+def _optimization_options(p: argparse.ArgumentParser, actions: list[argparse.Action]):
+    """The "optimization" group of :func:`train_options` (the options a recipe sets); returns
+    its adder, for the options that follow in the group."""
+    from bitfold.train.catalog import OPTIMIZERS, SCHEDULES
     from bitfold.train.recipes import describe
 
     add = _adder(p.add_argument_group(
@@ -85,6 +62,44 @@ def train_options(p: argparse.ArgumentParser, run: bool = False) -> list[argpars
     add("--loss", choices=("cross-entropy", "squared-hinge"), help="[cross-entropy]")
     add("--clip", type=float, metavar="C",
         help="clamp dense latent weights to [-C, C] after every step; 0: off [0]")
+    add("--latent-penalty", type=float, metavar="P",
+        help="add P * mean(relu(|W| - 1)^2) per binary layer to the loss, W the real weight "
+             "before binarization (a factorization's reconstruction); 0: off [0]")
+    add("--dense-start", type=float, metavar="M",
+        help="a factorized run first trains the dense parametrization, M x --epochs epochs "
+             "with the dense recipe (into OUT/dense), then starts from it as --init-from "
+             "would; 0: off [0]")
+    return add
+
+
+def train_options(p: argparse.ArgumentParser, run: bool = False) -> list[argparse.Action]:
+    """The training options of ``train``, ``run`` and ``ablate``; returns the actions added."""
+    from bitfold.train.catalog import DATASETS, MODEL_NAMES
+
+    actions: list[argparse.Action] = []
+    add = _adder(p.add_argument_group("model and data"), actions)
+    add("--model", default="mlp-digits", choices=MODEL_NAMES,
+        help="network (default: mlp-digits); resnet18 and hourglass train but are not "
+             "lowered to hardware")
+    add("--dataset", default="digits", choices=DATASETS,
+        help="digits is embedded; mnist, fashion-mnist, cifar10 and npz (your own: "
+             "train.npz and test.npz with uint8 x and class indices y) read --data-dir")
+    add("--data-dir", help="folder holding the dataset's files")
+    add("--dropout", type=float, help="dropout probability on the input of every binary layer "
+        "but the first (default: the recipe's)")
+    add("--input-dropout", type=float, metavar="P",
+        help="dropout probability on the input pixels, MLPs only (default: the recipe's)")
+    add("--input-bits", type=int, metavar="B",
+        help="1: binarize the input inside the network (+1 where pixel >= "
+             "--input-threshold, else -1; FINN's SFC/LFC), so the first layer is an "
+             "XNOR-popcount layer too; default: the data set's multi-bit pixels"
+             + ("; with --import: the pixels are 0 .. 2**B - 1 (default: 8)"
+                if run else ""))
+    add("--input-threshold", type=int, metavar="T",
+        help="with --input-bits 1: the smallest pixel that becomes +1 (default: half "
+             "the data set's full scale, rounded up: 128 for 8-bit images, 8 for the "
+             "digits' 0..16)")
+    add = _optimization_options(p, actions)
     add("--seed", type=int, default=0,
         help="seed of initialization, data order, augmentation and dropout (default: 0); "
              "the same seed and thread count repeat bit-identically")

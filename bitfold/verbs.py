@@ -38,7 +38,8 @@ def _config(args: argparse.Namespace, **overrides):
         input_bits=getattr(args, "input_bits", None),
         input_threshold=getattr(args, "input_threshold", None),
         **{name: getattr(args, name, None)  # unset: the recipe's (bitfold.train.recipes)
-           for name in ("input_dropout", "loss", "clip", "alpha_lr", "bn_lr", "warmup")},
+           for name in ("input_dropout", "loss", "clip", "alpha_lr", "bn_lr", "warmup",
+                        "latent_penalty", "dense_start")},
     )
     fields.update(overrides)
     return TrainConfig(**fields)

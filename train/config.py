@@ -18,7 +18,12 @@ LOSSES = ("cross-entropy", "squared-hinge")
 
 # Fields added with the recipes: a config.json written before them lacks them and was
 # trained as LEGACY says.
-_LATER_FIELDS = ("input_dropout", "loss", "clip", "alpha_lr", "bn_lr", "warmup")
+_LATER_FIELDS = ("input_dropout", "loss", "clip", "alpha_lr", "bn_lr", "warmup", "latent_penalty",
+                 "dense_start")
+# Left out of the saved dict at these values, so the runs that do not use them write the
+# config.json they wrote before the field.
+_OMITTED_AT = {"input_bits": None, "input_threshold": None, "latent_penalty": 0.0,
+               "dense_start": 0.0}
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class TrainConfig:
     alpha_lr: float | None = None
     bn_lr: float | None = None
     warmup: int | None = None
+    latent_penalty: float | None = None
+    dense_start: float | None = None
     init_from: str | None = None
     device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +106,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be in [0, 1), not {value!r}")
         if self.clip is not None and self.clip < 0:
             raise ValueError(f"clip must be 0 (off) or positive, not {self.clip!r}")
+        if self.latent_penalty is not None and self.latent_penalty < 0:
+            raise ValueError(f"latent_penalty must be 0 (off) or positive, not "
+                             f"{self.latent_penalty!r}")
+        if self.dense_start is not None and self.dense_start < 0:
+            raise ValueError(f"dense_start must be 0 (off) or a positive multiple of epochs, not "
+                             f"{self.dense_start!r}")
+        if self.dense_start and self.param == "dense":
+            raise ValueError("--dense-start trains a dense phase before a factorized run; "
+                             "with --param dense give it 0 or leave it out")
         if self.warmup is not None and self.warmup < 0:
             raise ValueError(f"warmup must be 0 or more epochs, not {self.warmup!r}")
         check_quantizer(self.quantizer, self.sparsity, self.bases, self.low_rank)
@@ -126,8 +142,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        for name in ("input_bits", "input_threshold"):  # absent unless set: older runs unchanged
-            if out[name] is None:
+        for name, value in _OMITTED_AT.items():  # absent unless set: older runs unchanged
+            if out[name] == value:
                 del out[name]
         return out
 

@@ -1,5 +1,5 @@
 """Optimization pieces of the training loop: parameter groups, optimizer, schedule, warm-up,
-latent-weight clipping and the classification losses."""
+latent-weight clipping, the latent-range penalty and the classification losses."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import TrainConfig
+from .quant import BinarizeWeight
 
-__all__ = ["clip_params", "loss_fn", "make_optimizer", "make_scheduler", "param_groups", "replan",
-           "warmup_factor"]
+__all__ = ["LatentPenalty", "clip_params", "loss_fn", "make_optimizer", "make_scheduler",
+           "param_groups", "replan", "warmup_factor"]
 
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -73,6 +74,37 @@ def clip_params(model: nn.Module) -> list[Tensor]:
     and scales are not clipped)."""
     return [p for name, p in model.named_parameters()
             if name.endswith("parametrizations.weight.original")]
+
+
+class LatentPenalty:
+    """``--latent-penalty P``: ``P * sum_l mean(relu(|W_l| - 1) ** 2)`` over the binary layers.
+
+    ``W_l`` is the real weight each binarization link receives (a factorization's
+    reconstruction, or a dense latent weight), caught by a forward hook as the training
+    forward builds it, so nothing is reconstructed twice. The weight's straight-through
+    gradient is zero where ``|W| > 1``; a dense latent weight is kept inside by ``--clip 1``,
+    a reconstruction cannot be clamped, so this pulls it back instead. Only forwards with
+    gradients enabled are caught (not the evaluation).
+    """
+
+    def __init__(self, model: nn.Module, weight: float) -> None:
+        self.weight = weight
+        self.terms: list[Tensor] = []
+        self.handles = [m.register_forward_hook(self._catch) for m in model.modules()
+                        if isinstance(m, BinarizeWeight)]
+
+    def _catch(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        if torch.is_grad_enabled():
+            self.terms.append(torch.relu(inputs[0].abs() - 1.0).square().mean())
+
+    def take(self) -> Tensor | float:
+        """The penalty of the forwards since the last call (0.0 when none), and forget them."""
+        terms, self.terms = self.terms, []
+        return self.weight * torch.stack(terms).sum() if terms else 0.0
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
 
 
 def loss_fn(out: Tensor, y: Tensor, kind: str) -> Tensor:

@@ -43,9 +43,18 @@ from .checkpoint import (
 )
 from .config import TrainConfig, upgrade
 from .data import Dataset, augment, load_dataset
+from .dense_start import start_from_dense
 from .dist import Dist
 from .model_setup import input_threshold, load_run, make_model
-from .optim import clip_params, loss_fn, make_optimizer, make_scheduler, replan, warmup_factor
+from .optim import (
+    LatentPenalty,
+    clip_params,
+    loss_fn,
+    make_optimizer,
+    make_scheduler,
+    replan,
+    warmup_factor,
+)
 
 __all__ = ["SCHEMA", "TrainConfig", "evaluate", "input_threshold", "load_run", "make_model",
            "read_checkpoint", "train"]
@@ -126,7 +135,8 @@ def train(
     """Train ``config`` into run folder ``out``; return the metrics written to ``metrics.json``.
 
     A training that fails before its first checkpoint leaves no run behind (the
-    folder is removed if it made it, else its ``config.json``).
+    folder is removed if it made it, else its ``config.json``). With ``dense_start``
+    the dense phase trains first, into ``out/dense`` (:mod:`bitfold.train.dense_start`).
 
     Parameters
     ----------
@@ -146,17 +156,13 @@ def train(
     config = config.resolved()
     if not resume:
         _check_run_dir(out, config, force)
+    build, resume = start_from_dense(config, out, resume, progress, force, train)
     dist = Dist(config.device)
     device = dist.device
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, config.data_dir)
     _check_task(config, data)
-    model = make_model(config, data).to(device)
-    net: nn.Module = model
-    if dist.world > 1:
-        net = nn.parallel.DistributedDataParallel(model)
-    opt = make_optimizer(config, model)
-    sched = make_scheduler(config, opt)
+    model, net, opt, sched = _setup(build, data, dist)
 
     history: list[dict[str, Any]] = []
     extended: list[dict[str, int]] = []  # --resume with another --epochs, each time
@@ -175,6 +181,17 @@ def train(
             else:
                 (out / "config.json").unlink(missing_ok=True)
         raise
+
+
+def _setup(config: TrainConfig, data: Dataset, dist: Dist):
+    """The model (built from ``config``), the network the steps run (DDP's wrapper under
+    ``torchrun``), the optimizer and the schedule."""
+    model = make_model(config, data).to(dist.device)
+    net: nn.Module = model
+    if dist.world > 1:
+        net = nn.parallel.DistributedDataParallel(model)
+    opt = make_optimizer(config, model)
+    return model, net, opt, make_scheduler(config, opt)
 
 
 def _check_task(config: TrainConfig, data: Dataset) -> None:
@@ -225,7 +242,8 @@ def _fresh_run(out: Path, config: TrainConfig, force: bool) -> bool:
 
 
 def _changed(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    stored = upgrade(stored)  # an older run's config: the fields it lacks as it trained
+    # an older run's config: the fields it lacks as it trained (and those to_dict leaves out)
+    stored, now = upgrade(stored), upgrade(now)
     return sorted(k for k in {*now, *stored} if stored.get(k) != now.get(k))
 
 
@@ -250,11 +268,12 @@ def _train_epochs(config, out, dist, data, model, net, opt, sched, start, histor
     device = dist.device
     n = len(data.x_train)
     clipped = clip_params(model) if config.clip else []
+    penalty = LatentPenalty(model, config.latent_penalty) if config.latent_penalty else None
     t0 = time.perf_counter()
     metrics: dict[str, Any] = {}
     for epoch in range(start, config.epochs):
         loss_sum, correct, epoch_t0 = _epoch(config, dist, data, net, opt, epoch, clipped,
-                                             progress)
+                                             penalty, progress)
         sched.step()
         train_loss = float(dist.mean(loss_sum)) * dist.world / n
         train_acc = float(dist.mean(correct)) * dist.world / n
@@ -292,10 +311,11 @@ def _train_epochs(config, out, dist, data, model, net, opt, sched, start, histor
     return metrics
 
 
-def _epoch(config, dist, data, net, opt, epoch: int, clipped: list, progress: bool
-           ) -> tuple[Tensor, Tensor, float]:
-    """One epoch's steps (warm-up, clipping); return the summed loss and correct count of this
-    rank's samples, and when the epoch's timing started."""
+def _epoch(config, dist, data, net, opt, epoch: int, clipped: list,
+           penalty: LatentPenalty | None, progress: bool) -> tuple[Tensor, Tensor, float]:
+    """One epoch's steps (warm-up, clipping, the latent penalty); return the summed loss (the
+    task's, without the penalty) and correct count of this rank's samples, and when the
+    epoch's timing started."""
     device = dist.device
     n = len(data.x_train)
     steps = -(-n // config.batch_size)
@@ -326,7 +346,7 @@ def _epoch(config, dist, data, net, opt, epoch: int, clipped: list, progress: bo
         outp = net(x)
         loss = _loss(outp, y, data, config.loss)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + penalty.take() if penalty is not None else loss).backward()
         opt.step()
         if clipped:
             with torch.no_grad():

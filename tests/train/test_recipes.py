@@ -13,9 +13,15 @@ from bitfold.options import param_options, train_argv, train_options
 from bitfold.train.config import TrainConfig
 from bitfold.train.data import load_dataset
 from bitfold.train.layers import BinaryLinear
-from bitfold.train.optim import loss_fn, make_optimizer, param_groups, warmup_factor
+from bitfold.train.optim import (
+    LatentPenalty,
+    loss_fn,
+    make_optimizer,
+    param_groups,
+    warmup_factor,
+)
 from bitfold.train.recipes import LEGACY, RECIPE_FIELDS, recipe
-from bitfold.train.trainer import make_model, train
+from bitfold.train.trainer import load_run, make_model, train
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -145,3 +151,82 @@ def test_resume_of_a_plain_recipe_run_is_accepted(tmp_path):
     metrics = train(_tiny(epochs=2, lr=None, batch_size=None), tmp_path, resume=True,
                     progress=False)
     assert metrics["epochs"] == 2
+
+
+def test_latent_penalty_is_the_range_excess_of_each_reconstruction():
+    data = load_dataset("digits")
+    model = make_model(TrainConfig().resolved(), data)  # holistic Tucker, learned alpha
+    penalty = LatentPenalty(model, 2.0)
+    layers = [m for m in model.modules() if isinstance(m, BinaryLinear)]
+    with torch.no_grad():  # reconstructions well outside [-1, 1]
+        for group in model.factor_groups:
+            group.core.mul_(40.0)
+    x = data.x_train[:8].float() * data.input_scale
+    with torch.no_grad():
+        model(x)
+    assert penalty.take() == 0.0  # no gradients, nothing caught (the evaluation)
+    model(x)
+    want = sum(torch.relu(m.real_weight().detach().abs() - 1).square().mean() for m in layers)
+    got = penalty.take().detach()
+    assert float(want) > 0 and float(got) == pytest.approx(2.0 * float(want), rel=1e-6)
+    assert penalty.take() == 0.0  # taken once
+    penalty.remove()
+    model(x)
+    assert penalty.take() == 0.0
+
+
+def test_latent_penalty_pulls_reconstructions_into_the_window(tmp_path):
+    def outside(run) -> float:
+        model, _, _ = load_run(run)
+        w = torch.cat([m.real_weight().detach().flatten() for m in model.modules()
+                       if isinstance(m, BinaryLinear)])
+        return float((w.abs() > 1).float().mean())
+
+    train(_tiny(lr=0.05), tmp_path / "free", progress=False)
+    train(_tiny(lr=0.05, latent_penalty=100.0), tmp_path / "pulled", progress=False)
+    assert outside(tmp_path / "free") > 0.05
+    assert outside(tmp_path / "pulled") < outside(tmp_path / "free") / 2
+    saved = json.loads((tmp_path / "pulled" / "config.json").read_text())
+    assert saved["latent_penalty"] == 100.0
+    assert "latent_penalty" not in json.loads((tmp_path / "free" / "config.json").read_text())
+    train(_tiny(lr=0.05), tmp_path / "free", resume=True, progress=False)  # reads back as is
+    with pytest.raises(ValueError, match="latent_penalty must be 0"):
+        TrainConfig(latent_penalty=-1.0)
+
+
+def test_dense_start_is_a_dense_run_then_a_start_from_it(tmp_path):
+    def state(run):
+        return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+
+    one = train(_tiny(dense_start=2.0, epochs=1), tmp_path / "one", progress=False)
+    phase = json.loads((tmp_path / "one" / "dense" / "config.json").read_text())
+    assert (phase["param"], phase["epochs"], phase["lr"]) == ("dense", 2, 1e-2)  # digits' base
+    train(TrainConfig(param="dense", epochs=2), tmp_path / "d", progress=False)
+    two = train(_tiny(epochs=1, init_from=str(tmp_path / "d")), tmp_path / "two", progress=False)
+    assert one["test_accuracy"] == two["test_accuracy"]
+    a, b = state(tmp_path / "one"), state(tmp_path / "two")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert state(tmp_path / "one" / "dense").keys() == state(tmp_path / "d").keys()
+    saved = json.loads((tmp_path / "one" / "config.json").read_text())
+    assert saved["dense_start"] == 2.0 and saved["param"] == "holistic-tucker"
+    stamp = (tmp_path / "one" / "dense" / "checkpoint.pt").stat().st_mtime_ns
+    more = train(_tiny(dense_start=2.0, epochs=2), tmp_path / "one", resume=True, progress=False)
+    assert more["epochs"] == 2  # the factorized run went on; its dense phase was kept
+    assert (tmp_path / "one" / "dense" / "checkpoint.pt").stat().st_mtime_ns == stamp
+    model, config, _ = load_run(tmp_path / "one")  # compile and golden read it as any run
+    assert config.dense_start == 2.0 and config.init_from is None
+    with pytest.raises(ValueError, match="--dense-start trains a dense phase"):
+        TrainConfig(param="dense", dense_start=3.0)
+    assert recipe("sfc", "mnist", "dense")["dense_start"] == 0
+    assert (recipe("sfc", "mnist")["dense_start"], recipe("sfc", "mnist")["epochs"]) == (2.0, 20)
+    assert recipe("mlp-digits", "digits")["dense_start"] == 0  # the demo's: the base
+
+
+def test_a_finished_dense_phase_is_kept_only_for_the_same_options(tmp_path):
+    train(_tiny(dense_start=1.0, epochs=1), tmp_path, progress=False)
+    phase = tmp_path / "dense" / "checkpoint.pt"
+    stamp = phase.stat().st_mtime_ns
+    train(_tiny(dense_start=1.0, epochs=1), tmp_path, progress=False)  # the same run again
+    assert phase.stat().st_mtime_ns == stamp
+    train(_tiny(dense_start=1.0, epochs=1, seed=1), tmp_path, progress=False, force=True)
+    assert json.loads((tmp_path / "dense" / "config.json").read_text())["seed"] == 1
