@@ -54,7 +54,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if metrics:
         name = metrics.get("metric", "acc")
         print(f"{out}: test {name} {metrics['test_accuracy']:.4f} after {metrics['epochs']} epochs "
-              f"in {metrics['wall_s']:.1f}s")
+              f"in {metrics['wall_s']:.1f}s"
+              + (f" (after a dense phase: {metrics['dense_phase']['epochs']} epochs, test "
+                 f"{name} {metrics['dense_phase']['test_accuracy']:.4f}, "
+                 f"{metrics['dense_phase']['wall_s']:.1f}s)" if "dense_phase" in metrics else ""))
     return 0
 
 

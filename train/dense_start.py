@@ -21,12 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bitfold.artifacts import read_json
+from bitfold.artifacts import read_json, write_json
 
 from .checkpoint import SCHEMA
 from .config import TrainConfig, upgrade
 
-__all__ = ["PHASE_DIR", "dense_phase", "start_from_dense"]
+__all__ = ["PHASE_DIR", "dense_phase", "record_dense_phase", "start_from_dense"]
 
 PHASE_DIR = "dense"  # the dense phase's run folder, inside the run's
 
@@ -63,3 +63,19 @@ def start_from_dense(config: TrainConfig, out: Path, resume: bool, progress: boo
         train(dense, phase, resume=resume and (phase / "checkpoint.pt").is_file(),
               progress=progress, force=force)
     return dataclasses.replace(config, init_from=str(phase)), False
+
+
+def record_dense_phase(config: TrainConfig, out: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with the dense phase's epochs, test accuracy and seconds under
+    ``dense_phase`` and ``total_wall_s`` (both phases), written to ``out/metrics.json``; as
+    they are without a dense start (or where its phase is gone)."""
+    phase = out / PHASE_DIR / "metrics.json"
+    if not config.dense_start or not metrics or not phase.is_file():
+        return metrics
+    dense = read_json(phase, SCHEMA)
+    metrics = {**metrics, "dense_phase": {"run": PHASE_DIR, "epochs": dense["epochs"],
+                                          "test_accuracy": dense["test_accuracy"],
+                                          "wall_s": dense["wall_s"]},
+               "total_wall_s": dense["wall_s"] + metrics["wall_s"]}
+    write_json(out / "metrics.json", metrics)
+    return metrics

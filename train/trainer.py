@@ -43,7 +43,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig, upgrade
 from .data import Dataset, augment, load_dataset
-from .dense_start import start_from_dense
+from .dense_start import record_dense_phase, start_from_dense
 from .dist import Dist
 from .model_setup import input_threshold, load_run, make_model
 from .optim import (
@@ -172,8 +172,9 @@ def train(
     elif dist.main:
         made_dir = _fresh_run(out, config, force)
     try:
-        return _train_epochs(config, out, dist, data, model, net, opt, sched, start, history,
-                             wall_before, extended, progress, on_epoch_end)
+        metrics = _train_epochs(config, out, dist, data, model, net, opt, sched, start, history,
+                                wall_before, extended, progress, on_epoch_end)
+        return record_dense_phase(config, out, metrics) if dist.main else metrics
     except BaseException:
         if not resume and dist.main and not (out / "checkpoint.pt").is_file():
             if made_dir:  # nothing resumable was written: leave no run behind

@@ -204,6 +204,12 @@ def test_dense_start_is_a_dense_run_then_a_start_from_it(tmp_path):
     train(TrainConfig(param="dense", epochs=2), tmp_path / "d", progress=False)
     two = train(_tiny(epochs=1, init_from=str(tmp_path / "d")), tmp_path / "two", progress=False)
     assert one["test_accuracy"] == two["test_accuracy"]
+    dense = json.loads((tmp_path / "d" / "metrics.json").read_text())
+    assert one["dense_phase"]["epochs"] == 2 and "dense_phase" not in two
+    assert one["total_wall_s"] == pytest.approx(one["dense_phase"]["wall_s"] + one["wall_s"])
+    assert json.loads((tmp_path / "one" / "metrics.json").read_text())["dense_phase"] == \
+        one["dense_phase"]
+    assert one["dense_phase"]["test_accuracy"] == dense["test_accuracy"]
     a, b = state(tmp_path / "one"), state(tmp_path / "two")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert state(tmp_path / "one" / "dense").keys() == state(tmp_path / "d").keys()
