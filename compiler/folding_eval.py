@@ -123,7 +123,9 @@ class Folding:
                 "cycles_per_frame": self.cycles_per_frame,
                 "bottleneck": self.bottleneck,
                 "fps": self.fps,
-                "latency_cycles_estimate": sum(s.cycles for s in self._units()),
+                # a two-frame unit's frame waits a whole pass (two frames' cycles)
+                "latency_cycles_estimate": sum(s.cycles * getattr(s, "frames", 1)
+                                               for s in self._units()),
                 "luts": self.total("luts"),
                 "ffs": self.total("ffs"),
                 "brams": self.total("brams"),
