@@ -31,6 +31,7 @@ being read (or, with ``credit``, never stalls), so nothing is lost or duplicated
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
@@ -58,8 +59,6 @@ from .streams import check_positive
 from .weights import BinaryWeights, UnitWeights
 
 __all__ = ["MVU"]
-
-ALWAYS = Const(1)
 
 
 class MVU(wiring.Component):
@@ -277,7 +276,8 @@ class MVU(wiring.Component):
         # credits: the datapath never stalls; the front issues a word only while every
         # result in flight has a place in the output FIFO
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=len(o.payload), depth=CREDITS)
-        res = stream.Signature(unsigned(len(o.payload))).create(path=("res",))  # the FIFO's side
+        res = SimpleNamespace(valid=Signal(name="res_valid"),  # the FIFO's write side
+                              payload=Signal(len(o.payload), name="res_payload"))
         pending = Signal(range(CREDITS + 1))  # results issued and not yet taken
         issue, issued_last = Signal(), Signal()
         taken = o.valid & o.ready
@@ -304,7 +304,7 @@ class MVU(wiring.Component):
         """
         nf_n, sf_n = self.nf, self.sf
         i = self.i_stream
-        issue, issued_last = self._credits if self._credits is not None else (ALWAYS, None)
+        issue, issued_last = self._credits if self._credits is not None else (Const(1), None)
         sf = Signal(range(sf_n))
         nf = Signal(range(nf_n))
         addr = Signal(range(nf_n * sf_n))

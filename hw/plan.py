@@ -395,5 +395,5 @@ def build_plan(graph: Graph, folding: Folding, fifo_min: int = 2) -> Plan:
                 stages=tuple(stages), classes=classes, score_bits=graph.types[score.name].bits,
                 class_bits=class_bits(classes), cycles_per_frame=folding.cycles_per_frame,
                 folding={c.name: {"pe": c.pe, "simd": c.simd, "nf": c.nf, "sf": c.sf,
-                                  "frames": c.frames, "cycles": c.cycles}
-                         for c in folding.layers})
+                                  **({"frames": c.frames} if c.frames > 1 else {}),
+                                  "cycles": c.cycles} for c in folding.layers})
