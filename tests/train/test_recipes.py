@@ -224,7 +224,7 @@ def test_dense_start_is_a_dense_run_then_a_start_from_it(tmp_path):
     with pytest.raises(ValueError, match="--dense-start trains a dense phase"):
         TrainConfig(param="dense", dense_start=3.0)
     assert recipe("sfc", "mnist", "dense")["dense_start"] == 0
-    for model in ("sfc", "lfc"):
+    for model in ("tfc", "sfc", "lfc"):
         assert (recipe(model, "mnist")["dense_start"], recipe(model, "mnist")["epochs"]) == (2.0, 20)
     assert recipe("lfc", "fashion-mnist")["dense_start"] == 0  # not measured there
     assert recipe("mlp-digits", "digits")["dense_start"] == 0  # the demo's: the base
