@@ -10,8 +10,8 @@ learned scales initialized afresh from the reconstruction), and trains its own
 ``--epochs`` with its own options. So one command gives what the two commands ``bitfold
 train --param dense ... --out D`` and ``bitfold train ... --init-from D`` give, bit for bit.
 An interrupted dense phase resumes like any run; a finished one (of the same options) is
-not trained again, and
-a factorized run resumed from its own checkpoint does not look at it.
+not trained again, and a factorized run resumed from its own checkpoint does not look at it.
+Under ``torchrun`` every process trains both phases together (not tested here).
 """
 
 from __future__ import annotations
