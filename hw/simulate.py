@@ -17,7 +17,7 @@ import numpy as np
 from bitfold.compiler.bitpack import pack_ints
 
 __all__ = ["NetworkRun", "StreamRun", "decode_beats", "pack", "run_stream", "simulate_bench",
-           "simulate_network", "unpack"]
+           "simulate_network", "steady_cycles_per_frame", "unpack"]
 
 
 def pack(elems: Sequence[int] | np.ndarray, bits: int) -> int:
@@ -138,13 +138,23 @@ class NetworkRun:
     cycles: int
 
     def steady_cycles_per_frame(self, skip: int = 2) -> float:
-        """Mean cycles between consecutive results after the first ``skip`` frames, over an
-        even number of intervals (a unit computing two frames a pass sends them in pairs)."""
-        t = self.out_cycles[skip:]
-        if len(t) < 2:
+        """Mean cycles between consecutive results after the first ``skip`` frames
+        (:func:`steady_cycles_per_frame`)."""
+        cycles = steady_cycles_per_frame(self.out_cycles, skip)
+        if cycles is None:
             raise ValueError(f"need at least {skip + 2} frames to measure a steady state")
-        t = t[(len(t) - 1) % 2:] if len(t) > 2 else t
-        return (t[-1] - t[0]) / (len(t) - 1)
+        return cycles
+
+
+def steady_cycles_per_frame(out_cycles: Sequence[int], skip: int = 2) -> float | None:
+    """Mean cycles between consecutive results (``out_cycles``, each frame's last beat)
+    after the first ``skip``, over an even number of intervals (a unit computing two frames
+    a pass sends them in pairs); ``None`` if too few."""
+    t = list(out_cycles[skip:])
+    if len(t) < 2:
+        return None
+    t = t[(len(t) - 1) % 2:] if len(t) > 2 else t
+    return (t[-1] - t[0]) / (len(t) - 1)
 
 
 def decode_beats(words: Sequence[int], classes: int, score_bits: int,

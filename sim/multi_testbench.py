@@ -32,6 +32,8 @@ from typing import Any
 import cocotb
 from cocotb.utils import get_sim_steps, get_sim_time
 
+from bitfold.hw.simulate import steady_cycles_per_frame
+
 from .frames import Vectors, pack_beats
 from .multi import PORTS
 from .testbench import (
@@ -40,7 +42,6 @@ from .testbench import (
     AxisSource,
     Scoreboard,
     clock_and_reset,
-    steady_cycles_per_frame,
 )
 
 __all__ = ["pause_pattern", "run_designs"]

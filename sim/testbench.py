@@ -35,6 +35,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_steps, get_sim_time
 
+from bitfold.hw.simulate import steady_cycles_per_frame
+
 from .frames import Vectors, decode_output, pack_beats
 
 __all__ = ["AxisSink", "AxisSource", "Scoreboard", "run_frames", "pauses"]
@@ -163,17 +165,6 @@ class Scoreboard:
                               "got": {"class": cls, "scores": scores, "tlast": last}}
         self.checked += 1
         return True
-
-
-def steady_cycles_per_frame(out_cycles: list[int], skip: int = 2) -> float | None:
-    """Mean cycles between consecutive results after the first ``skip``, over an even number
-    of intervals (a unit computing two frames a pass sends them in pairs); ``None`` if too
-    few."""
-    t = out_cycles[skip:]
-    if len(t) < 2:
-        return None
-    t = t[(len(t) - 1) % 2:] if len(t) > 2 else t
-    return (t[-1] - t[0]) / (len(t) - 1)
 
 
 async def clock_and_reset(dut) -> RisingEdge:
