@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from bitfold.artifacts import read_json, replaced_files, write_json
+from bitfold.artifacts import replaced_files, write_json
 
 __all__ = ["SWEEP_SCHEMA", "plot_sweep", "sweep"]
 
@@ -29,7 +29,7 @@ def sweep(build: str | Path, device: str = "ecp5", clock_mhz: float = 100.0,
     nextpnr). A design is on the Pareto front when no other is at least as fast
     with no more LUTs and no more block RAMs, and better in one of them.
     """
-    from bitfold.compiler.folding import evaluate_folding, trade_off
+    from bitfold.compiler.folding import evaluate_folding, folding_choice, read_folding, trade_off
     from bitfold.compiler.serialize import load_graph
 
     build = Path(build)
@@ -48,11 +48,9 @@ def sweep(build: str | Path, device: str = "ecp5", clock_mhz: float = 100.0,
            "clock_mhz": clock_mhz, "resource_model": "compiler cost model (estimate)",
            "layers": [c.name for c in foldings[0].layers], "designs": rows}
     if (build / "folding.json").is_file():
-        own = read_json(build / "folding.json")
-        choice = {c["name"]: (c["pe"], c["simd"], c.get("layout"), c.get("block_pes", 0),
-                              c.get("frames", 1)) for c in own["layers"]}
-        costed = evaluate_folding(graph, choice, clock_mhz, device,
-                                  own.get("allow_padding", False))
+        own = read_folding(build / "folding.json", graph)
+        costed = evaluate_folding(graph, folding_choice(own), clock_mhz, device,
+                                  own.allow_padding)
         doc["current"] = {"folding": [[c.pe, c.simd] for c in costed.layers],
                           "fps": costed.fps, "luts": costed.total("luts"),
                           "brams": costed.total("brams")}
