@@ -165,8 +165,8 @@ class MVU(wiring.Component):
             raise ValueError(f"block_pes={block_pes} needs 1..{pe} PEs of a one-plane unit "
                              f"whose weights are in block RAM, not {self.weight_memory!r}")
         self.block_pes = block_pes
-        bad_pair = frames == 2 and (self.LAYOUT != "dense" or min(self.nf, self.sf) < 2)
-        if frames not in FRAMES or bad_pair:
+        bad_frames = frames == 2 and (self.LAYOUT != "dense" or min(self.nf, self.sf) < 2)
+        if frames not in FRAMES or bad_frames:
             raise ValueError(f"frames must be 1, or 2 for the dense layout with NF >= 2 and "
                              f"SF >= 2, not {frames!r} (NF={self.nf}, SF={self.sf})")
         self.frames = frames
@@ -290,9 +290,9 @@ class MVU(wiring.Component):
         self._back(m, lanes, ctl1, Const(1), res)
         return m
 
-    def _ctl(self, active: Value, sf: Value, nf: Value, *lone: Value) -> Value:
-        """A cycle's control: valid, a fold's first and last word, (frames=2: lone,) the fold."""
-        return Cat(active, sf == 0, sf == self.sf - 1, *lone, nf)
+    def _ctl(self, active: Value, sf: Value, nf: Value, *tag: Value) -> Value:
+        """A cycle's control: valid, a fold's first and last word, (frames=2: the tag,) the fold."""
+        return Cat(active, sf == 0, sf == self.sf - 1, *tag, nf)
 
     def _front(self, m: Module, en: Value) -> tuple[list[list[Value]], Value]:
         """Fold counters, weights and inputs: every lane's terms and their control word.
@@ -308,14 +308,14 @@ class MVU(wiring.Component):
         sf = Signal(range(sf_n))
         nf = Signal(range(nf_n))
         addr = Signal(range(nf_n * sf_n))
-        lone: tuple[Value, ...] = ()
+        tag: tuple[Value, ...] = ()  # frames=2: Cat(lone, first) of the pass (hw.frames)
         if nf_n == 1:
             active = i.valid & issue
             m.d.comb += i.ready.eq(en & issue)
             x = reg(m, i.payload, en, "x_in")
         elif self.frames == 2:
-            active, x, tag = pair_banks(m, i, en, sf, nf, sf_n, nf_n, issue)
-            lone = (tag,)  # Cat(lone, first): the pass' frames (hw.frames)
+            active, x, pass_tag = pair_banks(m, i, en, sf, nf, sf_n, nf_n, issue)
+            tag = (pass_tag,)
         else:
             active, x = input_banks(m, self.i_stream, en, sf, nf, self.sf, self.nf, issue)
         if issued_last is not None:  # a word that completes a fold: one result
@@ -328,11 +328,11 @@ class MVU(wiring.Component):
 
         # stage 1: weights and input word
         w = self._weights(m, addr, en)
-        ctl1 = reg(m, self._ctl(active, sf, nf, *lone), en, "ctl1", control=True)
+        ctl1 = reg(m, self._ctl(active, sf, nf, *tag), en, "ctl1", control=True)
         if self.register_reads and (self.weight_memory == "bram" or nf_n > 1):
             w, x = reg(m, w, en, "w_q"), reg(m, x, en, "x_q")  # a block RAM's slow output
             ctl1 = reg(m, ctl1, en, "ctl_q", control=True)
-        c = 3 + 2 * len(lone)  # the fold index stops here (the polarity ROM); the back end
+        c = 3 + sum(len(v) for v in tag)  # the fold index stops here (the polarity ROM); the back end
         xs = [x] if self.frames == 1 else [x[:len(x) // 2], x[len(x) // 2:]]  # counts its own
         if self.pair_correction is not None:
             ctl = reg(m, reg(m, ctl1[:c], en, "ctl_pair", control=True), en, "ctl_term",
@@ -380,11 +380,11 @@ class MVU(wiring.Component):
                 m.d.sync += acc.eq(Mux(first, 0, acc) + s)
             accs.append(acc)
         done = reg(m, valid & last, en, "done", control=True)
-        lone = [reg(m, ctl[3:5], en, "tag")] if self.frames == 2 else []  # beside `done`
+        tag = [reg(m, ctl[3:5], en, "tag")] if self.frames == 2 else []  # beside `done`
 
         if self.thresholds is None:
             m.d.comb += [o.valid.eq(done),
-                         o.payload.eq(Cat(*[a[:self.acc_shape.width] for a in accs], *lone))]
+                         o.payload.eq(Cat(*[a[:self.acc_shape.width] for a in accs], *tag))]
             return
         if self.register_reads and self.nf > 1:
             # read ahead (the fold this cycle leaves accumulating) and register the word: the
@@ -395,6 +395,6 @@ class MVU(wiring.Component):
         else:
             thr = self._threshold(m, nfi, en)  # read with the totals, ready beside them
         out_valid = reg(m, done, en, "out_valid", control=True)
-        out_bits = reg(m, Cat(*[a >= thr[p % self.pe] for p, a in enumerate(accs)], *lone), en,
+        out_bits = reg(m, Cat(*[a >= thr[p % self.pe] for p, a in enumerate(accs)], *tag), en,
                        "out_bits")
         m.d.comb += [o.valid.eq(out_valid), o.payload.eq(out_bits)]
