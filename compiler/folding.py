@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from bitfold.artifacts import ArtifactError, read_json, write_json
@@ -176,7 +177,7 @@ def fill_block_ram(graph: Graph, folding: Folding, max_brams: int) -> Folding:
             lo, hi = (mid, hi) if saving(c, mid)[1] <= spare else (lo, mid - 1)
         luts, blocks = saving(c, lo) if lo else (0, 0)
         if luts > 0:
-            picks[c.name] = (c.pe, c.simd, c.layout, lo, c.frames)
+            picks[c.name] = _pick(replace(c, block_pes=lo))
             spare -= blocks
     if all(picks[c.name][3] == c.block_pes for c in folding.layers):
         return folding
