@@ -11,7 +11,8 @@ rounds, which other jobs disturb least), and the load average before and after.
         [--reconstruction]
 
 A parametrization is measured at ``bitfold train``'s default rank for it;
-``NAME@R`` measures it at ``--rank R`` (``@1`` is full rank). ``--baseline REV``
+``NAME@R`` measures it at ``--rank R`` (``@1`` is full rank), and a ``+bf16`` suffix
+(``holistic-tucker+bf16``, ``svd@0.5+bf16``) with ``--factor-dtype bfloat16``. ``--baseline REV``
 also times the trainer's layers as they were at git revision ``REV`` (``train/``
 read with ``git show`` and imported as a package of its own), in the same rounds,
 with its own ``dense`` as the reference of its ratios: before and after a change,
@@ -54,8 +55,9 @@ Builders = tuple[Callable[..., torch.nn.Module], Callable[..., torch.nn.Module]]
 
 
 def parse_entry(entry: str) -> tuple[str, float | None]:
-    """``NAME`` (the trainer's default rank for it) or ``NAME@R`` -> (param, rank)."""
-    param, _, rank = entry.partition("@")
+    """``NAME`` (the trainer's default rank for it) or ``NAME@R``, either with an optional
+    ``+bf16`` -> (param, rank)."""
+    param, _, rank = entry.removesuffix("+bf16").partition("@")
     if param not in PARAMS:
         raise SystemExit(f"unknown parametrization {param!r}; choose from {', '.join(PARAMS)}")
     if rank:
@@ -85,12 +87,22 @@ def baseline_builders(rev: str) -> Builders:
     return models.build_model, layers.parametrize_model
 
 
+def _dtype(entry: str) -> dict[str, str]:
+    """``parametrize_model``'s keyword for ``entry``'s ``+bf16`` (none without it, so that
+    ``--baseline`` revisions without the option run the rest)."""
+    return {"factor_dtype": "bfloat16"} if entry.endswith("+bf16") else {}
+
+
+def _label(entry: str, param: str) -> str:
+    return param + (" (bfloat16)" if _dtype(entry) else "")
+
+
 def make_step(model_name: str, param: str, rank: float | None, batch: int,
-              builders: Builders = (build_model, parametrize_model)):
+              builders: Builders = (build_model, parametrize_model), **dtype: str):
     build, parametrize = builders
     torch.manual_seed(0)
     model = build(model_name, SHAPES[model_name], 10)
-    parametrize(model, param, "learned", rank)
+    parametrize(model, param, "learned", rank, **dtype)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.rand(batch, *SHAPES[model_name])
     y = torch.randint(0, 10, (batch,))
@@ -105,13 +117,13 @@ def make_step(model_name: str, param: str, rank: float | None, batch: int,
 
 
 def make_reconstruction(model_name: str, param: str, rank: float | None,
-                        builders: Builders = (build_model, parametrize_model)):
+                        builders: Builders = (build_model, parametrize_model), **dtype: str):
     """The reconstruction alone: every binary layer's real weight rebuilt from its factors,
     forward and backward (a fixed random gradient), without the layers, batch or optimizer."""
     build, parametrize = builders
     torch.manual_seed(0)
     model = build(model_name, SHAPES[model_name], 10)
-    parametrize(model, param, "learned", rank)
+    parametrize(model, param, "learned", rank, **dtype)
     layers = [m for m in model.modules() if hasattr(m, "real_weight")]
     g = torch.Generator().manual_seed(1)
     grads = [torch.randn(m.real_weight().shape, generator=g) for m in layers]
@@ -129,7 +141,8 @@ def _reconstruction_table(model_name: str, entries: list[str], configs: dict, ar
     of its own with the dense step beside it, against that dense step."""
     factored = [e for e in entries if configs[e][0] != "dense"]
     steps = {("step", "dense"): make_step(model_name, "dense", None, args.batch)}
-    steps.update({("recon", e): make_reconstruction(model_name, *configs[e]) for e in factored})
+    steps.update({("recon", e): make_reconstruction(model_name, *configs[e], **_dtype(e))
+                  for e in factored})
     times = _timed(steps, args.rounds, args.steps)
     dense = statistics.median(times["step", "dense"])
     print(f"\n{model_name}: the reconstruction alone (forward + backward of every weight from "
@@ -142,7 +155,7 @@ def _reconstruction_table(model_name: str, entries: list[str], configs: dict, ar
         med, fast = statistics.median(times["recon", e]), min(times["recon", e])
         out[e] = {"median_ms": 1e3 * med, "ratio_to_dense_step": med / dense,
                   "min_ratio_to_dense_step": fast / min(times["step", "dense"])}
-        print(f"| {configs[e][0]} | {_rank(*configs[e])} | {1e3 * med:.1f} | {med / dense:.2f}x | "
+        print(f"| {_label(e, configs[e][0])} | {_rank(*configs[e])} | {1e3 * med:.1f} | {med / dense:.2f}x | "
               f"{out[e]['min_ratio_to_dense_step']:.2f}x |")
     return out
 
@@ -174,7 +187,7 @@ def _print_table(entries: list[str], configs: dict, baseline: str | None, med: d
         head += f" at {baseline} (ms) | vs dense | fastest rounds |"
     print(head + "\n|" + "---|" * head.count(" |"))
     for e in entries:
-        row = (f"| {configs[e][0]} | {_rank(*configs[e])} | {1e3 * med['current', e]:.1f} | "
+        row = (f"| {_label(e, configs[e][0])} | {_rank(*configs[e])} | {1e3 * med['current', e]:.1f} | "
                f"{ratio['current', e]:.2f}x | {fast['current', e]:.2f}x |")
         if baseline:
             row += (f" {1e3 * med[baseline, e]:.1f} | {ratio[baseline, e]:.2f}x | "
@@ -212,14 +225,15 @@ def main() -> None:
           f"{torch.get_num_threads()} threads")
     for model_name in args.models.split(","):
         runs = [(side, e) for side in sides for e in entries]
-        steps = {(side, e): make_step(model_name, *configs[e], args.batch, sides[side])
+        steps = {(side, e): make_step(model_name, *configs[e], args.batch, sides[side],
+                                      **_dtype(e))
                  for side, e in runs}
         times = _timed(steps, args.rounds, args.steps)
         med = {k: statistics.median(t) for k, t in times.items()}
         ratio = {(side, e): med[side, e] / med[side, "dense"] for side, e in runs}
         fast = {(side, e): min(times[side, e]) / min(times[side, "dense"]) for side, e in runs}
         results["models"][model_name] = {
-            side: {e: {"param": configs[e][0], "rank": configs[e][1],
+            side: {e: {"param": configs[e][0], "rank": configs[e][1], **_dtype(e),
                        "median_ms": 1e3 * med[side, e], "ratio_to_dense": ratio[side, e],
                        "min_ms": 1e3 * min(times[side, e]), "min_ratio_to_dense": fast[side, e]}
                    for e in entries} for side in sides

@@ -69,6 +69,11 @@ def _optimization_options(p: argparse.ArgumentParser, actions: list[argparse.Act
         help="a factorized run first trains the dense parametrization, M x --epochs epochs "
              "with the dense recipe (into OUT/dense), then starts from it as --init-from "
              "would; 0: off [0]")
+    add("--factor-dtype", choices=("float32", "bfloat16"),
+        help="the dtype of the operands of a factorization's matrix products, which rebuild "
+             "the weight before it is binarized (svd, and tucker and holistic-tucker on dense "
+             "layers; training, evaluation and export alike); bfloat16 halves lfc's holistic "
+             "step on CPUs with AMX or AVX512-BF16 [float32]")
     return add
 
 

@@ -39,7 +39,7 @@ def _config(args: argparse.Namespace, **overrides):
         input_threshold=getattr(args, "input_threshold", None),
         **{name: getattr(args, name, None)  # unset: the recipe's (bitfold.train.recipes)
            for name in ("input_dropout", "loss", "clip", "alpha_lr", "bn_lr", "warmup",
-                        "latent_penalty", "dense_start")},
+                        "latent_penalty", "dense_start", "factor_dtype")},
     )
     fields.update(overrides)
     return TrainConfig(**fields)

@@ -12,18 +12,19 @@ from .catalog import ALPHA_MODES, DATASETS, MODEL_NAMES, OPTIMIZERS, PARAMS, SCH
 from .quantizers import check_quantizer, check_sparse_group
 from .recipes import LEGACY, RECIPE_FIELDS, recipe
 
-__all__ = ["LOSSES", "TrainConfig"]
+__all__ = ["FACTOR_DTYPES", "LOSSES", "TrainConfig"]
 
 LOSSES = ("cross-entropy", "squared-hinge")
+FACTOR_DTYPES = ("float32", "bfloat16")
 
 # Fields added with the recipes: a config.json written before them lacks them and was
 # trained as LEGACY says.
 _LATER_FIELDS = ("input_dropout", "loss", "clip", "alpha_lr", "bn_lr", "warmup", "latent_penalty",
-                 "dense_start")
+                 "dense_start", "factor_dtype")
 # Left out of the saved dict at these values, so the runs that do not use them write the
 # config.json they wrote before the field.
 _OMITTED_AT = {"input_bits": None, "input_threshold": None, "latent_penalty": 0.0,
-               "dense_start": 0.0}
+               "dense_start": 0.0, "factor_dtype": "float32"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,9 @@ class TrainConfig:
     clamps dense latent weights to ``[-clip, clip]`` after every step (0: off);
     ``warmup`` is the number of epochs over which the rate rises linearly, step
     by step, to the schedule's; ``input_dropout`` drops input pixels, ``dropout``
-    the inputs of every later binary layer.
+    the inputs of every later binary layer. ``factor_dtype`` ``bfloat16`` rounds the
+    operands of a factorization's matrix products to bfloat16 (svd, and
+    tucker and holistic-tucker on dense layers; :func:`~bitfold.train.factorize.train_dtype`).
     """
 
     model: str = "mlp-digits"
@@ -80,6 +83,7 @@ class TrainConfig:
     warmup: int | None = None
     latent_penalty: float | None = None
     dense_start: float | None = None
+    factor_dtype: str | None = None
     init_from: str | None = None
     device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -87,7 +91,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         choices = {"model": MODEL_NAMES, "dataset": DATASETS, "param": PARAMS,
                    "alpha": ALPHA_MODES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
-                   "loss": LOSSES}
+                   "loss": LOSSES, "factor_dtype": FACTOR_DTYPES}
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value is not None and value not in allowed:

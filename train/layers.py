@@ -235,7 +235,7 @@ def parametrize_model(
     model: nn.Module, param: str = "dense", alpha: str = "analytic",
     rank: float | None = None, quantizer: str = "binary", sparsity: float | None = None,
     bases: int | None = None, low_rank: int | None = None, sparse_group: int | None = None,
-    sparse_first: bool = False,
+    sparse_first: bool = False, factor_dtype: str | None = None,
 ) -> nn.Module:
     """Parametrize every binary layer's weight: factorize, then binarize (or quantize).
 
@@ -270,6 +270,9 @@ def parametrize_model(
     sparse_first : bool
         Sparse only: the first layer (unsigned multi-bit input) too. By default it stays
         ``alpha * sign(W)``: ``{0, b}`` weights can only add up non-negative pixels.
+    factor_dtype : {"float32", "bfloat16"}, optional
+        The dtype of the factorization's matrix products, in training and evaluation
+        (:func:`~bitfold.train.factorize.train_dtype`); None or float32: the factors' own.
     """
     if param not in PARAMS:
         raise ValueError(f"param must be one of {PARAMS}, not {param!r}")
@@ -282,6 +285,11 @@ def parametrize_model(
     if not layers and not low:
         raise ValueError(f"{type(model).__name__} has no binary layers to parametrize")
     _factorize(model, layers, param, rank)
+    if factor_dtype not in (None, "float32"):
+        dtype = getattr(torch, factor_dtype)
+        for link in model.modules():
+            if isinstance(link, (SVDWeight, TuckerWeight, HolisticTucker)):
+                link.train_dtype = dtype
     _quantize(model, layers, quantizer, alpha, sparsity, bases, sparse_group, sparse_first)
     return model
 

@@ -70,7 +70,8 @@ def make_model(config: TrainConfig, data: Dataset) -> nn.Module:
         model.input_scale = data.input_scale
     return parametrize_model(model, config.param, config.alpha, config.rank, config.quantizer,
                              config.sparsity, config.bases, config.low_rank,
-                             sparse_group=config.sparse_group, sparse_first=config.sparse_first)
+                             sparse_group=config.sparse_group, sparse_first=config.sparse_first,
+                             factor_dtype=config.factor_dtype)
 
 
 def load_run(run_dir: str | Path, map_location: str = "cpu") -> tuple[nn.Module, TrainConfig, Dataset]:

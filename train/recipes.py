@@ -21,7 +21,7 @@ LEGACY: dict[str, Any] = {
     "optimizer": "adam", "lr": 1e-2, "weight_decay": 0.0, "schedule": "cosine", "step_size": 10,
     "gamma": 0.1, "epochs": 20, "batch_size": 64, "dropout": 0.0, "input_dropout": 0.0,
     "loss": "cross-entropy", "clip": 0.0, "alpha_lr": 1.0, "bn_lr": 1.0, "warmup": 0,
-    "latent_penalty": 0.0, "dense_start": 0.0,
+    "latent_penalty": 0.0, "dense_start": 0.0, "factor_dtype": "float32",
 }
 BASE = LEGACY
 RECIPE_FIELDS = tuple(BASE)
