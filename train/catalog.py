@@ -10,9 +10,9 @@ __all__ = ["ALPHA_MODES", "DATASETS", "MODEL_NAMES", "OPTIMIZERS", "PARAMS", "QU
            "GOLDEN_ONLY_MODELS", "POSE_MODELS", "SOFTWARE_ONLY_MODELS"]
 
 MODEL_NAMES = ("mlp-digits", "cnn-digits", "tfc", "sfc", "lfc", "cnv", "resnet8", "resnet18",
-               "hourglass", "hourglass-hw")
+               "resnet18-w8", "hourglass", "hourglass-hw")
 POSE_MODELS = ("hourglass", "hourglass-hw")  # they take a pose dataset (synthetic-pose)
-SOFTWARE_ONLY_MODELS = ("resnet18", "hourglass")  # they train; compile refuses them
+SOFTWARE_ONLY_MODELS = ("resnet18", "resnet18-w8", "hourglass")  # they train; compile refuses them
 # it compiles and runs in the golden model; its upsampling joins and heatmaps have no hardware yet
 GOLDEN_ONLY_MODELS = ("hourglass-hw",)
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "npz", "synthetic", "synthetic-pose")

@@ -141,7 +141,8 @@ class PreActBinaryBlock(nn.Module):
     """Bulat et al. Fig. 1: ``BN -> sign -> binary 3x3 conv``, plus a real-valued shortcut.
 
     A shortcut that changes resolution or width is average pooling and a real
-    1x1 convolution with batch norm.
+    1x1 convolution with batch norm; the pooling rounds an odd size up, as the strided
+    convolution does (28x28 inputs: 28, 14, 7, 4).
     """
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
@@ -151,7 +152,8 @@ class PreActBinaryBlock(nn.Module):
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(
-                nn.AvgPool2d(stride) if stride != 1 else nn.Identity(),
+                nn.AvgPool2d(stride, ceil_mode=True, count_include_pad=False)
+                if stride != 1 else nn.Identity(),
                 nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out),
             )
 
@@ -162,7 +164,8 @@ class PreActBinaryBlock(nn.Module):
 class ResNet18(nn.Module):
     """Binary ResNet-18 (Bulat et al. §5): real stem and classifier, binary 3x3 convolutions.
 
-    ``width`` is the first stage's channel count (64 in the paper).
+    ``width`` is the first stage's channel count (64 in the paper; ``resnet18-w8``: 8,
+    the same 16 binary convolutions at 1/64 of the multiply-adds, which trains on a CPU).
     """
 
     hardware = False
@@ -241,6 +244,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnv": cnv,
     "resnet8": lambda shape, classes, dropout: ResNet8(shape, classes, dropout=dropout),
     "resnet18": lambda shape, classes, dropout: ResNet18(shape, classes),
+    "resnet18-w8": lambda shape, classes, dropout: ResNet18(shape, classes, width=8),
     "hourglass": lambda shape, joints, dropout: Hourglass(shape, joints),
     "hourglass-hw": lambda shape, joints, dropout: HourglassHW(shape, joints),
 }
@@ -264,7 +268,8 @@ def build_model(name: str, input_shape: Sequence[int], num_outputs: int,
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), not {dropout!r}")
-    if name in ("cnn-digits", "cnv", "resnet8", "resnet18", "hourglass", "hourglass-hw") and \
+    if name in ("cnn-digits", "cnv", "resnet8", "resnet18", "resnet18-w8", "hourglass",
+                "hourglass-hw") and \
             len(input_shape) != 3:
         raise ValueError(f"model {name!r} needs image input (C, H, W), not shape {tuple(input_shape)}")
     if not 0 <= input_dropout < 1:

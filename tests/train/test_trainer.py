@@ -146,7 +146,8 @@ def test_model_catalog_names_every_model_and_the_cli_needs_no_torch():
 def test_every_model_runs_forward_and_backward(name):
     shapes = {"mlp-digits": (1, 8, 8), "cnn-digits": (1, 8, 8), "tfc": (1, 28, 28),
               "sfc": (1, 28, 28), "lfc": (1, 28, 28), "cnv": (3, 32, 32),
-              "resnet8": (1, 28, 28), "resnet18": (3, 32, 32), "hourglass": (3, 64, 64),
+              "resnet8": (1, 28, 28), "resnet18": (3, 32, 32), "resnet18-w8": (1, 28, 28),
+              "hourglass": (3, 64, 64),
               "hourglass-hw": (3, 64, 64)}
     torch.manual_seed(0)
     model = build_model(name, shapes[name], 4)
@@ -157,6 +158,23 @@ def test_every_model_runs_forward_and_backward(name):
     out.square().mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing
+
+
+def test_resnet18_takes_28x28_images_and_groups_each_stages_same_shaped_convolutions():
+    torch.manual_seed(0)
+    model = build_model("resnet18-w8", (1, 28, 28), 10)
+    sizes = []
+    for block in model.blocks:
+        block.register_forward_hook(lambda m, i, o: sizes.append(o.shape[1:]))
+    parametrize_model(model, "holistic-tucker", "learned")
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    # 28 -> 14 -> 7 -> 4: the strided convolution and its pooled shortcut round up alike.
+    assert [tuple(s) for s in sizes[::4]] == [(8, 28, 28), (16, 14, 14), (32, 7, 7), (64, 4, 4)]
+    groups = sorted((g.num_layers, g.layer_shape) for g in model.factor_groups)
+    # Each stage's four 3x3 convolutions but the first of a wider stage share a group.
+    assert groups == [(1, (16, 8, 3, 3)), (1, (32, 16, 3, 3)), (1, (64, 32, 3, 3)),
+                      (3, (16, 16, 3, 3)), (3, (32, 32, 3, 3)), (3, (64, 64, 3, 3)),
+                      (4, (8, 8, 3, 3))]
 
 
 @pytest.mark.slow
