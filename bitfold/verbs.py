@@ -70,7 +70,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from bitfold.train.ablate import _table
 
     print(_table(result), end="")
-    print(f"written: {out}/ablation.md, ablation.json, ablation.png")
+    print(f"written: {out}/ablation.md, ablation.json, ablation.png, ablation-weights.png, "
+          "ablation-scales.png")
     return 0
 
 

@@ -4,7 +4,11 @@ Bulat et al. Tables 1 and 2 compare the dense (XNOR-Net) baseline with
 layer-wise SVD, layer-wise Tucker and holistic Tucker, each with analytic and
 learned scales. :func:`ablate` trains every cell for every seed (each run in
 its own folder, reused when already complete) and writes a mean +- std table
-(``ablation.md``, ``ablation.json``) and a plot (``ablation.png``).
+(``ablation.md``, ``ablation.json``) and a plot (``ablation.png``), and for each cell's
+first seed the distributions of its real weights and scales
+(:mod:`~bitfold.train.ablate_figures`: ``ablation-weights.png``, ``ablation-scales.png``,
+the summaries in the table and the JSON). Each run records the machine that trained it
+(``RUN/machine.json``), and the table names it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,26 @@ DEFAULT_PARAMS = ("dense", "svd", "tucker", "holistic-tucker")
 DEFAULT_ALPHAS = ("analytic", "learned")
 
 
+def _machine(config: TrainConfig) -> str:
+    """The machine a run trains on, in words: CPU, threads, and the GPU where it uses one."""
+    import torch
+
+    from bitfold.cpu_bench import machine
+
+    info = machine()
+    words = f"{info['cpu']}, {info['cores']} cores, {torch.get_num_threads()} torch threads"
+    if config.device.startswith("cuda") and torch.cuda.is_available():
+        words += f", {torch.cuda.get_device_name(torch.device(config.device))}"
+    return words
+
+
+def _trained_on(run_dir: Path) -> str:
+    try:
+        return str(read_json(run_dir / "machine.json", SCHEMA)["machine"])
+    except (ArtifactError, KeyError):
+        return "not recorded"
+
+
 def _run_once(config: TrainConfig, run_dir: Path, progress: bool) -> dict[str, Any]:
     config = config.resolved()  # each cell its own recipe: the rate of its parametrization
     try:
@@ -38,24 +62,27 @@ def _run_once(config: TrainConfig, run_dir: Path, progress: bool) -> dict[str, A
         pass
     resume = (run_dir / "checkpoint.pt").is_file()
     try:
-        return train(config, run_dir, resume=resume, progress=progress)
+        metrics = train(config, run_dir, resume=resume, progress=progress)
     except ValueError:
         if not resume:
             raise
-        return train(config, run_dir, resume=False, progress=progress)
+        metrics = train(config, run_dir, resume=False, progress=progress)
+    write_json(run_dir / "machine.json", {"schema": SCHEMA, "machine": _machine(config)})
+    return metrics
 
 
 def ablate(base: TrainConfig, out: str | Path, seeds: int = 3,
            params: Sequence[str] = DEFAULT_PARAMS, alphas: Sequence[str] = DEFAULT_ALPHAS,
-           progress: bool = True) -> dict[str, Any]:
-    """Train the grid ``params x alphas x seeds`` from ``base`` and write the table and plot."""
+           progress: bool = True, figures: bool = True) -> dict[str, Any]:
+    """Train the grid ``params x alphas x seeds`` from ``base`` and write the table and plot
+    (and with ``figures`` the weight and scale distributions)."""
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, not {seeds!r}")
     out = Path(out)
     cells = []
     for param in params:
         for alpha in alphas:
-            accs, walls = [], []
+            accs, walls, runs = [], [], []
             for seed in range(seeds):
                 config = dataclasses.replace(base, param=param, alpha=alpha, seed=base.seed + seed)
                 run_dir = out / "runs" / f"{param}-{alpha}-s{config.seed}"
@@ -64,16 +91,30 @@ def ablate(base: TrainConfig, out: str | Path, seeds: int = 3,
                 metrics = _run_once(config, run_dir, progress)
                 accs.append(metrics["test_accuracy"])
                 walls.append(metrics["wall_s"])
+                runs.append(run_dir.name)
             cells.append({
                 "param": param, "alpha": alpha, "accuracies": accs,
                 "mean": statistics.fmean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                "mean_wall_s": statistics.fmean(walls),
+                "mean_wall_s": statistics.fmean(walls), "runs": runs,
+                "machines": sorted({_trained_on(out / "runs" / r) for r in runs}),
             })
     result = {"schema": SCHEMA, "model": base.model, "dataset": base.dataset,
               "epochs": base.resolved().epochs,
               "seeds": seeds, "cells": cells}
+    text = _table(result)
+    if figures:
+        from .ablate_figures import distributions, plot_scales, plot_weights, table
+
+        cells = distributions(result, out)
+        title = f"{result['model']} on {result['dataset']}"
+        atomic_write(out / "ablation-weights.png", lambda tmp: plot_weights(cells, tmp, title))
+        atomic_write(out / "ablation-scales.png", lambda tmp: plot_scales(cells, tmp, title))
+        result["distributions"] = {k: {n: v for n, v in c.items() if n != "_arrays"}
+                                   for k, c in cells.items()}
+        text += ("\nReal weights and scales of each cell's first seed (ablation-weights.png, "
+                 "ablation-scales.png):\n\n" + table(cells))
     write_json(out / "ablation.json", result)
-    atomic_write(out / "ablation.md", lambda tmp: tmp.write_text(_table(result)))
+    atomic_write(out / "ablation.md", lambda tmp: tmp.write_text(text))
     atomic_write(out / "ablation.png", lambda tmp: _plot(result, tmp))
     return result
 
@@ -92,6 +133,9 @@ def _table(result: dict[str, Any]) -> str:
     for p in params:
         row = [f"{100 * by[p, a]['mean']:.2f} +- {100 * by[p, a]['std']:.2f}" for a in alphas]
         lines.append(f"| {p} | " + " | ".join(row) + " |")
+    machines = sorted({m for c in result["cells"] for m in c.get("machines", [])})
+    if machines:
+        lines += ["", "Trained on: " + "; ".join(machines) + "."]
     return "\n".join(lines) + "\n"
 
 

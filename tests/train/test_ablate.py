@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import matplotlib.image as mpimg
+import numpy as np
+import torch
 
 from bitfold.train.ablate import ablate
-from bitfold.train.trainer import TrainConfig
+from bitfold.train.layers import binary_layers
+from bitfold.train.trainer import TrainConfig, load_run
 
 
 def test_ablate_grid_table_plot_and_reuse(tmp_path):
@@ -31,3 +34,30 @@ def test_ablate_grid_table_plot_and_reuse(tmp_path):
                    progress=False)
     assert again["cells"] == result["cells"]
     assert (tmp_path / "runs" / "dense-analytic-s0" / "checkpoint.pt").stat().st_mtime_ns == stamp
+    machine = json.loads((tmp_path / "runs" / "svd-learned-s1" / "machine.json").read_text())
+    assert cells["svd", "learned"]["machines"] == [machine["machine"]]
+    assert f"Trained on: {machine['machine']}." in table
+
+
+def test_ablate_summarizes_each_cells_weights_and_scales(tmp_path):
+    base = TrainConfig(model="mlp-digits", dataset="digits", epochs=1, batch_size=256)
+    result = ablate(base, tmp_path, seeds=1, params=["dense", "holistic-tucker"],
+                    alphas=["analytic", "learned"], progress=False)
+    dist = result["distributions"]
+    assert set(dist) == {f"{p}/{a}" for p in ("dense", "holistic-tucker")
+                         for a in ("analytic", "learned")}
+    model, _, _ = load_run(tmp_path / "runs" / "holistic-tucker-learned-s0")
+    with torch.no_grad():
+        layers = [m for _, m in binary_layers(model)]
+        w = torch.cat([m.real_weight().flatten() for m in layers])
+        alphas = torch.cat([m.binarizer.alpha.flatten() for m in layers])
+    cell = dist["holistic-tucker/learned"]
+    assert cell["run"] == "holistic-tucker-learned-s0" and cell["weights"] == w.numel()
+    assert np.isclose(cell["in_ste_window"], float((w.abs() <= 1).float().mean()))
+    assert np.isclose(cell["alpha_mean"], float(alphas.mean()), rtol=1e-5)
+    assert np.isclose(cell["alpha_negative"], float((alphas < 0).float().mean()))
+    table = (tmp_path / "ablation.md").read_text()
+    assert "| holistic-tucker/learned | " in table and "STE window" in table
+    for name in ("ablation-weights.png", "ablation-scales.png"):
+        image = mpimg.imread(tmp_path / name)
+        assert image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0
