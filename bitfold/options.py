@@ -109,6 +109,9 @@ def train_options(p: argparse.ArgumentParser, run: bool = False) -> list[argpars
         help="seed of initialization, data order, augmentation and dropout (default: 0); "
              "the same seed and thread count repeat bit-identically")
     add("--augment", action="store_true", help="random shifts (and flips on cifar10)")
+    add("--train-subset", type=int, metavar="N",
+        help="train on the first N training samples only (the test set stays whole), for "
+             "quick grids on a CPU")
     add("--device", default="cpu", help="cpu, cuda or cuda:N")
     add("--quiet", action="store_true", help="no progress bar or epoch lines")
     return actions

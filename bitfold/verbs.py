@@ -37,6 +37,7 @@ def _config(args: argparse.Namespace, **overrides):
         sparse_first=getattr(args, "sparse_first_layer", False),
         input_bits=getattr(args, "input_bits", None),
         input_threshold=getattr(args, "input_threshold", None),
+        train_subset=getattr(args, "train_subset", None),
         **{name: getattr(args, name, None)  # unset: the recipe's (bitfold.train.recipes)
            for name in ("input_dropout", "loss", "clip", "alpha_lr", "bn_lr", "warmup",
                         "latent_penalty", "dense_start", "factor_dtype")},

@@ -23,7 +23,8 @@ _LATER_FIELDS = ("input_dropout", "loss", "clip", "alpha_lr", "bn_lr", "warmup",
                  "dense_start", "factor_dtype")
 # Left out of the saved dict at these values, so the runs that do not use them write the
 # config.json they wrote before the field.
-_OMITTED_AT = {"input_bits": None, "input_threshold": None, "latent_penalty": 0.0,
+_OMITTED_AT = {"input_bits": None, "input_threshold": None, "train_subset": None,
+               "latent_penalty": 0.0,
                "dense_start": 0.0, "factor_dtype": "float32"}
 
 
@@ -45,7 +46,8 @@ class TrainConfig:
     clamps dense latent weights to ``[-clip, clip]`` after every step (0: off);
     ``warmup`` is the number of epochs over which the rate rises linearly, step
     by step, to the schedule's; ``input_dropout`` drops input pixels, ``dropout``
-    the inputs of every later binary layer. ``factor_dtype`` ``bfloat16`` rounds the
+    the inputs of every later binary layer. ``train_subset`` trains on the first that
+    many training samples only (the test set is whole). ``factor_dtype`` ``bfloat16`` rounds the
     operands of a factorization's matrix products to bfloat16 (svd, and
     tucker and holistic-tucker on dense layers; :func:`~bitfold.train.factorize.train_dtype`).
     """
@@ -74,6 +76,7 @@ class TrainConfig:
     batch_size: int | None = None
     seed: int = 0
     augment: bool = False
+    train_subset: int | None = None
     dropout: float | None = None
     input_dropout: float | None = None
     loss: str | None = None
@@ -119,6 +122,9 @@ class TrainConfig:
         if self.dense_start and self.param == "dense":
             raise ValueError("--dense-start trains a dense phase before a factorized run; "
                              "with --param dense give it 0 or leave it out")
+        if self.train_subset is not None and self.train_subset < 1:
+            raise ValueError(f"--train-subset must be at least 1 sample, not "
+                             f"{self.train_subset!r}")
         if self.warmup is not None and self.warmup < 0:
             raise ValueError(f"warmup must be 0 or more epochs, not {self.warmup!r}")
         check_quantizer(self.quantizer, self.sparsity, self.bases, self.low_rank)

@@ -11,6 +11,7 @@ batches, and synthetic classification and pose sets.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import math
 import zipfile
@@ -24,7 +25,7 @@ from torch import Tensor
 
 from .catalog import DATASETS
 
-__all__ = ["DATASETS", "DataError", "Dataset", "augment", "load_dataset", "read_idx"]
+__all__ = ["DATASETS", "DataError", "Dataset", "augment", "first_train", "load_dataset", "read_idx"]
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
@@ -309,6 +310,20 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
     if name == "npz":
         return _load_npz_set(directory)
     return _load_idx_set(name, directory)
+
+
+def first_train(data: Dataset, n: int | None) -> Dataset:
+    """``data`` with only its first ``n`` training samples (all of them for None); the test
+    set is untouched. ``n`` larger than the training set is a :class:`DataError`."""
+    if n is None:
+        return data
+    have = len(data.x_train)
+    if n > have:
+        raise DataError(f"--train-subset {n}: {data.name} has only {have} training samples; "
+                        f"give at most {have}")
+    head = None if data.head_train is None else data.head_train[:n]
+    return dataclasses.replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n],
+                               head_train=head)
 
 
 def augment(x: Tensor, generator: torch.Generator, shift: int = 2, flip: bool = False) -> Tensor:

@@ -33,7 +33,7 @@ PHASE_DIR = "dense"  # the dense phase's run folder, inside the run's
 
 def dense_phase(config: TrainConfig) -> TrainConfig:
     """The dense phase's config of a (resolved) run with ``dense_start`` > 0 (resolved)."""
-    keep = ("model", "dataset", "data_dir", "alpha", "seed", "augment", "input_bits",
+    keep = ("model", "dataset", "data_dir", "alpha", "seed", "augment", "train_subset", "input_bits",
             "input_threshold", "init_from", "device")
     epochs = max(1, round(config.dense_start * config.epochs))
     return TrainConfig(**{name: getattr(config, name) for name in keep}, param="dense",

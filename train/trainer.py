@@ -42,7 +42,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig, upgrade
-from .data import Dataset, augment, load_dataset
+from .data import Dataset, augment, first_train, load_dataset
 from .dense_start import record_dense_phase, start_from_dense
 from .dist import Dist
 from .model_setup import input_threshold, load_run, make_model
@@ -160,7 +160,7 @@ def train(
     dist = Dist(config.device)
     device = dist.device
     torch.manual_seed(config.seed)
-    data = load_dataset(config.dataset, config.data_dir)
+    data = first_train(load_dataset(config.dataset, config.data_dir), config.train_subset)
     _check_task(config, data)
     model, net, opt, sched = _setup(build, data, dist)
 

@@ -11,7 +11,7 @@ import torch
 
 from bitfold.options import param_options, train_argv, train_options
 from bitfold.train.config import TrainConfig
-from bitfold.train.data import load_dataset
+from bitfold.train.data import first_train, load_dataset
 from bitfold.train.layers import BinaryLinear
 from bitfold.train.optim import (
     LatentPenalty,
@@ -238,3 +238,21 @@ def test_a_finished_dense_phase_is_kept_only_for_the_same_options(tmp_path):
     assert phase.stat().st_mtime_ns == stamp
     train(_tiny(dense_start=1.0, epochs=1, seed=1), tmp_path, progress=False, force=True)
     assert json.loads((tmp_path / "dense" / "config.json").read_text())["seed"] == 1
+
+
+def test_train_subset_trains_on_the_first_samples_and_is_saved(tmp_path):
+    sub = train(_tiny(epochs=1, train_subset=300), tmp_path / "sub", progress=False)
+    whole = train(_tiny(epochs=1), tmp_path / "whole", progress=False)
+    saved = json.loads((tmp_path / "sub" / "config.json").read_text())
+    assert saved["train_subset"] == 300
+    assert "train_subset" not in json.loads((tmp_path / "whole" / "config.json").read_text())
+    assert sub["history"][0]["train_loss"] != whole["history"][0]["train_loss"]
+    data = load_dataset("digits")
+    head = first_train(data, 300)
+    assert torch.equal(head.x_train, data.x_train[:300]) and torch.equal(head.x_test, data.x_test)
+    with pytest.raises(ValueError, match="--train-subset must be at least 1"):
+        TrainConfig(train_subset=0)
+    with pytest.raises(ValueError, match=r"--train-subset 5000: digits has only 1437 training "
+                                         r"samples; give at most 1437$"):
+        train(_tiny(train_subset=5000), tmp_path / "big", progress=False)
+    assert not (tmp_path / "big").exists()
