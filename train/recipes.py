@@ -52,6 +52,12 @@ RECIPES: tuple[tuple[dict[str, tuple[str, ...]], dict[str, Any]], ...] = (
     # 30 epochs from scratch (52 min). tfc: 95.60 +- 0.08% (3 seeds, 80-99 s) against 94.93 +- 0.06%.
     ({"model": ("tfc", "sfc", "lfc"), "dataset": ("mnist",), "param": ("holistic-tucker",)},
      {"dense_start": 2.0, "epochs": 20}),
+    # resnet18-w8, each parametrization at the best of lr 1e-3, 3e-3, 1e-2 (Fashion-MNIST,
+    # its first 15,000 training images, 3 epochs, batch 128, learned alpha, seed 0: dense
+    # 81.77/83.71/82.21, svd 79.55/81.95/81.63, tucker 80.49/82.53/81.99, holistic Tucker
+    # 80.70/81.97/82.17; BENCHMARKS.md, "The paper's ablation on a binary ResNet-18").
+    ({"model": ("resnet18-w8",)}, {"lr": 3e-3, "batch_size": 128}),
+    ({"model": ("resnet18-w8",), "param": ("holistic-tucker",)}, {"lr": 1e-2}),
 )
 
 
