@@ -48,8 +48,8 @@ RECIPES: tuple[tuple[dict[str, tuple[str, ...]], dict[str, Any]], ...] = (
     # seeds 0-2 (97.98, 97.94, 97.84; 4-8 min at one thread) against 97.22 +- 0.16% for 40
     # epochs from scratch; 20 dense epochs (97.79), factors at 3e-4 (97.80) and the latent
     # penalty on top (97.67) were behind (seed 0; BENCHMARKS.md, "A dense start"). lfc the
-    # same: 98.39% (seed 0; its dense phase 98.44%; 49 min at one thread) against 97.67% for
-    # 30 epochs from scratch (52 min). tfc: 95.60 +- 0.08% (3 seeds, 80-99 s) against 94.93 +- 0.06%.
+    # same: 98.46 +- 0.06% (98.39, 98.47, 98.51; 49-60 min at one thread) against 97.67% for
+    # 30 epochs from scratch (seed 0, 52 min). tfc: 95.60 +- 0.08% (3 seeds, 80-99 s) against 94.93 +- 0.06%.
     ({"model": ("tfc", "sfc", "lfc"), "dataset": ("mnist",), "param": ("holistic-tucker",)},
      {"dense_start": 2.0, "epochs": 20}),
     # resnet18-w8, each parametrization at the best of lr 1e-3, 3e-3, 1e-2 (Fashion-MNIST,
