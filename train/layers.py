@@ -285,13 +285,19 @@ def parametrize_model(
     if not layers and not low:
         raise ValueError(f"{type(model).__name__} has no binary layers to parametrize")
     _factorize(model, layers, param, rank)
-    if factor_dtype not in (None, "float32"):
-        dtype = getattr(torch, factor_dtype)
-        for link in model.modules():
-            if isinstance(link, (SVDWeight, TuckerWeight, HolisticTucker)):
-                link.train_dtype = dtype
+    _set_factor_dtype(model, factor_dtype)
     _quantize(model, layers, quantizer, alpha, sparsity, bases, sparse_group, sparse_first)
     return model
+
+
+def _set_factor_dtype(model: nn.Module, factor_dtype: str | None) -> None:
+    """Every factorization's product dtype (:func:`~bitfold.train.factorize.train_dtype`)."""
+    if factor_dtype in (None, "float32"):
+        return
+    dtype = getattr(torch, factor_dtype)
+    for link in model.modules():
+        if isinstance(link, (SVDWeight, TuckerWeight, HolisticTucker)):
+            link.train_dtype = dtype
 
 
 def _factorize(model: nn.Module, layers: list[BinaryLayer], param: str,
