@@ -89,7 +89,7 @@ def plot_weights(cells: dict[str, Any], path: Path, title: str) -> None:
             if key.endswith("/" + alpha):
                 ax.hist(np.clip(cell["_arrays"][0], -4, 4), bins=bins, density=True,
                         histtype="step", label=key.split("/")[0])
-        ax.set_title(f"alpha {alpha}: W / mean|W| per channel")
+        ax.set_title(f"alpha {alpha}: W / mean|W| per channel, clipped to +-4", fontsize=10)
         ax.set_yscale("log")
         ax.legend(fontsize=8)
     fig.suptitle(f"{title}: real weights before binarization")
