@@ -37,7 +37,7 @@ def score_bits_option(p: argparse.ArgumentParser) -> None:
 def _optimization_options(p: argparse.ArgumentParser, actions: list[argparse.Action]):
     """The "optimization" group of :func:`train_options` (the options a recipe sets); returns
     its adder, for the options that follow in the group."""
-    from bitfold.train.catalog import OPTIMIZERS, SCHEDULES
+    from bitfold.train.catalog import FACTOR_DTYPES, OPTIMIZERS, SCHEDULES
     from bitfold.train.recipes import describe
 
     add = _adder(p.add_argument_group(
@@ -69,7 +69,7 @@ def _optimization_options(p: argparse.ArgumentParser, actions: list[argparse.Act
         help="a factorized run first trains the dense parametrization, M x --epochs epochs "
              "with the dense recipe (into OUT/dense), then starts from it as --init-from "
              "would; 0: off [0]")
-    add("--factor-dtype", choices=("float32", "bfloat16"),
+    add("--factor-dtype", choices=FACTOR_DTYPES,
         help="the dtype of the operands of a factorization's matrix products, which rebuild "
              "the weight before it is binarized (svd, and tucker and holistic-tucker on dense "
              "layers; training, evaluation and export alike); bfloat16 halves lfc's holistic "

@@ -105,14 +105,14 @@ def ablate(base: TrainConfig, out: str | Path, seeds: int = 3,
     if figures:
         from .ablate_figures import distributions, plot_scales, plot_weights, table
 
-        cells = distributions(result, out)
+        dists = distributions(result, out)
         title = f"{result['model']} on {result['dataset']}"
-        atomic_write(out / "ablation-weights.png", lambda tmp: plot_weights(cells, tmp, title))
-        atomic_write(out / "ablation-scales.png", lambda tmp: plot_scales(cells, tmp, title))
+        atomic_write(out / "ablation-weights.png", lambda tmp: plot_weights(dists, tmp, title))
+        atomic_write(out / "ablation-scales.png", lambda tmp: plot_scales(dists, tmp, title))
         result["distributions"] = {k: {n: v for n, v in c.items() if n != "_arrays"}
-                                   for k, c in cells.items()}
+                                   for k, c in dists.items()}
         text += ("\nReal weights and scales of each cell's first seed (ablation-weights.png, "
-                 "ablation-scales.png):\n\n" + table(cells))
+                 "ablation-scales.png):\n\n" + table(dists))
     write_json(out / "ablation.json", result)
     atomic_write(out / "ablation.md", lambda tmp: tmp.write_text(text))
     atomic_write(out / "ablation.png", lambda tmp: _plot(result, tmp))

@@ -6,8 +6,8 @@ names from here, so a name is added in one place.
 
 from __future__ import annotations
 
-__all__ = ["ALPHA_MODES", "DATASETS", "MODEL_NAMES", "OPTIMIZERS", "PARAMS", "QUANTIZERS", "SCHEDULES",
-           "GOLDEN_ONLY_MODELS", "POSE_MODELS", "SOFTWARE_ONLY_MODELS"]
+__all__ = ["ALPHA_MODES", "DATASETS", "FACTOR_DTYPES", "MODEL_NAMES", "OPTIMIZERS", "PARAMS",
+           "QUANTIZERS", "SCHEDULES", "GOLDEN_ONLY_MODELS", "POSE_MODELS", "SOFTWARE_ONLY_MODELS"]
 
 MODEL_NAMES = ("mlp-digits", "cnn-digits", "tfc", "sfc", "lfc", "cnv", "resnet8", "resnet18",
                "resnet18-w8", "hourglass", "hourglass-hw")
@@ -21,3 +21,4 @@ ALPHA_MODES = ("none", "analytic", "learned")
 QUANTIZERS = ("binary", "sparse", "composite", "domain", "float")  # float: the real-valued baseline
 OPTIMIZERS = ("adam", "rmsprop")
 SCHEDULES = ("cosine", "step", "none")
+FACTOR_DTYPES = ("float32", "bfloat16")  # of a factorization's matrix products

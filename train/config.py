@@ -8,14 +8,21 @@ from typing import Any
 
 from bitfold.artifacts import ArtifactError
 
-from .catalog import ALPHA_MODES, DATASETS, MODEL_NAMES, OPTIMIZERS, PARAMS, SCHEDULES
+from .catalog import (
+    ALPHA_MODES,
+    DATASETS,
+    FACTOR_DTYPES,
+    MODEL_NAMES,
+    OPTIMIZERS,
+    PARAMS,
+    SCHEDULES,
+)
 from .quantizers import check_quantizer, check_sparse_group
 from .recipes import LEGACY, RECIPE_FIELDS, recipe
 
-__all__ = ["FACTOR_DTYPES", "LOSSES", "TrainConfig"]
+__all__ = ["LOSSES", "TrainConfig"]
 
 LOSSES = ("cross-entropy", "squared-hinge")
-FACTOR_DTYPES = ("float32", "bfloat16")
 
 # Fields added with the recipes: a config.json written before them lacks them and was
 # trained as LEGACY says.
@@ -49,7 +56,7 @@ class TrainConfig:
     the inputs of every later binary layer. ``train_subset`` trains on the first that
     many training samples only (the test set is whole). ``factor_dtype`` ``bfloat16`` rounds the
     operands of a factorization's matrix products to bfloat16 (svd, and
-    tucker and holistic-tucker on dense layers; :func:`~bitfold.train.factorize.train_dtype`).
+    tucker and holistic-tucker on dense layers; ``product_dtype`` in :mod:`~bitfold.train.factorize`).
     """
 
     model: str = "mlp-digits"

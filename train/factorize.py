@@ -22,6 +22,15 @@ that dispatch was a quarter of holistic Tucker's step overhead on
 instead, one autograd function with the same values and gradients bit for bit
 and fewer, cheaper operations. The decompositions (``right_inverse``) still
 call tensorly.
+
+``product_dtype`` of :class:`SVDWeight`, :class:`TuckerWeight` and
+:class:`HolisticTucker` (None: the factors' own dtype; set by ``parametrize_model(...,
+factor_dtype=...)``) is the dtype of a matrix reconstruction's products. The weight is
+binarized after the reconstruction, so it can be built from operands rounded to
+bfloat16 (the products about 4x faster on CPUs with AMX or AVX512-BF16; about 0.1% of
+the signs differ from a float32 reconstruction of the same factors). Training,
+evaluation and export all reconstruct this way, so the exported signs are the ones the
+network was trained with.
 """
 
 from __future__ import annotations
@@ -96,21 +105,17 @@ class _MatrixTucker(torch.autograd.Function):
             m = core
         else:
             m = torch.mv(core.reshape(core.shape[0], -1).t(), row).reshape(core.shape[1:])
-        home = core.dtype
         if dtype is not None:  # the products in ``dtype``; the layer mode stays as it is
-            m_low, u1, u2 = m.to(dtype), u1.to(dtype), u2.to(dtype)
-        else:
-            m_low = m
-        a = torch.mm(u1, m_low)  # (C_out, R_in)
-        ctx.save_for_backward(core, u1, u2, row, m_low, a)
-        ctx.home = home
-        return torch.mm(u2, a.t()).t().to(home)  # (C_out, C_in), strides (1, C_out), as mode_dot's
+            m, u1, u2 = m.to(dtype), u1.to(dtype), u2.to(dtype)
+        a = torch.mm(u1, m)  # (C_out, R_in)
+        ctx.save_for_backward(core, u1, u2, row, m, a)
+        return torch.mm(u2, a.t()).t().to(core.dtype)  # (C_out, C_in), strides (1, C_out), as mode_dot's
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # noqa: D102
         core, u1, u2, row, m, a = ctx.saved_tensors
         need_core, need_u1, need_u2, need_row, _ = ctx.needs_input_grad
-        home = ctx.home
+        home = core.dtype
         grad_t = grad.t().to(u2.dtype)  # (C_in, C_out)
         d_u2 = grad_t.mm(a).to(home) if need_u2 else None
         d_a = u2.t().mm(grad_t).t() if need_core or need_u1 or need_row else None
@@ -139,17 +144,6 @@ def matrix_tucker(core: Tensor, u1: Tensor, u2: Tensor, row: Tensor | None = Non
     return _MatrixTucker.apply(core, u1, u2, row, dtype)
 
 
-def train_dtype(module: nn.Module) -> torch.dtype | None:
-    """The dtype of ``module``'s reconstruction products: its ``train_dtype``, None (the
-    factors' own) unless :func:`~bitfold.train.layers.parametrize_model` set one. The
-    weight is binarized after the reconstruction, so it can be built from operands
-    rounded to bfloat16 (its products about 4x faster on CPUs with AMX or AVX512-BF16;
-    about 0.1% of the signs differ from a float32 reconstruction of the same factors).
-    Training, evaluation and export all reconstruct this way, so the exported signs are
-    the ones the network was trained with."""
-    return getattr(module, "train_dtype", None)
-
-
 def resolve_ranks(shape: Sequence[int], rank: float | None, fixed: Sequence[int] = ()) -> list[int]:
     """Ranks per mode: ``None`` is full rank, a float in (0, 1] a fraction of each mode.
 
@@ -174,7 +168,7 @@ def resolve_ranks(shape: Sequence[int], rank: float | None, fixed: Sequence[int]
 class SVDWeight(nn.Module):
     """``W.reshape(C_out, -1) = U diag(S) V^T`` with U, S and V all learned (§4.2.1)."""
 
-    train_dtype: torch.dtype | None = None  # see train_dtype()
+    product_dtype: torch.dtype | None = None  # the module docstring, last paragraph
 
     def __init__(self, shape: Sequence[int], rank: float | None = None) -> None:
         super().__init__()
@@ -183,7 +177,7 @@ class SVDWeight(nn.Module):
         self.rank = resolve_ranks([min(rows, cols)], rank)[0]
 
     def forward(self, u: Tensor, s: Tensor, v: Tensor) -> Tensor:
-        dtype = train_dtype(self)
+        dtype = self.product_dtype
         if dtype is None:
             return ((u * s) @ v.T).reshape(self.shape)
         return ((u * s).to(dtype) @ v.T.to(dtype)).to(u.dtype).reshape(self.shape)
@@ -197,7 +191,7 @@ class SVDWeight(nn.Module):
 class TuckerWeight(nn.Module):
     """Layer-wise Tucker: ``W = G x_1 U_1 x_2 U_2 ...``, full-rank core by default (§4.2.2)."""
 
-    train_dtype: torch.dtype | None = None  # see train_dtype()
+    product_dtype: torch.dtype | None = None  # the module docstring, last paragraph
 
     def __init__(self, shape: Sequence[int], rank: float | None = None) -> None:
         super().__init__()
@@ -206,7 +200,7 @@ class TuckerWeight(nn.Module):
 
     def forward(self, core: Tensor, *factors: Tensor) -> Tensor:
         if len(factors) == 2:
-            return matrix_tucker(core, *factors, dtype=train_dtype(self))
+            return matrix_tucker(core, *factors, dtype=self.product_dtype)
         return tucker_to_tensor(core, factors)
 
     def right_inverse(self, w: Tensor) -> tuple[Tensor, ...]:
@@ -265,7 +259,7 @@ class HolisticTucker(nn.Module):
         layer mode is always kept at full rank ``L``.
     """
 
-    train_dtype: torch.dtype | None = None  # see train_dtype()
+    product_dtype: torch.dtype | None = None  # the module docstring, last paragraph
 
     def __init__(self, weights: Tensor, rank: float | None = None) -> None:
         super().__init__()
@@ -282,7 +276,7 @@ class HolisticTucker(nn.Module):
         """The weight of the layer whose layer-mode factor row is ``row``."""
         if len(self.layer_shape) == 2:
             return matrix_tucker(self.core, self.factors[0], self.factors[1], row,
-                                 train_dtype(self))
+                                 self.product_dtype)
         return tucker_to_tensor(mode_dot(self.core, row, 0), self.factors)
 
     def project(self, w: Tensor) -> Tensor:

@@ -272,7 +272,7 @@ def parametrize_model(
         ``alpha * sign(W)``: ``{0, b}`` weights can only add up non-negative pixels.
     factor_dtype : {"float32", "bfloat16"}, optional
         The dtype of the factorization's matrix products, in training and evaluation
-        (:func:`~bitfold.train.factorize.train_dtype`); None or float32: the factors' own.
+        (``product_dtype`` in :mod:`~bitfold.train.factorize`); None or float32: the factors' own.
     """
     if param not in PARAMS:
         raise ValueError(f"param must be one of {PARAMS}, not {param!r}")
@@ -291,13 +291,13 @@ def parametrize_model(
 
 
 def _set_factor_dtype(model: nn.Module, factor_dtype: str | None) -> None:
-    """Every factorization's product dtype (:func:`~bitfold.train.factorize.train_dtype`)."""
+    """Every factorization's ``product_dtype`` (:mod:`~bitfold.train.factorize`)."""
     if factor_dtype in (None, "float32"):
         return
     dtype = getattr(torch, factor_dtype)
     for link in model.modules():
         if isinstance(link, (SVDWeight, TuckerWeight, HolisticTucker)):
-            link.train_dtype = dtype
+            link.product_dtype = dtype
 
 
 def _factorize(model: nn.Module, layers: list[BinaryLayer], param: str,

@@ -66,8 +66,8 @@ def test_float32_is_the_default_and_the_bfloat16_model_rebuilds_its_weights_with
 
     default, f32, bf16 = model(None), model("float32"), model("bfloat16")
     links = [m for m in bf16.modules() if isinstance(m, HolisticTucker)]
-    assert len(links) == 3 and {m.train_dtype for m in links} == {torch.bfloat16}
-    assert all(m.train_dtype is None for m in f32.modules() if isinstance(m, HolisticTucker))
+    assert len(links) == 3 and {m.product_dtype for m in links} == {torch.bfloat16}
+    assert all(m.product_dtype is None for m in f32.modules() if isinstance(m, HolisticTucker))
     layers = {name: [m for m in net.modules() if hasattr(m, "real_weight")]
               for name, net in (("default", default), ("f32", f32), ("bf16", bf16))}
     for a, b, c in zip(*layers.values(), strict=True):
@@ -86,7 +86,7 @@ def test_layerwise_factorizations_take_the_dtype_too(param, link):
     torch.manual_seed(0)
     bf16 = parametrize_model(build_model("tfc", (1, 28, 28), 10), param, "learned", None,
                              factor_dtype="bfloat16")
-    assert {m.train_dtype for m in bf16.modules() if isinstance(m, link)} == {torch.bfloat16}
+    assert {m.product_dtype for m in bf16.modules() if isinstance(m, link)} == {torch.bfloat16}
     x = torch.rand(16, 1, 28, 28)
     for net in (f32, bf16):
         net(x).sum().backward()
@@ -113,7 +113,7 @@ def test_a_bfloat16_run_compiles_and_agrees_with_golden(tmp_path, capsys):
     assert json.loads((run / "config.json").read_text())["factor_dtype"] == "bfloat16"
     model, config, _ = load_run(run)
     assert config.factor_dtype == "bfloat16"
-    assert {m.train_dtype for m in model.modules() if isinstance(m, HolisticTucker)} == \
+    assert {m.product_dtype for m in model.modules() if isinstance(m, HolisticTucker)} == \
         {torch.bfloat16}
     for args in (["compile", str(run), "--out", str(build)], ["golden", str(build)]):
         assert main(args) == 0
