@@ -12,6 +12,7 @@ import torch
 from bitfold.options import param_options, train_argv, train_options
 from bitfold.train.config import TrainConfig
 from bitfold.train.data import first_train, load_dataset
+from bitfold.train.dense_start import dense_phase
 from bitfold.train.layers import BinaryLinear
 from bitfold.train.optim import (
     LatentPenalty,
@@ -227,6 +228,11 @@ def test_dense_start_is_a_dense_run_then_a_start_from_it(tmp_path):
     for model in ("tfc", "sfc", "lfc"):
         assert (recipe(model, "mnist")["dense_start"], recipe(model, "mnist")["epochs"]) == (2.0, 20)
     assert recipe("lfc", "fashion-mnist")["dense_start"] == 0  # not measured there
+    # sfc's factorized phase takes its own batch and rate; its dense phase keeps the dense recipe's
+    sfc = TrainConfig(model="sfc", dataset="mnist").resolved()
+    assert (sfc.batch_size, sfc.lr) == (1024, 2e-3)
+    assert (dense_phase(sfc).batch_size, dense_phase(sfc).lr) == (256, 1e-2)
+    assert recipe("tfc", "mnist")["batch_size"] == recipe("lfc", "mnist")["batch_size"] == 256
     assert recipe("mlp-digits", "digits")["dense_start"] == 0  # the demo's: the base
 
 
