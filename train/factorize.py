@@ -118,7 +118,9 @@ class _MatrixTucker(torch.autograd.Function):
         home = core.dtype
         grad_t = grad.t().to(u2.dtype)  # (C_in, C_out)
         d_u2 = grad_t.mm(a).to(home) if need_u2 else None
-        d_a = u2.t().mm(grad_t).t() if need_core or need_u1 or need_row else None
+        # contiguous, as autograd's reshape hands it on: on AMD EPYC MKL sums a transposed
+        # operand in another order for some shapes (10 x 10 cores); on Intel Xeon it did not
+        d_a = u2.t().mm(grad_t).t().contiguous() if need_core or need_u1 or need_row else None
         d_u1 = d_a.mm(m.t()).to(home) if need_u1 else None
         d_core = d_row = None
         if need_core or need_row:
