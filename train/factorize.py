@@ -88,8 +88,10 @@ class _MatrixTucker(torch.autograd.Function):
     row, 0), [U1, U2])``, and the same layout: the weight is the transpose of a
     contiguous ``(C_in, C_out)`` product, so the binarization and its gradients see the
     strides they saw (a contiguous weight changes the bits of the scales' gradients).
-    MKL's products give the same bits for a transposed operand as for tensorly's
-    contiguous copy of it, so the copy is skipped. Fewer and cheaper operations: the
+    MKL's forward product gives the same bits for a transposed operand as for tensorly's
+    contiguous copy of it (Intel Xeon and AMD EPYC), so that copy is skipped; the backward's
+    ``d_a`` is made contiguous as autograd's is, since on AMD EPYC its transposed view sums
+    in another order for some shapes. Fewer and cheaper operations: the
     layer mode is a matrix-vector product forward (``mv``, 2.5x faster than the
     ``1 x L`` matrix product), its gradient for the core an outer product written as a
     broadcast multiply (one product per element, as the ``L x 1`` times ``1 x N`` matrix
@@ -118,8 +120,7 @@ class _MatrixTucker(torch.autograd.Function):
         home = core.dtype
         grad_t = grad.t().to(u2.dtype)  # (C_in, C_out)
         d_u2 = grad_t.mm(a).to(home) if need_u2 else None
-        # contiguous, as autograd's reshape hands it on: on AMD EPYC MKL sums a transposed
-        # operand in another order for some shapes (10 x 10 cores); on Intel Xeon it did not
+        # contiguous, as autograd's reshape hands it on (the class docstring)
         d_a = u2.t().mm(grad_t).t().contiguous() if need_core or need_u1 or need_row else None
         d_u1 = d_a.mm(m.t()).to(home) if need_u1 else None
         d_core = d_row = None

@@ -231,7 +231,8 @@ def test_dense_start_is_a_dense_run_then_a_start_from_it(tmp_path):
     # sfc's factorized phase takes its own batch and rate; its dense phase keeps the dense recipe's
     sfc = TrainConfig(model="sfc", dataset="mnist").resolved()
     assert (sfc.batch_size, sfc.lr) == (1024, 2e-3)
-    assert (dense_phase(sfc).batch_size, dense_phase(sfc).lr) == (256, 1e-2)
+    dense = dense_phase(sfc)
+    assert (dense.batch_size, dense.lr) == (256, 1e-2)
     assert recipe("tfc", "mnist")["batch_size"] == recipe("lfc", "mnist")["batch_size"] == 256
     assert recipe("mlp-digits", "digits")["dense_start"] == 0  # the demo's: the base
 
