@@ -30,19 +30,6 @@ DEFAULT_PARAMS = ("dense", "svd", "tucker", "holistic-tucker")
 DEFAULT_ALPHAS = ("analytic", "learned")
 
 
-def _machine(config: TrainConfig) -> str:
-    """The machine a run trains on, in words: CPU, threads, and the GPU where it uses one."""
-    import torch
-
-    from bitfold.cpu_bench import machine
-
-    info = machine()
-    words = f"{info['cpu']}, {info['cores']} cores, {torch.get_num_threads()} torch threads"
-    if config.device.startswith("cuda") and torch.cuda.is_available():
-        words += f", {torch.cuda.get_device_name(torch.device(config.device))}"
-    return words
-
-
 def _trained_on(run_dir: Path) -> str:
     try:
         return str(read_json(run_dir / "machine.json", SCHEMA)["machine"])
@@ -56,7 +43,7 @@ def _run_once(config: TrainConfig, run_dir: Path, progress: bool) -> dict[str, A
         metrics = read_json(run_dir / "metrics.json", SCHEMA)
         cfg = read_json(run_dir / "config.json", SCHEMA)
         cfg.pop("schema")
-        if upgrade(cfg) == config.to_dict() and metrics["epochs"] == config.epochs:
+        if upgrade(cfg) == upgrade(config.to_dict()) and metrics["epochs"] == config.epochs:
             return metrics
     except (ArtifactError, KeyError):
         pass
@@ -67,7 +54,6 @@ def _run_once(config: TrainConfig, run_dir: Path, progress: bool) -> dict[str, A
         if not resume:
             raise
         metrics = train(config, run_dir, resume=False, progress=progress)
-    write_json(run_dir / "machine.json", {"schema": SCHEMA, "machine": _machine(config)})
     return metrics
 
 

@@ -137,6 +137,7 @@ def train(
     A training that fails before its first checkpoint leaves no run behind (the
     folder is removed if it made it, else its ``config.json``). With ``dense_start``
     the dense phase trains first, into ``out/dense`` (:mod:`bitfold.train.dense_start`).
+    ``out/machine.json`` names the machine that trained it (each, when a resumed run moved).
 
     Parameters
     ----------
@@ -234,7 +235,7 @@ def _resume(out: Path, config: TrainConfig, device: torch.device, model: nn.Modu
 def _fresh_run(out: Path, config: TrainConfig, force: bool) -> bool:
     """Start ``out`` afresh (another run's checkpoint and metrics removed with ``force``) with
     its config.json; return whether the folder was made here."""
-    for stale in ("checkpoint.pt", "metrics.json") if force else ():  # another run's
+    for stale in ("checkpoint.pt", "metrics.json", "machine.json") if force else ():  # another run's
         (out / stale).unlink(missing_ok=True)
     made_dir = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -286,6 +287,8 @@ def _train_epochs(config, out, dist, data, model, net, opt, sched, start, histor
         wall = wall_before + time.perf_counter() - t0
         metric_name = "PCKh" if data.task == "pose" else "acc"
         if dist.main:
+            if epoch == start:  # this invocation trains: the machine it trains on
+                _record_machine(config, out)
             save_checkpoint(out / "checkpoint.pt", {
                 "schema": SCHEMA, "config": config.to_dict(), "epoch": epoch + 1,
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -310,6 +313,30 @@ def _train_epochs(config, out, dist, data, model, net, opt, sched, start, histor
         metrics = read_json(out / "metrics.json", SCHEMA)
     dist.close()
     return metrics
+
+
+def machine_words(config: TrainConfig) -> str:
+    """The machine a run trains on, in words: CPU, cores, torch threads, and the GPU where
+    it uses one."""
+    from bitfold.cpu_bench import machine
+
+    info = machine()
+    words = f"{info['cpu']}, {info['cores']} cores, {torch.get_num_threads()} torch threads"
+    if config.device.startswith("cuda") and torch.cuda.is_available():
+        words += f", {torch.cuda.get_device_name(torch.device(config.device))}"
+    return words
+
+
+def _record_machine(config: TrainConfig, out: Path) -> None:
+    """Write ``out/machine.json``: the machine this invocation trains on, after those of the
+    invocations before it where a resumed run moved machines (``"A; B"``)."""
+    now = machine_words(config)
+    try:
+        before = str(read_json(out / "machine.json", SCHEMA)["machine"]).split("; ")
+    except (ArtifactError, KeyError):
+        before = []
+    if now not in before:
+        write_json(out / "machine.json", {"schema": SCHEMA, "machine": "; ".join([*before, now])})
 
 
 def _epoch(config, dist, data, net, opt, epoch: int, clipped: list,

@@ -8,12 +8,13 @@ import matplotlib.image as mpimg
 import numpy as np
 import torch
 
+from bitfold.train import ablate as ablate_module
 from bitfold.train.ablate import ablate
 from bitfold.train.layers import binary_layers
 from bitfold.train.trainer import TrainConfig, load_run
 
 
-def test_ablate_grid_table_plot_and_reuse(tmp_path):
+def test_ablate_grid_table_plot_and_reuse(tmp_path, monkeypatch):
     base = TrainConfig(model="mlp-digits", dataset="digits", epochs=1, batch_size=256)
     result = ablate(base, tmp_path, seeds=2, params=["dense", "svd"], alphas=["analytic", "learned"],
                     progress=False)
@@ -29,11 +30,18 @@ def test_ablate_grid_table_plot_and_reuse(tmp_path):
     image = mpimg.imread(tmp_path / "ablation.png")
     assert image.shape[0] > 100 and image.shape[1] > 100
     # A second call reuses the finished runs instead of training again.
-    stamp = (tmp_path / "runs" / "dense-analytic-s0" / "checkpoint.pt").stat().st_mtime_ns
+    run = tmp_path / "runs" / "dense-analytic-s0"
+    files = ("checkpoint.pt", "metrics.json", "machine.json", "config.json")
+    stamps = {f: (run / f).stat().st_mtime_ns for f in files}
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained (resumed) again")
+
+    monkeypatch.setattr(ablate_module, "train", no_training)
     again = ablate(base, tmp_path, seeds=2, params=["dense", "svd"], alphas=["analytic", "learned"],
                    progress=False)
     assert again["cells"] == result["cells"]
-    assert (tmp_path / "runs" / "dense-analytic-s0" / "checkpoint.pt").stat().st_mtime_ns == stamp
+    assert {f: (run / f).stat().st_mtime_ns for f in files} == stamps  # not even resumed
     machine = json.loads((tmp_path / "runs" / "svd-learned-s1" / "machine.json").read_text())
     assert cells["svd", "learned"]["machines"] == [machine["machine"]]
     assert f"Trained on: {machine['machine']}." in table

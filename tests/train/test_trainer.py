@@ -100,6 +100,24 @@ def test_resume_with_other_options_is_refused(tmp_path):
         train(tiny(epochs=1), tmp_path / "empty", resume=True, progress=False)
 
 
+def test_run_records_each_machine_that_trained_it(tmp_path, monkeypatch):
+    from bitfold.train import trainer
+
+    train(tiny(epochs=1), tmp_path, progress=False)
+    first = json.loads((tmp_path / "machine.json").read_text())["machine"]
+    assert first == trainer.machine_words(tiny())
+    assert f"{torch.get_num_threads()} torch threads" in first
+    stamp = (tmp_path / "machine.json").stat().st_mtime_ns
+    train(tiny(epochs=1), tmp_path, resume=True, progress=False)  # nothing left to train
+    assert (tmp_path / "machine.json").stat().st_mtime_ns == stamp
+    monkeypatch.setattr(trainer, "machine_words", lambda config: "Other CPU, 8 cores, 4 torch threads")
+    train(tiny(epochs=2), tmp_path, resume=True, progress=False)  # moved machines
+    both = json.loads((tmp_path / "machine.json").read_text())["machine"]
+    assert both == f"{first}; Other CPU, 8 cores, 4 torch threads"
+    train(tiny(epochs=3), tmp_path, resume=True, progress=False)  # same one again: no repeat
+    assert json.loads((tmp_path / "machine.json").read_text())["machine"] == both
+
+
 def test_load_run_restores_the_trained_model(tmp_path):
     train(tiny(epochs=1, param="svd"), tmp_path, progress=False)
     model, config, data = load_run(tmp_path)
