@@ -7,8 +7,9 @@ its own folder, reused when already complete) and writes a mean +- std table
 (``ablation.md``, ``ablation.json``) and a plot (``ablation.png``), and for each cell's
 first seed the distributions of its real weights and scales
 (:mod:`~bitfold.train.ablate_figures`: ``ablation-weights.png``, ``ablation-scales.png``,
-the summaries in the table and the JSON). Each run records the machine that trained it
-(``RUN/machine.json``), and the table names it.
+the summaries in the table and the JSON), and whether each cell had settled (the range of
+its test accuracy over the last epochs and of its training accuracy at the end). Each run
+records the machine that trained it (``RUN/machine.json``), and the table names it.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def ablate(base: TrainConfig, out: str | Path, seeds: int = 3,
     cells = []
     for param in params:
         for alpha in alphas:
-            accs, walls, runs = [], [], []
+            accs, walls, runs, histories = [], [], [], []
             for seed in range(seeds):
                 config = dataclasses.replace(base, param=param, alpha=alpha, seed=base.seed + seed)
                 run_dir = out / "runs" / f"{param}-{alpha}-s{config.seed}"
@@ -78,11 +79,13 @@ def ablate(base: TrainConfig, out: str | Path, seeds: int = 3,
                 accs.append(metrics["test_accuracy"])
                 walls.append(metrics["wall_s"])
                 runs.append(run_dir.name)
+                histories.append(metrics["history"])
             cells.append({
                 "param": param, "alpha": alpha, "accuracies": accs,
                 "mean": statistics.fmean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
                 "mean_wall_s": statistics.fmean(walls), "runs": runs,
                 "machines": sorted({_trained_on(out / "runs" / r) for r in runs}),
+                **_convergence(histories),
             })
     result = {"schema": SCHEMA, "model": base.model, "dataset": base.dataset,
               "epochs": base.resolved().epochs,
@@ -105,6 +108,18 @@ def ablate(base: TrainConfig, out: str | Path, seeds: int = 3,
     return result
 
 
+TAIL = 10  # the last epochs whose test accuracy says whether a run has settled
+
+
+def _convergence(histories: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """Whether a cell's runs had settled: the range of their test accuracy over the last
+    :data:`TAIL` epochs and of their training accuracy at the last epoch."""
+    tail = [r["test_accuracy"] for h in histories for r in h[-TAIL:]]
+    train = [h[-1]["train_accuracy"] for h in histories]
+    return {"tail_epochs": min(TAIL, *(len(h) for h in histories)),
+            "tail_test_range": [min(tail), max(tail)], "final_train_range": [min(train), max(train)]}
+
+
 def _table(result: dict[str, Any]) -> str:
     alphas = list(dict.fromkeys(c["alpha"] for c in result["cells"]))
     params = list(dict.fromkeys(c["param"] for c in result["cells"]))
@@ -119,6 +134,14 @@ def _table(result: dict[str, Any]) -> str:
     for p in params:
         row = [f"{100 * by[p, a]['mean']:.2f} +- {100 * by[p, a]['std']:.2f}" for a in alphas]
         lines.append(f"| {p} | " + " | ".join(row) + " |")
+    tail = min(c["tail_epochs"] for c in result["cells"])
+    lines += ["", f"Whether the runs had settled (each cell's seeds): test accuracy (%) over "
+              f"the last {tail} epochs, training accuracy (%) at the last:", "",
+              f"| cell | test, last {tail} epochs | train, last epoch |", "|---|---|---|"]
+    for c in result["cells"]:
+        (t0, t1), (r0, r1) = c["tail_test_range"], c["final_train_range"]
+        lines.append(f"| {c['param']}/{c['alpha']} | {100 * t0:.2f}-{100 * t1:.2f} "
+                     f"| {100 * r0:.2f}-{100 * r1:.2f} |")
     machines = sorted({m for c in result["cells"] for m in c.get("machines", [])})
     if machines:
         lines += ["", "Trained on: " + "; ".join(machines) + "."]

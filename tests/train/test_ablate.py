@@ -47,6 +47,23 @@ def test_ablate_grid_table_plot_and_reuse(tmp_path, monkeypatch):
     assert f"Trained on: {machine['machine']}." in table
 
 
+def test_ablate_tells_whether_each_cell_had_settled(tmp_path):
+    base = TrainConfig(model="mlp-digits", dataset="digits", epochs=3, batch_size=256)
+    result = ablate(base, tmp_path, seeds=2, params=["svd"], alphas=["learned"], progress=False,
+                    figures=False)
+    (cell,) = result["cells"]
+    histories = [json.loads((tmp_path / "runs" / f"svd-learned-s{s}" / "metrics.json").read_text())
+                 ["history"] for s in (0, 1)]
+    tests = [r["test_accuracy"] for h in histories for r in h]
+    trains = [h[-1]["train_accuracy"] for h in histories]
+    assert cell["tail_epochs"] == 3 and len(tests) == 6
+    assert cell["tail_test_range"] == [min(tests), max(tests)]
+    assert cell["final_train_range"] == [min(trains), max(trains)]
+    row = (f"| svd/learned | {100 * min(tests):.2f}-{100 * max(tests):.2f} "
+           f"| {100 * min(trains):.2f}-{100 * max(trains):.2f} |")
+    assert row in (tmp_path / "ablation.md").read_text().splitlines()
+
+
 def test_ablate_summarizes_each_cells_weights_and_scales(tmp_path):
     base = TrainConfig(model="mlp-digits", dataset="digits", epochs=1, batch_size=256)
     result = ablate(base, tmp_path, seeds=1, params=["dense", "holistic-tucker"],
