@@ -8,7 +8,6 @@ docstring); :func:`machine` says what it ran on.
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bitfold.machine import machine
 
 __all__ = ["BATCHES", "cpu_baselines", "float_twin", "machine"]
 
@@ -176,22 +177,3 @@ def _rates(runners: dict[str, Callable[[Any], Any]], inputs: dict[str, Any],
     finally:
         torch.set_num_threads(previous)
     return rows
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict[str, Any]:
-    import torch
-
-    return {"cpu": _cpu_name(), "cores": os.cpu_count(),
-            "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-            "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__}

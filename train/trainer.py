@@ -32,6 +32,7 @@ from torch.nn.utils import parametrize
 from tqdm import tqdm
 
 from bitfold.artifacts import ArtifactError, read_json, write_json
+from bitfold.machine import machine
 
 from .catalog import POSE_MODELS
 from .checkpoint import (
@@ -318,8 +319,6 @@ def _train_epochs(config, out, dist, data, model, net, opt, sched, start, histor
 def machine_words(config: TrainConfig) -> str:
     """The machine a run trains on, in words: CPU, cores, torch threads, and the GPU where
     it uses one."""
-    from bitfold.cpu_bench import machine
-
     info = machine()
     words = f"{info['cpu']}, {info['cores']} cores, {torch.get_num_threads()} torch threads"
     if config.device.startswith("cuda") and torch.cuda.is_available():
