@@ -22,8 +22,7 @@ from typing import Any
 
 from bitfold.artifacts import ArtifactError, atomic_write, read_json, write_json
 
-from .config import upgrade
-from .trainer import SCHEMA, TrainConfig, train
+from .trainer import SCHEMA, TrainConfig, changed_fields, train
 
 __all__ = ["DEFAULT_ALPHAS", "DEFAULT_PARAMS", "ablate"]
 
@@ -44,7 +43,7 @@ def _run_once(config: TrainConfig, run_dir: Path, progress: bool) -> dict[str, A
         metrics = read_json(run_dir / "metrics.json", SCHEMA)
         cfg = read_json(run_dir / "config.json", SCHEMA)
         cfg.pop("schema")
-        if upgrade(cfg) == upgrade(config.to_dict()) and metrics["epochs"] == config.epochs:
+        if not changed_fields(cfg, config.to_dict()) and metrics["epochs"] == config.epochs:
             return metrics
     except (ArtifactError, KeyError):
         pass

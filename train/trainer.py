@@ -214,7 +214,7 @@ def _resume(out: Path, config: TrainConfig, device: torch.device, model: nn.Modu
     if not path.is_file():
         raise ArtifactError(f"{out}: nothing to resume (no checkpoint.pt)")
     ckpt = run_checkpoint(path, device)
-    changed = _changed(ckpt["config"], config.to_dict())
+    changed = changed_fields(ckpt["config"], config.to_dict())
     if set(changed) - {"epochs"}:
         raise ValueError(f"--resume with a different configuration ({', '.join(changed)}); "
                          f"use the original options (only --epochs may change) or a new --out")
@@ -244,7 +244,8 @@ def _fresh_run(out: Path, config: TrainConfig, force: bool) -> bool:
     return made_dir
 
 
-def _changed(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
+def changed_fields(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The config fields in which a saved run (``stored``) and ``now`` differ."""
     # an older run's config: the fields it lacks as it trained (and those to_dict leaves out)
     stored, now = upgrade(stored), upgrade(now)
     return sorted(k for k in {*now, *stored} if stored.get(k) != now.get(k))
@@ -257,7 +258,7 @@ def _check_run_dir(out: Path, config: TrainConfig, force: bool) -> None:
     try:
         stored = read_json(out / "config.json", SCHEMA)
         stored.pop("schema")
-        changed = _changed(stored, config.to_dict())
+        changed = changed_fields(stored, config.to_dict())
         what = f"a run with other options ({', '.join(changed)})"
     except ArtifactError:
         changed, what = ["?"], "a run whose config.json is missing or unreadable"
